@@ -1,0 +1,1 @@
+"""Planning and driving a run."""
