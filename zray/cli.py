@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from zray import script as script_mod
+from zray.config import ConfigError, load_config
 
 app = typer.Typer(
     name="zray",
@@ -45,6 +48,84 @@ def validate(
 def schema() -> None:
     """Print the JSON Schema of an episode script (for editors)."""
     typer.echo(json.dumps(script_mod.json_schema(), indent=2, ensure_ascii=False))
+
+
+@app.command()
+def run(
+    script: Annotated[Path, typer.Argument(help="The episode script (JSON).", show_default=False)],
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Output folder or URL (s3://, gs://).")
+    ] = None,
+    lang: Annotated[
+        list[str] | None, typer.Option("--lang", help="Only these languages (repeatable).")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="draft, production or auto (GPU -> production).")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="fast (x264 ultrafast, CRF 23) or final (medium, CRF 18).")
+    ] = None,
+    intro: Annotated[
+        Path | None, typer.Option(help="Clip to prepend (default: inputs/assets/<project>/intro*.mp4).")
+    ] = None,
+    project: Annotated[
+        str | None, typer.Option(help="Project name (default: the script's folder name).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster (auto, host:port, ray://...).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Remove the episode's generated files first.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log lines only, no progress bars.")] = False,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard", help="Start Ray's dashboard (embedded Ray).")
+    ] = False,
+) -> None:
+    """Make the finished videos of one episode script, for every language."""
+    from zray.pipeline.run import RunRequest, run_episode
+
+    with user_errors():
+        cfg = load_config(
+            config,
+            output=output,
+            profile=profile,
+            video__preset=preset,
+            project=project,
+            address=address,
+            quiet=quiet or None,
+            dashboard=dashboard or None,
+        )
+        report = run_episode(
+            RunRequest(script=script, languages=list(lang or []), intro=intro, clean=clean), cfg
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into one line and an exit code, never a traceback."""
+    from zray.engines.base import EngineError
+    from zray.pipeline.cluster import ClusterError
+    from zray.pipeline.run import RunError
+    from zray.store import StoreError
+
+    try:
+        yield
+    except script_mod.ScriptError as exc:
+        for problem in exc.problems:
+            typer.echo(problem.render(exc.file), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    except (ConfigError, RunError, ClusterError, StoreError, EngineError) as exc:
+        typer.echo(f"zray: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo(
+            "zray: interrupted; finished steps are saved, run the same command again to resume", err=True
+        )
+        raise typer.Exit(130) from None
 
 
 def main() -> None:

@@ -175,6 +175,16 @@ class Store:
                 yield tmp
                 self.fs.put_file(str(tmp), target)
 
+    def move(self, src: str, dst: str) -> None:
+        """Rename a key (atomic on local disks; copy then delete on object stores)."""
+        source, target = self.path(src), self.path(dst)
+        if self.is_local:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+        else:
+            self.fs.copy(source, target)
+            self.fs.rm(source)
+
     def remove(self, key: str) -> None:
         path = self.path(key)
         if self.fs.exists(path):

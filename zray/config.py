@@ -1,0 +1,153 @@
+"""Run configuration: defaults, then a TOML file, then `ZRAY_*` environment variables, then flags.
+
+Every key is documented in the README's configuration table. Nested keys use `__` in the
+environment: `ZRAY_VIDEO__WIDTH=1280`, `ZRAY_VOICES__ES=es`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Profile = Literal["auto", "draft", "production"]
+
+
+class ConfigError(ValueError):
+    """A setting with a bad value; the message names the setting and where it came from."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VideoConfig(Strict):
+    width: int = Field(1920, gt=0)
+    height: int = Field(1072, gt=0)
+    fps: int = Field(24, gt=0, le=120)
+    preset: Literal["fast", "final"] = "final"
+    gop: int = Field(48, gt=0)
+    keep_metadata: bool = False
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_16(cls, value: int) -> int:
+        # Diffusion models and H.264 macroblocks both want multiples of 16.
+        if value % 16:
+            raise ValueError(f"{value} is not a multiple of 16 (try {value - value % 16})")
+        return value
+
+
+class AudioConfig(Strict):
+    music_level: float = Field(0.08, ge=0, le=1)
+    duck: bool = False
+    target_lufs: float = Field(-14.0, le=0)
+    peak_dbfs: float = Field(-1.0, le=0)
+    music_seconds: float = Field(60.0, gt=0)
+
+
+class ActorConfig(Strict):
+    num_cpus: float = Field(0.25, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    max_restarts: int = Field(3, ge=-1)
+    max_task_retries: int = Field(3, ge=-1)
+    count: int = Field(1, ge=1)
+
+
+class ActorsConfig(Strict):
+    image: ActorConfig = ActorConfig()
+    tts: ActorConfig = ActorConfig()
+    music: ActorConfig = ActorConfig()
+
+
+class EnginesConfig(Strict):
+    """Engine names per role; empty means the profile's default."""
+
+    image: str = ""
+    music: str = ""
+    tts_default: str = ""
+    tts: dict[str, str] = Field(default_factory=dict)
+
+
+class Config(Strict):
+    """Everything a run can be told; see the README for each key."""
+
+    output: str = "outputs/"
+    profile: Profile = "auto"
+    project: str | None = None
+    address: str | None = None
+    dashboard: bool = False
+    quiet: bool = False
+    max_in_flight: int = Field(64, ge=1)
+    task_retries: int = Field(2, ge=0)
+    video: VideoConfig = VideoConfig()
+    audio: AudioConfig = AudioConfig()
+    actors: ActorsConfig = ActorsConfig()
+    engines: EnginesConfig = EnginesConfig()
+    voices: dict[str, str] = Field(default_factory=dict)
+    speeds: dict[str, float] = Field(default_factory=dict)
+
+
+def load_config(file: str | Path | None = None, **flags: Any) -> Config:
+    """Build the config from a TOML file, the environment and flags (None flags are ignored)."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if file is not None:
+        path = Path(file)
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    env = {k: v for k, v in os.environ.items() if k.startswith("ZRAY_")}
+    # Precedence: defaults < file < environment < flags.
+    for key, value in flags.items():
+        if value is None:
+            continue
+        *parents, leaf = key.split("__")
+        node = data
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    try:
+        return Config.model_validate(_deep_merge(data, _env_overrides(env, flags)))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, env)) from None
+
+
+def _env_overrides(env: dict[str, str], flags: dict[str, Any]) -> dict[str, Any]:
+    """Environment values, nested by `__`, minus anything a flag sets."""
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        path = name[len("ZRAY_") :].lower().split("__")
+        if "__".join(path) in {k for k, v in flags.items() if v is not None}:
+            continue
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(exc: ValidationError, source: str, env: dict[str, str]) -> str:
+    err = exc.errors()[0]
+    dotted = ".".join(str(p) for p in err["loc"])
+    env_name = "ZRAY_" + "__".join(str(p).upper() for p in err["loc"])
+    where = f"environment variable {env_name}" if env_name in env else f"setting {dotted} ({source})"
+    message = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+    return f"{where}: {message}"
