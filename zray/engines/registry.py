@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,17 +35,23 @@ class EngineSpec:
     name: str
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __hash__(self) -> int:  # options is a dict: hash its canonical JSON
+        return hash((self.name, json.dumps(self.options, sort_keys=True, default=str)))
+
     def create(self) -> Any:
-        if self.name not in ENGINES:
-            raise EngineError(f"unknown engine {self.name!r}; known: {', '.join(sorted(ENGINES))}")
-        module_name, _, class_name = ENGINES[self.name][1].partition(":")
+        module_name, _, class_name = _target(self.name).partition(":")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
+            if ":" in self.name:
+                raise EngineError(f"custom engine {self.name!r} cannot be imported: {exc}") from None
             raise EngineError(
                 f"engine {self.name!r} is not available ({exc}); install it with: pip install 'zray[models]'"
             ) from None
-        return getattr(module, class_name)(**self.options)
+        factory = getattr(module, class_name, None)
+        if factory is None:
+            raise EngineError(f"engine {self.name!r}: {module_name} has no {class_name}")
+        return factory(**self.options)
 
 
 @dataclass(frozen=True)
@@ -76,10 +83,18 @@ def choose_engines(config: Config, languages: list[str], *, profile: str) -> Eng
     return EngineChoice(profile=profile, image=image, music=music, tts=tts)
 
 
-def _spec(name: str, role: str, config: Config) -> EngineSpec:
+def _target(name: str) -> str:
+    """`module:Class` for an engine name; a name holding a colon is a custom engine's import path."""
+    if ":" in name:
+        return name
     if name not in ENGINES:
-        raise EngineError(f"unknown {role} engine {name!r}; known: {', '.join(sorted(ENGINES))}")
-    if ENGINES[name][0] != role:
+        raise EngineError(f"unknown engine {name!r}; known: {', '.join(sorted(ENGINES))}, or module:Class")
+    return ENGINES[name][1]
+
+
+def _spec(name: str, role: str, config: Config) -> EngineSpec:
+    _target(name)
+    if name in ENGINES and ENGINES[name][0] != role:
         raise EngineError(f"engine {name!r} makes {ENGINES[name][0]}, not {role}")
     options: dict[str, Any] = {}
     if name == "espeak" and config.voices:

@@ -1,0 +1,95 @@
+"""Shared fixtures: one Ray instance per test session, small scripts, fast settings."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole session (starting Ray costs seconds).
+
+    Logical CPUs may exceed the real two cores; workers get the tests folder on their path so
+    test-only engines (fault injection) can be named as `module:Class`.
+    """
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=4,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={
+                "env_vars": {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+            },
+        )
+    yield ray
+    ray.shutdown()
+
+
+# Each scene speaks for about ten seconds, so every chapter is long enough for YouTube.
+ES = [
+    "Hola. Esto es una prueba de zray, y cada escena habla durante unos diez segundos, "
+    "porque YouTube solo acepta capítulos que duran al menos diez segundos.",
+    "El mar brilla de noche bajo millones de estrellas. Las olas llegan despacio a la orilla, "
+    "una tras otra, sin ninguna prisa, como si tuvieran todo el tiempo del mundo.",
+    "Y el bosque espera en silencio entre la niebla. Nadie sabe cuántos años tienen sus árboles, "
+    "pero todos recuerdan la última gran tormenta del invierno.",
+]
+CA = [
+    "Hola. Això és una prova de zray, i cada escena parla durant uns deu segons, "
+    "perquè YouTube només accepta capítols que duren com a mínim deu segons.",
+    "El mar brilla de nit sota milions d'estrelles. Les onades arriben a poc a poc a la vora, "
+    "una darrere l'altra, sense cap pressa, com si tinguessin tot el temps del món.",
+    "I el bosc espera en silenci entre la boira. Ningú no sap quants anys tenen els seus arbres, "
+    "però tots recorden l'última gran tempesta de l'hivern.",
+]
+
+
+def small_script(**overrides) -> dict:
+    """Three scenes, Spanish and Catalan, three chapters."""
+    scenes = [
+        {
+            "scene_id": i,
+            "image_prompt": prompt,
+            "script_es": es,
+            "script_ca": ca,
+            "chapter_es": chapter,
+            "chapter_ca": chapter,
+        }
+        for i, (prompt, es, ca, chapter) in enumerate(
+            [
+                ("A red desert at dawn", ES[0], CA[0], "Uno"),
+                ("A blue ocean at night", ES[1], CA[1], "Dos"),
+                ("A green forest in fog", ES[2], CA[2], "Tres"),
+            ]
+        )
+    ]
+    data = {
+        "project_title": "Prueba de zray",
+        "saga": 1,
+        "episode": 2,
+        "global_music_prompt": "soft test pads",
+        "scenes": scenes,
+        "seo": {
+            "es": {"variants": [{"title": "Título de prueba", "thumb_text": "¡PRUEBA!"}], "tags": ["test"]},
+            "ca": {"variants": [], "description": "Sense variants"},
+        },
+    }
+    data.update(overrides)
+    return data
+
+
+def write_script(folder: Path, data: dict | None = None, name: str = "SAGA_01_Episode_02.json") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(json.dumps(data or small_script(), ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+FAST_VIDEO = {"width": 320, "height": 176, "fps": 24, "preset": "fast", "gop": 24}

@@ -1,0 +1,25 @@
+"""Test-only engines for fault injection, loaded by Ray workers as `fault_engines:Class`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from zray.engines.storyboard import StoryboardImageEngine
+
+CRASH_PREFIX = "CRASH-ONCE:"
+
+
+class CrashOnceImageEngine(StoryboardImageEngine):
+    """Kills its whole actor process the first time it sees a prompt `CRASH-ONCE:<marker path>`.
+
+    The marker file makes the crash happen once across restarts, like a transient CUDA fault.
+    """
+
+    def generate(self, prompt, *, width, height, seed, label=""):
+        if prompt.startswith(CRASH_PREFIX):
+            marker = Path(prompt[len(CRASH_PREFIX) :].split()[0])
+            if not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os._exit(1)
+        return super().generate(prompt, width=width, height=height, seed=seed, label=label)
