@@ -1,0 +1,322 @@
+"""Narration with espeak-ng: the draft profile's TTS engine, CPU-only and offline.
+
+espeak-ng comes from the `espeakng-loader` wheel (its shared library and voice data), driven through
+ctypes. The library keeps global state: one callback, one voice, and wave-generator state (pitch
+flutter, phase) that carries from one utterance into the next, so the same text comes out a few
+milliseconds different each time. Each synthesis therefore loads the library afresh, speaks, and
+unloads it (about 5 ms), under one process-wide lock. It loads a private copy of the library: dlopen
+hands every user of one path the same instance, and kokoro's phonemizer also loads espeak-ng in this
+process.
+"""
+
+from __future__ import annotations
+
+import _ctypes
+import atexit
+import ctypes
+import functools
+import importlib.metadata
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zray.engines.base import EngineError, Synthesis, WordTiming
+
+ENGINE_VERSION = "1"
+DEFAULT_RATE = 165
+MIN_RATE, MAX_RATE = 80, 450
+# Voices that differ from the language code; American English is the narration default.
+DEFAULT_VOICES = {"en": "en-us"}
+
+# espeak-ng's speak_lib.h
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_PARAM_RATE = 1
+_EVENT_LIST_TERMINATED = 0
+_EVENT_WORD = 1
+_EE_OK = 0
+_RAND_SEED = 1
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
+
+
+class _Voice(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        # Not c_char_p: a sequence of (priority byte, NUL-terminated name) ending with a zero byte.
+        ("languages", ctypes.c_void_p),
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+_SynthCallback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
+
+
+class _Espeak:
+    """One loaded, initialized espeak-ng. Use through `_fresh_espeak()`, which holds the lock."""
+
+    def __init__(self, library: Path, data_path: str) -> None:
+        self.lib = ctypes.CDLL(str(library))
+        self._declare()
+        rate = self.lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), _INITIALIZE_DONT_EXIT
+        )
+        if rate <= 0:
+            self.close()
+            raise EngineError(f"espeak-ng failed to initialize with its data at {data_path}")
+        self.sample_rate: int = rate
+        self._chunks: list[np.ndarray] = []
+        self._words: list[tuple[int, int, int]] = []
+        # Kept on the instance: ctypes does not keep a callback alive, and espeak calls it later.
+        self._callback = _SynthCallback(self._on_audio)
+        self.lib.espeak_SetSynthCallback(self._callback)
+
+    def _declare(self) -> None:
+        lib = self.lib
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
+        lib.espeak_SetSynthCallback.restype = None
+        lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
+        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetVoiceByName.restype = ctypes.c_int
+        lib.espeak_SetVoiceByProperties.argtypes = [ctypes.POINTER(_Voice)]
+        lib.espeak_SetVoiceByProperties.restype = ctypes.c_int
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_SetParameter.restype = ctypes.c_int
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_ng_SetRandSeed.restype = None
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
+        lib.espeak_Synth.restype = ctypes.c_int
+        lib.espeak_Synchronize.argtypes = []
+        lib.espeak_Synchronize.restype = ctypes.c_int
+        lib.espeak_Terminate.argtypes = []
+        lib.espeak_Terminate.restype = ctypes.c_int
+
+    def close(self) -> None:
+        self.lib.espeak_Terminate()
+        # Unloading drops the library's statics, so the next load starts from the same state.
+        if sys.platform == "win32":
+            _ctypes.FreeLibrary(self.lib._handle)  # type: ignore[attr-defined]
+        else:
+            _ctypes.dlclose(self.lib._handle)  # type: ignore[attr-defined]
+
+    def list_languages(self) -> frozenset[str]:
+        languages: set[str] = set()
+        voices = self.lib.espeak_ListVoices(None)
+        index = 0
+        while voices[index]:
+            address = voices[index].contents.languages
+            offset = 0
+            while address and ctypes.c_ubyte.from_address(address + offset).value != 0:
+                name = ctypes.string_at(address + offset + 1)
+                languages.add(name.decode("utf-8").lower())
+                offset += len(name) + 2
+            index += 1
+        return frozenset(languages)
+
+    def _on_audio(self, wav: Any, count: int, events: Any) -> int:
+        if count > 0 and wav:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+        index = 0
+        while events[index].type != _EVENT_LIST_TERMINATED:
+            event = events[index]
+            if event.type == _EVENT_WORD:
+                self._words.append((event.text_position, event.length, event.audio_position))
+            index += 1
+        return 0  # 0 = go on synthesizing
+
+    def _select_voice(self, voice: str) -> None:
+        """By voice name or file ("ca", "en-us"), else by language: some languages ("en-gb", "fr-fr")
+        are spoken by a voice filed under another name."""
+        encoded = voice.encode("utf-8")
+        if self.lib.espeak_SetVoiceByName(encoded) == _EE_OK:
+            return
+        language = ctypes.create_string_buffer(encoded)
+        spec = _Voice(languages=ctypes.cast(language, ctypes.c_void_p))
+        if self.lib.espeak_SetVoiceByProperties(ctypes.byref(spec)) != _EE_OK:
+            raise EngineError(f"espeak-ng has no voice named {voice!r}")
+
+    def speak(self, text: str, *, voice: str, rate: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        self._select_voice(voice)
+        self.lib.espeak_SetParameter(_PARAM_RATE, rate, 0)
+        # Voicing noise comes from espeak's own PRNG and from libc's rand(): seed both. libc's seed is
+        # process-wide, but nothing else in a zray worker depends on rand().
+        self.lib.espeak_ng_SetRandSeed(_RAND_SEED)
+        _libc().srand(_RAND_SEED)
+        self._chunks, self._words = [], []
+        encoded = text.encode("utf-8")
+        buffer = ctypes.create_string_buffer(encoded)
+        status = self.lib.espeak_Synth(
+            buffer, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+        )
+        self.lib.espeak_Synchronize()
+        if status != _EE_OK:
+            raise EngineError(f"espeak-ng failed to synthesize (status {status}) with voice {voice!r}")
+        pcm = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
+        words, self._chunks, self._words = self._words, [], []
+        return pcm, words
+
+
+_LOCK = threading.Lock()
+_private_library: Path | None = None
+_languages: frozenset[str] | None = None
+
+
+@contextmanager
+def _fresh_espeak() -> Iterator[_Espeak]:
+    """A freshly loaded espeak-ng, unloaded on exit; holds the process-wide lock throughout."""
+    import espeakng_loader
+
+    global _private_library
+    with _LOCK:
+        if _private_library is None:
+            _private_library = _copy_library(Path(espeakng_loader.get_library_path()))
+        espeak = _Espeak(_private_library, espeakng_loader.get_data_path())
+        try:
+            yield espeak
+        finally:
+            espeak.close()
+
+
+def _copy_library(library: Path) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="zray-espeak-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    copy = folder / library.name
+    shutil.copy2(library, copy)
+    return copy
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    # dlopen(NULL) is the running program, whose symbols include the C library's rand().
+    libc = ctypes.CDLL("msvcrt" if sys.platform == "win32" else None)
+    libc.srand.argtypes = [ctypes.c_uint]
+    libc.srand.restype = None
+    return libc
+
+
+def _known_languages() -> frozenset[str]:
+    global _languages
+    if _languages is None:
+        with _fresh_espeak() as espeak:
+            _languages = espeak.list_languages()
+    return _languages
+
+
+def _normalize(lang: str) -> str:
+    return lang.strip().lower().replace("_", "-")
+
+
+class EspeakTTSEngine:
+    """Speaks text with espeak-ng; mono float32 at espeak's native rate (22050 Hz) with word timings."""
+
+    def __init__(self, voices: dict[str, str] | None = None, *, rate: int = DEFAULT_RATE) -> None:
+        if not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
+            raise ValueError(f"espeak rate must be {MIN_RATE}..{MAX_RATE} words per minute, got {rate!r}")
+        self.voices = {_normalize(lang): voice for lang, voice in (voices or {}).items()}
+        self.rate = rate
+        self._languages: frozenset[str] | None = None
+
+    def load(self) -> None:
+        if self._languages is None:
+            self._languages = _known_languages()
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "engine": "espeak-ng",
+            "version": ENGINE_VERSION,
+            "model": None,
+            # The wheel's version pins the library build and its voice data.
+            "espeakng_loader": importlib.metadata.version("espeakng-loader"),
+            "rate": self.rate,
+            "voices": dict(sorted({**DEFAULT_VOICES, **self.voices}.items())),
+        }
+
+    def voice_for(self, lang: str) -> str:
+        lang = _normalize(lang)
+        return self.voices.get(lang) or DEFAULT_VOICES.get(lang) or lang
+
+    def supports(self, lang: str) -> bool:
+        lang = _normalize(lang)
+        if lang in self.voices:
+            return True
+        self.load()
+        assert self._languages is not None
+        return lang in self._languages
+
+    def synthesize(self, text: str, *, lang: str) -> Synthesis:
+        if not text.strip():
+            raise EngineError(f"espeak-ng was given no text to speak for language {lang!r}")
+        if not self.supports(lang):
+            raise EngineError(f"espeak-ng has no voice for language {lang!r}")
+        voice = self.voice_for(lang)
+        with _fresh_espeak() as espeak:
+            pcm, events = espeak.speak(text, voice=voice, rate=self.rate)
+            sample_rate = espeak.sample_rate
+        if pcm.size == 0:
+            raise EngineError(f"espeak-ng produced no audio for {text[:40]!r} in language {lang!r}")
+        samples = (pcm.astype(np.float32) / 32768.0)[None, :]
+        return Synthesis(
+            samples=samples,
+            sample_rate=sample_rate,
+            words=_word_timings(text, events, pcm.size / sample_rate),
+        )
+
+
+def _word_timings(text: str, events: list[tuple[int, int, int]], seconds: float) -> list[WordTiming]:
+    """Word events to timings. espeak reports text positions in characters from 1; a number spoken as
+    several words repeats its position, so only the first event of each text span is kept."""
+    spans: list[tuple[int, int, float]] = []
+    covered = 0
+    for position, length, milliseconds in events:
+        start = position - 1
+        if start < covered or length <= 0:
+            continue
+        spans.append((start, start + length, milliseconds / 1000))
+        covered = start + length
+    timings: list[WordTiming] = []
+    for index, (start, end, at) in enumerate(spans):
+        until = spans[index + 1][2] if index + 1 < len(spans) else seconds
+        word = text[start:end].strip()
+        if word:
+            timings.append(WordTiming(text=word, start=at, end=max(at, until)))
+    return timings

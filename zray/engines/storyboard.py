@@ -1,0 +1,268 @@
+"""Storyboard cards: the draft profile's image engine, deterministic and CPU-only.
+
+Each scene gets a flat-colour card (gradient sky and ground, a few geometric shapes) whose palette
+and layout come from the prompt's hash, with the scene label and the prompt text written on it, so a
+draft video shows which scene is which and what the real image will depict.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL
+from PIL import Image, ImageDraw, ImageFont
+
+from zray.engines.base import seed_from
+
+ENGINE_VERSION = "1"
+MIN_SIDE = 16
+MAX_SIDE = 16384
+
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+RGB = tuple[int, int, int]
+
+
+class StoryboardImageEngine:
+    """Draws a storyboard card for a prompt at any size; the same prompt and seed give the same bytes."""
+
+    def __init__(self, *, font_path: str | Path | None = None) -> None:
+        self.font_path = Path(font_path) if font_path is not None else None
+        self._loaded = False
+
+    def load(self) -> None:
+        if self._loaded:
+            return
+        if self.font_path is not None and not self.font_path.is_file():
+            raise FileNotFoundError(f"storyboard font not found: {self.font_path}")
+        self._loaded = True
+
+    def identity(self) -> dict[str, Any]:
+        # Pillow's version is part of it: its bundled font and rasterizer decide the exact pixels.
+        return {
+            "engine": "storyboard",
+            "version": ENGINE_VERSION,
+            "model": None,
+            "font": self.font_path.name if self.font_path else "pillow-default",
+            "pillow": PIL.__version__,
+        }
+
+    def generate(self, prompt: str, *, width: int, height: int, seed: int, label: str = "") -> Image.Image:
+        for name, value in (("width", width), ("height", height)):
+            if not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE:
+                raise ValueError(
+                    f"storyboard {name} must be an integer in {MIN_SIDE}..{MAX_SIDE}, got {value!r}"
+                )
+        self.load()
+        digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+        palette = _palette(digest)
+        horizon = int(height * (0.45 + 0.25 * digest[4] / 255))
+        image = Image.fromarray(_backdrop(width, height, horizon, palette))
+        caption = self._caption(prompt, width=width, height=height)
+        floor = caption.top if caption else height
+        rng = np.random.default_rng(seed_from("storyboard", prompt, str(seed)))
+        draw = ImageDraw.Draw(image)
+        _draw_shapes(draw, rng, width=width, height=height, horizon=horizon, floor=floor, palette=palette)
+        _draw_frame(image, label=label, font=self._font(max(8, min(width, height) // 16)))
+        if caption:
+            _draw_caption(image, caption)
+        return image
+
+    def _font(self, size: int) -> Font:
+        return _load_font(str(self.font_path) if self.font_path else None, size)
+
+    def _caption(self, prompt: str, *, width: int, height: int) -> _Caption | None:
+        text = " ".join(prompt.split())
+        if not text:
+            return None
+        margin = _margin(width, height)
+        font = self._font(max(8, min(width, height) // 24))
+        line_height = _line_height(font)
+        max_lines = max(1, int(height * 0.4) // line_height)
+        lines = _wrap(text, font, max_width=width - 4 * margin, max_lines=max_lines)
+        top = height - margin - len(lines) * line_height - 2 * margin
+        return _Caption(lines=lines, font=font, line_height=line_height, top=top, margin=margin)
+
+
+@dataclass(frozen=True)
+class _Caption:
+    lines: list[str]
+    font: Font
+    line_height: int
+    top: int
+    margin: int
+
+
+def _margin(width: int, height: int) -> int:
+    return max(2, min(width, height) // 30)
+
+
+def _draw_frame(image: Image.Image, *, label: str, font: Font) -> None:
+    """A card border and the scene label in a light tab at the top left."""
+    width, height = image.size
+    margin = _margin(width, height)
+    border = max(1, min(width, height) // 200)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, width - 1, height - 1), outline=(20, 20, 20), width=border)
+    if not label:
+        return
+    box = draw.textbbox((0, 0), label, font=font)
+    pad = max(2, _line_height(font) // 5)
+    panel = (margin, margin, margin + box[2] + 2 * pad, margin + box[3] + 2 * pad)
+    draw.rounded_rectangle(panel, radius=pad, fill=(250, 250, 245), outline=(20, 20, 20), width=border)
+    draw.text((margin + pad, margin + pad), label, font=font, fill=(20, 20, 20))
+
+
+def _draw_caption(image: Image.Image, caption: _Caption) -> None:
+    width, height = image.size
+    margin = caption.margin
+    # A darkened band behind the text keeps it legible on any palette.
+    band = image.crop((margin, caption.top, width - margin, height - margin))
+    image.paste(Image.blend(band, Image.new("RGB", band.size, (10, 10, 14)), 0.6), (margin, caption.top))
+    draw = ImageDraw.Draw(image)
+    stroke = max(1, caption.line_height // 20)
+    y = caption.top + margin
+    for line in caption.lines:
+        draw.text(
+            (2 * margin, y),
+            line,
+            font=caption.font,
+            fill=(255, 255, 255),
+            stroke_width=stroke,
+            stroke_fill=(0, 0, 0),
+        )
+        y += caption.line_height
+
+
+@functools.lru_cache(maxsize=32)
+def _load_font(path: str | None, size: int) -> Font:
+    if path is None:
+        return ImageFont.load_default(size=size)
+    return ImageFont.truetype(path, size=size)
+
+
+def _line_height(font: Font) -> int:
+    ascent, descent = font.getmetrics() if isinstance(font, ImageFont.FreeTypeFont) else (10, 2)
+    return int((ascent + descent) * 1.15)
+
+
+def _wrap(text: str, font: Font, *, max_width: int, max_lines: int) -> list[str]:
+    """Greedy word wrap; words wider than a line are split, overflow ends in an ellipsis."""
+    # No glyph is narrower than an eighth of the font size (zero-width marks aside), so no more than
+    # `per_line` characters fit on a line: that bounds the work on a huge prompt.
+    size = font.size if isinstance(font, ImageFont.FreeTypeFont) else 8
+    per_line = max_width // max(1, int(size) // 8) + 1
+    text = text[: (max_lines + 1) * per_line]
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        if len(lines) > max_lines:
+            break  # the rest would be cut anyway: a very long prompt costs no more than a full card
+        candidate = f"{current} {word}" if current else word
+        if font.getlength(candidate) <= max_width:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        current = word
+        while (
+            len(lines) <= max_lines
+            and len(current) > 1
+            and font.getlength(current[: max_width + 1]) > max_width
+        ):
+            cut = max(1, _fit(current[:per_line], font, max_width))
+            lines.append(current[:cut])
+            current = current[cut:]
+    if current:
+        lines.append(current)
+    if len(lines) > max_lines:
+        last = lines[max_lines - 1]
+        while last and font.getlength(last + "…") > max_width:
+            last = last[:-1]
+        lines = [*lines[: max_lines - 1], last.rstrip() + "…"]
+    return lines
+
+
+def _fit(text: str, font: Font, max_width: int) -> int:
+    low, high = 0, len(text)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if font.getlength(text[:mid]) <= max_width:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _hsv(hue: float, saturation: float, value: float) -> RGB:
+    r, g, b = colorsys.hsv_to_rgb(hue % 1.0, saturation, value)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def _palette(digest: bytes) -> dict[str, RGB | list[RGB]]:
+    """Colours from the prompt hash; a day/dusk/night mood flips brightness so prompts differ widely."""
+    hue = digest[0] / 255
+    ground_hue = hue + 0.25 + 0.5 * digest[1] / 255
+    mood = digest[2] % 3
+    sky_value = (0.95, 0.75, 0.35)[mood]
+    return {
+        "sky_top": _hsv(hue, 0.55, sky_value * 0.8),
+        "sky_bottom": _hsv(hue + 0.08, 0.25, sky_value),
+        "ground_top": _hsv(ground_hue, 0.5, 0.3 + 0.4 * digest[3] / 255),
+        "ground_bottom": _hsv(ground_hue + 0.05, 0.7, 0.18),
+        "shapes": [_hsv(hue + 0.5 + 0.12 * k, 0.6, 0.55 + 0.1 * (k % 3)) for k in range(5)],
+        "light": _hsv(hue + 0.1, 0.3, 1.0) if mood != 2 else (235, 235, 220),
+    }
+
+
+def _backdrop(width: int, height: int, horizon: int, palette: dict[str, Any]) -> np.ndarray:
+    """Two vertical gradients split at the horizon, computed per row and broadcast across the width."""
+    rows = np.empty((height, 3), dtype=np.float32)
+    sky = np.linspace(0.0, 1.0, horizon, dtype=np.float32)[:, None]
+    rows[:horizon] = (1 - sky) * np.array(palette["sky_top"]) + sky * np.array(palette["sky_bottom"])
+    ground = np.linspace(0.0, 1.0, height - horizon, dtype=np.float32)[:, None]
+    rows[horizon:] = (1 - ground) * np.array(palette["ground_top"]) + ground * np.array(
+        palette["ground_bottom"]
+    )
+    column = np.round(rows).astype(np.uint8)
+    return np.ascontiguousarray(np.broadcast_to(column[:, None, :], (height, width, 3)))
+
+
+def _draw_shapes(
+    draw: ImageDraw.ImageDraw,
+    rng: np.random.Generator,
+    *,
+    width: int,
+    height: int,
+    horizon: int,
+    floor: int,
+    palette: dict[str, Any],
+) -> None:
+    short = min(width, height)
+    colors: list[RGB] = palette["shapes"]
+    # A sun or moon in the sky.
+    radius = short * rng.uniform(0.06, 0.12)
+    cx, cy = width * rng.uniform(0.15, 0.85), horizon * rng.uniform(0.2, 0.6)
+    draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=palette["light"])
+    # A ridge of hills or mountains standing on the horizon.
+    for k in range(int(rng.integers(2, 5))):
+        peak_x = width * rng.uniform(-0.1, 1.1)
+        half = width * rng.uniform(0.12, 0.3)
+        peak_y = horizon - height * rng.uniform(0.1, 0.3)
+        draw.polygon([(peak_x - half, horizon), (peak_x, peak_y), (peak_x + half, horizon)], fill=colors[k])
+    # Foreground blocks and discs on the ground.
+    for k in range(int(rng.integers(2, 5))):
+        x = width * rng.uniform(0.05, 0.9)
+        w, h = short * rng.uniform(0.06, 0.18), short * rng.uniform(0.06, 0.2)
+        # Stand on the ground but above the caption band, when there is room for it.
+        y = horizon + max(0.0, floor - horizon) * rng.uniform(0.3, 0.95)
+        color = colors[(k + 2) % len(colors)]
+        if rng.random() < 0.5:
+            draw.rectangle((x, y - h, x + w, y), fill=color, outline=(20, 20, 20), width=max(1, short // 300))
+        else:
+            draw.ellipse((x, y - h, x + w, y), fill=color, outline=(20, 20, 20), width=max(1, short // 300))
