@@ -39,7 +39,7 @@ ES = [
     "El mar brilla de noche bajo millones de estrellas. Las olas llegan despacio a la orilla, "
     "una tras otra, sin ninguna prisa, como si tuvieran todo el tiempo del mundo.",
     "Y el bosque espera en silencio entre la niebla. Nadie sabe cuántos años tienen sus árboles, "
-    "pero todos recuerdan la última gran tormenta del invierno.",
+    "pero todos recuerdan la última gran tormenta del invierno, cuando el viento sopló durante tres días.",
 ]
 CA = [
     "Hola. Això és una prova de zray, i cada escena parla durant uns deu segons, "
@@ -47,7 +47,7 @@ CA = [
     "El mar brilla de nit sota milions d'estrelles. Les onades arriben a poc a poc a la vora, "
     "una darrere l'altra, sense cap pressa, com si tinguessin tot el temps del món.",
     "I el bosc espera en silenci entre la boira. Ningú no sap quants anys tenen els seus arbres, "
-    "però tots recorden l'última gran tempesta de l'hivern.",
+    "però tots recorden l'última gran tempesta de l'hivern, quan el vent va bufar durant tres dies.",
 ]
 
 

@@ -76,10 +76,8 @@ class Driver:
         self.refs: dict[str, ray.ObjectRef] = {}
         self.pending: dict[ray.ObjectRef, tuple[Node, float]] = {}
         self.outcome = Outcome()
-        self.tasks = {
-            kind: ray.remote(fn).options(num_cpus=1, max_retries=task_retries, retry_exceptions=False)
-            for kind, fn in STEPS.items()
-        }
+        self.task_retries = task_retries
+        self.tasks = {kind: ray.remote(fn) for kind, fn in STEPS.items()}
 
     def run(self, nodes: list[Node]) -> Outcome:
         # Drop the records of what is about to be rebuilt before touching any file.
@@ -105,7 +103,13 @@ class Driver:
         if node.kind in ACTOR_KINDS:
             ref = self.pool.submit(node.kind, self.store, node, *args)
         else:
-            ref = self.tasks[node.kind].options(name=f"zray:{node.id}").remote(self.store, node, *args)
+            # A worker that dies is retried; an exception from our code is deterministic and is not.
+            options = {"num_cpus": 1, "max_retries": self.task_retries, "retry_exceptions": False}
+            ref = (
+                self.tasks[node.kind]
+                .options(name=f"zray:{node.id}", **options)
+                .remote(self.store, node, *args)
+            )
         self.refs[node.id] = ref
         self.pending[ref] = (node, time.monotonic())
 
@@ -120,6 +124,8 @@ class Driver:
                 self.on_done(node, False)
                 continue
             self.outcome.timings[node.stage] += time.monotonic() - started
+            if result.get("note"):
+                log.info("%s", result["note"])
             self.manifest.record(node, result)
             self.manifest.flush()
             self.outcome.built.append(node.id)

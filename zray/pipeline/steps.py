@@ -111,7 +111,10 @@ def subs(store: Store, node: Node, *deps: Result) -> Result:
     store.write_text(srt_key, subtitles.to_srt(cues))
     store.write_text(vtt_key, subtitles.to_vtt(cues))
     store.write_text(chapters_key, subtitles.format_chapters(chapters))
-    return {"path": srt_key, "cues": len(cues), "chapters": len(chapters), "chapters_skipped": reason}
+    result: Result = {"path": srt_key, "cues": len(cues), "chapters": len(chapters)}
+    if reason:
+        result["note"] = f"no chapter list for {node.lang}: {reason}"
+    return result
 
 
 def assemble(store: Store, node: Node, *deps: Result) -> Result:
