@@ -25,6 +25,16 @@ from fsspec.implementations.local import LocalFileSystem
 TEMP_MARK = ".zray-tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Writers that use mkstemp leave 0600 files; finished artifacts get the usual permissions.
+FILE_MODE = 0o666 & ~_umask()
+
+
 class StoreError(OSError):
     """The store cannot be used (unreachable, unwritable, or a key that escapes the root)."""
 
@@ -166,6 +176,7 @@ class Store:
             tmp = Path(self._temp_beside(target) + ext)
             try:
                 yield tmp
+                os.chmod(tmp, FILE_MODE)
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from zray.script import Script
 
 THUMB_SIZE = (1280, 720)
 DEFAULT_MUSIC_PROMPT = "calm cinematic ambient pads, slow, warm"
-SEGMENT_EXT = ".mkv"
+SEGMENT_EXT = ".h264"
 
 # Progress groups, in display order.
 STAGES = ("images", "narration", "music", "thumbnails", "assembly")

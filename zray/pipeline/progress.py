@@ -89,7 +89,7 @@ def setup_logging(console: Console, *, quiet: bool) -> logging.Logger:
 def summary_table(rows: list[dict[str, str]]) -> Table:
     table = Table(title="zray: finished", show_lines=False)
     for column in ("language", "file", "duration", "size", "status"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(row.get(c, "") for c in ("language", "file", "duration", "size", "status")))
     return table
