@@ -27,30 +27,6 @@ ACTOR_KINDS = {"image", "tts", "music"}
 log = logging.getLogger("zray")
 
 
-def stale_nodes(plan: Plan, manifest: Manifest, existing: set[str]) -> list[Node]:
-    """Nodes to run, in plan order: targets that are not current and the stale inputs they need.
-
-    A current artifact stops the walk, so a finished video is not rebuilt just because an
-    intermediate file was deleted.
-    """
-    needed: set[str] = set()
-    seen: set[str] = set()
-
-    def visit(node: Node) -> None:
-        if node.id in seen:
-            return
-        seen.add(node.id)
-        if manifest.is_current(node, existing):
-            return
-        needed.add(node.id)
-        for dep in node.deps:
-            visit(plan.nodes[dep])
-
-    for target in plan.targets():
-        visit(target)
-    return [n for n in plan.nodes.values() if n.id in needed]
-
-
 @dataclass
 class Outcome:
     built: list[str] = field(default_factory=list)

@@ -23,7 +23,7 @@ from zray.engines.base import EngineError
 from zray.engines.registry import EngineChoice, choose_engines
 from zray.keys import content_key, safe_name
 from zray.media import video
-from zray.pipeline.manifest import Manifest
+from zray.pipeline.manifest import Manifest, stale_nodes
 from zray.pipeline.plan import Intro, Plan, build_plan
 from zray.pipeline.progress import StageProgress, setup_logging, summary_table
 from zray.script import Script, load_script
@@ -161,8 +161,6 @@ def run_episode(request: RunRequest, config: Config, *, console: Console | None 
     store.sweep_temps(episode)
     existing = set(store.list(episode))
     _apply_renames(store, manifest, plan, existing)
-
-    from zray.pipeline.driver import stale_nodes  # imports Ray: only once it is needed
 
     stale = stale_nodes(plan, manifest, existing)
     log_lines = _LogCapture()
