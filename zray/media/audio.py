@@ -1,0 +1,449 @@
+"""Audio in, audio out: decoding, frame-exact padding, music looping and mixing, loudness.
+
+Arrays are float32 numpy arrays shaped (channels, n_samples), PyAV's planar layout; mono is (1, n).
+The project runs at 48 kHz so that one frame at 24 fps is exactly 2000 samples and every scene's
+audio can be padded to a whole number of video frames with integer arithmetic (no drift).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+import pyloudnorm
+import soundfile
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.signal import lfilter, resample_poly
+
+__all__ = [
+    "SAMPLE_RATE",
+    "AudioError",
+    "apply_fades",
+    "audio_duration",
+    "decode_audio",
+    "duck_envelope",
+    "loop_to_length",
+    "mix_music",
+    "normalize_loudness",
+    "pad_to_frames",
+    "samples_per_frame",
+    "target_frames",
+    "write_wav",
+]
+
+SAMPLE_RATE: int = 48_000
+
+# A cut that lands mid-music gets this fade so it does not click.
+_CUT_FADE_S = 0.050
+# The ducking gate opens above this short-term RMS; TTS speech sits around -25..-15 dBFS.
+_GATE_DBFS = -45.0
+_GATE_WINDOW_S = 0.030
+_DUCK_HOP_S = 0.005
+# pyloudnorm's BS.1770 gating block: shorter input cannot be measured.
+_LOUDNESS_BLOCK_S = 0.4
+# Gain ramps over 10 ms: fast enough to catch a plosive, slow enough not to distort a 100 Hz voice.
+_LIMITER_LOOKAHEAD_S = 0.010
+_OVERSAMPLE = 4
+# resample_poly's filter reaches 10 input samples either side at 4x; 64 is plenty.
+_PEAK_CHUNK, _PEAK_CHUNK_PAD = 1 << 18, 64
+_SEARCH_STEPS = 8
+_LOUDNESS_TOLERANCE_DB = 0.1
+_MAX_MAKEUP_DB = 9.0
+
+
+class AudioError(ValueError):
+    """An audio file or array the pipeline cannot use; the message names it."""
+
+
+def _source_name(source: str | os.PathLike[str] | BinaryIO) -> str:
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    return str(getattr(source, "name", None) or "<audio stream>")
+
+
+def _as_planar(samples: np.ndarray, *, what: str = "samples") -> np.ndarray:
+    """Check the (channels, n) convention and return float32 (a copy only if the dtype differs)."""
+    array = np.asarray(samples)
+    if array.ndim != 2 or array.shape[0] < 1:
+        raise AudioError(f"{what} must be shaped (channels, n_samples), got shape {array.shape}")
+    return array.astype(np.float32, copy=False)
+
+
+def _to_channels(samples: np.ndarray, channels: int) -> np.ndarray:
+    """Mono is duplicated at full level; anything else is averaged down first (keeps centred speech level)."""
+    if channels < 1:
+        raise AudioError(f"channels must be >= 1, got {channels}")
+    have = samples.shape[0]
+    if have == channels:
+        return samples
+    mono = samples if have == 1 else samples.mean(axis=0, keepdims=True, dtype=np.float32)
+    return np.repeat(mono, channels, axis=0) if channels > 1 else mono
+
+
+def decode_audio(
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    channels: int = 1,
+) -> np.ndarray:
+    """Decode the first audio stream of any file FFmpeg reads (WAV, FLAC, MP3, OGG, MP4...).
+
+    Resampled with swresample to ``sample_rate``; mono/stereo are then mixed to ``channels`` here rather
+    than by swresample, whose float path turns mono into two channels at -3 dB.
+    """
+    name = _source_name(source)
+    if sample_rate <= 0:
+        raise AudioError(f"sample_rate must be positive, got {sample_rate}")
+    if channels < 1:
+        raise AudioError(f"channels must be >= 1, got {channels}")
+    chunks: list[np.ndarray] = []
+    try:
+        with av.open(source, mode="r") as container:
+            if not container.streams.audio:
+                raise AudioError(f"{name}: no audio stream to decode")
+            stream = container.streams.audio[0]
+            # Surround sources are folded to stereo by swresample, which knows the proper coefficients.
+            layout = None if stream.codec_context.channels <= 2 else "stereo"
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
+            for frame in container.decode(stream):
+                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+    except AudioError:
+        raise
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise AudioError(f"{name}: cannot decode audio ({error})") from error
+    if not chunks:
+        return np.zeros((channels, 0), dtype=np.float32)
+    decoded = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    return np.ascontiguousarray(_to_channels(decoded, channels))
+
+
+def audio_duration(samples: np.ndarray, *, sample_rate: int = SAMPLE_RATE) -> float:
+    """Seconds of audio in a (channels, n) array."""
+    return np.asarray(samples).shape[-1] / sample_rate
+
+
+def write_wav(
+    dest: str | os.PathLike[str] | BinaryIO,
+    samples: np.ndarray,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+) -> None:
+    """Write 16-bit PCM WAV, clipped to [-1, 1]. A path is written atomically (temp file + rename)."""
+    frames = np.clip(_as_planar(samples), -1.0, 1.0).T
+    if not isinstance(dest, str | os.PathLike):
+        soundfile.write(dest, frames, sample_rate, subtype="PCM_16", format="WAV")
+        return
+    path = Path(dest)
+    # A crash mid-write must not leave a truncated WAV that a rerun would trust as finished.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            soundfile.write(handle, frames, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def apply_fades(
+    samples: np.ndarray,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    fade_in: float = 0.020,
+    fade_out: float = 0.050,
+) -> np.ndarray:
+    """Linear fade-in/out (the seed's 20 ms / 50 ms); clips shorter than the fades get a triangle."""
+    if fade_in < 0 or fade_out < 0:
+        raise AudioError(f"fades must be >= 0 seconds, got fade_in={fade_in}, fade_out={fade_out}")
+    audio = _as_planar(samples)
+    n = audio.shape[1]
+    gain = np.ones(n, dtype=np.float32)
+    n_in = min(round(fade_in * sample_rate), n)
+    n_out = min(round(fade_out * sample_rate), n)
+    if n_in > 0:
+        gain[:n_in] = np.linspace(0.0, 1.0, n_in, dtype=np.float32)
+    if n_out > 0:
+        # Overlapping ramps on a short clip take the lower of the two gains instead of multiplying.
+        np.minimum(gain[n - n_out :], np.linspace(1.0, 0.0, n_out, dtype=np.float32), out=gain[n - n_out :])
+    return audio * gain
+
+
+def samples_per_frame(*, sample_rate: int, fps: int) -> int:
+    """Audio samples in one video frame; only whole numbers keep audio and video from drifting."""
+    if sample_rate <= 0 or fps <= 0:
+        raise ValueError(f"sample_rate and fps must be positive, got sample_rate={sample_rate}, fps={fps}")
+    if sample_rate % fps:
+        raise ValueError(
+            f"sample_rate {sample_rate} is not a whole number of samples per frame at {fps} fps; "
+            f"use a rate divisible by {fps} (e.g. {SAMPLE_RATE})"
+        )
+    return sample_rate // fps
+
+
+def target_frames(n_samples: int, *, sample_rate: int = SAMPLE_RATE, fps: int = 24) -> int:
+    """The seed's rule ``ceil(duration * fps) + 1``, in integers so 2000 samples at 48k/24 is exactly 1 frame."""
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    if sample_rate <= 0 or fps <= 0:
+        raise ValueError(f"sample_rate and fps must be positive, got sample_rate={sample_rate}, fps={fps}")
+    return -(-n_samples * fps // sample_rate) + 1
+
+
+def pad_to_frames(samples: np.ndarray, *, sample_rate: int = SAMPLE_RATE, fps: int = 24) -> np.ndarray:
+    """Append silence up to ``target_frames`` whole frames; the audio itself is never cut."""
+    audio = _as_planar(samples)
+    per_frame = samples_per_frame(sample_rate=sample_rate, fps=fps)
+    n = audio.shape[1]
+    total = target_frames(n, sample_rate=sample_rate, fps=fps) * per_frame
+    padded = np.zeros((audio.shape[0], total), dtype=np.float32)
+    padded[:, :n] = audio
+    return padded
+
+
+def _fade_out_end(audio: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    n_fade = min(round(_CUT_FADE_S * sample_rate), audio.shape[1])
+    if n_fade:
+        audio[:, -n_fade:] *= np.cos(np.linspace(0.0, np.pi / 2, n_fade, dtype=np.float32))
+    return audio
+
+
+def loop_to_length(
+    track: np.ndarray,
+    n_samples: int,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    crossfade: float = 2.0,
+) -> np.ndarray:
+    """Repeat ``track`` to exactly ``n_samples`` with an equal-power crossfade at every loop point.
+
+    sin/cos curves keep the summed power constant for uncorrelated material (music against its own
+    start), where a linear crossfade dips 3 dB. The crossfade shrinks to half the track for short tracks.
+    """
+    audio = _as_planar(track, what="track")
+    length = audio.shape[1]
+    if n_samples < 0:
+        raise AudioError(f"n_samples must be >= 0, got {n_samples}")
+    if crossfade < 0:
+        raise AudioError(f"crossfade must be >= 0 seconds, got {crossfade}")
+    if n_samples <= length:
+        cut = audio[:, :n_samples].copy()
+        return cut if n_samples == length else _fade_out_end(cut, sample_rate=sample_rate)
+    if length == 0:
+        raise AudioError(f"cannot loop an empty track to {n_samples} samples")
+
+    overlap = min(round(crossfade * sample_rate), length // 2)
+    period = length - overlap
+    # Every copy after the first starts with its head faded in over the previous copy's faded-out tail,
+    # so one period (blend + untouched middle) tiles the whole output.
+    angle = (np.arange(overlap, dtype=np.float32) + 0.5) * np.float32(np.pi / (2 * max(overlap, 1)))
+    blend = audio[:, :overlap] * np.sin(angle) + audio[:, length - overlap :] * np.cos(angle)
+    unit = np.concatenate([blend, audio[:, overlap:period]], axis=1)
+    out = np.tile(unit, (1, -(-n_samples // period)))[:, :n_samples]
+    out[:, :overlap] = audio[:, :overlap]  # the first copy has nothing to fade in over
+    return _fade_out_end(np.ascontiguousarray(out), sample_rate=sample_rate)
+
+
+def duck_envelope(
+    voice: np.ndarray,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    depth_db: float = 6.0,
+    attack: float = 0.05,
+    release: float = 0.4,
+) -> np.ndarray:
+    """Gain curve, shape (n,), that falls by ``depth_db`` while the voice speaks and is 1.0 in silence.
+
+    A gate on the voice's 30 ms RMS (open above -45 dBFS, looking ``attack`` seconds ahead) sets the
+    target; the gain moves toward it in dB at a limited rate (``attack`` seconds to go down, ``release``
+    to come back), so it lands on exactly 1.0 and exactly ``-depth_db``.
+    """
+    if depth_db < 0 or attack < 0 or release < 0:
+        raise AudioError(f"depth_db, attack and release must be >= 0, got {depth_db}, {attack}, {release}")
+    audio = _as_planar(voice, what="voice")
+    n = audio.shape[1]
+    if n == 0:
+        return np.ones(0, dtype=np.float32)
+    power = np.mean(np.square(audio, dtype=np.float64), axis=0)
+    window = max(1, round(_GATE_WINDOW_S * sample_rate))
+    rms = np.sqrt(uniform_filter1d(power, size=window, mode="constant"))
+    hop = max(1, round(_DUCK_HOP_S * sample_rate))
+    # Work at a 5 ms control rate: the slew limiter is sequential and the ear cannot tell the difference.
+    starts = np.arange(0, n, hop)
+    active = np.maximum.reduceat(rms, starts) > 10 ** (_GATE_DBFS / 20)
+    # Look ahead by the attack time so the music is already down when the first word starts.
+    lead = math.ceil(attack / _DUCK_HOP_S)
+    if lead:
+        ahead = np.concatenate([active, np.zeros(lead, dtype=bool)])
+        active = sliding_window_view(ahead, lead + 1).any(axis=1)
+    down_step = depth_db * hop / sample_rate / attack if attack > 0 else math.inf
+    up_step = depth_db * hop / sample_rate / release if release > 0 else math.inf
+    gain_db = np.empty(len(starts))
+    level = 0.0
+    for i, is_active in enumerate(active.tolist()):
+        level = max(level - down_step, -depth_db) if is_active else min(level + up_step, 0.0)
+        gain_db[i] = level
+    centres = starts + (np.minimum(starts + hop, n) - starts - 1) / 2
+    curve = np.interp(np.arange(n), centres, 10 ** (gain_db / 20))
+    return curve.astype(np.float32)
+
+
+def mix_music(
+    voice: np.ndarray,
+    music: np.ndarray,
+    *,
+    level: float = 0.08,
+    duck: bool = False,
+    sample_rate: int = SAMPLE_RATE,
+    channels: int = 2,
+) -> np.ndarray:
+    """Voice plus music looped to the voice's length at ``level`` (the seed's 8 %), optionally ducked."""
+    if level < 0:
+        raise AudioError(f"music level must be >= 0, got {level}")
+    speech = _to_channels(_as_planar(voice, what="voice"), channels)
+    n = speech.shape[1]
+    bed = loop_to_length(_as_planar(music, what="music"), n, sample_rate=sample_rate)
+    bed = _to_channels(bed, channels) * np.float32(level)
+    if duck:
+        bed = bed * duck_envelope(speech, sample_rate=sample_rate)
+    return speech + bed
+
+
+def _true_peak(audio: np.ndarray) -> np.ndarray:
+    """Per-sample peak, over channels, of the 4x oversampled signal (BS.1770 true peak), shape (n,).
+
+    Done in chunks so a long episode never holds a 4x copy of itself; each chunk carries enough
+    neighbouring samples that the interpolation filter sees the same input as on the whole signal.
+    """
+    n = audio.shape[1]
+    peaks = np.empty(n, dtype=np.float32)
+    for start in range(0, n, _PEAK_CHUNK):
+        stop = min(start + _PEAK_CHUNK, n)
+        lo, hi = max(0, start - _PEAK_CHUNK_PAD), min(n, stop + _PEAK_CHUNK_PAD)
+        upsampled = np.abs(resample_poly(audio[:, lo:hi], _OVERSAMPLE, 1, axis=1))
+        per_sample = upsampled.max(axis=0).reshape(-1, _OVERSAMPLE).max(axis=1)
+        peaks[start:stop] = per_sample[start - lo : stop - lo]
+    return peaks
+
+
+def _limiter_gain(peaks: np.ndarray, *, ceiling: float, sample_rate: int) -> np.ndarray | None:
+    """Look-ahead limiter gain for a true-peak envelope, or None when nothing is over ``ceiling``.
+
+    The gain each peak needs is spread by a min filter, then smoothed by a box filter half as wide,
+    which can only lower it, so every peak keeps at least its reduction and the gain ramps over the look-ahead time.
+    """
+    needed = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-12))
+    if needed.min() >= 1.0:
+        return None
+    half = max(1, round(_LIMITER_LOOKAHEAD_S * sample_rate))
+    spread = minimum_filter1d(needed, size=2 * half + 1)
+    return uniform_filter1d(spread, size=half + 1).astype(np.float32)
+
+
+def _loudness(meter: pyloudnorm.Meter, audio: np.ndarray) -> float:
+    return float(meter.integrated_loudness(audio.T.astype(np.float64)))
+
+
+def _k_weighted(audio: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    """The BS.1770 K-weighting pyloudnorm applies (shelf then high-pass), on all channels at once."""
+    weighted = audio.astype(np.float64)
+    for stage in (
+        pyloudnorm.IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sample_rate, "high_shelf"),
+        pyloudnorm.IIRfilter(0.0, 0.5, 38.0, sample_rate, "high_pass"),
+    ):
+        weighted = lfilter(stage.b, stage.a, weighted, axis=1)
+    return weighted
+
+
+def _secant_search(
+    measure: Callable[[float], float], *, start_db: float, target: float, max_db: float
+) -> float:
+    """The gain (dB) at which ``measure`` reads ``target``; measure(gain) rises with slope <= 1 dB/dB
+    (exactly 1 until the limiter engages), so secant steps from a slope of 1 converge in a few tries."""
+    gain_db, previous = start_db, None
+    for _ in range(_SEARCH_STEPS):
+        achieved = measure(gain_db)
+        error = target - achieved
+        if abs(error) < _LOUDNESS_TOLERANCE_DB / 4:
+            break
+        slope = 1.0
+        if previous is not None and gain_db != previous[0]:
+            slope = min(1.0, max(0.1, (achieved - previous[1]) / (gain_db - previous[0])))
+        previous = (gain_db, achieved)
+        next_db = min(gain_db + error / slope, max_db)
+        if next_db == gain_db:  # pinned at max_db
+            break
+        gain_db = next_db
+    return gain_db
+
+
+def normalize_loudness(
+    samples: np.ndarray,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    target_lufs: float = -14.0,
+    peak_dbfs: float = -1.0,
+) -> np.ndarray:
+    """Integrated loudness (BS.1770, pyloudnorm) to ``target_lufs``, true peak (4x oversampled) <= ``peak_dbfs``.
+
+    Peaks that the gain pushes over the ceiling go through a look-ahead limiter; the make-up gain that
+    wins back the loudness the limiter takes is capped at 9 dB, so a signal made of little but peaks
+    ends quieter than the target rather than crushed. Silent input, or input shorter than one 400 ms
+    gating block, is returned unchanged.
+    """
+    audio = _as_planar(samples)
+    if audio.shape[0] > 5:
+        raise AudioError(f"loudness is measured for up to 5 channels, got {audio.shape[0]}")
+    if audio.shape[1] < _LOUDNESS_BLOCK_S * sample_rate:
+        return audio.copy()
+    # Searching the make-up gain measures loudness many times. K-weighting is the costly part of a
+    # measurement and the limiter's 10 ms gain ramps barely change what it does, so the search meters
+    # the once-weighted signal times the gain curve (pyloudnorm's own gating, its "custom" filter class);
+    # a stock pyloudnorm meter on the real output has the last word.
+    weighted = _k_weighted(audio, sample_rate=sample_rate)
+    gated_meter = pyloudnorm.Meter(sample_rate, filter_class="custom", block_size=_LOUDNESS_BLOCK_S)
+    loudness = _loudness(gated_meter, weighted)
+    if not math.isfinite(loudness):  # silence, or everything under BS.1770's -70 LUFS gate
+        return audio.copy()
+
+    # A hair under the ceiling so resampling error in the final measurement stays inside it.
+    ceiling = 10 ** ((peak_dbfs - 0.02) / 20)
+    peaks = _true_peak(audio)  # gain commutes with oversampling: computed once, scaled per try
+
+    def limiter_curve(gain_db: float) -> np.ndarray | None:
+        return _limiter_gain(peaks * 10 ** (gain_db / 20), ceiling=ceiling, sample_rate=sample_rate)
+
+    def estimate(gain_db: float, bias: float) -> float:
+        curve = limiter_curve(gain_db)
+        return bias + gain_db + _loudness(gated_meter, weighted if curve is None else weighted * curve)
+
+    plain_db = target_lufs - loudness
+    max_db = plain_db + _MAX_MAKEUP_DB
+    meter = pyloudnorm.Meter(sample_rate, block_size=_LOUDNESS_BLOCK_S)
+    bias, out = 0.0, audio
+    for _ in range(2):
+        gain_db = _secant_search(
+            functools.partial(estimate, bias=bias), start_db=plain_db, target=target_lufs, max_db=max_db
+        )
+        curve = limiter_curve(gain_db)
+        out = audio * np.float32(10 ** (gain_db / 20))
+        if curve is None:
+            break  # a plain gain: the estimate is exact
+        out *= curve
+        # The gain curve slightly reshapes the oversampled waveform; a static trim makes the ceiling hard.
+        peak = float(_true_peak(out).max())
+        if peak > ceiling:
+            out *= np.float32(ceiling / peak)
+        error = target_lufs - _loudness(meter, out)
+        if abs(error) < _LOUDNESS_TOLERANCE_DB or gain_db >= max_db:
+            break
+        bias -= error  # the estimate was off by this much: search again with it corrected
+    return out.astype(np.float32, copy=False)
