@@ -161,19 +161,21 @@ def apply_fades(
     fade_in: float = 0.020,
     fade_out: float = 0.050,
 ) -> np.ndarray:
-    """Linear fade-in/out (the seed's 20 ms / 50 ms); clips shorter than the fades get a triangle."""
+    """Linear fade-in/out (the seed's 20 ms / 50 ms). The ramps keep their slope on any clip: one shorter
+    than a fade gets the part of it that fits, still starting and ending at 0."""
     if fade_in < 0 or fade_out < 0:
         raise AudioError(f"fades must be >= 0 seconds, got fade_in={fade_in}, fade_out={fade_out}")
     audio = _as_planar(samples)
     n = audio.shape[1]
     gain = np.ones(n, dtype=np.float32)
-    n_in = min(round(fade_in * sample_rate), n)
-    n_out = min(round(fade_out * sample_rate), n)
-    if n_in > 0:
-        gain[:n_in] = np.linspace(0.0, 1.0, n_in, dtype=np.float32)
-    if n_out > 0:
-        # Overlapping ramps on a short clip take the lower of the two gains instead of multiplying.
-        np.minimum(gain[n - n_out :], np.linspace(1.0, 0.0, n_out, dtype=np.float32), out=gain[n - n_out :])
+    ramp_in = np.linspace(0.0, 1.0, round(fade_in * sample_rate), dtype=np.float32)[:n]
+    gain[: len(ramp_in)] = ramp_in
+    ramp_out = np.linspace(1.0, 0.0, round(fade_out * sample_rate), dtype=np.float32)
+    ramp_out = ramp_out[max(0, len(ramp_out) - n) :]
+    if len(ramp_out):
+        # Where the ramps overlap on a short clip, the lower gain wins (a triangle, not a product).
+        tail = gain[n - len(ramp_out) :]
+        np.minimum(tail, ramp_out, out=tail)
     return audio * gain
 
 
