@@ -100,3 +100,10 @@ def test_colliding_scene_labels_are_disambiguated():
     data["scenes"][1]["scene_id"] = "a_b"
     plan = plan_for(data)
     assert "image:000_a_b" in plan.nodes and "image:001_a_b" in plan.nodes
+
+
+def test_plan_sample_rate_is_the_audio_modules():
+    from zray.media import audio
+    from zray.pipeline import plan
+
+    assert plan.SAMPLE_RATE == audio.SAMPLE_RATE

@@ -15,10 +15,12 @@ from zray.config import Config
 from zray.engines.base import seed_from
 from zray.engines.registry import EngineChoice
 from zray.keys import content_key, safe_name
-from zray.media.audio import SAMPLE_RATE
 from zray.script import Script
 
 THUMB_SIZE = (1280, 720)
+# The project rate, zray.media.audio.SAMPLE_RATE; not imported so that planning (and a rerun with
+# nothing to do) never loads scipy.
+SAMPLE_RATE = 48_000
 DEFAULT_MUSIC_PROMPT = "calm cinematic ambient pads, slow, warm"
 SEGMENT_EXT = ".h264"
 
