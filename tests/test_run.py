@@ -277,3 +277,14 @@ def test_unknown_language_for_the_voice_engine(tmp_path, ray_session):
     script = write_script(tmp_path / "scripts" / "proj", data)
     with pytest.raises(RunError, match="no voice for language 'xx'"):
         run(tmp_path, script)
+
+
+def test_unreachable_cluster_is_one_line_and_writes_nothing(tmp_path):
+    script = write_script(tmp_path / "scripts" / "proj")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["run", str(script), "--output", str(out), "--profile", "draft", "--address", "127.0.0.1:1"]
+    )
+    assert result.exit_code == 1
+    assert "--address 127.0.0.1:1: cannot reach a Ray cluster there" in result.output
+    assert not out.exists()

@@ -214,13 +214,28 @@ class Store:
         return removed
 
     def check_writable(self, prefix: str = "") -> None:
-        """Fail fast (before any work) when the store cannot take a write."""
+        """Fail fast (before any work) when the store cannot take a write; leaves nothing behind."""
         probe = f"{prefix.rstrip('/')}/{TEMP_MARK}probe-{uuid.uuid4().hex}" if prefix else f"{TEMP_MARK}probe"
+        created = self._first_missing_dir(probe)
         try:
             self.write_bytes(probe, b"ok")
             self.remove(probe)
         except Exception as exc:  # any backend error means the same thing to the user
             raise StoreError(f"cannot write to {self.url(prefix)}: {exc}") from None
+        finally:
+            if created is not None:
+                shutil.rmtree(created, ignore_errors=True)
+
+    def _first_missing_dir(self, key: str) -> Path | None:
+        """The outermost folder a local write of key would create (None on object stores)."""
+        if not self.is_local:
+            return None
+        missing = None
+        for parent in Path(self.path(key)).parents:
+            if parent.exists():
+                break
+            missing = parent
+        return missing
 
     # --- internals -----------------------------------------------------------------------------
 

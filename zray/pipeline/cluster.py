@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from zray.config import Config
 
@@ -21,6 +22,8 @@ def connect(config: Config) -> bool:
     """
     import ray
 
+    if config.address:
+        _check_reachable(config.address)
     if ray.is_initialized():
         return False
     if config.address:
@@ -39,6 +42,24 @@ def connect(config: Config) -> bool:
         log_to_driver=False,
     )
     return True
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not minutes: Ray itself keeps retrying an address that never answers."""
+    if address == "auto":
+        return
+    host_port = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address}: expected auto, host:port or ray://host:port")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"--address {address}: cannot reach a Ray cluster there ({exc.strerror or exc}); "
+            "check the address, or leave --address out to run on this machine"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -139,15 +139,15 @@ def run_episode(request: RunRequest, config: Config, *, console: Console | None 
     if intro_path is not None:
         _check_intro(intro_path)
 
-    if request.clean:
-        _clean(store, episode)
     profile = resolve_profile(config, gpus=_cluster_gpus(config))
     engines, identities = prepare_engines(script, languages, config, profile)
     log.info("engines: %s", engines.describe())
     if engines.music.name == "musicgen":
         log.warning("MusicGen weights are licensed CC-BY-NC-4.0: not for monetised videos")
+    if request.clean:
+        _clean(store, episode)
 
-    intro = _intro_ref(intro_path) if intro_path else None
+    intro = _intro_ref(intro_path, episode) if intro_path else None
     plan = build_plan(
         script,
         episode=episode,
@@ -161,27 +161,36 @@ def run_episode(request: RunRequest, config: Config, *, console: Console | None 
     store.sweep_temps(episode)
     existing = set(store.list(episode))
     _apply_renames(store, manifest, plan, existing)
-
     stale = stale_nodes(plan, manifest, existing)
-    log_lines = _LogCapture()
-    log.addHandler(log_lines)
-    ray_started = False
+
     failed: dict[str, str] = {}
     timings: dict[str, float] = {}
-    try:
-        if stale:
+    log_lines = _LogCapture()
+    if stale:
+        # Everything that can refuse the run does so before the first write.
+        from zray.pipeline.cluster import connect
+
+        embedded = connect(config)
+        log.addHandler(log_lines)
+        try:
             _check_writable(store, episode)
-            if intro is not None and any(n.kind == "intro" for n in stale) and not store.exists(intro.key):
+            if intro is not None and intro_path is not None and not store.exists(intro.key):
                 store.put(intro_path, intro.key)
             log.info(
                 "%d of %d steps to run; %d cached", len(stale), len(plan.nodes), len(plan.nodes) - len(stale)
             )
-            ray_started = True
             old_outputs = {n.id: manifest.previous_outputs(n.id) for n in stale if n.final}
             failed, timings, built = _execute(plan, store, manifest, stale, engines, config, console)
             _remove_replaced(store, plan, old_outputs, built)
-        else:
-            log.info("everything is up to date (%d steps cached)", len(plan.nodes))
+        finally:
+            if embedded:
+                import ray
+
+                ray.shutdown()
+    else:
+        log.addHandler(log_lines)
+        log.info("everything is up to date (%d steps cached)", len(plan.nodes))
+    try:
         outputs = _outputs(store, manifest, plan, failed)
         manifest.flush(
             force=True,
@@ -190,7 +199,7 @@ def run_episode(request: RunRequest, config: Config, *, console: Console | None 
             inputs=_inputs_hash(request.script, config, languages, intro),
             finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             profile=profile,
-            engines={name: identity for name, identity in identities.items()},
+            engines=identities,
             timings={stage: round(seconds, 3) for stage, seconds in timings.items()},
             cache={"hits": len(plan.nodes) - len(stale), "built": len(stale) - len(failed)},
             outputs=outputs,
@@ -206,7 +215,7 @@ def run_episode(request: RunRequest, config: Config, *, console: Console | None 
         built=len(stale),
         cached=len(plan.nodes) - len(stale),
         seconds=time.monotonic() - started,
-        ray_started=ray_started,
+        ray_started=bool(stale),
     )
     _print_summary(console, report, plan)
     return report
@@ -224,13 +233,10 @@ def _execute(
     config: Config,
     console: Console,
 ) -> tuple[dict[str, str], dict[str, float], set[str]]:
-    import ray
 
     from zray.actors.pool import ActorPool
-    from zray.pipeline.cluster import connect
     from zray.pipeline.driver import Driver
 
-    embedded = connect(config)
     pool = ActorPool(config, engines, {n.kind for n in stale if n.kind in ("image", "tts", "music")})
     try:
         progress = StageProgress(console, plan.nodes.values(), stale, enabled=not config.quiet)
@@ -248,8 +254,6 @@ def _execute(
         return outcome.failed, dict(outcome.timings), set(outcome.built)
     finally:
         pool.shutdown()
-        if embedded:
-            ray.shutdown()
 
 
 def _cluster_gpus(config: Config) -> float | None:
@@ -292,9 +296,11 @@ def _check_intro(path: Path) -> None:
         raise RunError(f"--intro {path}: it has no video frames")
 
 
-def _intro_ref(path: Path) -> Intro:
+def _intro_ref(path: Path, episode: str) -> Intro:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Intro(key=f"intros/intro_{digest[:16]}{path.suffix.lower() or '.mp4'}", digest=digest)
+    return Intro(
+        key=f"{episode}/assets/common/intro_{digest[:16]}{path.suffix.lower() or '.mp4'}", digest=digest
+    )
 
 
 def _clean(store: Store, episode: str) -> None:
