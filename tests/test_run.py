@@ -116,7 +116,8 @@ def test_run_produces_synchronized_videos(finished):
         chapters = (folder / f"chapters_{lang}.txt").read_text(encoding="utf-8").splitlines()
         starts = [intro_frames + sum(pad_frames[:i]) for i in range(3)]
         expected = ["0:00 Uno"] + [
-            f"{subtitles.format_timestamp(s / 24)} {title}" for s, title in zip(starts[1:], ("Dos", "Tres"), strict=True)
+            f"{subtitles.format_timestamp(s / 24)} {title}"
+            for s, title in zip(starts[1:], ("Dos", "Tres"), strict=True)
         ]
         assert chapters == expected
 
@@ -170,6 +171,12 @@ def test_title_change_renames_the_video(ray_session, tmp_path):
     assert report.ok and report.built == 0
     assert (folder / "S01E02-ES-Nuevo_título.mp4").exists()
     assert not (folder / "S01E02-ES-Título_de_prueba.mp4").exists()
+
+    # --clean rebuilds everything but never forgets what was uploaded.
+    (folder / "published.json").write_text('{"es": {"video_id": "abc"}}')
+    report = run_episode(RunRequest(script=script, clean=True), config(tmp_path))
+    assert report.ok and report.cached == 0
+    assert (folder / "published.json").read_text() == '{"es": {"video_id": "abc"}}'
 
 
 def test_crashed_actor_is_restarted_and_its_request_retried(ray_session, tmp_path):

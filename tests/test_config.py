@@ -1,0 +1,40 @@
+import pytest
+
+from zray.config import ConfigError, load_config
+
+
+def test_defaults():
+    cfg = load_config(None)
+    assert (cfg.video.width, cfg.video.height, cfg.video.fps, cfg.video.preset) == (1920, 1072, 24, "final")
+    assert cfg.audio.music_level == 0.08 and cfg.profile == "auto" and cfg.output == "outputs/"
+    assert cfg.actors.image.num_cpus < 1  # actors that wait on a model must not starve a 2-core box
+
+
+def test_file_then_environment_then_flags(tmp_path, monkeypatch):
+    path = tmp_path / "zray.toml"
+    path.write_text(
+        'output = "s3://b/x"\n[video]\nwidth = 1280\nheight = 720\npreset = "fast"\n[voices]\nen = "en-gb"\n'
+    )
+    monkeypatch.setenv("ZRAY_VIDEO__WIDTH", "640")
+    monkeypatch.setenv("ZRAY_ENGINES__TTS__CA", "espeak")
+    cfg = load_config(path, video__preset="final", output=None)
+    assert cfg.output == "s3://b/x"  # a None flag does not override
+    assert cfg.video.width == 640 and cfg.video.height == 720  # env beats file
+    assert cfg.video.preset == "final"  # flag beats file
+    assert cfg.voices == {"en": "en-gb"} and cfg.engines.tts == {"ca": "espeak"}
+
+
+def test_errors_name_the_setting_and_its_source(tmp_path, monkeypatch):
+    path = tmp_path / "zray.toml"
+    path.write_text("[video]\nfps = 0\n")
+    with pytest.raises(ConfigError, match=r"setting video.fps \(.*zray.toml\)"):
+        load_config(path)
+    path.write_text("[video]\nwidht = 1\n")
+    with pytest.raises(ConfigError, match="video.widht .*unknown setting"):
+        load_config(path)
+    path.write_text("[video\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+    monkeypatch.setenv("ZRAY_VIDEO__HEIGHT", "1080")
+    with pytest.raises(ConfigError, match="environment variable ZRAY_VIDEO__HEIGHT: .*multiple of 16"):
+        load_config(None)
