@@ -30,11 +30,11 @@ def test_errors_name_the_setting_and_its_source(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"setting video.fps \(.*zray.toml\)"):
         load_config(path)
     path.write_text("[video]\nwidht = 1\n")
-    with pytest.raises(ConfigError, match="video.widht .*unknown setting"):
+    with pytest.raises(ConfigError, match=r"video\.widht .*unknown setting"):
         load_config(path)
     path.write_text("[video\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
     monkeypatch.setenv("ZRAY_VIDEO__HEIGHT", "1080")
-    with pytest.raises(ConfigError, match="environment variable ZRAY_VIDEO__HEIGHT: .*multiple of 16"):
+    with pytest.raises(ConfigError, match=r"environment variable ZRAY_VIDEO__HEIGHT: .*multiple of 16"):
         load_config(None)
