@@ -72,6 +72,31 @@ class EnginesConfig(Strict):
     tts: dict[str, str] = Field(default_factory=dict)
 
 
+class ModelsConfig(Strict):
+    """Production model ids (Hugging Face ids or local directories) and how to hold them."""
+
+    image: str = "Tongyi-MAI/Z-Image-Turbo"
+    image_memory: Literal["resident", "model_offload", "sequential_offload"] = "resident"
+    vae_tiling: bool = False
+    image_steps: int | None = Field(None, gt=0)  # None: 8 transformer forwards, the Turbo setting
+    kokoro: str = "hexgrad/Kokoro-82M"
+    musicgen: str = "facebook/musicgen-small"
+    music_window: float = Field(30.0, gt=0, le=30.0)  # MusicGen writes about 30 s at a time
+    device: str | None = None  # None: CUDA when present, else CPU
+
+
+class GoogleTTSConfig(Strict):
+    endpoint: str = "https://texttospeech.googleapis.com"
+    voices: dict[str, str] = Field(default_factory=lambda: {"ca": "ca-ES-Standard-B"})
+    fallback: str = "espeak"  # engine used when GOOGLE_API_KEY is missing; "" makes that an error
+    retries: int = Field(5, ge=0)
+    timeout: float = Field(60.0, gt=0)
+
+
+class LibraryConfig(Strict):
+    folder: str = "inputs/music"
+
+
 class Config(Strict):
     """Everything a run can be told; see the README for each key."""
 
@@ -89,6 +114,9 @@ class Config(Strict):
     engines: EnginesConfig = EnginesConfig()
     voices: dict[str, str] = Field(default_factory=dict)
     speeds: dict[str, float] = Field(default_factory=dict)
+    models: ModelsConfig = ModelsConfig()
+    google_tts: GoogleTTSConfig = GoogleTTSConfig()
+    library: LibraryConfig = LibraryConfig()
 
 
 def load_config(file: str | Path | None = None, **flags: Any) -> Config:

@@ -191,6 +191,7 @@ def run_episode(request: RunRequest, config: Config, *, console: Console | None 
         log.addHandler(log_lines)
         log.info("everything is up to date (%d steps cached)", len(plan.nodes))
     try:
+        _save_script(store, episode, request.script)
         outputs = _outputs(store, manifest, plan, failed)
         manifest.flush(
             force=True,
@@ -356,6 +357,14 @@ def _outputs(
                 **({"duration": entry["result"].get("duration")} if node.kind == "video" else {}),
             }
     return outputs
+
+
+def _save_script(store: Store, episode: str, path: Path) -> None:
+    """Keep the script as run beside its outputs, so upload and publish need only the folder."""
+    key = f"{episode}/script.json"
+    data = path.read_bytes()
+    if not store.exists(key) or store.read_bytes(key) != data:
+        store.write_bytes(key, data)
 
 
 def _inputs_hash(script_path: Path, config: Config, languages: list[str], intro: Intro | None) -> str:
