@@ -104,6 +104,47 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command()
+def doctor(
+    script: Annotated[
+        Path | None, typer.Argument(help="Check for this script's languages.", show_default=False)
+    ] = None,
+    profile: Annotated[str, typer.Option(help="Profile to check: draft or production.")] = "production",
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to inspect (default: this machine).")
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Output folder or URL to check.")
+    ] = None,
+) -> None:
+    """Say what Ray sees and what the chosen profile still needs, one line each with the fix."""
+    from rich.console import Console
+
+    from zray.doctor import run_checks
+    from zray.pipeline.cluster import connect
+
+    with user_errors():
+        cfg = load_config(config, address=address, output=output, quiet=True)
+        languages = ["es", "en", "ca"]
+        if script is not None:
+            languages = script_mod.load_script(script)[0].languages
+        import ray
+
+        started = connect(cfg)
+        try:
+            resources = dict(ray.cluster_resources())
+        finally:
+            if started:
+                ray.shutdown()
+        checks = run_checks(cfg, profile=profile, languages=languages, ray_resources=resources)
+    console = Console(highlight=False)
+    for check in checks:
+        console.print(check.render())
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the errors a user can cause into one line and an exit code, never a traceback."""

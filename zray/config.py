@@ -51,10 +51,12 @@ class AudioConfig(Strict):
 
 class ActorConfig(Strict):
     num_cpus: float = Field(0.25, ge=0)
-    num_gpus: float = Field(0.0, ge=0)
+    # None: a share of one GPU for GPU engines when the cluster has GPUs, else none.
+    num_gpus: float | None = Field(None, ge=0)
     max_restarts: int = Field(3, ge=-1)
     max_task_retries: int = Field(3, ge=-1)
-    count: int = Field(1, ge=1)
+    # None: one image actor per GPU for a GPU engine, else one actor.
+    count: int | None = Field(None, ge=1)
 
 
 class ActorsConfig(Strict):

@@ -271,6 +271,12 @@ class EspeakTTSEngine:
             "voices": dict(sorted({**DEFAULT_VOICES, **self.voices}.items())),
         }
 
+    def identity_for(self, lang: str) -> dict[str, Any]:
+        """What decides one language's audio: another language's voice does not."""
+        identity = self.identity()
+        identity["voices"] = {_normalize(lang): self.voice_for(lang)}
+        return identity
+
     def voice_for(self, lang: str) -> str:
         lang = _normalize(lang)
         return self.voices.get(lang) or DEFAULT_VOICES.get(lang) or lang

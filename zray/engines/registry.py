@@ -68,19 +68,65 @@ class EngineChoice:
         )
 
 
+# Kokoro's languages (zray codes); production narrates the rest with Google Cloud TTS.
+KOKORO_LANGUAGES = frozenset({"en", "en-us", "en-gb", "es", "fr", "hi", "it", "pt", "pt-br", "ja", "zh"})
+# Engines that want a GPU when the cluster has one.
+GPU_ENGINES = frozenset({"zimage", "kokoro", "musicgen"})
+
+
 def choose_engines(config: Config, languages: list[str], *, profile: str) -> EngineChoice:
     """The engines for a run: the profile's defaults, overridden per role and language by config."""
     if profile not in PROFILES:
         raise EngineError(f"profile must be draft or production, not {profile!r}")
     defaults = PROFILES[profile]
     engines = config.engines
-    image = _spec(engines.image or defaults["image"], "image", config)
-    music = _spec(engines.music or defaults["music"], "music", config)
+
+    def default_tts(lang: str) -> str:
+        if profile == "production" and lang not in KOKORO_LANGUAGES:
+            return "google"
+        return defaults["tts"]
+
+    names = {lang: engines.tts.get(lang) or engines.tts_default or default_tts(lang) for lang in languages}
     tts = {
-        lang: _spec(engines.tts.get(lang) or engines.tts_default or defaults["tts"], "tts", config)
-        for lang in languages
+        lang: _spec(name, "tts", config, [other for other, n in names.items() if n == name])
+        for lang, name in names.items()
     }
+    image = _spec(engines.image or defaults["image"], "image", config, [])
+    music = _spec(engines.music or defaults["music"], "music", config, [])
     return EngineChoice(profile=profile, image=image, music=music, tts=tts)
+
+
+def engine_options(name: str, config: Config, languages: list[str]) -> dict[str, Any]:
+    """Constructor options for a built-in engine, from config. Never secrets: keys are read from the
+    environment by the engine itself, so they are not pickled to actors."""
+    models = config.models
+    voices = {lang: config.voices[lang] for lang in languages if lang in config.voices}
+    speeds = {lang: config.speeds[lang] for lang in languages if lang in config.speeds}
+    if name == "espeak":
+        return {"voices": voices} if voices else {}
+    if name == "zimage":
+        return {
+            "model": models.image,
+            "memory": models.image_memory,
+            "vae_tiling": models.vae_tiling,
+            "steps": models.image_steps,
+            "device": models.device,
+        }
+    if name == "kokoro":
+        return {"model": models.kokoro, "voices": voices, "speeds": speeds, "device": models.device}
+    if name == "google":
+        google = config.google_tts
+        return {
+            "voices": {**google.voices, **voices},
+            "endpoint": google.endpoint,
+            "retries": google.retries,
+            "timeout": google.timeout,
+        }
+    if name == "musicgen":
+        return {"model": models.musicgen, "window": models.music_window, "device": models.device}
+    if name == "library":
+        return {"folder": config.library.folder}
+    return {}
 
 
 def _target(name: str) -> str:
@@ -92,11 +138,8 @@ def _target(name: str) -> str:
     return ENGINES[name][1]
 
 
-def _spec(name: str, role: str, config: Config) -> EngineSpec:
+def _spec(name: str, role: str, config: Config, languages: list[str]) -> EngineSpec:
     _target(name)
     if name in ENGINES and ENGINES[name][0] != role:
         raise EngineError(f"engine {name!r} makes {ENGINES[name][0]}, not {role}")
-    options: dict[str, Any] = {}
-    if name == "espeak" and config.voices:
-        options["voices"] = dict(config.voices)
-    return EngineSpec(name, options)
+    return EngineSpec(name, engine_options(name, config, languages))

@@ -93,6 +93,7 @@ class Driver:
         ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.5 if block else 0)
         for ref in ready:
             node, started = self.pending.pop(ref)
+            self.pool.done(ref)
             try:
                 result = ray.get(ref)
             except RayError as exc:

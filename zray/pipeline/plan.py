@@ -154,8 +154,7 @@ def build_plan(
 
     video_names: dict[str, str] = {}
     for lang in languages:
-        tts_spec = engines.tts[lang]
-        tts_id = identities[tts_spec.name]
+        tts_id = identities.get(f"tts:{lang}") or identities[engines.tts[lang].name]
         pads: list[Node] = []
         for index, scene in enumerate(script.scenes):
             label = labels[index]

@@ -97,23 +97,64 @@ def local_gpu_count() -> int:
 def prepare_engines(
     script: Script, languages: list[str], config: Config, profile: str
 ) -> tuple[EngineChoice, dict[str, dict[str, Any]]]:
-    """Choose engines, check each can serve its languages, and collect identities for cache keys."""
+    """Choose engines, check each can serve its languages, and collect identities for cache keys.
+
+    Identities are keyed by engine name, plus `tts:<lang>` for what decides one language's voice.
+    """
     try:
         choice = choose_engines(config, languages, profile=profile)
+        choice = _google_key_fallback(choice, config)
         identities: dict[str, dict[str, Any]] = {}
         for spec in {choice.image, choice.music, *choice.tts.values()}:
             engine = spec.create()
             identities[spec.name] = engine.identity()
-            if hasattr(engine, "supports"):
-                for lang, lang_spec in choice.tts.items():
-                    if lang_spec == spec and not engine.supports(lang):
-                        raise EngineError(
-                            f"the {spec.name} voice engine has no voice for language {lang!r}; "
-                            f"set engines.tts.{lang} to another engine or run with --lang to skip it"
-                        )
+            for lang, lang_spec in choice.tts.items():
+                if lang_spec != spec:
+                    continue
+                if not engine.supports(lang):
+                    raise EngineError(
+                        f"the {spec.name} voice engine has no voice for language {lang!r}; "
+                        f"set engines.tts.{lang} to another engine or run with --lang to skip it"
+                    )
+                if hasattr(engine, "identity_for"):
+                    identities[f"tts:{lang}"] = engine.identity_for(lang)
     except EngineError as exc:
         raise RunError(str(exc)) from None
     return choice, identities
+
+
+def _google_key_fallback(choice: EngineChoice, config: Config) -> EngineChoice:
+    """Google Cloud TTS without GOOGLE_API_KEY: say so once, now, and use the fallback (or refuse)."""
+    google = [lang for lang, spec in choice.tts.items() if spec.name == "google"]
+    if not google:
+        return choice
+    from zray.engines.google_tts import api_key_available
+
+    if api_key_available():
+        return choice
+    fallback = config.google_tts.fallback
+    if not fallback:
+        raise RunError(
+            f"GOOGLE_API_KEY is not set (environment or .env) and Google Cloud TTS voices {', '.join(google)}; "
+            'set it, or set google_tts.fallback = "espeak"'
+        )
+    log.warning(
+        "GOOGLE_API_KEY is not set: narrating %s with %s instead of Google Cloud TTS",
+        ", ".join(google),
+        fallback,
+    )
+    with_fallback = choose_engines(
+        config.model_copy(
+            update={
+                "engines": config.engines.model_copy(
+                    update={"tts": {**config.engines.tts, **dict.fromkeys(google, fallback)}}
+                )
+            }
+        ),
+        list(choice.tts),
+        profile=choice.profile,
+    )
+    return with_fallback
 
 
 def run_episode(request: RunRequest, config: Config, *, console: Console | None = None) -> RunReport:

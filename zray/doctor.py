@@ -1,0 +1,168 @@
+"""`zray doctor`: what this machine (or cluster) has, and what the chosen profile still needs.
+
+Each check is one line, green or red, and a red line says how to fix it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from zray.config import Config
+from zray.engines.registry import KOKORO_LANGUAGES, EngineChoice, choose_engines
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    what: str
+    fix: str = ""
+
+    def render(self) -> str:
+        mark = "[green]ok  [/green]" if self.ok else "[red]FAIL[/red]"
+        return f"{mark} {self.what}" + (f" [dim]-> {self.fix}[/dim]" if self.fix and not self.ok else "")
+
+
+def run_checks(
+    config: Config, *, profile: str, languages: list[str], ray_resources: dict[str, float]
+) -> list[Check]:
+    checks = [ray_check(ray_resources), *gpu_checks(), *codec_checks(), store_check(config.output)]
+    choice = choose_engines(config, languages, profile=profile)
+    checks += engine_checks(choice, config)
+    return checks
+
+
+def ray_check(resources: dict[str, float]) -> Check:
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    return Check(cpus > 0, f"Ray sees {cpus:g} CPUs and {gpus:g} GPUs", "start Ray or check --address")
+
+
+def gpu_checks() -> list[Check]:
+    if importlib.util.find_spec("torch") is None:
+        return [
+            Check(
+                True, "torch not installed (draft profile only); for production: pip install 'zray[models]'"
+            )
+        ]
+    import torch
+
+    if not torch.cuda.is_available():
+        return [Check(True, f"torch {torch.__version__}: no CUDA device (production runs on CPU, slowly)")]
+    lines = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        lines.append(Check(True, f"GPU {index}: {props.name}, {props.total_memory / 2**30:.0f} GiB VRAM"))
+    return lines
+
+
+def codec_checks() -> list[Check]:
+    import av
+
+    out = []
+    for name, role in (("libx264", "H.264 video"), ("aac", "AAC audio")):
+        try:
+            av.codec.Codec(name, "w")
+            out.append(Check(True, f"PyAV {av.__version__} encodes {role} ({name})"))
+        except Exception:
+            out.append(
+                Check(False, f"PyAV cannot encode {role} ({name})", "pip install --force-reinstall av")
+            )
+    return out
+
+
+def store_check(output: str) -> Check:
+    from zray.store import Store
+
+    try:
+        Store(output).check_writable()
+        return Check(True, f"output {output} is writable")
+    except Exception as exc:
+        return Check(False, f"output {output}: {exc}", "choose another --output or fix its permissions")
+
+
+def engine_checks(choice: EngineChoice, config: Config) -> list[Check]:
+    out: list[Check] = []
+    specs = {choice.image, choice.music, *choice.tts.values()}
+    for spec in sorted(specs, key=lambda s: s.name):
+        if spec.name == "zimage":
+            out.append(model_check("image model", spec.options["model"], "models.image"))
+        elif spec.name == "musicgen":
+            out.append(model_check("music model", spec.options["model"], "models.musicgen"))
+            out.append(
+                Check(
+                    True,
+                    "MusicGen weights are CC-BY-NC-4.0: not for monetised videos (engines.music = 'library')",
+                )
+            )
+        elif spec.name == "kokoro":
+            out.append(model_check("Kokoro model", spec.options["model"], "models.kokoro"))
+            langs = [lang for lang, s in choice.tts.items() if s == spec]
+            if any(lang.startswith("en") for lang in langs):
+                out.append(spacy_check())
+        elif spec.name == "google":
+            from zray.engines.google_tts import api_key_available
+
+            langs = ", ".join(lang for lang, s in choice.tts.items() if s == spec)
+            fallback = config.google_tts.fallback
+            out.append(
+                Check(
+                    api_key_available(),
+                    f"GOOGLE_API_KEY for Google Cloud TTS ({langs})",
+                    "export GOOGLE_API_KEY=... or put it in .env"
+                    + (f"; without it {langs} is narrated with {fallback}" if fallback else ""),
+                )
+            )
+        elif spec.name == "library":
+            folder = Path(spec.options["folder"])
+            tracks = [p for p in folder.glob("*") if p.suffix.lower() in {".wav", ".flac", ".mp3", ".ogg"}]
+            out.append(
+                Check(
+                    bool(tracks),
+                    f"music library {folder}: {len(tracks)} tracks",
+                    f"put licensed tracks in {folder}",
+                )
+            )
+        else:
+            try:
+                spec.create().load()
+                out.append(Check(True, f"{spec.name} engine loads"))
+            except Exception as exc:
+                out.append(Check(False, f"{spec.name} engine: {exc}", "reinstall zray"))
+    unsupported = [
+        lang for lang, s in choice.tts.items() if s.name == "kokoro" and lang not in KOKORO_LANGUAGES
+    ]
+    if unsupported:
+        out.append(
+            Check(
+                False,
+                f"Kokoro has no voice for {', '.join(unsupported)}",
+                "set engines.tts.<lang> = 'google'",
+            )
+        )
+    return out
+
+
+def model_check(what: str, model: str, setting: str) -> Check:
+    """Weights present: a local directory, or a complete snapshot in the Hugging Face cache."""
+    if os.path.isdir(model):
+        return Check(True, f"{what}: local directory {model}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(model, local_files_only=True)
+        return Check(True, f"{what} {model} is in the Hugging Face cache ({path})")
+    except ImportError:
+        return Check(False, f"{what} {model}: huggingface_hub is not installed", "pip install 'zray[models]'")
+    except Exception:
+        return Check(
+            False,
+            f"{what} {model} is not in the Hugging Face cache",
+            f"huggingface-cli download {model}, or set {setting} to a local directory",
+        )
+
+
+def spacy_check() -> Check:
+    ok = importlib.util.find_spec("en_core_web_sm") is not None
+    return Check(ok, "spaCy en_core_web_sm (Kokoro's English)", "python -m spacy download en_core_web_sm")
