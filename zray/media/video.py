@@ -6,7 +6,8 @@ with N // gop copies of that GOP's packets plus its first N % gop packets, resta
 scene costs the same encode as a 2-second one. Every GOP opens with an IDR picture carrying its own
 SPS/PPS, so each copy decodes on its own. Encoders never set the global-header flag: the MP4 muxer
 builds the avc1 sample entry from the first packet's in-band SPS/PPS, which is identical in every
-segment encoded with the same settings.
+segment encoded with the same settings. Audio is the one cost that grows with minutes: the AAC
+track is encoded in parallel chunks and joined on frame boundaries (see `_encode_audio`).
 
 Segments are files because the pipeline encodes them in parallel on different machines and hands
 them to one assembly task. Nothing here knows about Ray.
