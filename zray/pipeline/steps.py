@@ -23,6 +23,9 @@ from zray.pipeline.plan import Node
 from zray.store import Store
 
 Result = dict[str, Any]
+# Each step runs as a one-CPU Ray task: an encoder that spawned a thread per core would fight the
+# other tasks Ray placed on the same cores.
+TASK_THREADS = 1
 
 
 def video_settings(params: dict[str, Any]) -> video.VideoSettings:
@@ -59,14 +62,14 @@ def segment(store: Store, node: Node, image: Result) -> Result:
     """One still scene encoded once as a closed GOP; every language repeats it."""
     settings = video_settings(node.params)
     with store.local_copy(image["path"]) as local, store.writer(node.outputs[0]) as tmp:
-        video.encode_still(local, tmp, settings=settings)
+        video.encode_still(local, tmp, settings=settings, threads=TASK_THREADS)
     return {"path": node.outputs[0]}
 
 
 def intro(store: Store, node: Node) -> Result:
     settings = video_settings(node.params)
     with store.local_copy(node.params["source"]) as local, store.writer(node.outputs[0]) as tmp:
-        frames = video.encode_clip(local, tmp, settings=settings)
+        frames = video.encode_clip(local, tmp, settings=settings, threads=TASK_THREADS)
     return {"path": node.outputs[0], "frames": frames}
 
 
@@ -146,7 +149,7 @@ def assemble(store: Store, node: Node, *deps: Result) -> Result:
             intro_path = stack.enter_context(store.local_copy(intro_result["path"]))
             segments.insert(0, video.Segment(path=str(intro_path), frames=intro_result["frames"]))
         with store.writer(node.outputs[0]) as tmp:
-            info = video.assemble(segments, full, tmp, settings=settings)
+            info = video.assemble(segments, full, tmp, settings=settings, threads=TASK_THREADS)
     frames = sum(s.frames for s in segments)
     return {
         "path": node.outputs[0],
