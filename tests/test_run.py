@@ -153,6 +153,7 @@ def test_rerun_rewrites_nothing_then_one_line_rebuilds_one_language(finished, tm
         "subtitles_es.srt",
         "subtitles_es.vtt",
         "chapters_es.txt",
+        "script.json",  # the script as run, kept beside the outputs
     }
     new_files = set(after) - set(before)
     assert all(

@@ -106,6 +106,8 @@ class Config(Strict):
     profile: Profile = "auto"
     project: str | None = None
     address: str | None = None
+    # A local output path that every node of a multi-node cluster mounts (NFS and the like).
+    shared_storage: bool = False
     dashboard: bool = False
     quiet: bool = False
     max_in_flight: int = Field(64, ge=1)

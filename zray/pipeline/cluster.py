@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from typing import Any
 
 from zray.config import Config
 
@@ -42,6 +43,20 @@ def connect(config: Config) -> bool:
         log_to_driver=False,
     )
     return True
+
+
+def check_shared_storage(store: Any, config: Config) -> None:
+    """A local output on a multi-node cluster would scatter files across machines: refuse it."""
+    if not store.is_local or config.shared_storage:
+        return
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1:
+        raise ClusterError(
+            f"--output {store.root_url} is a local folder but the cluster has {len(nodes)} nodes; "
+            "use s3:// or gs:// storage, or set shared_storage = true if every node mounts that path"
+        )
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

@@ -1,18 +1,21 @@
-"""Drive a plan on Ray: submit what is stale as soon as it can run, record what lands, report failures.
+"""Drive plans on Ray: submit what is stale as soon as it can run, record what lands, report failures.
 
 Nothing here waits for a phase: every stale node is submitted with ObjectRefs of the nodes it
 consumes, so Ray starts it the moment its inputs exist (padding starts when its narration lands,
-a language is assembled when its last scene is ready). A bound on submitted-but-unfinished work
-keeps a huge batch from flooding the scheduler.
+a language is assembled when its last scene is ready). Several episodes run at once; their nodes
+are submitted in turn, one episode after another, so scenes from every episode in flight share
+the resident GPU actors fairly. A bound on submitted-but-unfinished work keeps a large batch from
+flooding the scheduler.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
@@ -28,54 +31,96 @@ log = logging.getLogger("zray")
 
 
 @dataclass
-class Outcome:
+class Job:
+    """One episode's stale work and what became of it."""
+
+    name: str
+    plan: Plan
+    manifest: Manifest
+    stale: list[Node]
     built: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # language (or "all") -> first reason
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    notes: list[str] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+    refs: dict[str, Any] = field(default_factory=dict)
+    old_outputs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # deliverables' previous files
+    queue: deque[Node] = field(default_factory=deque)
+    running: int = 0
+
+    @property
+    def done(self) -> bool:
+        return not self.queue and self.running == 0
 
 
 class Driver:
     def __init__(
         self,
-        plan: Plan,
         store: Store,
-        manifest: Manifest,
         pool: ActorPool,
         *,
         max_in_flight: int,
         task_retries: int,
-        on_done: Callable[[Node, bool], None] | None = None,
+        max_jobs: int = 1,
+        on_node: Callable[[Job, Node, bool], None] | None = None,
+        on_job: Callable[[Job], None] | None = None,
     ):
-        self.plan, self.store, self.manifest, self.pool = plan, store, manifest, pool
+        self.store, self.pool = store, pool
         self.max_in_flight = max_in_flight
-        self.on_done = on_done or (lambda node, ok: None)
-        self.refs: dict[str, ray.ObjectRef] = {}
-        self.pending: dict[ray.ObjectRef, tuple[Node, float]] = {}
-        self.outcome = Outcome()
+        self.max_jobs = max(1, max_jobs)
         self.task_retries = task_retries
+        self.on_node = on_node or (lambda job, node, ok: None)
+        self.on_job = on_job or (lambda job: None)
+        self.pending: dict[Any, tuple[Job, Node, float]] = {}
         self.tasks = {kind: ray.remote(fn) for kind, fn in STEPS.items()}
 
-    def run(self, nodes: list[Node]) -> Outcome:
-        # Drop the records of what is about to be rebuilt before touching any file.
-        self.manifest.forget([n.id for n in nodes])
-        self.manifest.flush(force=True)
+    def run(self, jobs: list[Job]) -> None:
+        waiting = deque(jobs)
+        active: list[Job] = []
         try:
-            for node in nodes:
-                while len(self.pending) >= self.max_in_flight:
-                    self._collect(block=True)
-                self._submit(node)
-            while self.pending:
-                self._collect(block=True)
+            while waiting or active:
+                while waiting and len(active) < self.max_jobs:
+                    active.append(self._start(waiting.popleft()))
+                self._submit_round(active)
+                if self.pending:
+                    self._collect()
+                for job in [j for j in active if j.done]:
+                    active.remove(job)
+                    self._finish(job)
         except KeyboardInterrupt:
             for ref in self.pending:
                 ray.cancel(ref, force=False)
             raise
         finally:
-            self.manifest.flush(force=True)
-        return self.outcome
+            for job in jobs:
+                job.manifest.flush(force=True)
 
-    def _submit(self, node: Node) -> None:
-        args = [self.refs[d] if d in self.refs else self.manifest.result(d) for d in node.deps]
+    def _start(self, job: Job) -> Job:
+        # Drop the records of what is about to be rebuilt before touching any file.
+        job.manifest.forget([n.id for n in job.stale])
+        job.manifest.flush(force=True)
+        job.queue = deque(job.stale)
+        job.started = time.monotonic()
+        return job
+
+    def _finish(self, job: Job) -> None:
+        job.finished = time.monotonic()
+        job.manifest.flush(force=True)
+        self.on_job(job)
+
+    def _submit_round(self, active: list[Job]) -> None:
+        """Submit from each active episode in turn until the in-flight bound is reached."""
+        progress = True
+        while progress and len(self.pending) < self.max_in_flight:
+            progress = False
+            for job in active:
+                if job.queue and len(self.pending) < self.max_in_flight:
+                    self._submit(job, job.queue.popleft())
+                    progress = True
+
+    def _submit(self, job: Job, node: Node) -> None:
+        args = [job.refs[d] if d in job.refs else job.manifest.result(d) for d in node.deps]
         if node.kind in ACTOR_KINDS:
             ref = self.pool.submit(node.kind, self.store, node, *args)
         else:
@@ -83,37 +128,40 @@ class Driver:
             options = {"num_cpus": 1, "max_retries": self.task_retries, "retry_exceptions": False}
             ref = (
                 self.tasks[node.kind]
-                .options(name=f"zray:{node.id}", **options)
+                .options(name=f"zray:{job.name}:{node.id}", **options)
                 .remote(self.store, node, *args)
             )
-        self.refs[node.id] = ref
-        self.pending[ref] = (node, time.monotonic())
+        job.refs[node.id] = ref
+        job.running += 1
+        self.pending[ref] = (job, node, time.monotonic())
 
-    def _collect(self, *, block: bool) -> None:
-        ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.5 if block else 0)
+    def _collect(self) -> None:
+        ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.5)
         for ref in ready:
-            node, started = self.pending.pop(ref)
+            job, node, started = self.pending.pop(ref)
+            job.running -= 1
             self.pool.done(ref)
             try:
                 result = ray.get(ref)
             except RayError as exc:
-                self._failed(node, exc)
-                self.on_done(node, False)
+                self._failed(job, node, exc)
+                self.on_node(job, node, False)
                 continue
-            self.outcome.timings[node.stage] += time.monotonic() - started
+            job.timings[node.stage] += time.monotonic() - started
             if result.get("note"):
-                log.info("%s", result["note"])
-            self.manifest.record(node, result)
-            self.manifest.flush()
-            self.outcome.built.append(node.id)
-            self.on_done(node, True)
+                job.notes.append(result["note"])
+                log.info("%s: %s", job.name, result["note"])
+            job.manifest.record(node, result)
+            job.manifest.flush()
+            job.built.append(node.id)
+            self.on_node(job, node, True)
 
-    def _failed(self, node: Node, exc: Exception) -> None:
+    def _failed(self, job: Job, node: Node, exc: Exception) -> None:
         scope = node.lang or "all"
         reason = describe_error(exc)
-        if scope not in self.outcome.failed:
-            self.outcome.failed[scope] = f"{node.id}: {reason}"
-            log.error("%s failed: %s", node.id, reason)
+        if scope not in job.failed:
+            job.failed[scope] = f"{node.id}: {reason}"
+            log.error("%s: %s failed: %s", job.name, node.id, reason)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -128,7 +176,3 @@ def describe_error(exc: BaseException) -> str:
         return "an engine actor died and could not be restarted (out of memory or killed); see the Ray logs"
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def existing_keys(store: Store, episode: str) -> set[str]:
-    return set(store.list(episode))

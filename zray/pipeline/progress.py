@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -12,6 +12,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -23,23 +24,28 @@ from zray.pipeline.plan import STAGES, Node
 log = logging.getLogger("zray")
 
 
-class StageProgress:
-    """One bar per stage; cached work counts as done from the start."""
+def _bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<11}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
 
-    def __init__(self, console: Console, all_nodes: Iterable[Node], stale: Iterable[Node], *, enabled: bool):
-        totals = Counter(n.stage for n in all_nodes)
-        todo = Counter(n.stage for n in stale)
+
+class StageProgress:
+    """One episode: a bar per stage; cached work counts as done from the start."""
+
+    def __init__(self, console: Console, jobs: list[Any], *, enabled: bool):
+        job = jobs[0]
+        totals = Counter(n.stage for n in job.plan.nodes.values())
+        todo = Counter(n.stage for n in job.stale)
         self.enabled = enabled
-        self.progress = Progress(
-            TextColumn("{task.description:<11}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
+        self.progress = _bar(console)
         self.tasks = {
             stage: self.progress.add_task(
                 stage,
@@ -61,13 +67,56 @@ class StageProgress:
         if self.enabled:
             self.progress.stop()
 
-    def done(self, node: Node, ok: bool) -> None:
-        if ok:
-            log.debug("done %s", node.id)
-        else:
+    def node_done(self, job: Any, node: Node, ok: bool) -> None:
+        if not ok:
             self.failed[node.stage] += 1
             self.progress.update(self.tasks[node.stage], note=f"[red]{self.failed[node.stage]} failed")
         self.progress.advance(self.tasks[node.stage])
+
+    def job_done(self, job: Any, report: Any) -> None:
+        return None
+
+
+class EpisodeProgress:
+    """A batch: one line per episode in flight, plus overall counts and an ETA."""
+
+    def __init__(self, console: Console, jobs: list[Any], *, enabled: bool):
+        self.enabled = enabled
+        self.progress = _bar(console)
+        self.jobs = len(jobs)
+        self.finished = 0
+        self.overall = self.progress.add_task(
+            "all", total=sum(len(j.stale) for j in jobs), note=f"0/{self.jobs} episodes"
+        )
+        self.lines: dict[int, TaskID] = {}
+
+    def __enter__(self) -> EpisodeProgress:
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def node_done(self, job: Any, node: Node, ok: bool) -> None:
+        line = self.lines.get(id(job))
+        if line is None:
+            name = job.name.rsplit("/", 1)[-1][:11]
+            line = self.lines[id(job)] = self.progress.add_task(name, total=len(job.stale), note="")
+        if not ok:
+            self.progress.update(line, note="[red]failing")
+        self.progress.advance(line)
+        self.progress.advance(self.overall)
+
+    def job_done(self, job: Any, report: Any) -> None:
+        self.finished += 1
+        self.progress.update(self.overall, note=f"{self.finished}/{self.jobs} episodes")
+        line = self.lines.pop(id(job), None)
+        if line is not None:
+            self.progress.remove_task(line)
+        status = "[red]FAILED" if report.failed else "[green]done"
+        self.progress.console.print(f"{status}[/] {job.name} ({len(job.built)} steps)", highlight=False)
 
 
 def setup_logging(console: Console, *, quiet: bool) -> logging.Logger:
