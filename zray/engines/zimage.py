@@ -1,0 +1,256 @@
+"""Scene images with Z-Image-Turbo through diffusers' `ZImagePipeline`: the production image engine.
+
+Turbo is distilled for 8 denoising steps without classifier-free guidance. Since diffusers 0.39 the
+pipeline's `num_inference_steps` is the number of transformer forwards (sigmas 1 .. 1/n, then 0);
+before, it ended on a redundant forward at sigma 0, so 9 meant 8 real steps. `steps` here always counts
+transformer forwards, and diffusers >= 0.40 is required (0.40 also brought the `dtype` argument).
+
+Several prompts in one pipeline call are not used: a batched call agrees with one-by-one calls only to
+about 1e-6 (masked attention over padded sequences rounds differently), which flips a few 8-bit pixel
+values, so an image's bytes would depend on which scenes shared its batch. Content-addressed images must
+depend on their own prompt and seed alone, so `generate_many` runs one prompt at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from zray.engines.base import EngineError
+
+ENGINE_VERSION = "1"
+DEFAULT_MODEL = "Tongyi-MAI/Z-Image-Turbo"
+TURBO_STEPS = 8
+TURBO_GUIDANCE = 0.0
+SIZE_MULTIPLE = 16  # VAE downsampling (8) times the transformer's 2x2 patches
+MEMORY_MODES = ("resident", "model_offload", "sequential_offload")
+MIN_DIFFUSERS = (0, 40)
+
+log = logging.getLogger(__name__)
+
+
+class ZImageEngine:
+    """Z-Image-Turbo text-to-image: loaded once, kept resident, one image per prompt and seed."""
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        memory: str = "resident",
+        vae_tiling: bool = False,
+        steps: int | None = None,
+        device: str | None = None,
+    ) -> None:
+        if not isinstance(model, str) or not model.strip():
+            raise EngineError(f"image model must be a Hugging Face id or a local directory, not {model!r}")
+        if memory not in MEMORY_MODES:
+            raise EngineError(f"image memory mode must be one of {', '.join(MEMORY_MODES)}, not {memory!r}")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise EngineError(f"image steps must be a positive integer, not {steps!r}")
+        self.model = model
+        self.memory = memory
+        self.vae_tiling = bool(vae_tiling)
+        self.steps = steps if steps is not None else TURBO_STEPS
+        self.device = device
+        # What load() actually did: offload modes fall back to resident without CUDA.
+        self.placement: str | None = None
+        self._pipe: Any = None
+        self._device: str | None = None
+
+    @property
+    def pipeline(self) -> Any:
+        """The loaded `ZImagePipeline` (loading it first if needed)."""
+        self.load()
+        return self._pipe
+
+    def load(self) -> None:
+        if self._pipe is not None:
+            return
+        import diffusers
+        import torch
+
+        _require_diffusers(diffusers.__version__)
+        device = self._resolved_device()
+        dtype = torch.bfloat16 if _is_cuda(device) else torch.float32
+        pipe = _from_pretrained(self.model, dtype=dtype)
+        pipe.set_progress_bar_config(disable=True)
+        self.placement = _place(pipe, memory=self.memory, device=device, vae_tiling=self.vae_tiling)
+        self._pipe = pipe
+        self._device = device
+
+    def identity(self) -> dict[str, Any]:
+        # The memory mode is left out: offloading moves weights, not the arithmetic. VAE tiling decodes
+        # large images in blended tiles, which changes pixels.
+        local = _local_dir(self.model)
+        return {
+            "engine": "zimage",
+            "version": ENGINE_VERSION,
+            # A local directory is named by its folder name and contents, so moving it keeps its keys.
+            "model": local.name if local else self.model,
+            "model_digest": _dir_digest(local) if local else None,
+            "steps": self.steps,
+            "guidance": TURBO_GUIDANCE,
+            "dtype": "bfloat16" if _is_cuda(self._resolved_device()) else "float32",
+            "vae_tiling": self.vae_tiling,
+        }
+
+    def generate(self, prompt: str, *, width: int, height: int, seed: int, label: str = "") -> Image.Image:
+        _check_request(prompt=prompt, width=width, height=height, seed=seed)
+        self.load()
+        return self._generate(prompt, width=width, height=height, seed=seed)
+
+    def generate_many(self, requests: list[dict[str, Any]]) -> list[Image.Image]:
+        """One image per request dict (prompt, width, height, seed, optional label), in order.
+
+        Every request is checked before any image is made. One pipeline call per prompt: see the module
+        docstring for why batching would make images depend on their batch.
+        """
+        for request in requests:
+            _check_request(
+                prompt=request.get("prompt"),
+                width=request.get("width"),
+                height=request.get("height"),
+                seed=request.get("seed"),
+            )
+        if requests:
+            self.load()
+        return [
+            self._generate(r["prompt"], width=r["width"], height=r["height"], seed=r["seed"])
+            for r in requests
+        ]
+
+    def _generate(self, prompt: str, *, width: int, height: int, seed: int) -> Image.Image:
+        import torch
+
+        generator = torch.Generator(device=self._device).manual_seed(seed)
+        try:
+            output = self._pipe(
+                prompt=prompt,
+                width=width,
+                height=height,
+                num_inference_steps=self.steps,
+                guidance_scale=TURBO_GUIDANCE,
+                generator=generator,
+                output_type="pil",
+            )
+        except torch.OutOfMemoryError:
+            raise EngineError(
+                f"out of GPU memory making a {width}x{height} image with {self.model}; set "
+                "models.image_memory to model_offload or sequential_offload, or models.vae_tiling to true"
+            ) from None
+        image: Image.Image = output.images[0]
+        return image if image.mode == "RGB" else image.convert("RGB")
+
+    def _resolved_device(self) -> str:
+        if self.device is not None:
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _check_request(*, prompt: Any, width: Any, height: Any, seed: Any) -> None:
+    if not isinstance(prompt, str):
+        raise EngineError(f"image prompt must be text, not {prompt!r}")
+    sizes_ok = all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % SIZE_MULTIPLE == 0
+        for v in (width, height)
+    )
+    if not sizes_ok:
+        raise EngineError(
+            f"image width and height must be positive multiples of {SIZE_MULTIPLE}, "
+            f"got width={width!r} height={height!r}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise EngineError(f"image seed must be an integer, not {seed!r}")
+
+
+def _require_diffusers(installed: str) -> None:
+    parts = []
+    for piece in installed.split(".")[:2]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    if tuple(parts) < MIN_DIFFUSERS:
+        wanted = ".".join(map(str, MIN_DIFFUSERS))
+        raise EngineError(
+            f"the zimage engine needs diffusers>={wanted} (installed: {installed}); older releases count "
+            f"Z-Image steps differently. Upgrade with: pip install -U 'diffusers>={wanted}'"
+        )
+
+
+def _is_cuda(device: str) -> bool:
+    return device == "cuda" or device.startswith("cuda:")
+
+
+def _local_dir(model: str) -> Path | None:
+    path = Path(model).expanduser()
+    return path if path.is_dir() else None
+
+
+def _looks_like_path(model: str) -> bool:
+    """Hub ids are `name` or `owner/name`; anything else that is not a directory was meant as one."""
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+
+
+def _dir_digest(folder: Path) -> str:
+    """Short hash of every file's relative path and size: a swapped or retrained model changes it."""
+    entries = sorted(
+        f"{path.relative_to(folder).as_posix()}:{path.stat().st_size}"
+        for path in folder.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+    return hashlib.sha256("\n".join(entries).encode("utf-8")).hexdigest()[:16]
+
+
+def _from_pretrained(model: str, *, dtype: Any) -> Any:
+    from diffusers import ZImagePipeline
+
+    local = _local_dir(model)
+    if local is None and _looks_like_path(model):
+        raise EngineError(f"image model directory {model} does not exist; set models.image to a model folder")
+    try:
+        return ZImagePipeline.from_pretrained(str(local) if local else model, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        if local is None and not _in_hf_cache(model):
+            raise EngineError(
+                f"image model {model} is not in the Hugging Face cache and cannot be downloaded here; "
+                f"download it with `huggingface-cli download {model}` or set models.image to a local directory"
+            ) from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EngineError(f"image model {model} could not be loaded: {first_line}") from None
+
+
+def _in_hf_cache(model: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(model, "model_index.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+def _place(pipe: Any, *, memory: str, device: str, vae_tiling: bool) -> str:
+    """Put the pipeline where `memory` says; returns the mode applied.
+
+    Offloading keeps weights in CPU memory and moves them to the GPU as needed (whole models, or layer
+    by layer), trading speed for VRAM. Without CUDA there is nothing to offload to, so the model stays
+    resident rather than failing a run that would work.
+    """
+    if memory != "resident" and not _is_cuda(device):
+        log.warning(
+            "image memory mode %s needs a CUDA device; on %s the model stays resident", memory, device
+        )
+        memory = "resident"
+    if memory == "resident":
+        pipe.to(device)
+    elif memory == "model_offload":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.enable_sequential_cpu_offload(device=device)
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    return memory
