@@ -1,0 +1,292 @@
+"""MusicGen through transformers: the production profile's music engine.
+
+MusicGen writes about 30 s at a time, so a longer bed is built by windowed continuation: every window
+after the first is prompted with the text and with the tail of the audio made so far (MusicGen's audio
+prompt: the processor's `audio=` input becomes `input_values`, which the model encodes with EnCodec
+into the first decoder tokens). The model returns the codec's reconstruction of that tail followed by
+the new music; the reconstruction is not bit-identical to the tail, so the join is crossfaded from the
+original tail into the reconstruction, where the new music continues without a step.
+
+The bed then loops: a little more than `seconds` is made and its extra end is crossfaded (equal power)
+into its head, so that the last sample leads into the first exactly as the original audio ran on.
+Sampling is seeded from the prompt and the window number, so the same prompt gives the same bed on
+the same device. The official weights are CC-BY-NC-4.0 (see LICENSE_NOTE).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from zray.engines.base import EngineError, seed_from
+from zray.media.audio import SAMPLE_RATE
+
+ENGINE_VERSION = "1"
+DEFAULT_MODEL = "facebook/musicgen-small"
+LICENSE_NOTE = (
+    "MusicGen weights (facebook/musicgen-*) are licensed CC-BY-NC-4.0: music made with them may not be "
+    "used commercially, e.g. in monetised videos; use the library music engine for those"
+)
+MAX_SECONDS = 3600.0
+MIN_WINDOW, MAX_WINDOW = 1.0, 30.0
+# Each continuation hears the last third of a window (10 s of a 30 s window) and writes the rest.
+CONTEXT_FRACTION = 1 / 3
+# The loop's crossfade: long enough to hide the change of phrase, short next to the bed.
+LOOP_CROSSFADE_S = 2.0
+# Where each continuation joins: the tail and the codec's reconstruction of it are the same music.
+JOIN_CROSSFADE_S = 0.1
+# Sampling settings of the official checkpoints' generation_config, passed explicitly so that a local
+# model without one behaves the same.
+GUIDANCE_SCALE = 3.0
+TOP_K = 250
+PEAK_CEILING = 10 ** (-1 / 20)  # -1 dBFS
+
+
+class MusicGenEngine:
+    """A looping music bed for a text prompt: float32 (channels, n) at 48 kHz, channels as the model
+    makes them ((1, n) for the mono checkpoints, (2, n) for the stereo ones)."""
+
+    def __init__(
+        self, *, model: str = DEFAULT_MODEL, window: float = 30.0, device: str | None = None
+    ) -> None:
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"musicgen model must be a Hugging Face model id or a folder, got {model!r}")
+        if not isinstance(window, int | float) or not MIN_WINDOW <= window <= MAX_WINDOW:
+            raise ValueError(
+                f"musicgen window must be {MIN_WINDOW:g}..{MAX_WINDOW:g} seconds "
+                f"(MusicGen writes about 30 s at a time), got {window!r}"
+            )
+        self.model = model
+        self.window = float(window)
+        self.device = device
+        self._model: Any = None
+        self._processor: Any = None
+
+    # -- loading ---------------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        try:
+            import torch
+            from transformers import AutoProcessor, MusicgenForConditionalGeneration
+        except ImportError as exc:
+            raise EngineError(
+                f"musicgen needs torch and transformers ({exc}); install them with: pip install 'zray[models]'"
+            ) from None
+        device = _torch_device(torch, self.device)
+        local = _local_folder(self.model)
+        source = str(local) if local is not None else self.model
+        try:
+            # Building the modules may draw random initial weights: keep the caller's random stream.
+            with torch.random.fork_rng(devices=[]):
+                processor = AutoProcessor.from_pretrained(source)
+                model = MusicgenForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
+        except OSError as exc:
+            raise EngineError(
+                f"musicgen model {self.model!r} cannot be loaded ({_first_line(exc)}); download it once "
+                "with network access (it is then read from the Hugging Face cache) or set the musicgen "
+                "model to a local folder"
+            ) from None
+        dtype = _dtype_for(device)
+        if dtype != torch.float32:
+            # The language model runs in half precision; EnCodec (convolutions and an LSTM, a small part
+            # of the work) stays in float32, where its decoder is known to be clean.
+            model.to(dtype)
+            model.audio_encoder.to(torch.float32)
+        self._model = model.to(device).eval()
+        self._processor = processor
+
+    def identity(self) -> dict[str, Any]:
+        identity: dict[str, Any] = {
+            "engine": "musicgen",
+            "version": ENGINE_VERSION,
+            "model": self.model,
+            "window": self.window,
+            "context_fraction": round(CONTEXT_FRACTION, 6),
+            "guidance_scale": GUIDANCE_SCALE,
+            "top_k": TOP_K,
+            "loop_crossfade": LOOP_CROSSFADE_S,
+            "sample_rate": SAMPLE_RATE,
+            "license": LICENSE_NOTE,
+        }
+        local = _local_folder(self.model)
+        if local is not None:
+            identity["model_files"] = _folder_digest(local)
+        return identity
+
+    # -- generation ------------------------------------------------------------------------------------
+
+    def generate(self, prompt: str, *, seconds: float = 60.0) -> np.ndarray:
+        if (
+            not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or not 0 < seconds <= MAX_SECONDS
+        ):
+            raise ValueError(
+                f"musicgen music length must be in (0, {MAX_SECONDS:g}] seconds, got {seconds!r}"
+            )
+        self.load()
+        n_out = max(1, round(seconds * SAMPLE_RATE))
+        n_fade = round(min(LOOP_CROSSFADE_S, seconds / 4) * SAMPLE_RATE)
+        rate = self.sampling_rate
+        # A few frames more than the loop needs, so the resampler's end effects fall outside it.
+        needed = math.ceil((n_out + n_fade) * rate / SAMPLE_RATE) + 2 * self._samples_per_frame()
+        bed = _resample(self.generate_model_rate(prompt, samples=needed), rate)
+        if bed.shape[1] < n_out + n_fade:  # cannot happen unless the model returns less than asked
+            raise EngineError(f"musicgen returned {bed.shape[1]} samples, fewer than {n_out + n_fade}")
+        looped = seamless_loop(bed[:, : n_out + n_fade], n_out)
+        peak = float(np.max(np.abs(looped)))
+        if peak > PEAK_CEILING:
+            looped *= PEAK_CEILING / peak
+        return looped.astype(np.float32, copy=False)
+
+    @property
+    def sampling_rate(self) -> int:
+        """The model's own rate (32 kHz for the official checkpoints)."""
+        self.load()
+        return int(self._model.config.audio_encoder.sampling_rate)
+
+    def generate_model_rate(self, prompt: str, *, samples: int) -> np.ndarray:
+        """At least `samples` of music at the model's rate, (channels, n) float32, window by window."""
+        self.load()
+        config = self._model.config
+        frame_rate = float(config.audio_encoder.frame_rate)
+        hop = self._samples_per_frame()
+        window_frames = max(1, round(self.window * frame_rate))
+        context_frames = max(1, round(self.window * CONTEXT_FRACTION * frame_rate))
+        # The delay pattern costs (codebooks - 1) frames of each call: ask for that much on top.
+        delay = int(config.decoder.num_codebooks)
+        frames_needed = math.ceil(samples / hop)
+
+        audio = self._window(prompt, index=0, tail=None, new_tokens=min(window_frames, frames_needed + delay))
+        index = 1
+        while audio.shape[1] < samples:
+            context = min(context_frames, audio.shape[1] // hop) * hop
+            tail = audio[:, audio.shape[1] - context :]
+            remaining = math.ceil((samples - audio.shape[1]) / hop)
+            new_tokens = min(window_frames - context // hop, remaining + delay)
+            out = self._window(prompt, index=index, tail=tail, new_tokens=new_tokens)
+            if out.shape[1] <= context:
+                raise EngineError(f"musicgen window {index} made no new audio; use a longer window")
+            audio = _join(audio, out, context=context, fade=round(JOIN_CROSSFADE_S * self.sampling_rate))
+            index += 1
+        return audio
+
+    def _samples_per_frame(self) -> int:
+        audio_config = self._model.config.audio_encoder
+        hop = getattr(audio_config, "hop_length", None)
+        return int(hop) if hop else round(audio_config.sampling_rate / audio_config.frame_rate)
+
+    def _window(self, prompt: str, *, index: int, tail: np.ndarray | None, new_tokens: int) -> np.ndarray:
+        """One MusicGen call: the text (and the tail, when given) in, (channels, n) float32 out.
+
+        With a tail the output starts with the codec's reconstruction of it (tail.shape[1] samples)."""
+        import torch
+
+        model = self._model
+        rate = self.sampling_rate
+        if tail is None:
+            inputs = self._processor(text=[prompt], padding=True, return_tensors="pt")
+        else:
+            # The feature extractor wants (n,) for a mono model and (2, n) for a stereo one.
+            example = tail[0] if model.config.decoder.audio_channels == 1 else tail
+            inputs = self._processor(
+                text=[prompt], audio=[example], sampling_rate=rate, padding=True, return_tensors="pt"
+            )
+        inputs = {key: value.to(model.device) for key, value in inputs.items()}
+        devices = [model.device.index or 0] if model.device.type == "cuda" else []
+        # Seeding inside a forked RNG leaves the process's own random state as it was.
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(seed_from("musicgen", prompt, str(index)))
+            values = model.generate(
+                **inputs,
+                do_sample=True,
+                guidance_scale=GUIDANCE_SCALE,
+                top_k=TOP_K,
+                max_new_tokens=new_tokens,
+            )
+        return values[0].float().cpu().numpy()
+
+
+def seamless_loop(audio: np.ndarray, n: int) -> np.ndarray:
+    """The first n samples of `audio`, with what follows them (audio[:, n:]) crossfaded into the head.
+
+    Sample n-1 is untouched and sample 0 is almost exactly audio[:, n], its neighbour in the original,
+    so looping the result is as smooth as the original at that point. Equal-power (sin/cos) curves
+    keep the level through the fade, as the two ends are unrelated music.
+    """
+    fade = audio.shape[1] - n
+    if fade < 0 or fade > n:
+        raise ValueError(f"a loop of {n} samples needs {n}..{2 * n} samples of audio, got {audio.shape[1]}")
+    looped = np.array(audio[:, :n], dtype=np.float32)
+    if fade:
+        angle = (np.arange(fade, dtype=np.float64) + 0.5) * (np.pi / (2 * fade))
+        looped[:, :fade] = audio[:, :fade] * np.sin(angle) + audio[:, n:] * np.cos(angle)
+    return looped
+
+
+def _join(audio: np.ndarray, out: np.ndarray, *, context: int, fade: int) -> np.ndarray:
+    """Append a continuation: `out` is the reconstructed tail (its first `context` samples) + new music."""
+    fade = min(fade, context)
+    joined = np.concatenate([audio, out[:, context:]], axis=1)
+    if fade:
+        # The tail and its reconstruction are the same music, so a linear crossfade keeps the level.
+        ramp = (np.arange(fade, dtype=np.float32) + 0.5) / fade
+        start = audio.shape[1] - fade
+        joined[:, start : audio.shape[1]] = (
+            audio[:, start:] * (1 - ramp) + out[:, context - fade : context] * ramp
+        )
+    return joined
+
+
+def _resample(audio: np.ndarray, rate: int) -> np.ndarray:
+    if rate == SAMPLE_RATE:
+        return audio.astype(np.float32, copy=False)
+    divisor = math.gcd(SAMPLE_RATE, rate)
+    return resample_poly(audio, SAMPLE_RATE // divisor, rate // divisor, axis=1).astype(np.float32)
+
+
+def _torch_device(torch: Any, device: str | None) -> Any:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise EngineError(
+            f"musicgen device {device!r} is not a torch device (use cpu, cuda or cuda:N)"
+        ) from None
+
+
+def _dtype_for(device: Any) -> Any:
+    import torch
+
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def _local_folder(model: str) -> Path | None:
+    """The model as a local folder, or None for a Hub id; a path-like name that is no folder is an error."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model:
+        raise EngineError(f"musicgen model folder {model!r} does not exist; give a folder or a Hub id")
+    return None
+
+
+def _folder_digest(folder: Path) -> str:
+    """A short digest of a local model's file names and sizes: a swapped model changes cache keys."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
