@@ -10,6 +10,11 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 
+# Tests never download a model: an accidental Hub call fails at once. One thread per torch/BLAS
+# process: tiny models on a busy 2-core machine run many times faster without thread contention.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture(scope="session")
 def ray_session():

@@ -105,6 +105,54 @@ def run(
 
 
 @app.command()
+def batch(
+    scripts: Annotated[
+        list[str], typer.Argument(help="Scripts, folders, globs or URLs.", show_default=False)
+    ],
+    max_episodes_in_flight: Annotated[int, typer.Option(help="Episodes run at once.", min=1)] = 2,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Output folder or URL (s3://, gs://).")
+    ] = None,
+    lang: Annotated[
+        list[str] | None, typer.Option("--lang", help="Only these languages (repeatable).")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="draft, production or auto (GPU -> production).")
+    ] = None,
+    preset: Annotated[str | None, typer.Option(help="fast or final.")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster (auto, host:port, ray://...).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    shared_storage: Annotated[
+        bool, typer.Option("--shared-storage", help="The local --output is mounted by every node.")
+    ] = False,
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Remove each episode's generated files first.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log lines only, no progress bars.")] = False,
+) -> None:
+    """Make many episodes at once on one set of resident models; failures are isolated."""
+    from zray.pipeline.batch import run_batch
+
+    with user_errors():
+        cfg = load_config(
+            config,
+            output=output,
+            profile=profile,
+            video__preset=preset,
+            address=address,
+            shared_storage=shared_storage or None,
+            quiet=quiet or None,
+        )
+        report = run_batch(
+            scripts, cfg, languages=list(lang or []) or None, clean=clean, max_episodes=max_episodes_in_flight
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def doctor(
     script: Annotated[
         Path | None, typer.Argument(help="Check for this script's languages.", show_default=False)

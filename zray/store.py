@@ -39,6 +39,28 @@ class StoreError(OSError):
     """The store cannot be used (unreachable, unwritable, or a key that escapes the root)."""
 
 
+def expand(pattern: str) -> list[str]:
+    """Files a path, folder (searched for *.json) or glob names, local or any fsspec URL."""
+    fs, path = fsspec.core.url_to_fs(pattern)
+    if fs.isdir(path):
+        found = fs.glob(path.rstrip("/") + "/**/*.json")
+    elif any(c in path for c in "*?["):
+        found = fs.glob(path)
+    else:
+        found = [path] if fs.exists(path) else []
+    local = isinstance(fs, LocalFileSystem)
+    return sorted(p if local else fs.unstrip_protocol(p) for p in found if TEMP_MARK not in p)
+
+
+def fetch(url: str, dest: str | os.PathLike[str]) -> Path:
+    """Copy one file from any fsspec URL to a local path."""
+    fs, path = fsspec.core.url_to_fs(url)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fs.get_file(path, str(dest))
+    return dest
+
+
 class Store:
     def __init__(
         self, root: str | os.PathLike[str] = "outputs/", *, storage_options: dict[str, Any] | None = None

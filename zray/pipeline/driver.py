@@ -73,7 +73,7 @@ class Driver:
         self.on_node = on_node or (lambda job, node, ok: None)
         self.on_job = on_job or (lambda job: None)
         self.pending: dict[Any, tuple[Job, Node, float]] = {}
-        self.tasks = {kind: ray.remote(fn) for kind, fn in STEPS.items()}
+        self.tasks = {kind: ray.remote(_on_node(fn)) for kind, fn in STEPS.items()}
 
     def run(self, jobs: list[Job]) -> None:
         waiting = deque(jobs)
@@ -162,6 +162,17 @@ class Driver:
         if scope not in job.failed:
             job.failed[scope] = f"{node.id}: {reason}"
             log.error("%s: %s failed: %s", job.name, node.id, reason)
+
+
+def _on_node(step: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Run a step and note which node ran it (run.json then shows how work spread over a cluster)."""
+
+    def run(*args: Any) -> dict[str, Any]:
+        result = step(*args)
+        return {**result, "node": ray.get_runtime_context().get_node_id()[:12]}
+
+    run.__name__ = run.__qualname__ = step.__name__
+    return run
 
 
 def describe_error(exc: BaseException) -> str:

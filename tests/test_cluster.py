@@ -1,0 +1,228 @@
+"""`zray batch` on a multi-node Ray cluster (on one machine) against a real S3 endpoint (moto server).
+
+These tests start their own cluster, so they shut down the session's shared Ray first; later tests
+that need Ray start an embedded one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FAST_VIDEO, small_script
+
+from zray.config import load_config
+from zray.pipeline.batch import run_batch
+from zray.pipeline.cluster import ClusterError
+from zray.store import Store
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+BUCKET = "zray-test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1; credentials and endpoint go through the environment, as on a
+    real cluster's nodes (fsspec reads FSSPEC_S3_ENDPOINT_URL), before any Ray node starts."""
+    if shutil.which("moto_server") is None:
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    proc = subprocess.Popen(
+        [shutil.which("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+        "FSSPEC_S3_ENDPOINT_URL": endpoint,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import fsspec.config
+
+    fsspec.config.set_conf_env(fsspec.config.conf)
+    try:
+        import boto3
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def cluster(s3):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    tests = str(Path(__file__).resolve().parent)
+    cluster = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={"num_cpus": 1, "resources": {"head": 1}, "include_dashboard": False},
+    )
+    workers = [
+        cluster.add_node(num_cpus=2, resources={"worker_a": 1}),
+        cluster.add_node(num_cpus=2, resources={"worker_b": 1}),
+    ]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": tests}}, log_to_driver=False)
+    yield cluster, workers
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def make_scripts(root: Path, *, broken_intro: bool) -> Path:
+    """Three valid episodes in two projects (one with a broken intro if asked) and one invalid script."""
+    scripts = root / "inputs" / "scripts"
+    for project, episode in (("alpha", 1), ("alpha", 2), ("beta", 3)):
+        folder = scripts / project
+        folder.mkdir(parents=True, exist_ok=True)
+        data = small_script(episode=episode)
+        data["scenes"] = data["scenes"][:2]
+        (folder / f"SAGA_01_Episode_{episode:02d}.json").write_text(json.dumps(data, ensure_ascii=False))
+    (scripts / "alpha" / "SAGA_01_Episode_09.json").write_text('{"project_title": "no scenes"}')
+    if broken_intro:
+        (root / "inputs" / "assets" / "beta").mkdir(parents=True)
+        (root / "inputs" / "assets" / "beta" / "intro.mp4").write_bytes(b"this is not a video")
+    return scripts
+
+
+def config(output: str, **extra):
+    return load_config(None, output=output, profile="draft", quiet=True, video=FAST_VIDEO, **extra)
+
+
+def decoded_frames(store: Store, key: str, tmp: Path) -> int:
+    import av
+
+    local = store.get(key, tmp / Path(key).name)
+    with av.open(str(local)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_batch_across_nodes_on_s3(cluster, tmp_path):
+    scripts = make_scripts(tmp_path, broken_intro=True)
+    out = f"s3://{BUCKET}/run1"
+    report = run_batch([str(scripts)], config(out), max_episodes=3)
+
+    assert not report.ok  # one invalid script and one broken intro
+    assert list(report.invalid) == [str(scripts / "alpha" / "SAGA_01_Episode_09.json")]
+    by_name = {r.script.name: r for r in report.reports}
+    assert (
+        by_name["SAGA_01_Episode_03.json"].failed
+        and "--intro" in by_name["SAGA_01_Episode_03.json"].failed["all"]
+    )
+    good = [by_name["SAGA_01_Episode_01.json"], by_name["SAGA_01_Episode_02.json"]]
+    assert all(r.ok for r in good)
+
+    store = Store(out)
+    nodes_used = set()
+    for _report, episode in zip(good, ("alpha/SAGA_01_Episode_01", "alpha/SAGA_01_Episode_02"), strict=True):
+        record = json.loads(store.read_text(f"{episode}/run.json"))
+        for lang in ("es", "ca"):
+            video = record["nodes"][f"video:{lang}"]
+            frames = sum(record["nodes"][f"pad:{lang}:{i}"]["result"]["frames"] for i in range(2))
+            assert decoded_frames(store, video["outputs"][0], tmp_path) == frames
+        nodes_used |= {n["result"]["node"] for n in record["nodes"].values() if "node" in n["result"]}
+    assert len(nodes_used) >= 2, f"CPU tasks ran on one node only: {nodes_used}"
+
+    batch = json.loads(store.read_text("batch.json"))
+    assert [e["status"] for e in batch["episodes"]] == ["ok", "ok", "failed"]
+    assert list(batch["invalid"]) == [str(scripts / "alpha" / "SAGA_01_Episode_09.json")]
+
+    # Rerunning redoes only what is missing: nothing, for the finished episodes.
+    again = run_batch([str(scripts / "alpha")], config(out), max_episodes=3)
+    assert all(r.built == 0 for r in again.reports)
+
+
+def test_worker_node_removed_mid_batch(cluster, tmp_path):
+    head_cluster, workers = cluster
+    scripts = make_scripts(tmp_path, broken_intro=False)
+    out = f"s3://{BUCKET}/run2"
+    store = Store(out)
+    result: dict = {}
+
+    def go():
+        result["report"] = run_batch([str(scripts)], config(out), max_episodes=3)
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and thread.is_alive():
+        recorded = 0
+        for episode in ("alpha/SAGA_01_Episode_01", "alpha/SAGA_01_Episode_02", "beta/SAGA_01_Episode_03"):
+            with contextlib.suppress(OSError, ValueError):
+                recorded += len(json.loads(store.read_text(f"{episode}/run.json")).get("nodes", {}))
+        if recorded >= 6:
+            break
+        time.sleep(0.2)
+    assert thread.is_alive(), "the batch finished before a node could be removed"
+    head_cluster.remove_node(workers[0])
+    thread.join(timeout=600)
+    assert not thread.is_alive()
+    report = result["report"]
+    assert [r.ok for r in report.reports] == [True, True, True], [r.failed for r in report.reports]
+    for episode in ("alpha/SAGA_01_Episode_01", "beta/SAGA_01_Episode_03"):
+        record = json.loads(store.read_text(f"{episode}/run.json"))
+        video = record["nodes"]["video:es"]
+        frames = sum(record["nodes"][f"pad:es:{i}"]["result"]["frames"] for i in range(2))
+        assert decoded_frames(store, video["outputs"][0], tmp_path) == frames
+    # Nothing half-written is left where a later run would look.
+    assert not [k for k in store.list("") if ".zray-tmp-" in k]
+
+
+def test_local_output_refused_on_multi_node_cluster(cluster, tmp_path):
+    scripts = make_scripts(tmp_path, broken_intro=False)
+    with pytest.raises(ClusterError, match=r"local folder but the cluster has .* nodes"):
+        run_batch([str(scripts / "alpha" / "SAGA_01_Episode_01.json")], config(str(tmp_path / "out")))
+    assert not (tmp_path / "out" / "alpha").exists()
+
+
+def test_batch_cli_exit_code_and_table(cluster, tmp_path):
+    from typer.testing import CliRunner
+
+    from zray.cli import app
+
+    scripts = make_scripts(tmp_path, broken_intro=False)
+    env = {"ZRAY_VIDEO__WIDTH": "320", "ZRAY_VIDEO__HEIGHT": "176", "ZRAY_VIDEO__PRESET": "fast"}
+    result = CliRunner().invoke(
+        app,
+        ["batch", str(scripts / "alpha"), "--output", f"s3://{BUCKET}/run3", "--profile", "draft", "--quiet"],
+        env=env,
+    )
+    assert result.exit_code == 1, result.output  # the invalid script in alpha/
+    assert "INVALID" in result.output
+    assert "zray batch: 2 episodes" in result.output

@@ -1,0 +1,147 @@
+"""`zray batch`: many episodes on one set of resident models, each failing alone.
+
+Scripts are found (folders, globs, fsspec URLs) and validated first; invalid ones are listed and
+skipped. The valid ones share one Ray session and one driver, several episodes in flight at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from zray.config import Config
+from zray.pipeline.prepare import RunRequest, open_store
+from zray.pipeline.progress import setup_logging
+from zray.pipeline.run import RunReport, clock, execute
+from zray.script import Problem, Script, check_file
+from zray.store import expand, fetch
+
+log = logging.getLogger("zray")
+BATCH_FILE = "batch.json"
+
+
+@dataclass
+class BatchReport:
+    reports: list[RunReport] = field(default_factory=list)
+    invalid: dict[str, list[Problem]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.invalid and all(r.ok for r in self.reports)
+
+
+def find_scripts(patterns: list[str], workdir: Path) -> tuple[list[Path], dict[str, list[Problem]]]:
+    """Local paths of every script named; remote ones are copied under workdir/<project>/<name>."""
+    found: list[Path] = []
+    missing: dict[str, list[Problem]] = {}
+    for pattern in patterns:
+        try:
+            matches = expand(pattern)
+        except (OSError, ValueError, ImportError) as exc:
+            missing[pattern] = [Problem("", f"cannot list it: {exc}")]
+            continue
+        if not matches:
+            missing[pattern] = [Problem("", "no script found there")]
+        for match in matches:
+            if "://" in match:
+                parts = match.rstrip("/").split("/")
+                found.append(fetch(match, workdir / parts[-2] / parts[-1]))
+            else:
+                found.append(Path(match))
+    return list(dict.fromkeys(found)), missing
+
+
+def run_batch(
+    patterns: list[str],
+    config: Config,
+    *,
+    languages: list[str] | None = None,
+    clean: bool = False,
+    max_episodes: int = 2,
+    console: Console | None = None,
+) -> BatchReport:
+    console = console or Console(stderr=True)
+    setup_logging(console, quiet=config.quiet)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="zray-batch-") as tmp:
+        paths, invalid = find_scripts(patterns, Path(tmp))
+        items: list[tuple[RunRequest, Script]] = []
+        for path in paths:
+            checked = check_file(path)
+            if checked.ok and checked.script is not None:
+                usable = [
+                    lang
+                    for lang in (languages or checked.script.languages)
+                    if lang in checked.script.languages
+                ]
+                items.append((RunRequest(script=path, languages=usable, clean=clean), checked.script))
+            else:
+                invalid[str(path)] = checked.errors
+        for name, problems in invalid.items():
+            for problem in problems:
+                log.error("skipped: %s", problem.render(name))
+        log.info("batch: %d episodes to make, %d scripts skipped", len(items), len(invalid))
+        reports = (
+            execute(items, config, console=console, isolate=True, max_jobs=max_episodes) if items else []
+        )
+    report = BatchReport(reports=reports, invalid=invalid, seconds=time.monotonic() - started)
+    _write_batch_file(config, report)
+    console.print(batch_table(report))
+    return report
+
+
+def batch_table(report: BatchReport) -> Table:
+    table = Table(title=f"zray batch: {len(report.reports)} episodes, {report.seconds:.0f} s")
+    for column in ("episode", "languages", "status", "duration", "time", "cache hits"):
+        table.add_column(column, overflow="fold")
+    for r in report.reports:
+        durations = [o.get("duration") or 0 for o in r.outputs.values() if o.get("duration")]
+        reason = next(iter(r.failed.values()), "")
+        table.add_row(
+            r.episode.rsplit("/", 2)[-2] + "/" + r.episode.rsplit("/", 1)[-1] if r.episode else str(r.script),
+            ", ".join(r.languages),
+            "[green]ok[/]" if r.ok else f"[red]FAILED[/] {reason}",
+            clock(max(durations)) if durations else "",
+            f"{r.seconds:.0f} s",
+            f"{r.cached}/{r.cached + r.built}",
+        )
+    for name, problems in report.invalid.items():
+        table.add_row(name, "", f"[red]INVALID[/] {problems[0].message if problems else ''}", "", "", "")
+    return table
+
+
+def _write_batch_file(config: Config, report: BatchReport) -> None:
+    record: dict[str, Any] = {
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "seconds": round(report.seconds, 3),
+        "ok": report.ok,
+        "episodes": [
+            {
+                "script": str(r.script),
+                "episode": r.episode,
+                "languages": r.languages,
+                "status": "ok" if r.ok else "failed",
+                "failed": r.failed,
+                "seconds": round(r.seconds, 3),
+                "cache_hits": r.cached,
+                "built": r.built,
+                "outputs": {name: info.get("size") for name, info in r.outputs.items()},
+            }
+            for r in report.reports
+        ],
+        "invalid": {name: [p.render(name) for p in problems] for name, problems in report.invalid.items()},
+    }
+    try:
+        open_store(config.output).write_text(BATCH_FILE, json.dumps(record, indent=1, ensure_ascii=False))
+    except OSError as exc:
+        log.warning("could not write %s: %s", BATCH_FILE, exc)
