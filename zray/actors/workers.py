@@ -69,7 +69,8 @@ class MusicWorker:
         return self.engine.identity()
 
     def run(self, store: Store, node: Node) -> dict[str, Any]:
-        bed = self.engine.generate(node.params["prompt"], seconds=node.params["seconds"])
+        extra = {"file": node.params["file"]} if node.params.get("file") else {}
+        bed = self.engine.generate(node.params["prompt"], seconds=node.params["seconds"], **extra)
         with store.writer(node.outputs[0]) as tmp:
             audio.write_wav(tmp, bed, sample_rate=audio.SAMPLE_RATE)
         return {"path": node.outputs[0], "seconds": bed.shape[-1] / audio.SAMPLE_RATE}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from zray.config import Config
@@ -125,7 +126,8 @@ def engine_options(name: str, config: Config, languages: list[str]) -> dict[str,
     if name == "musicgen":
         return {"model": models.musicgen, "window": models.music_window, "device": models.device}
     if name == "library":
-        return {"folder": config.library.folder}
+        # Absolute: the actor that reads it may run in another working directory.
+        return {"folder": str(Path(config.library.folder).resolve())}
     return {}
 
 

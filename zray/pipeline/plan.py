@@ -86,7 +86,9 @@ def build_plan(
 
     music_prompt = script.global_music_prompt or DEFAULT_MUSIC_PROMPT
     music_id = identities[engines.music.name]
-    music_key = content_key("music", music_id, music_prompt, config.audio.music_seconds)
+    # A script may name a track of the studio's music library (the `library` engine).
+    music_file = (script.model_extra or {}).get("music_file")
+    music_key = content_key("music", music_id, music_prompt, config.audio.music_seconds, music_file)
     music = add(
         Node(
             id="music",
@@ -98,7 +100,7 @@ def build_plan(
                     "assets", "common", f"bg_music_common_{music_key[:8]}_{config.audio.music_seconds:g}s.wav"
                 ),
             ),
-            params={"prompt": music_prompt, "seconds": config.audio.music_seconds},
+            params={"prompt": music_prompt, "seconds": config.audio.music_seconds, "file": music_file},
         )
     )
 
