@@ -1,0 +1,315 @@
+"""Kokoro engine through a tiny random-weight model on disk, in Spanish (offline via espeak-ng).
+
+The model is built once per session (about 230 MB: Kokoro's decoder widths are fixed) and loaded once
+per module. English needs spaCy's en_core_web_sm, which cannot be installed here: its timing test is
+skipped without it, and its absence must be a clear error, never a download.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from tiny_kokoro import tiny_kokoro_dir
+
+import zray.engines.kokoro as kokoro_module
+from zray.engines.base import EngineError, TTSEngine, WordTiming
+from zray.engines.kokoro import DEFAULT_VOICES, KokoroTTSEngine, english_ready
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("kokoro")
+
+HAS_SPACY_EN = english_ready()[0]
+SHORT = "Hola, buenos días."
+LONG = "Hola, buenos días. El mar brilla de noche bajo millones de estrellas."
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_and_one_thread() -> Iterator[None]:
+    """No Hub access (an accidental download fails loudly) and one torch thread: on this shared
+    two-core machine, two threads spin against each other and make synthesis several times slower."""
+    import huggingface_hub.constants as hub
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setattr(hub, "HF_HUB_OFFLINE", True)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_kokoro_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir: Path) -> KokoroTTSEngine:
+    tts = KokoroTTSEngine(model=str(model_dir), device="cpu")
+    tts.load()
+    return tts
+
+
+# --- synthesis --------------------------------------------------------------------------------------
+
+
+def test_spanish_is_non_silent_24_khz_mono(engine: KokoroTTSEngine) -> None:
+    assert isinstance(engine, TTSEngine)
+    result = engine.synthesize(SHORT, lang="es")
+    assert result.sample_rate == 24_000
+    assert result.samples.ndim == 2 and result.samples.shape[0] == 1
+    assert result.samples.dtype == np.float32
+    assert np.isfinite(result.samples).all()
+    assert result.samples.std() > 1e-3
+    # Each phoneme lasts at least one 600-sample duration frame.
+    assert result.samples.shape[1] >= 600 * len("ola bwenos dias")
+    assert result.words is None  # Kokoro times words in English only
+
+
+def test_synthesis_is_deterministic_even_in_a_fresh_copy(engine: KokoroTTSEngine) -> None:
+    first = engine.synthesize(SHORT, lang="es")
+    second = engine.synthesize(SHORT, lang="es")
+    np.testing.assert_array_equal(first.samples, second.samples)
+    shipped = pickle.dumps(engine)  # as Ray ships it to an actor: options only, never the model
+    assert len(shipped) < 10_000
+    copy = pickle.loads(shipped)
+    assert copy.identity() == engine.identity()
+    np.testing.assert_array_equal(copy.synthesize(SHORT, lang="es").samples, first.samples)
+
+
+def test_longer_text_gives_longer_audio_and_slower_speed_longer_still(
+    engine: KokoroTTSEngine, model_dir: Path
+) -> None:
+    short = engine.synthesize(SHORT, lang="es")
+    long = engine.synthesize(LONG, lang="es")
+    assert long.seconds > 2 * short.seconds
+    slow = KokoroTTSEngine(model=str(model_dir), speeds={"es": 0.5})
+    slow._model = engine._model  # share the loaded weights: loading again costs seconds
+    assert slow.synthesize(SHORT, lang="es").seconds > 1.5 * short.seconds
+
+
+def test_text_is_fed_in_pieces_that_fit_kokoros_phoneme_window(
+    engine: KokoroTTSEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kokoro silently cuts phonemes past its window; the engine splits text so nothing is cut."""
+    monkeypatch.setattr(kokoro_module, "_WINDOW", 40)
+    pipeline = engine._pipeline("es")
+    fed: list[str] = []
+    generate = pipeline.generate_from_tokens
+
+    def spy(phonemes: str, **options: object):  # type: ignore[no-untyped-def]
+        fed.append(phonemes)
+        return generate(phonemes, **options)
+
+    monkeypatch.setattr(pipeline, "generate_from_tokens", spy)
+    result = engine.synthesize(LONG, lang="es")
+    whole, _ = pipeline.g2p(LONG)
+    assert len(fed) >= 3
+    assert all(len(phonemes) <= 40 for phonemes in fed)
+
+    # Nothing dropped: every phoneme of the whole text is spoken, in order (stress may shift with
+    # the phrase around a word, so it is left out of the comparison).
+    def bare(phonemes: str) -> str:
+        return "".join(c for c in phonemes if c not in " ˈˌ")
+
+    assert bare("".join(fed)) == bare(whole)
+    assert result.samples.shape[1] > 0
+
+
+@pytest.mark.skipif(not HAS_SPACY_EN, reason="needs spaCy's en_core_web_sm (python -m spacy download)")
+def test_english_has_word_timings_within_the_audio(model_dir: Path, engine: KokoroTTSEngine) -> None:
+    tts = KokoroTTSEngine(model=str(model_dir), voices={"en": "af_heart"})
+    tts._model = engine._model
+    result = tts.synthesize("Hello world. This is a short test of the narration.", lang="en")
+    assert result.words
+    assert [word.text for word in result.words][:2] == ["Hello", "world"]
+    starts = [word.start for word in result.words]
+    assert starts == sorted(starts)
+    assert all(0 <= word.start <= word.end <= result.seconds + 1e-6 for word in result.words)
+
+
+class LetterG2P:
+    """Stands in for misaki's English G2P (spaCy's model cannot be installed here): one token per word
+    or mark, spelled with its own lowercase letters, which are all in the tiny model's vocabulary."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __call__(self, text: str) -> tuple[str, list]:
+        from misaki.token import MToken
+
+        tokens = []
+        for match in re.finditer(r"(\w+|[^\w\s])(\s*)", text):
+            word, space = match.groups()
+            tokens.append(MToken(text=word, tag="NN", whitespace=space, phonemes=word.lower()))
+        return "".join(t.phonemes + t.whitespace for t in tokens), tokens
+
+
+def test_english_words_are_timed_through_kokoros_own_pipeline(
+    engine: KokoroTTSEngine, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import misaki.en
+
+    monkeypatch.setattr(misaki.en, "G2P", LetterG2P)
+    monkeypatch.setattr(kokoro_module, "english_ready", lambda: (True, "stand-in G2P"))
+    tts = KokoroTTSEngine(model=str(model_dir), voices={"en": "af_heart"})
+    tts._model = engine._model
+    result = tts.synthesize("Hello world, this is narration.", lang="en")
+    assert [word.text for word in result.words or []] == ["Hello", "world", "this", "is", "narration"]
+    words = result.words or []
+    assert words[0].start >= 0 and words[-1].end <= result.seconds + 1e-6
+    assert all(a.end <= b.start + 1e-6 for a, b in itertools.pairwise(words))
+    assert all(word.end > word.start for word in words)
+
+
+def test_english_word_times_are_offset_by_the_chunks_before_them(engine: KokoroTTSEngine) -> None:
+    from misaki.token import MToken
+
+    def token(text: str, start: float | None, end: float | None) -> MToken:
+        return MToken(text=text, tag="NN", whitespace=" ", phonemes=text, start_ts=start, end_ts=end)
+
+    chunks = [
+        SimpleNamespace(audio=torch.zeros(48_000), tokens=[token("One", 0.1, 0.5), token(".", 0.5, 0.6)]),
+        SimpleNamespace(audio=None, tokens=[token("lost", 0.0, 0.1)]),  # a quiet pipeline's chunk
+        SimpleNamespace(audio=torch.ones(24_000), tokens=[token("Two", 0.2, 0.4), token("x", None, None)]),
+    ]
+    audio, words = engine._english(lambda *args, **kwargs: iter(chunks), "", pack=None, speed=1.0)
+    assert [chunk.size for chunk in audio] == [48_000, 24_000]
+    assert words == [WordTiming("One", 0.1, 0.5), WordTiming("Two", 2.2, 2.4)]
+
+
+@pytest.mark.skipif(HAS_SPACY_EN, reason="en_core_web_sm is installed")
+def test_english_without_spacys_model_is_a_clear_error_not_a_download(
+    engine: KokoroTTSEngine, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spacy.cli
+
+    def no_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("misaki tried to download a spaCy model")
+
+    monkeypatch.setattr(spacy.cli, "download", no_download)
+    ready, message = english_ready()
+    assert not ready and "python -m spacy download en_core_web_sm" in message
+    tts = KokoroTTSEngine(model=str(model_dir))
+    tts._model = engine._model
+    with pytest.raises(EngineError, match="python -m spacy download en_core_web_sm"):
+        tts.synthesize("Hello world.", lang="en-US")
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+
+def test_languages_kokoro_speaks_and_one_it_does_not(engine: KokoroTTSEngine) -> None:
+    for lang in ("en", "en-US", "en-gb", "es", "fr", "hi", "it", "pt", "pt-BR", "ja", "zh"):
+        assert engine.supports(lang), lang
+    assert not engine.supports("ca")
+    with pytest.raises(EngineError, match="'ca'"):
+        engine.synthesize("Bon dia.", lang="ca")
+    with pytest.raises(EngineError, match="'ca'"):
+        KokoroTTSEngine(voices={"ca": "ef_dora"})
+    with pytest.raises(ValueError, match="speed"):
+        KokoroTTSEngine(speeds={"es": 9.0})
+
+
+def test_unknown_or_broken_voices_are_named(engine: KokoroTTSEngine, model_dir: Path, tmp_path: Path) -> None:
+    missing = KokoroTTSEngine(model=str(model_dir), voices={"es": "ef_nobody"})
+    missing._model = engine._model
+    with pytest.raises(EngineError, match=r"'ef_nobody'.*af_heart, ef_dora"):
+        missing.synthesize(SHORT, lang="es")
+
+    no_file = KokoroTTSEngine(model=str(model_dir), voices={"es": str(tmp_path / "gone.pt")})
+    no_file._model = engine._model
+    with pytest.raises(EngineError, match=r"gone\.pt does not exist"):
+        no_file.synthesize(SHORT, lang="es")
+
+    torch.save(torch.zeros(10, 256), tmp_path / "flat.pt")
+    flat = KokoroTTSEngine(model=str(model_dir), voices={"es": str(tmp_path / "flat.pt")})
+    flat._model = engine._model
+    with pytest.raises(EngineError, match=r"shape \(10, 256\)"):
+        flat.synthesize(SHORT, lang="es")
+
+
+def test_a_voice_pack_path_is_used(engine: KokoroTTSEngine, model_dir: Path, tmp_path: Path) -> None:
+    pack = tmp_path / "mine.pt"
+    shutil.copy(model_dir / "voices" / "af_heart.pt", pack)
+    tts = KokoroTTSEngine(model=str(model_dir), voices={"es": str(pack)})
+    tts._model = engine._model
+    assert tts.synthesize("Hola.", lang="es").samples.std() > 1e-3
+    assert tts.identity_for("es")["voices"]["es"].startswith("mine@")
+
+
+def test_a_model_missing_from_the_hub_cache_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(EngineError, match=r"hexgrad/Kokoro-82M.*hf download hexgrad/Kokoro-82M"):
+        KokoroTTSEngine().load()
+    with pytest.raises(EngineError, match="neither a local directory"):
+        KokoroTTSEngine(model=str(tmp_path / "no-such-folder")).identity()
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    with pytest.raises(EngineError, match=r"exactly one \.pth"):
+        KokoroTTSEngine(model=str(tmp_path / "half")).load()
+
+
+# --- identity ---------------------------------------------------------------------------------------
+
+
+def test_identity_for_changes_only_with_that_languages_voice_and_speed(model_dir: Path) -> None:
+    base = KokoroTTSEngine(model=str(model_dir))
+    identity = base.identity()
+    assert json.loads(json.dumps(identity)) == identity
+    assert identity["engine"] == "kokoro" and identity["version"]
+    assert identity["model"] == model_dir.name and identity["model_files"]
+    assert identity["voices"]["es"].startswith("ef_dora@")  # a local voice file: name and digest
+    assert identity["voices"]["fr"] == DEFAULT_VOICES["fr"]
+    other_es = KokoroTTSEngine(model=str(model_dir), voices={"es": "af_heart"})
+    slower_es = KokoroTTSEngine(model=str(model_dir), speeds={"es": 0.8})
+    for changed in (other_es, slower_es):
+        assert changed.identity_for("es") != base.identity_for("es")
+        for lang in ("en", "fr", "it", "pt"):
+            assert changed.identity_for(lang) == base.identity_for(lang)
+    assert base.identity_for("pt-BR") == base.identity_for("pt")
+    assert base.identity_for("es")["voices"] == {"es": identity["voices"]["es"]}
+
+
+def test_identity_names_a_hub_model_by_id_and_a_local_one_by_its_files(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    hub = KokoroTTSEngine().identity()
+    assert hub["model"] == "hexgrad/Kokoro-82M" and hub["model_files"] is None
+    assert hub["voices"]["es"] == "ef_dora"
+
+    copy = tmp_path / model_dir.name
+    copy.mkdir()
+    shutil.copy(model_dir / "config.json", copy / "config.json")
+    (copy / "voices").symlink_to(model_dir / "voices")
+    (copy / "kokoro-tiny.pth").symlink_to(model_dir / "kokoro-tiny.pth")
+    # The same files elsewhere: the same identity, so another node's copy reuses the cache.
+    assert KokoroTTSEngine(model=str(copy)).identity() == KokoroTTSEngine(model=str(model_dir)).identity()
+    (copy / "config.json").write_text((model_dir / "config.json").read_text() + "\n")
+    assert KokoroTTSEngine(model=str(copy)).identity() != KokoroTTSEngine(model=str(model_dir)).identity()
+
+
+def test_importing_and_identity_need_no_torch() -> None:
+    code = (
+        "import sys; from zray.engines.kokoro import KokoroTTSEngine; "
+        "KokoroTTSEngine().identity(); "
+        "assert 'torch' not in sys.modules and 'kokoro' not in sys.modules, 'heavy import'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

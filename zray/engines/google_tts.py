@@ -1,0 +1,375 @@
+"""Narration with Google Cloud Text-to-Speech over its REST API: production's voice where Kokoro has none.
+
+Standard library only (urllib, json, wave): nothing to install. The API key is read from the environment
+(`GOOGLE_API_KEY`) or a `.env` file in the current directory at call time, so it never sits in the
+engine's pickled state (engines travel to Ray actors), its identity, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import logging
+import os
+import random
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zray.engines.base import EngineError, Synthesis
+
+ENGINE_VERSION = "1"
+SAMPLE_RATE = 24_000
+DEFAULT_VOICES = {"ca": "ca-ES-Standard-B"}
+KEY_VARIABLE = "GOOGLE_API_KEY"
+# The API refuses input text over 5,000 bytes; the margin keeps clear of that edge.
+MAX_TEXT_BYTES = 4_800
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_MAX_DELAY = 60.0
+
+log = logging.getLogger(__name__)
+
+# Boundaries to split at, best first: after a sentence end, after a clause mark, at any whitespace.
+# A piece ends after the mark and the whitespace that follows it, so no text is lost. CJK marks
+# need no space after them.
+_BOUNDARIES = (
+    re.compile(r"(?<=[.!?…])[\"'”’»)\]]*\s+|(?<=[。！？])\s*|\n\s*"),
+    re.compile(r"(?<=[,;:—–])\s+|(?<=[、，；：])\s*"),
+    re.compile(r"\s+"),
+)
+
+
+def split_text(text: str, *, max_bytes: int = MAX_TEXT_BYTES) -> list[str]:
+    """Cut `text` into pieces of at most `max_bytes` UTF-8 bytes whose concatenation is exactly `text`.
+
+    Pieces end at sentence boundaries where possible, then at clause marks, then at spaces; a run of
+    text with none of those (a URL, a long CJK sentence) is cut between characters.
+    """
+    if max_bytes < 4:
+        raise ValueError(f"max_bytes must be at least 4 (one UTF-8 character), got {max_bytes}")
+    return _split(text, max_bytes, 0)
+
+
+def _split(text: str, max_bytes: int, level: int) -> list[str]:
+    if _size(text) <= max_bytes:
+        return [text] if text else []
+    if level == len(_BOUNDARIES):
+        return _split_characters(text, max_bytes)
+    parts = _split_after(text, _BOUNDARIES[level])
+    pieces: list[str] = []
+    current = ""
+    for part in parts:
+        if _size(current + part) <= max_bytes:
+            current += part
+            continue
+        if current:
+            pieces.append(current)
+        if _size(part) <= max_bytes:
+            current = part
+        else:
+            # A part too big on its own is cut at the next kind of boundary; its tail may share a
+            # piece with what follows.
+            *whole, current = _split(part, max_bytes, level + 1)
+            pieces.extend(whole)
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _split_after(text: str, boundary: re.Pattern[str]) -> list[str]:
+    parts: list[str] = []
+    start = 0
+    for match in boundary.finditer(text):
+        if match.end() > start:
+            parts.append(text[start : match.end()])
+            start = match.end()
+    if start < len(text):
+        parts.append(text[start:])
+    return parts
+
+
+def _split_characters(text: str, max_bytes: int) -> list[str]:
+    pieces: list[str] = []
+    current = ""
+    for character in text:
+        if current and _size(current + character) > max_bytes:
+            pieces.append(current)
+            current = ""
+        current += character
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _api_key() -> str | None:
+    """The key from the environment, else from `.env` in the current directory; read on every call."""
+    key = os.environ.get(KEY_VARIABLE, "").strip()
+    if key:
+        return key
+    return _read_dotenv(Path.cwd() / ".env").get(KEY_VARIABLE) or None
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """`NAME=value` lines, optionally `export`ed and quoted; `#` starts a comment line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    values: dict[str, str] = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].strip()
+        values[name.strip()] = value
+    return values
+
+
+def api_key_available() -> bool:
+    """Whether a Google API key can be found now (start-up check; the key itself is not returned)."""
+    return _api_key() is not None
+
+
+def _normalize(lang: str) -> str:
+    return lang.strip().lower().replace("_", "-")
+
+
+def _language_code(voice: str) -> str:
+    """`ca-ES-Standard-B` -> `ca-ES`: Google voice names start with their BCP-47 language code."""
+    parts = voice.split("-")
+    if len(parts) < 3 or not all(parts[:3]):
+        raise ValueError(f"Google TTS voice {voice!r} is not a Google voice name like 'ca-ES-Standard-B'")
+    return f"{parts[0]}-{parts[1]}"
+
+
+class _Failure(Exception):
+    """One failed request: `status` is the HTTP status, or None when no response came back."""
+
+    def __init__(self, status: int | None, detail: str, *, retry: bool, after: float | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.retry = retry
+        self.after = after
+
+
+class GoogleTTSEngine:
+    """Speaks text with Google Cloud TTS voices; mono float32 LINEAR16 at 24 kHz, no word timings."""
+
+    def __init__(
+        self,
+        *,
+        voices: dict[str, str] | None = None,
+        endpoint: str = "https://texttospeech.googleapis.com",
+        retries: int = 5,
+        timeout: float = 60.0,
+        retry_delay: float = 1.0,
+    ) -> None:
+        merged = {**DEFAULT_VOICES, **{_normalize(lang): voice for lang, voice in (voices or {}).items()}}
+        for voice in merged.values():
+            _language_code(voice)
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"Google TTS retries must be a whole number >= 0, got {retries!r}")
+        if timeout <= 0:
+            raise ValueError(f"Google TTS timeout must be positive seconds, got {timeout!r}")
+        if retry_delay < 0:
+            raise ValueError(f"Google TTS retry_delay must be >= 0 seconds, got {retry_delay!r}")
+        if not endpoint.startswith(("https://", "http://")):
+            raise ValueError(f"Google TTS endpoint must be an http(s) URL, got {endpoint!r}")
+        self.voices = dict(sorted(merged.items()))
+        self.endpoint = endpoint.rstrip("/")
+        self.retries = retries
+        self.timeout = float(timeout)
+        self.retry_delay = float(retry_delay)
+
+    def load(self) -> None:
+        """Nothing to load: the service holds the voices."""
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "engine": "google-tts",
+            "version": ENGINE_VERSION,
+            "model": None,
+            "audio_encoding": "LINEAR16",
+            "sample_rate": SAMPLE_RATE,
+            "voices": dict(self.voices),
+        }
+
+    def identity_for(self, lang: str) -> dict[str, Any]:
+        """What decides one language's audio: another language's voice does not."""
+        identity = self.identity()
+        identity["voices"] = {_normalize(lang): self.voice_for(lang)}
+        return identity
+
+    def voice_for(self, lang: str) -> str:
+        lang = _normalize(lang)
+        if lang not in self.voices:
+            raise EngineError(
+                f"Google TTS has no voice configured for language {lang!r}; "
+                f"set google_tts.voices.{lang} (configured: {', '.join(self.voices)})"
+            )
+        return self.voices[lang]
+
+    def supports(self, lang: str) -> bool:
+        return _normalize(lang) in self.voices
+
+    def synthesize(self, text: str, *, lang: str) -> Synthesis:
+        voice = self.voice_for(lang)
+        if not text.strip():
+            raise EngineError(f"Google TTS was given no text to speak for language {lang!r}")
+        key = _api_key()
+        if key is None:
+            raise EngineError(
+                f"Google TTS needs an API key for language {lang!r}: set {KEY_VARIABLE} in the "
+                "environment or in a .env file in the current directory"
+            )
+        pieces = [piece.strip() for piece in split_text(text)]
+        audio = [self._speak(piece, voice=voice, lang=lang, key=key) for piece in pieces if piece]
+        samples = np.concatenate(audio) if audio else np.zeros(0, dtype=np.float32)
+        if samples.size == 0:
+            raise EngineError(f"Google TTS returned no audio for {text[:40]!r} in language {lang!r}")
+        return Synthesis(samples=samples[None, :], sample_rate=SAMPLE_RATE, words=None)
+
+    def _speak(self, text: str, *, voice: str, lang: str, key: str) -> np.ndarray:
+        body = json.dumps(
+            {
+                "input": {"text": text},
+                "voice": {"languageCode": _language_code(voice), "name": voice},
+                "audioConfig": {"audioEncoding": "LINEAR16", "sampleRateHertz": SAMPLE_RATE},
+            },
+            ensure_ascii=False,
+        ).encode("utf-8")
+        url = f"{self.endpoint}/v1/text:synthesize?" + urllib.parse.urlencode({"key": key})
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            try:
+                return _decode(self._post(url, body), lang=lang)
+            except _Failure as caught:
+                failure = caught
+            # Raised outside the except block, so no exception that saw the URL rides along as context.
+            what = f"HTTP {failure.status}" if failure.status else "no response"
+            detail = _redact(failure.detail, key)
+            if not failure.retry:
+                raise EngineError(f"Google TTS refused language {lang!r} (voice {voice}): {what}: {detail}")
+            if attempt + 1 == attempts:
+                raise EngineError(
+                    f"Google TTS failed for language {lang!r} (voice {voice}) after {attempts} "
+                    f"attempts: {what}: {detail}"
+                )
+            delay = self._backoff(attempt, failure.after)
+            log.warning(
+                "Google TTS %s for %s, retrying in %.1f s (retry %d of %d)",
+                what,
+                lang,
+                delay,
+                attempt + 1,
+                self.retries,
+            )
+            time.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _post(self, url: str, body: bytes) -> dict[str, Any]:
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as error:
+            # HTTPError carries the URL (and so the key): keep only the status and the API's message.
+            status = error.code
+            message = _api_message(error.read() if error.fp else b"") or error.reason
+            after = _retry_after(error.headers.get("Retry-After") if error.headers else None)
+            raise _Failure(status, str(message), retry=status in _RETRY_STATUSES, after=after) from None
+        except (OSError, http.client.HTTPException) as error:  # URLError, timeouts, resets
+            reason = getattr(error, "reason", error)
+            raise _Failure(None, f"{type(reason).__name__}: {reason}", retry=True) from None
+        try:
+            reply = json.loads(payload)
+        except ValueError:
+            raise _Failure(None, "the reply was not JSON", retry=True) from None
+        if not isinstance(reply, dict):
+            raise _Failure(None, "the reply was not a JSON object", retry=True)
+        return reply
+
+    def _backoff(self, attempt: int, after: float | None) -> float:
+        # Exponential with full jitter on top, so parallel actors do not retry in lockstep.
+        delay = self.retry_delay * 2**attempt
+        delay += random.uniform(0, delay)
+        if after is not None:
+            delay = max(delay, after)
+        return min(delay, _MAX_DELAY)
+
+
+def _api_message(body: bytes) -> str:
+    """The `error.message` of a Google API error body, else the start of the body."""
+    text = body.decode("utf-8", "replace")
+    try:
+        error = json.loads(text).get("error", {})
+        message = error.get("message") if isinstance(error, dict) else None
+        if message:
+            return str(message)
+    except (ValueError, AttributeError):
+        pass
+    return " ".join(text.split())[:200]
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: the backoff is good enough
+
+
+def _redact(text: str, key: str) -> str:
+    text = re.sub(r"(key=)[^&\s\"']+", r"\1REDACTED", text)
+    return text.replace(key, "REDACTED") if key else text
+
+
+def _decode(reply: dict[str, Any], *, lang: str) -> np.ndarray:
+    """LINEAR16 `audioContent`: a WAV file (what the API returns), or bare 16-bit little-endian PCM."""
+    content = reply.get("audioContent")
+    if not isinstance(content, str) or not content:
+        raise EngineError(f"Google TTS replied without audioContent for language {lang!r}")
+    try:
+        data = base64.b64decode(content, validate=True)
+    except ValueError:
+        raise EngineError(f"Google TTS audioContent for language {lang!r} is not base64") from None
+    rate = SAMPLE_RATE
+    if data[:4] == b"RIFF":
+        try:
+            with wave.open(io.BytesIO(data)) as wav:
+                if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
+                    raise EngineError(
+                        f"Google TTS sent {wav.getnchannels()}-channel {8 * wav.getsampwidth()}-bit "
+                        f"audio for language {lang!r}, not mono LINEAR16"
+                    )
+                rate = wav.getframerate()
+                data = wav.readframes(wav.getnframes())
+        except (wave.Error, EOFError) as error:
+            raise EngineError(f"Google TTS sent an unreadable WAV for language {lang!r}: {error}") from None
+    samples = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+    if rate != SAMPLE_RATE:
+        from scipy.signal import resample_poly
+
+        divisor = np.gcd(rate, SAMPLE_RATE)
+        samples = resample_poly(samples, SAMPLE_RATE // divisor, rate // divisor).astype(np.float32)
+    return samples
