@@ -296,3 +296,17 @@ def test_unreachable_cluster_is_one_line_and_writes_nothing(tmp_path):
     assert result.exit_code == 1
     assert "--address 127.0.0.1:1: cannot reach a Ray cluster there" in result.output
     assert not out.exists()
+
+
+def test_publish_command_on_a_finished_episode(finished, tmp_path):
+    tmp, script, _ = finished
+    folder = episode_dir(tmp, script)
+    site = tmp_path / "site"
+    runner = CliRunner()
+    first = runner.invoke(app, ["publish", str(folder), "--site", str(site)])
+    assert first.exit_code == 0, first.output
+    assert (site / "saga-01" / "episode-02" / "content.es.md").exists()
+    second = runner.invoke(app, ["publish", str(folder), "--site", str(site)])
+    assert "0 files written" in second.output
+    missing = runner.invoke(app, ["publish", str(folder)])
+    assert missing.exit_code == 1 and "--site" in missing.output

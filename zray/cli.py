@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from zray import script as script_mod
-from zray.config import ConfigError, load_config
+from zray.config import Config, ConfigError, load_config
 
 app = typer.Typer(
     name="zray",
@@ -82,6 +82,10 @@ def run(
     dashboard: Annotated[
         bool, typer.Option("--dashboard", help="Start Ray's dashboard (embedded Ray).")
     ] = False,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="Then publish the episode to the website.")
+    ] = False,
+    site: Annotated[str | None, typer.Option(help="Website root for --publish (folder or URL).")] = None,
 ) -> None:
     """Make the finished videos of one episode script, for every language."""
     from zray.pipeline.run import RunRequest, run_episode
@@ -96,12 +100,55 @@ def run(
             address=address,
             quiet=quiet or None,
             dashboard=dashboard or None,
+            web__site=site,
         )
         report = run_episode(
             RunRequest(script=script, languages=list(lang or []), intro=intro, clean=clean), cfg
         )
+        done = [lang for lang in report.languages if lang not in report.failed and "all" not in report.failed]
+        if publish and done:
+            _publish(report.episode, cfg, done)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command(name="publish")
+def publish_command(
+    episode_dir: Annotated[
+        str, typer.Argument(help="A finished episode folder (or URL).", show_default=False)
+    ],
+    site: Annotated[str | None, typer.Option(help="Website root: a folder or any fsspec URL.")] = None,
+    layout: Annotated[
+        str | None, typer.Option(help="seed (the studio's platform) or hugo (page bundles).")
+    ] = None,
+    lang: Annotated[
+        list[str] | None, typer.Option("--lang", help="Only these languages (repeatable).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+) -> None:
+    """Publish a finished episode to the website (the seed's layout or Hugo page bundles)."""
+    with user_errors():
+        cfg = load_config(config, web__site=site, web__layout=layout)
+        _publish(episode_dir, cfg, list(lang or []) or None)
+
+
+def _publish(episode_dir: str, cfg: Config, langs: list[str] | None) -> None:
+    from zray.episode import open_episode
+    from zray.publish.web import publish_episode
+
+    if not cfg.web.site:
+        raise ConfigError("--site: no website root given (pass --site or set web.site in the config)")
+    report = publish_episode(
+        open_episode(episode_dir),
+        site=cfg.web.site,
+        layout=cfg.web.layout,
+        essays_dir=cfg.web.essays_dir,
+        langs=langs,
+    )
+    typer.echo(
+        f"published to {report.site} ({report.layout}): {len(report.written)} files written, "
+        f"{len(report.unchanged)} unchanged"
+    )
 
 
 @app.command()
@@ -197,8 +244,10 @@ def doctor(
 def user_errors() -> Iterator[None]:
     """Turn the errors a user can cause into one line and an exit code, never a traceback."""
     from zray.engines.base import EngineError
+    from zray.episode import EpisodeError
     from zray.pipeline.cluster import ClusterError
     from zray.pipeline.run import RunError
+    from zray.publish.web import PublishError
     from zray.store import StoreError
 
     try:
@@ -207,7 +256,7 @@ def user_errors() -> Iterator[None]:
         for problem in exc.problems:
             typer.echo(problem.render(exc.file), err=True)
         raise typer.Exit(EXIT_INVALID) from None
-    except (ConfigError, RunError, ClusterError, StoreError, EngineError) as exc:
+    except (ConfigError, RunError, ClusterError, StoreError, EngineError, EpisodeError, PublishError) as exc:
         typer.echo(f"zray: {exc}", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:

@@ -99,6 +99,14 @@ class LibraryConfig(Strict):
     folder: str = "inputs/music"
 
 
+class WebConfig(Strict):
+    """The `[web]` table: where `zray publish` and `zray run --publish` put the episode."""
+
+    site: str | None = None  # fsspec URL of the site root
+    layout: Literal["seed", "hugo"] = "seed"
+    essays_dir: Path = Path("inputs/essays")
+
+
 class Config(Strict):
     """Everything a run can be told; see the README for each key."""
 
@@ -121,6 +129,7 @@ class Config(Strict):
     models: ModelsConfig = ModelsConfig()
     google_tts: GoogleTTSConfig = GoogleTTSConfig()
     library: LibraryConfig = LibraryConfig()
+    web: WebConfig = WebConfig()
 
 
 def load_config(file: str | Path | None = None, **flags: Any) -> Config:

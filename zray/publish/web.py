@@ -42,8 +42,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict
 
+from zray.config import WebConfig
 from zray.episode import Episode
 from zray.keys import safe_name
 from zray.script import Script
@@ -52,21 +52,14 @@ from zray.store import Store, StoreError
 Layout = Literal["seed", "hugo"]
 LAYOUTS: tuple[str, ...] = ("seed", "hugo")
 DEFAULT_ESSAYS = Path("inputs/essays")
+
+__all__ = ["PublishError", "PublishReport", "WebConfig", "publish_episode"]
 PUBLISHED_FILE = "published.json"
 COMPLETE_FROM = 10  # the seed calls a saga complete once its tenth episode is out
 # Hugo's own front matter fields; everything else goes under `params`, as Hugo recommends.
 _HUGO_FIELDS = ("title", "description", "date", "tags", "keywords")
 _FENCES = {"---": ("---", "..."), "+++": ("+++",)}
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}")
-
-
-class WebConfig(BaseModel):
-    """The `[web]` config table."""
-
-    model_config = ConfigDict(extra="forbid")
-    site: str | None = None  # fsspec URL of the site root; None: `zray publish` needs --site
-    layout: Layout = "seed"
-    essays_dir: Path = DEFAULT_ESSAYS
 
 
 class PublishError(ValueError):
