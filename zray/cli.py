@@ -106,10 +106,115 @@ def run(
             RunRequest(script=script, languages=list(lang or []), intro=intro, clean=clean), cfg
         )
         done = [lang for lang in report.languages if lang not in report.failed and "all" not in report.failed]
+        uploaded_ok = True
+        if upload and done:
+            uploaded_ok = _upload(
+                report.episode, cfg, done, privacy=None, dry_run=False, force=False, replace=False
+            )
         if publish and done:
             _publish(report.episode, cfg, done)
-    if not report.ok:
+    if not report.ok or not uploaded_ok:
         raise typer.Exit(1)
+
+
+auth_app = typer.Typer(help="Authorize zray to act for you (once per channel).", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
+
+
+@auth_app.command("youtube")
+def auth_youtube(
+    project: Annotated[str, typer.Option(help="Project (the folder name of its scripts).")],
+    lang: Annotated[str, typer.Option("--lang", help="Language whose channel this token is for.")],
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Print the URL instead (headless).")
+    ] = False,
+    port: Annotated[
+        int, typer.Option(help="Local port for Google's redirect (forward it when headless).")
+    ] = 0,
+) -> None:
+    """Run Google's consent once for a channel; the token is stored as JSON, mode 0600."""
+    from zray.publish.auth import authorize
+
+    with user_errors():
+        cfg = load_config(config)
+        path = authorize(project, lang, cfg.youtube, open_browser=not no_browser, port=port)
+    typer.echo(f"token saved: {path}")
+
+
+@app.command()
+def upload(
+    episode_dir: Annotated[
+        str, typer.Argument(help="A finished episode folder (or URL).", show_default=False)
+    ],
+    lang: Annotated[
+        list[str] | None, typer.Option("--lang", help="Only these languages (repeatable).")
+    ] = None,
+    privacy: Annotated[
+        str | None, typer.Option(help="private, unlisted or public (default from config).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Update a changed video's metadata and files.")
+    ] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Upload a changed video as a new one.")] = False,
+    project: Annotated[
+        str | None, typer.Option(help="Project whose tokens to use (default: folder).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+) -> None:
+    """Upload each language's video, thumbnail and captions to its channel; never twice."""
+    with user_errors():
+        cfg = load_config(config)
+        ok = _upload(
+            episode_dir,
+            cfg,
+            list(lang or []) or None,
+            privacy=privacy,
+            dry_run=dry_run,
+            force=force,
+            replace=replace,
+            project=project,
+        )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _upload(
+    episode_dir: str,
+    cfg: Config,
+    langs: list[str] | None,
+    *,
+    privacy: str | None,
+    dry_run: bool,
+    force: bool,
+    replace: bool,
+    project: str | None = None,
+) -> bool:
+    import sys
+
+    from zray.episode import open_episode
+    from zray.publish.auth import credentials_provider
+    from zray.publish.youtube import project_of, upload_episode
+
+    episode = open_episode(episode_dir)
+    name = project_of(episode, project)
+    report = upload_episode(
+        episode,
+        langs=langs,
+        privacy=privacy,  # type: ignore[arg-type]
+        dry_run=dry_run,
+        force=force,
+        replace=replace,
+        config=cfg.youtube,
+        credentials_for=credentials_provider(name, cfg.youtube, interactive=sys.stdin.isatty()),
+        project=name,
+    )
+    for line in report.lines():
+        typer.echo(line)
+    return report.ok
 
 
 @app.command(name="publish")
@@ -247,6 +352,8 @@ def user_errors() -> Iterator[None]:
     from zray.episode import EpisodeError
     from zray.pipeline.cluster import ClusterError
     from zray.pipeline.run import RunError
+    from zray.publish.auth import AuthError
+    from zray.publish.quota import QuotaError
     from zray.publish.web import PublishError
     from zray.store import StoreError
 
@@ -256,7 +363,17 @@ def user_errors() -> Iterator[None]:
         for problem in exc.problems:
             typer.echo(problem.render(exc.file), err=True)
         raise typer.Exit(EXIT_INVALID) from None
-    except (ConfigError, RunError, ClusterError, StoreError, EngineError, EpisodeError, PublishError) as exc:
+    except (
+        ConfigError,
+        RunError,
+        ClusterError,
+        StoreError,
+        EngineError,
+        EpisodeError,
+        PublishError,
+        AuthError,
+        QuotaError,
+    ) as exc:
         typer.echo(f"zray: {exc}", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from zray.publish.settings import YouTubeConfig
+
 Profile = Literal["auto", "draft", "production"]
 
 
@@ -130,6 +132,7 @@ class Config(Strict):
     google_tts: GoogleTTSConfig = GoogleTTSConfig()
     library: LibraryConfig = LibraryConfig()
     web: WebConfig = WebConfig()
+    youtube: YouTubeConfig = YouTubeConfig()
 
 
 def load_config(file: str | Path | None = None, **flags: Any) -> Config:
