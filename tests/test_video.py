@@ -359,3 +359,65 @@ def test_packet_order_repeats_whole_gops_and_never_ends_a_copy_on_a_lone_idr(cou
     assert frames == 1 or 1 not in lengths
     if frames % count != 1:
         assert lengths == [count] * (frames // count) + ([frames % count] if frames % count else [])
+
+
+def x264_full_gop(image: Image.Image, settings: VideoSettings, *, threads: int) -> list[bytes]:
+    """Every packet of the still GOP the way x264 codes it when fed the whole GOP and flushed."""
+    frame = video._to_yuv(av.VideoFrame.from_image(image), settings.width, settings.height)
+    ctx = video._open_encoder(settings, still=True, threads=threads)
+    packets = []
+    for index in range(settings.gop):
+        frame.pts = index
+        packets += [bytes(packet) for packet in ctx.encode(frame)]
+    return packets + [bytes(packet) for packet in ctx.encode(None)]
+
+
+@pytest.mark.parametrize(
+    ("preset", "width", "height", "gop"),
+    [
+        ("final", 1920, 1072, 48),  # CABAC; the IDR comes out of x264's lookahead before the GOP ends
+        ("final", W, H, GOP),  # a GOP shorter than the lookahead: x264 codes it in full
+        ("fast", 1920, 1080, 12),  # CAVLC, and a height that is cropped from 68 macroblock rows
+    ],
+)
+def test_a_still_segment_is_x264s_idr_then_skip_pictures_that_copy_it(
+    tmp_path: Path, preset: str, width: int, height: int, gop: int
+) -> None:
+    settings = VideoSettings(width=width, height=height, fps=FPS, gop=gop, preset=preset)
+    rng = np.random.default_rng(5)
+    # Detail in every macroblock, so a wrongly decoded skip slice could not look like a copy.
+    image = Image.fromarray(rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)).resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
+    # x264's output depends on its thread count; the pipeline runs one thread per encode.
+    encode_still(image, tmp_path / "still.h264", settings=settings, threads=1)
+    data = (tmp_path / "still.h264").read_bytes()
+    # The picture is the IDR that x264 writes for the whole GOP, byte for byte.
+    idr = x264_full_gop(image, settings, threads=1)[0]
+    assert data.startswith(idr)
+    skips = video._access_units(data[len(idr) :])
+    assert len(skips) == gop - 1
+    assert all(len(b"".join(units)) < 100 for units in skips)
+
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.WARNING)
+    try:
+        with (
+            av.logging.Capture(local=False) as logs,
+            av.open(str(tmp_path / "still.h264"), format="h264") as raw,
+        ):
+            frames = [frame.to_ndarray() for frame in raw.decode(video=0)]
+    finally:
+        av.logging.set_level(previous)
+    assert logs == []
+    assert len(frames) == gop
+    assert frames[0].shape == (height * 3 // 2, width)
+    assert all(np.array_equal(frame, frames[0]) for frame in frames[1:])
+
+
+@given(data=st.binary(max_size=40).map(lambda payload: payload + b"\x80"))
+def test_emulation_prevention_round_trips_and_leaves_no_start_code(data: bytes) -> None:
+    escaped = video._escaped(data)
+    assert video._unescaped(b"\x41" + escaped) == data
+    for forbidden in (b"\x00\x00\x00", b"\x00\x00\x01", b"\x00\x00\x02"):
+        assert forbidden not in escaped

@@ -1,13 +1,14 @@
 """Episode video assembly with PyAV, at a cost that grows with distinct images, not minutes of video.
 
-A still scene is encoded once, by `encode_still`, as one closed GOP of `gop` frames (an IDR picture
-and P-frames that only refine it) into a raw H.264 segment file. `assemble` fills a scene of N frames
-with N // gop copies of that GOP's packets plus its first N % gop packets, restamped, so a 20-second
-scene costs the same encode as a 2-second one. Every GOP opens with an IDR picture carrying its own
-SPS/PPS, so each copy decodes on its own. Encoders never set the global-header flag: the MP4 muxer
-builds the avc1 sample entry from the first packet's in-band SPS/PPS, which is identical in every
-segment encoded with the same settings. Audio is the one cost that grows with minutes: the AAC
-track is encoded in parallel chunks and joined on frame boundaries (see `_encode_audio`).
+A still scene is encoded once, by `encode_still`, as one closed GOP of `gop` frames (x264's IDR
+picture, then skip pictures that repeat it) into a raw H.264 segment file. `assemble` fills a scene
+of N frames with N // gop copies of that GOP's packets plus its first N % gop packets, restamped, so
+a 20-second scene costs the same encode as a 2-second one. Every GOP opens with an IDR picture
+carrying its own SPS/PPS, so each copy decodes on its own. Encoders never set the global-header
+flag: the MP4 muxer builds the avc1 sample entry from the first packet's in-band SPS/PPS, which is
+identical in every segment encoded with the same settings. Audio is the one cost that grows with
+minutes: the AAC track is encoded in parallel chunks and joined on frame boundaries (see
+`_encode_audio`).
 
 Segments are files because the pipeline encodes them in parallel on different machines and hands
 them to one assembly task. Nothing here knows about Ray.
@@ -16,6 +17,7 @@ them to one assembly task. Nothing here knows about Ray.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -72,9 +74,11 @@ def _is_int(value: object) -> bool:
 class VideoSettings:
     """Output format shared by every segment of one video and by its assembly.
 
-    `gop` is the still GOP length L: 48 frames (2 s at 24 fps) keeps the per-image encode under
-    two seconds of one core at 1080p while the IDR pictures, which carry almost all the bytes,
-    come only every two seconds.
+    `gop` is the still GOP length L, the keyframe interval: 48 frames (2 s at 24 fps, the most
+    streaming guides advise) puts an IDR picture, which carries almost all the bytes, only every
+    two seconds. x264 then looks 40 frames ahead before coding the IDR, which is what makes a
+    still's encode cheap (about 0.4 s of one core at 1080p); a GOP of 40 frames or fewer is coded
+    in full (24 frames: about 0.75 s, a file almost twice as large and IDRs 0.2 dB worse).
     """
 
     width: int = 1920
@@ -165,8 +169,8 @@ def _open_encoder(settings: VideoSettings, *, still: bool, threads: int) -> av.V
         "stitchable=1",
     ]
     if still:
-        # Nothing moves in a still: a diamond search finds the zero vector as well as the preset's
-        # search does (same IDR, same P-frame sizes) and saves a fifth of the GOP's encode time.
+        # Only x264's lookahead searches motion in a still, and nothing moves: a diamond search
+        # finds the zero vector as the preset's does (the IDR comes out byte for byte the same).
         params.append("me=dia")
     ctx = cast(av.VideoCodecContext, av.CodecContext.create("libx264", "w"))
     ctx.width = settings.width
@@ -245,18 +249,43 @@ def encode_still(
     """Encode one still as a closed GOP of `settings.gop` frames into a raw H.264 segment at dest.
 
     The image is cover-cropped to the output size (scaled to fill it, the overflow cut evenly).
+    x264 codes only the IDR picture; the other frames are skip pictures (see `_skip_picture`).
     `threads` caps x264's threads; 0 lets it use every core, which oversubscribes a machine that
     already runs one encode per core (give 1 there, or the task's CPU share).
     """
     _check_threads(threads)
-    picture = ImageOps.fit(
-        _load_image(image).convert("RGB"),
-        (settings.width, settings.height),
-        method=Image.Resampling.LANCZOS,
-    )
+    picture = _load_image(image).convert("RGB")
+    if picture.size != (settings.width, settings.height):
+        picture = ImageOps.fit(picture, (settings.width, settings.height), method=Image.Resampling.LANCZOS)
     frame = _to_yuv(av.VideoFrame.from_image(picture), settings.width, settings.height)
-    ctx = _open_encoder(settings, still=True, threads=threads)
-    _encode_frames((frame for _ in range(settings.gop)), dest, ctx)
+    idr = _idr_picture(frame, _open_encoder(settings, still=True, threads=threads), limit=settings.gop)
+    units = [unit for unit in _nal_units(idr) if unit]
+    stream = _stream_format(units)
+    path = Path(dest)
+    try:
+        with path.open("wb") as out:
+            out.write(idr)
+            for index in range(1, settings.gop):
+                out.write(_skip_picture(stream, index))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _idr_picture(frame: av.VideoFrame, ctx: av.VideoCodecContext, *, limit: int) -> bytes:
+    """x264's first picture of a GOP of `limit` copies of frame, without coding the rest of the GOP.
+
+    x264 sets the IDR's quantizers from the frames in its lookahead (for a still, every later frame
+    refers back to it, so macroblock-tree spends more bits on it), and emits it once the lookahead
+    is full. Until then the lookahead holds exactly what a full encode of the GOP would hold, so the
+    IDR is byte for byte the one a full encode writes; the encoder is then dropped unflushed.
+    """
+    for index in range(limit):
+        frame.pts = index
+        packets = ctx.encode(frame)
+        if packets:
+            return bytes(packets[0])
+    return bytes(ctx.encode(None)[0])
 
 
 def _retimed(
@@ -442,6 +471,250 @@ def _access_units(data: bytes) -> list[list[bytes]]:
 def _is_encoder_sei(unit: bytes) -> bool:
     # x264 writes its version and full settings as a user-data-unregistered SEI message in its own unit.
     return unit[0] & 0x1F == _NAL_SEI and len(unit) > 1 and unit[1] == _SEI_USER_DATA_UNREGISTERED
+
+
+# ------------------------------------------------------------------------------------------- skip pictures
+# A still's GOP after its IDR is the same picture again and again. Rather than have x264 search and
+# code 47 frames only to decide that every macroblock is skipped (most of a still's encode time),
+# those frames are written here as one P slice of P_Skip macroblocks each: motion vector zero, no
+# residual, deblocking off, so every one decodes to an exact copy of the IDR picture. They use
+# x264's own SPS and PPS, so a skip picture's header follows whatever those say.
+
+
+class _BitReader:
+    def __init__(self, rbsp: bytes) -> None:
+        self._value = int.from_bytes(rbsp, "big")
+        self._left = len(rbsp) * 8
+
+    def u(self, width: int) -> int:
+        self._left -= width
+        if self._left < 0:
+            raise VideoError("H.264 parameter set ends early")
+        return (self._value >> self._left) & ((1 << width) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while not self.u(1):
+            zeros += 1
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        code = self.ue()
+        return (code + 1) // 2 if code % 2 else -(code // 2)
+
+
+class _BitWriter:
+    def __init__(self) -> None:
+        self.bits: list[int] = []
+
+    def u(self, value: int, width: int) -> None:
+        self.bits.extend((value >> shift) & 1 for shift in range(width - 1, -1, -1))
+
+    def ue(self, value: int) -> None:
+        code = value + 1
+        self.u(0, code.bit_length() - 1)
+        self.u(code, code.bit_length())
+
+    def se(self, value: int) -> None:
+        self.ue(2 * value - 1 if value > 0 else -2 * value)
+
+    def align(self, bit: int) -> None:
+        self.bits.extend([bit] * (-len(self.bits) % 8))
+
+    def to_bytes(self) -> bytes:
+        return int("".join(map(str, self.bits)), 2).to_bytes(len(self.bits) // 8, "big")
+
+
+def _unescaped(unit: bytes) -> bytes:
+    """A NAL unit's payload without its emulation prevention bytes (00 00 03 -> 00 00)."""
+    return unit[1:].replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def _escaped(rbsp: bytes) -> bytes:
+    """Insert emulation prevention bytes so no 00 00 0x (x <= 3) start code appears in a NAL unit."""
+    out = bytearray()
+    zeros = 0
+    for byte in rbsp:
+        if zeros >= 2 and byte <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class _StreamFormat:
+    """What a P slice header depends on, from an SPS and PPS (H.264 7.3.2.1, 7.3.2.2)."""
+
+    macroblocks: int
+    frame_num_bits: int
+    poc_lsb_bits: int | None  # None for pic_order_cnt_type 2, where order follows frame_num
+    pps_id: int
+    cabac: bool
+    bottom_field_poc: bool
+    weighted_pred: bool
+    slice_qp_delta: int  # to QP 51, where an all-skip slice costs CABAC the fewest bits
+    deblocking_control: bool
+    redundant_pic_cnt: bool
+
+
+_HIGH_PROFILES = (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135)
+
+
+def _stream_format(units: Sequence[bytes]) -> _StreamFormat:
+    sps = next((unit for unit in units if unit[0] & 0x1F == _NAL_SPS), None)
+    pps = next((unit for unit in units if unit[0] & 0x1F == _NAL_PPS), None)
+    if sps is None or pps is None:
+        raise VideoError("the encoder wrote no in-band SPS/PPS")
+    bits = _BitReader(_unescaped(sps))
+    profile = bits.u(8)
+    bits.u(16)  # constraint flags, level
+    bits.ue()  # seq_parameter_set_id
+    if profile in _HIGH_PROFILES:
+        if bits.ue() == 3:  # chroma_format_idc
+            bits.u(1)
+        bits.ue(), bits.ue(), bits.u(1)  # bit depths, qpprime_y_zero_transform_bypass
+        if bits.u(1):
+            raise VideoError("skip pictures do not support SPS scaling matrices")
+    frame_num_bits = bits.ue() + 4
+    poc_type = bits.ue()
+    poc_lsb_bits = bits.ue() + 4 if poc_type == 0 else None
+    if poc_type == 1:
+        raise VideoError("skip pictures do not support pic_order_cnt_type 1")
+    bits.ue(), bits.u(1)  # max_num_ref_frames, gaps_in_frame_num_value_allowed
+    width, height = bits.ue() + 1, bits.ue() + 1
+    if not bits.u(1):
+        raise VideoError("skip pictures need progressive frames (frame_mbs_only)")
+    bits = _BitReader(_unescaped(pps))
+    pps_id = bits.ue()
+    bits.ue()  # seq_parameter_set_id
+    cabac, bottom_field_poc = bool(bits.u(1)), bool(bits.u(1))
+    if bits.ue():
+        raise VideoError("skip pictures do not support slice groups")
+    bits.ue(), bits.ue()  # default active reference counts; skip slices override them
+    weighted_pred = bool(bits.u(1))
+    bits.u(2)  # weighted_bipred_idc
+    init_qp = 26 + bits.se()
+    bits.se(), bits.se()  # pic_init_qs, chroma_qp_index_offset
+    deblocking_control = bool(bits.u(1))
+    bits.u(1)  # constrained_intra_pred
+    return _StreamFormat(
+        macroblocks=width * height,
+        frame_num_bits=frame_num_bits,
+        poc_lsb_bits=poc_lsb_bits,
+        pps_id=pps_id,
+        cabac=cabac,
+        bottom_field_poc=bottom_field_poc,
+        weighted_pred=weighted_pred,
+        slice_qp_delta=51 - init_qp,
+        deblocking_control=deblocking_control,
+        redundant_pic_cnt=bool(bits.u(1)),
+    )
+
+
+# Table 9-44 (rangeTabLPS) from pStateIdx 42 on: at QP 51 with cabac_init_idc 0 the mb_skip_flag
+# context starts at state 42 with skip as its most probable symbol, and a run of most probable
+# symbols only ever climbs to state 62.
+_SKIP_STATE, _LAST_STATE = 42, 62
+_RANGE_LPS_TEXT = """
+    16 20 23 27   15 19 22 25   14 18 21 24   14 17 20 23   13 16 19 22   12 15 18 21   12 14 17 20
+    11 14 16 19   11 13 15 18   10 12 15 17   10 12 14 16    9 11 13 15    9 11 12 14    8 10 12 14
+     8  9 11 13    7  9 11 12    7  9 10 12    7  8 10 11    6  8  9 11    6  7  9 10    6  7  8  9
+"""
+_RANGE_LPS = np.array(_RANGE_LPS_TEXT.split(), dtype=int).reshape(-1, 4).tolist()
+
+
+@functools.cache
+def _skip_slice_data(macroblocks: int) -> bytes:
+    """CABAC slice data (9.3.4) for `macroblocks` P_Skip macroblocks, after the alignment bits.
+
+    Each macroblock codes mb_skip_flag = 1 (its context stays at ctxIdx 11: no neighbour is coded)
+    and end_of_slice_flag, 1 only after the last. The arithmetic coder here follows the standard's
+    bit-serial description; its final flush writes the rbsp_stop_one_bit.
+    """
+    out = _BitWriter()
+    low, span, state = 0, 510, _SKIP_STATE
+    first, outstanding = True, 0
+
+    def put(bit: int) -> None:
+        nonlocal first, outstanding
+        if first:
+            first = False
+        else:
+            out.bits.append(bit)
+        out.bits.extend([1 - bit] * outstanding)
+        outstanding = 0
+
+    def renormalize() -> None:
+        nonlocal low, span, outstanding
+        while span < 256:
+            if low < 256:
+                put(0)
+            elif low >= 512:
+                low -= 512
+                put(1)
+            else:
+                low -= 256
+                outstanding += 1
+            span <<= 1
+            low <<= 1
+
+    for index in range(macroblocks):
+        span -= _RANGE_LPS[state - _SKIP_STATE][(span >> 6) & 3]  # mb_skip_flag = 1, the MPS
+        state = min(state + 1, _LAST_STATE)
+        renormalize()
+        span -= 2  # end_of_slice_flag, coded with the terminating bin
+        if index < macroblocks - 1:
+            renormalize()
+    low += span
+    span = 2
+    renormalize()
+    put((low >> 9) & 1)
+    out.u(((low >> 7) & 3) | 1, 2)
+    out.align(0)
+    return out.to_bytes()
+
+
+def _skip_picture(stream: _StreamFormat, index: int) -> bytes:
+    """The index-th picture after an IDR, as an Annex B access unit that repeats the previous picture.
+
+    A reference P picture (frame_num counts up from the IDR's 0) with one reference, no weights,
+    sliding-window marking, deblocking off and every macroblock skipped.
+    """
+    bits = _BitWriter()
+    bits.u(0b0_10_00001, 8)  # forbidden_zero_bit, nal_ref_idc 2, nal_unit_type 1 (non-IDR slice)
+    bits.ue(0)  # first_mb_in_slice
+    bits.ue(5)  # slice_type P, and every slice of the picture is P
+    bits.ue(stream.pps_id)
+    bits.u(index % (1 << stream.frame_num_bits), stream.frame_num_bits)
+    if stream.poc_lsb_bits is not None:
+        bits.u(2 * index % (1 << stream.poc_lsb_bits), stream.poc_lsb_bits)
+        if stream.bottom_field_poc:
+            bits.se(0)
+    if stream.redundant_pic_cnt:
+        bits.ue(0)
+    bits.u(1, 1)  # num_ref_idx_active_override_flag
+    bits.ue(0)  # one reference: the previous picture, itself a copy of the IDR
+    bits.u(0, 1)  # ref_pic_list_modification_flag_l0
+    if stream.weighted_pred:
+        bits.ue(0), bits.ue(0)  # luma and chroma log2 weight denominators
+        bits.u(0, 2)  # no luma or chroma weight for the one reference
+    bits.u(0, 1)  # adaptive_ref_pic_marking_mode_flag: sliding window
+    if stream.cabac:
+        bits.ue(0)  # cabac_init_idc
+    bits.se(stream.slice_qp_delta)
+    if stream.deblocking_control:
+        bits.ue(1)  # disable_deblocking_filter_idc: nothing to filter in a copy
+    if stream.cabac:
+        bits.align(1)  # cabac_alignment_one_bit
+        rbsp = bits.to_bytes() + _skip_slice_data(stream.macroblocks)
+    else:
+        bits.ue(stream.macroblocks)  # mb_skip_run: the whole picture
+        bits.u(1, 1)  # rbsp_stop_one_bit
+        bits.align(0)
+        rbsp = bits.to_bytes()
+    return b"\x00\x00\x00\x01" + rbsp[:1] + _escaped(rbsp[1:])
 
 
 def _read_segment(segment: Segment, *, keep_metadata: bool) -> _SegmentPackets:
@@ -641,7 +914,8 @@ def assemble(
     if not settings.keep_metadata:
         # bitexact keeps libavformat from writing its "Lavf..." encoder tag.
         options["fflags"] = "+bitexact"
-    frame_time = Fraction(1, settings.fps)
+    fps = settings.fps
+    frame_time = Fraction(1, fps)
     video_bytes = audio_bytes = 0
     with av.open(os.fspath(dest), "w", format="mp4", options=options) as out:
         video = out.add_mux_stream(
@@ -657,13 +931,13 @@ def assemble(
         audio_bytes = sum(packet.size for packet in audio_packets)
         pending_audio = iter(audio_packets)
         next_audio = next(pending_audio, None)
-        sample_time = Fraction(1, settings.sample_rate)
 
         index = 0
         for part in parts:
             for position in _packet_order(len(part.packets), part.frames):
-                # Interleave: audio up to a second ahead of the video, for progressive playback.
-                while next_audio is not None and next_audio.pts * sample_time <= index * frame_time + 1:
+                # Interleave: audio up to a second ahead of the video, for progressive playback
+                # (pts / sample_rate <= index / fps + 1, in integers: this runs once a frame).
+                while next_audio is not None and next_audio.pts * fps <= (index + fps) * settings.sample_rate:
                     next_audio.stream = sound
                     out.mux(next_audio)
                     next_audio = next(pending_audio, None)
