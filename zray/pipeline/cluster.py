@@ -36,7 +36,10 @@ def connect(config: Config) -> bool:
                 "check the address, or leave --address out to run on this machine"
             ) from None
         return False
+    # "local": always a fresh instance, never a cluster someone started on this machine with `ray start`
+    # (joining one is what --address auto is for).
     ray.init(
+        address="local",
         num_cpus=os.cpu_count() or 1,
         include_dashboard=config.dashboard,
         logging_level=logging.WARNING,

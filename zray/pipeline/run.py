@@ -331,7 +331,7 @@ def _save_script(store: Store, episode: str, path: Path) -> None:
 def _inputs_hash(script_path: Path, config: Config, languages: list[str], intro: Intro | None) -> str:
     return content_key(
         hashlib.sha256(script_path.read_bytes()).hexdigest(),
-        config.model_dump(exclude={"quiet", "dashboard"}),
+        config.model_dump(mode="json", exclude={"quiet", "dashboard"}),
         languages,
         intro.digest if intro else None,
     )
