@@ -15,7 +15,7 @@ from zray.pipeline.plan import Node
 from zray.store import Store
 
 
-class ImageWorker:
+class _OneEngine:
     def __init__(self, spec: EngineSpec):
         self.engine = spec.create()
 
@@ -23,6 +23,8 @@ class ImageWorker:
         self.engine.load()
         return self.engine.identity()
 
+
+class ImageWorker(_OneEngine):
     def run(self, store: Store, node: Node) -> dict[str, Any]:
         p = node.params
         image = self.engine.generate(
@@ -60,14 +62,7 @@ class TTSWorker:
         return {"path": node.outputs[0], "seconds": speech.seconds, "words": words}
 
 
-class MusicWorker:
-    def __init__(self, spec: EngineSpec):
-        self.engine = spec.create()
-
-    def ready(self) -> dict[str, Any]:
-        self.engine.load()
-        return self.engine.identity()
-
+class MusicWorker(_OneEngine):
     def run(self, store: Store, node: Node) -> dict[str, Any]:
         extra = {"file": node.params["file"]} if node.params.get("file") else {}
         bed = self.engine.generate(node.params["prompt"], seconds=node.params["seconds"], **extra)
