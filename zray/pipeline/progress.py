@@ -37,7 +37,23 @@ def _bar(console: Console) -> Progress:
     )
 
 
-class StageProgress:
+class _Bars:
+    """Progress bars that show only when enabled (not with --quiet)."""
+
+    enabled: bool
+    progress: Progress
+
+    def __enter__(self) -> _Bars:
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+
+class StageProgress(_Bars):
     """One episode: a bar per stage; cached work counts as done from the start."""
 
     def __init__(self, console: Console, jobs: list[Any], *, enabled: bool):
@@ -58,15 +74,6 @@ class StageProgress:
         }
         self.failed: Counter[str] = Counter()
 
-    def __enter__(self) -> StageProgress:
-        if self.enabled:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.stop()
-
     def node_done(self, job: Any, node: Node, ok: bool) -> None:
         if not ok:
             self.failed[node.stage] += 1
@@ -77,7 +84,7 @@ class StageProgress:
         return None
 
 
-class EpisodeProgress:
+class EpisodeProgress(_Bars):
     """A batch: one line per episode in flight, plus overall counts and an ETA."""
 
     def __init__(self, console: Console, jobs: list[Any], *, enabled: bool):
@@ -89,15 +96,6 @@ class EpisodeProgress:
             "all", total=sum(len(j.stale) for j in jobs), note=f"0/{self.jobs} episodes"
         )
         self.lines: dict[int, TaskID] = {}
-
-    def __enter__(self) -> EpisodeProgress:
-        if self.enabled:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.stop()
 
     def node_done(self, job: Any, node: Node, ok: bool) -> None:
         line = self.lines.get(id(job))
