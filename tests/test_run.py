@@ -310,3 +310,25 @@ def test_publish_command_on_a_finished_episode(finished, tmp_path):
     assert "0 files written" in second.output
     missing = runner.invoke(app, ["publish", str(folder)])
     assert missing.exit_code == 1 and "--site" in missing.output
+
+
+def test_run_flags_parse_without_side_effects(monkeypatch, tmp_path):
+    """--upload and --publish are opt-in: a plain run must never reach the uploader."""
+    import zray.cli as cli
+
+    calls = []
+    monkeypatch.setattr(cli, "_upload", lambda *a, **k: calls.append("upload") or True)
+    monkeypatch.setattr(cli, "_publish", lambda *a, **k: calls.append("publish"))
+    monkeypatch.setattr(
+        "zray.pipeline.run.run_episode",
+        lambda request, config: type(
+            "R", (), {"ok": True, "languages": ["es"], "failed": {}, "episode": "e"}
+        )(),
+    )
+    script = write_script(tmp_path / "scripts" / "proj")
+    assert CliRunner().invoke(app, ["run", str(script)]).exit_code == 0
+    assert calls == []
+    assert (
+        CliRunner().invoke(app, ["run", str(script), "--upload", "--publish", "--site", "x"]).exit_code == 0
+    )
+    assert calls == ["upload", "publish"]

@@ -82,7 +82,10 @@ def run(
     dashboard: Annotated[
         bool, typer.Option("--dashboard", help="Start Ray's dashboard (embedded Ray).")
     ] = False,
-    publish: Annotated[
+    upload_after: Annotated[
+        bool, typer.Option("--upload", help="Then upload each language to its channel.")
+    ] = False,
+    publish_after: Annotated[
         bool, typer.Option("--publish", help="Then publish the episode to the website.")
     ] = False,
     site: Annotated[str | None, typer.Option(help="Website root for --publish (folder or URL).")] = None,
@@ -107,11 +110,11 @@ def run(
         )
         done = [lang for lang in report.languages if lang not in report.failed and "all" not in report.failed]
         uploaded_ok = True
-        if upload and done:
+        if upload_after and done:
             uploaded_ok = _upload(
                 report.episode, cfg, done, privacy=None, dry_run=False, force=False, replace=False
             )
-        if publish and done:
+        if publish_after and done:
             _publish(report.episode, cfg, done)
     if not report.ok or not uploaded_ok:
         raise typer.Exit(1)
