@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,12 @@ def run_episode(request: RunRequest, config: Config, *, console: Console | None 
     """One script; anything wrong with it raises (ScriptError, RunError) before any work."""
     console = console or Console(stderr=True)
     setup_logging(console, quiet=config.quiet)
+    started = time.monotonic()
     script, warnings = load_script(request.script)
     for warning in warnings:
         log.warning("%s", warning.render(str(request.script)))
     report = execute([(request, script)], config, console=console, isolate=False)[0]
+    report.seconds = time.monotonic() - started
     print_summary(console, report)
     return report
 
