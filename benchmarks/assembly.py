@@ -27,7 +27,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from zray.media.video import Segment, VideoSettings, assemble, encode_still, probe
+from zray.media.video import MediaInfo, Segment, VideoSettings, assemble, encode_still, probe
 
 FPS = 24
 SAMPLE_RATE = 48_000
@@ -150,6 +150,16 @@ def verify(path: Path, images: list[Path], frames: list[int]) -> tuple[int, floa
     return decoded, worst
 
 
+def completeness(info: MediaInfo, decoded: int, total: int) -> str:
+    """'ok', or what is missing: every frame must decode and the audio must last as long as the video."""
+    problems = []
+    if decoded != total or info.frames != total:
+        problems.append(f"{decoded} frames decoded, {info.frames} in the file, expected {total}")
+    if abs(info.audio_duration - total / FPS) >= 1 / FPS:
+        problems.append(f"audio lasts {info.audio_duration:.3f} s, expected {total / FPS:.3f} s")
+    return "; ".join(problems) or "ok"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -189,7 +199,7 @@ def main() -> None:
             f"video {info.video_duration:.3f} s, audio {info.audio_duration:.3f} s"
         )
         decoded, psnr = verify(zray_out, images, frames)
-        status = "ok" if decoded == sum(frames) else f"MISMATCH, expected {sum(frames)}"
+        status = completeness(info, decoded, sum(frames))
         print(
             f"         decoded {decoded} frames with PyAV ({status}); worst scene PSNR vs image {psnr:.1f} dB"
         )
@@ -197,15 +207,22 @@ def main() -> None:
         if not args.skip_moviepy:
             moviepy_s, moviepy_cpu, moviepy_out = run_moviepy(images, frames, audio, work)
             other = probe(moviepy_out)
-            _, moviepy_psnr = verify(moviepy_out, images, frames)
+            moviepy_decoded, moviepy_psnr = verify(moviepy_out, images, frames)
+            moviepy_status = completeness(other, moviepy_decoded, sum(frames))
             print(
                 f"moviepy: {moviepy_s:7.2f} s wall, {moviepy_cpu:7.2f} s CPU  {moviepy_out.stat().st_size / 1e6:.1f} MB, {other.frames} frames, "
                 f"video {other.video_duration:.3f} s, audio {other.audio_duration:.3f} s; "
-                f"worst scene PSNR vs image {moviepy_psnr:.1f} dB"
+                f"worst scene PSNR vs image {moviepy_psnr:.1f} dB ({moviepy_status})"
             )
+            # A side that wrote a broken file did not do the same work: say so next to the ratio.
+            invalid = [
+                f"{name} file: {found}" for name, found in (("zray", status), ("moviepy", moviepy_status))
+            ]
+            invalid = [problem for problem in invalid if not problem.endswith(": ok")]
             print(
                 f"speed-up: zray is {moviepy_s / zray_s:.1f}x faster than moviepy in wall time, "
                 f"{moviepy_cpu / zray_cpu:.1f}x in CPU time"
+                + (f"  (NOT COMPARABLE, {'; '.join(invalid)})" if invalid else "")
             )
 
 
