@@ -264,7 +264,9 @@ def batch(
     scripts: Annotated[
         list[str], typer.Argument(help="Scripts, folders, globs or URLs.", show_default=False)
     ],
-    max_episodes_in_flight: Annotated[int, typer.Option(help="Episodes run at once.", min=1)] = 2,
+    max_episodes_in_flight: Annotated[
+        int, typer.Option(help="Episodes run at once (keep GPUs busy across episode boundaries).", min=1)
+    ] = 4,
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="Output folder or URL (s3://, gs://).")
     ] = None,

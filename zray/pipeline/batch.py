@@ -67,7 +67,7 @@ def run_batch(
     *,
     languages: list[str] | None = None,
     clean: bool = False,
-    max_episodes: int = 2,
+    max_episodes: int = 4,
     console: Console | None = None,
 ) -> BatchReport:
     console = console or Console(stderr=True)
