@@ -26,6 +26,7 @@ def ray_session():
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
         ray.init(
+            address="local",  # never attach to a cluster another process started on this machine
             num_cpus=4,
             include_dashboard=False,
             log_to_driver=False,
