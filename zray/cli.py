@@ -23,6 +23,14 @@ app = typer.Typer(
 
 EXIT_INVALID = 2
 
+# Options shared by several commands.
+Output = Annotated[str | None, typer.Option("--output", "-o", help="Output folder or URL (s3://, gs://).")]
+Langs = Annotated[list[str] | None, typer.Option("--lang", help="Only these languages (repeatable).")]
+ProfileOpt = Annotated[str | None, typer.Option(help="draft, production or auto (GPU -> production).")]
+Address = Annotated[str | None, typer.Option(help="Join this Ray cluster (auto, host:port, ray://...).")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML config file.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Log lines only, no progress bars.")]
+
 
 @app.command()
 def validate(
@@ -53,15 +61,9 @@ def schema() -> None:
 @app.command()
 def run(
     script: Annotated[Path, typer.Argument(help="The episode script (JSON).", show_default=False)],
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Output folder or URL (s3://, gs://).")
-    ] = None,
-    lang: Annotated[
-        list[str] | None, typer.Option("--lang", help="Only these languages (repeatable).")
-    ] = None,
-    profile: Annotated[
-        str | None, typer.Option(help="draft, production or auto (GPU -> production).")
-    ] = None,
+    output: Output = None,
+    lang: Langs = None,
+    profile: ProfileOpt = None,
     preset: Annotated[
         str | None, typer.Option(help="fast (x264 ultrafast, CRF 23) or final (medium, CRF 18).")
     ] = None,
@@ -71,14 +73,12 @@ def run(
     project: Annotated[
         str | None, typer.Option(help="Project name (default: the script's folder name).")
     ] = None,
-    address: Annotated[
-        str | None, typer.Option(help="Join this Ray cluster (auto, host:port, ray://...).")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    address: Address = None,
+    config: ConfigFile = None,
     clean: Annotated[
         bool, typer.Option("--clean", help="Remove the episode's generated files first.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log lines only, no progress bars.")] = False,
+    quiet: Quiet = False,
     dashboard: Annotated[
         bool, typer.Option("--dashboard", help="Start Ray's dashboard (embedded Ray).")
     ] = False,
@@ -128,7 +128,7 @@ app.add_typer(auth_app, name="auth")
 def auth_youtube(
     project: Annotated[str, typer.Option(help="Project (the folder name of its scripts).")],
     lang: Annotated[str, typer.Option("--lang", help="Language whose channel this token is for.")],
-    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    config: ConfigFile = None,
     no_browser: Annotated[
         bool, typer.Option("--no-browser", help="Print the URL instead (headless).")
     ] = False,
@@ -150,9 +150,7 @@ def upload(
     episode_dir: Annotated[
         str, typer.Argument(help="A finished episode folder (or URL).", show_default=False)
     ],
-    lang: Annotated[
-        list[str] | None, typer.Option("--lang", help="Only these languages (repeatable).")
-    ] = None,
+    lang: Langs = None,
     privacy: Annotated[
         str | None, typer.Option(help="private, unlisted or public (default from config).")
     ] = None,
@@ -166,7 +164,7 @@ def upload(
     project: Annotated[
         str | None, typer.Option(help="Project whose tokens to use (default: folder).")
     ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    config: ConfigFile = None,
 ) -> None:
     """Upload each language's video, thumbnail and captions to its channel; never twice."""
     with user_errors():
@@ -229,10 +227,8 @@ def publish_command(
     layout: Annotated[
         str | None, typer.Option(help="seed (the studio's platform) or hugo (page bundles).")
     ] = None,
-    lang: Annotated[
-        list[str] | None, typer.Option("--lang", help="Only these languages (repeatable).")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    lang: Langs = None,
+    config: ConfigFile = None,
 ) -> None:
     """Publish a finished episode to the website (the seed's layout or Hugo page bundles)."""
     with user_errors():
@@ -267,27 +263,19 @@ def batch(
     max_episodes_in_flight: Annotated[
         int, typer.Option(help="Episodes run at once (keep GPUs busy across episode boundaries).", min=1)
     ] = 4,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Output folder or URL (s3://, gs://).")
-    ] = None,
-    lang: Annotated[
-        list[str] | None, typer.Option("--lang", help="Only these languages (repeatable).")
-    ] = None,
-    profile: Annotated[
-        str | None, typer.Option(help="draft, production or auto (GPU -> production).")
-    ] = None,
+    output: Output = None,
+    lang: Langs = None,
+    profile: ProfileOpt = None,
     preset: Annotated[str | None, typer.Option(help="fast or final.")] = None,
-    address: Annotated[
-        str | None, typer.Option(help="Join this Ray cluster (auto, host:port, ray://...).")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    address: Address = None,
+    config: ConfigFile = None,
     shared_storage: Annotated[
         bool, typer.Option("--shared-storage", help="The local --output is mounted by every node.")
     ] = False,
     clean: Annotated[
         bool, typer.Option("--clean", help="Remove each episode's generated files first.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log lines only, no progress bars.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Make many episodes at once on one set of resident models; failures are isolated."""
     from zray.pipeline.batch import run_batch
@@ -315,7 +303,7 @@ def doctor(
         Path | None, typer.Argument(help="Check for this script's languages.", show_default=False)
     ] = None,
     profile: Annotated[str, typer.Option(help="Profile to check: draft or production.")] = "production",
-    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    config: ConfigFile = None,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster to inspect (default: this machine).")
     ] = None,
