@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from zray.engines.storyboard import StoryboardImageEngine
@@ -22,4 +23,21 @@ class CrashOnceImageEngine(StoryboardImageEngine):
             if not marker.exists():
                 marker.write_text(str(os.getpid()))
                 os._exit(1)
+        return super().generate(prompt, width=width, height=height, seed=seed, label=label)
+
+
+GATE_PREFIX = "GATE:"
+
+
+class GatedImageEngine(StoryboardImageEngine):
+    """Holds a prompt `GATE:<path> ...` until that file exists, so a test can kill a run at a known point.
+
+    The engine's identity is the same with the gate shut or open, so a rerun reuses what the first run made.
+    """
+
+    def generate(self, prompt, *, width, height, seed, label=""):
+        if prompt.startswith(GATE_PREFIX):
+            gate = Path(prompt[len(GATE_PREFIX) :].split()[0])
+            while not gate.exists():
+                time.sleep(0.05)
         return super().generate(prompt, width=width, height=height, seed=seed, label=label)

@@ -105,14 +105,19 @@ def cluster(s3):
     cluster.shutdown()
 
 
-def make_scripts(root: Path, *, broken_intro: bool) -> Path:
-    """Three valid episodes in two projects (one with a broken intro if asked) and one invalid script."""
+def make_scripts(root: Path, *, broken_intro: bool, gate: Path | None = None) -> Path:
+    """Three valid episodes in two projects (one with a broken intro if asked) and one invalid script.
+
+    With `gate`, episode 3's last image waits for that file (run with `GatedImageEngine`).
+    """
     scripts = root / "inputs" / "scripts"
     for project, episode in (("alpha", 1), ("alpha", 2), ("beta", 3)):
         folder = scripts / project
         folder.mkdir(parents=True, exist_ok=True)
         data = small_script(episode=episode)
         data["scenes"] = data["scenes"][:2]
+        if gate is not None and episode == 3:
+            data["scenes"][-1]["image_prompt"] = f"GATE:{gate} {data['scenes'][-1]['image_prompt']}"
         (folder / f"SAGA_01_Episode_{episode:02d}.json").write_text(json.dumps(data, ensure_ascii=False))
     (scripts / "alpha" / "SAGA_01_Episode_09.json").write_text('{"project_title": "no scenes"}')
     if broken_intro:
@@ -169,14 +174,18 @@ def test_batch_across_nodes_on_s3(cluster, tmp_path):
 
 
 def test_worker_node_removed_mid_batch(cluster, tmp_path):
+    """A worker leaves while one episode's image is held at a gate, so the removal always lands mid-batch."""
     head_cluster, workers = cluster
-    scripts = make_scripts(tmp_path, broken_intro=False)
+    gate = tmp_path / "gate"
+    scripts = make_scripts(tmp_path, broken_intro=False, gate=gate)
     out = f"s3://{BUCKET}/run2"
     store = Store(out)
     result: dict = {}
 
     def go():
-        result["report"] = run_batch([str(scripts)], config(out), max_episodes=3)
+        result["report"] = run_batch(
+            [str(scripts)], config(out, engines={"image": "fault_engines:GatedImageEngine"}), max_episodes=3
+        )
 
     thread = threading.Thread(target=go)
     thread.start()
@@ -189,8 +198,9 @@ def test_worker_node_removed_mid_batch(cluster, tmp_path):
         if recorded >= 6:
             break
         time.sleep(0.2)
-    assert thread.is_alive(), "the batch finished before a node could be removed"
+    assert thread.is_alive(), f"the batch ended before a node could be removed: {result}"
     head_cluster.remove_node(workers[0])
+    gate.touch()
     thread.join(timeout=600)
     assert not thread.is_alive()
     report = result["report"]

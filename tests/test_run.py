@@ -192,11 +192,20 @@ def test_crashed_actor_is_restarted_and_its_request_retried(ray_session, tmp_pat
 
 
 def test_killed_run_resumes(tmp_path):
-    """kill -9 of the whole run (driver and its embedded Ray), then the same command finishes the job."""
-    script = write_script(tmp_path / "scripts" / "proj")
+    """kill -9 of the whole run (driver and its embedded Ray), then the same command finishes the job.
+
+    The last scene's image waits on a gate file, so the kill always lands after some steps are recorded
+    and before any video could exist, however fast the machine is.
+    """
+    gate = tmp_path / "gate"
+    data = small_script()
+    data["scenes"][-1]["image_prompt"] = f"GATE:{gate} a last scene"
+    script = write_script(tmp_path / "scripts" / "proj", data)
     folder = episode_dir(tmp_path, script)
     env = {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+        "ZRAY_ENGINES__IMAGE": "fault_engines:GatedImageEngine",
         "ZRAY_VIDEO__WIDTH": "320",
         "ZRAY_VIDEO__HEIGHT": "176",
         "ZRAY_VIDEO__PRESET": "fast",
@@ -232,8 +241,9 @@ def test_killed_run_resumes(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     recorded = set(manifest(folder)["nodes"])
-    assert recorded and "video:es" not in recorded
+    assert len(recorded) >= 4 and not any(n.startswith("video:") for n in recorded)
 
+    gate.touch()
     result = CliRunner().invoke(app, cmd[3:], env=env)
     assert result.exit_code == 0, result.output
     record = manifest(folder)
