@@ -85,6 +85,10 @@ class Driver:
                 self._submit_round(active)
                 if self.pending:
                     self._collect()
+                # Throttled, so records that landed just before a quiet spell still reach the store
+                # within the flush interval: a kill -9 then loses at most that much work.
+                for job in active:
+                    job.manifest.flush()
                 for job in [j for j in active if j.done]:
                     active.remove(job)
                     self._finish(job)
@@ -152,7 +156,6 @@ class Driver:
                 job.notes.append(result["note"])
                 log.info("%s: %s", job.name, result["note"])
             job.manifest.record(node, result)
-            job.manifest.flush()
             job.built.append(node.id)
             self.on_node(job, node, True)
 
