@@ -6,6 +6,11 @@ a language is assembled when its last scene is ready). Several episodes run at o
 are submitted in turn, one episode after another, so scenes from every episode in flight share
 the resident GPU actors fairly. A bound on submitted-but-unfinished work keeps a large batch from
 flooding the scheduler.
+
+An episode counts toward the episodes-in-flight limit only while it still has model calls to make:
+once its last image, narration and music are done its remaining work is CPU work (padding, encoding),
+and the next episode starts so the GPUs never wait on an episode's tail. Episodes in their tail are
+bounded too, at as many again.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ class Job:
     old_outputs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # deliverables' previous files
     queue: deque[Node] = field(default_factory=deque)
     running: int = 0
+    model_calls: int = 0  # image, narration and music nodes not yet finished
+
+    @property
+    def in_model_phase(self) -> bool:
+        return self.model_calls > 0
 
     @property
     def done(self) -> bool:
@@ -80,7 +90,7 @@ class Driver:
         active: list[Job] = []
         try:
             while waiting or active:
-                while waiting and len(active) < self.max_jobs:
+                while waiting and self._room(active):
                     active.append(self._start(waiting.popleft()))
                 self._submit_round(active)
                 if self.pending:
@@ -100,11 +110,16 @@ class Driver:
             for job in jobs:
                 job.manifest.flush(force=True)
 
+    def _room(self, active: list[Job]) -> bool:
+        modelling = sum(1 for job in active if job.in_model_phase)
+        return modelling < self.max_jobs and len(active) < 2 * self.max_jobs
+
     def _start(self, job: Job) -> Job:
         # Drop the records of what is about to be rebuilt before touching any file.
         job.manifest.forget([n.id for n in job.stale])
         job.manifest.flush(force=True)
         job.queue = deque(job.stale)
+        job.model_calls = sum(1 for n in job.stale if n.kind in ACTOR_KINDS)
         job.started = time.monotonic()
         return job
 
@@ -144,6 +159,8 @@ class Driver:
         for ref in ready:
             job, node, started = self.pending.pop(ref)
             job.running -= 1
+            if node.kind in ACTOR_KINDS:
+                job.model_calls -= 1
             self.pool.done(ref)
             try:
                 result = ray.get(ref)
