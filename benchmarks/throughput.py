@@ -1,7 +1,7 @@
 """Scheduling benchmark: the seed's sequential schedule against zray's, and zray on 1, 2, 4 nodes.
 
     python benchmarks/throughput.py [--quick] [--episodes 10 --scenes 10 --languages 2] [--nodes 1,2,4]
-        [--max-episodes-in-flight 2] [--actors per-gpu|default] [--real-steps] [--help for latencies]
+        [--max-episodes-in-flight 4] [--real-steps] [--help for latencies]
 
 Model calls are simulated (`sim_engines`: each holds its node's one-GPU lock for a configured
 latency) and so is CPU work (`sim_steps`: a sleep for a configured cost, placeholders written where
@@ -37,8 +37,6 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -123,19 +121,16 @@ def write_scripts(folder: Path, workload: Workload) -> list[Path]:
     return paths
 
 
-def bench_config(output: Path, *, workload: Workload, gpus: int, max_in_flight: int, per_gpu: bool) -> Config:
+def bench_config(output: Path, *, workload: Workload, max_in_flight: int) -> Config:
     """zray's settings for the batch. Actors take zray's own GPU shares for production engines (the
-    simulated engines are custom ones, which zray would not give a GPU): either zray's default pool
-    (an image actor per GPU, one narration and one music actor) or one actor of each role per GPU."""
+    simulated engines are custom ones, which zray would not give a GPU); counts and placement are
+    zray's defaults: an image, narration and music actor pinned to each GPU."""
     engines = {
         "image": "sim_engines:SimImageEngine",
         "music": "sim_engines:SimMusicEngine",
         "tts_default": "sim_engines:SimTTSEngine",
     }
-    actors = {
-        role: {"count": gpus if per_gpu or role == "image" else 1, "num_gpus": share}
-        for role, share in GPU_SHARE.items()
-    }
+    actors = {role: {"num_gpus": share} for role, share in GPU_SHARE.items()}
     return load_config(
         None,
         output=str(output),
@@ -278,50 +273,6 @@ def _start_workers(count: int) -> None:
         if len(pids) == count or time.time() > until + 120:
             return
         until = time.time() + 5.0
-
-
-@contextmanager
-def actors_pinned_per_gpu(config: Config, gpus: int) -> Iterator[None]:
-    """Put the i-th actor of every role on GPU i, through a placement group with a bundle per GPU.
-
-    zray's ActorPool asks Ray only for GPU shares, and Ray packs shares: it puts two 0.5-GPU image
-    actors on one GPU and leaves another GPU without one, or strands a narration actor for want of a
-    share (see the report). This stands in for the placement zray/actors/pool.py should make itself.
-    """
-    import ray
-    from ray.util.placement_group import placement_group, remove_placement_group
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-    from zray.actors import pool
-
-    cpus = sum(getattr(config.actors, role).num_cpus for role in GPU_SHARE)
-    group = placement_group([{"GPU": 1, "CPU": cpus}] * gpus, strategy="STRICT_SPREAD")
-    ray.get(group.ready(), timeout=120)
-    made: dict[type, int] = defaultdict(int)
-
-    def pinned(cls: type, settings: Any, num_gpus: float, *args: Any) -> Any:
-        index = made[cls] % gpus
-        made[cls] += 1
-        strategy = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index)
-        return (
-            ray.remote(cls)
-            .options(
-                num_cpus=settings.num_cpus,
-                num_gpus=num_gpus,
-                max_restarts=settings.max_restarts,
-                max_task_retries=settings.max_task_retries,
-                scheduling_strategy=strategy,
-            )
-            .remote(*args)
-        )
-
-    real = pool._actor
-    pool._actor = pinned
-    try:
-        yield
-    finally:
-        pool._actor = real
-        remove_placement_group(group)
 
 
 def run_zray(items: list[tuple[RunRequest, Script]], config: Config, *, max_jobs: int) -> float:
@@ -562,17 +513,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-episodes-in-flight",
         type=int,
-        default=2,
-        help="zray batch's option of that name (its default: 2)",
+        default=4,
+        help="zray batch's option of that name (its default: 4)",
     )
     p.add_argument("--max-in-flight", type=int, default=64, help="zray's max_in_flight setting (default 64)")
-    p.add_argument(
-        "--actors",
-        choices=["per-gpu", "default"],
-        default="per-gpu",
-        help="per-gpu: an image, narration and music actor pinned to each GPU; default: zray's own pool "
-        "(an image actor per GPU, one narration and one music actor) placed by Ray",
-    )
     p.add_argument(
         "--real-steps",
         action="store_true",
@@ -622,7 +566,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cpu_s=cpu,
         real_steps=args.real_steps,
     )
-    per_gpu = args.actors == "per-gpu"
     gpu_total = workload.gpu_seconds(base)
     print(
         f"batch: {workload.episodes} episodes x {workload.scenes} scenes x {workload.languages} languages; "
@@ -641,7 +584,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "cpus_per_node": args.cpus_per_node,
             "max_episodes_in_flight": args.max_episodes_in_flight,
             "max_in_flight": args.max_in_flight,
-            "actors": args.actors,
+            "actors": "zray default (an image, narration and music actor pinned to each GPU)",
             "gpu_shares": GPU_SHARE,
         },
         "gpu_seconds": round(gpu_total, 3),
@@ -651,7 +594,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     tmp = Path(tempfile.mkdtemp(prefix="zray-throughput-"))
     try:
-        run_all(args, record, tmp, workload=workload, base=base, per_gpu=per_gpu)
+        run_all(args, record, tmp, workload=workload, base=base)
     finally:
         if args.keep:
             print(f"work folder kept: {tmp}")
@@ -672,7 +615,6 @@ def run_all(
     *,
     workload: Workload,
     base: SimSettings,
-    per_gpu: bool,
 ) -> None:
     """The sequential baseline, then zray on each node count; fills record."""
     paths = write_scripts(tmp / "scripts" / "bench", workload)
@@ -684,9 +626,7 @@ def run_all(
         config = bench_config(
             tmp / "sequential" / "out",
             workload=workload,
-            gpus=1,
             max_in_flight=args.max_in_flight,
-            per_gpu=per_gpu,
         )
         start = time.time()
         seconds = run_sequential(items, config)
@@ -709,9 +649,7 @@ def run_all(
     cluster = SimulatedCluster(cpus_per_node=args.cpus_per_node, sim=sim, warm=not args.cold)
     try:
         for nodes in args.nodes:
-            run_on_cluster(
-                args, record, cluster, tmp, nodes, items, workload=workload, sim=sim, per_gpu=per_gpu
-            )
+            run_on_cluster(args, record, cluster, tmp, nodes, items, workload=workload, sim=sim)
     finally:
         cluster.shutdown()
 
@@ -726,7 +664,6 @@ def run_on_cluster(
     *,
     workload: Workload,
     sim: SimSettings,
-    per_gpu: bool,
 ) -> None:
     """zray's batch on `nodes` nodes; appends the run's figures to record."""
     gpu_total = workload.gpu_seconds(sim)
@@ -734,16 +671,13 @@ def run_on_cluster(
     config = bench_config(
         folder / "out",
         workload=workload,
-        gpus=nodes,
         max_in_flight=args.max_in_flight,
-        per_gpu=per_gpu,
     )
     began = time.time()
     cluster.grow(nodes)
-    with actors_pinned_per_gpu(config, nodes) if per_gpu else nullcontext():
-        start = time.time()
-        setup = start - began
-        seconds = run_zray(items, config, max_jobs=args.max_episodes_in_flight)
+    start = time.time()
+    setup = start - began
+    seconds = run_zray(items, config, max_jobs=args.max_episodes_in_flight)
     check_videos(folder / "out", workload, sim)
     events = [e for e in read_events(Path(sim.events)) if start <= e["start"] <= start + seconds]
     stats = analyse(events, start=start, wall=seconds, gpus=nodes)
