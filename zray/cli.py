@@ -261,7 +261,11 @@ def batch(
         list[str], typer.Argument(help="Scripts, folders, globs or URLs.", show_default=False)
     ],
     max_episodes_in_flight: Annotated[
-        int, typer.Option(help="Episodes making model calls at once; one that is only encoding makes room for the next.", min=1)
+        int,
+        typer.Option(
+            help="Episodes making model calls at once; one that is only encoding makes room for the next.",
+            min=1,
+        ),
     ] = 4,
     output: Output = None,
     lang: Langs = None,
