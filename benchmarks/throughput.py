@@ -44,7 +44,7 @@ from typing import Any
 import sim_steps
 from sim_engines import ENV, SimSettings
 
-from zray.actors.pool import GPU_SHARE
+from zray.actors.placement import GPU_SHARE
 from zray.actors.workers import ImageWorker, MusicWorker, TTSWorker
 from zray.config import Config, load_config
 from zray.pipeline.plan import Node, Plan

@@ -33,11 +33,18 @@ class GatedImageEngine(StoryboardImageEngine):
     """Holds a prompt `GATE:<path> ...` until that file exists, so a test can kill a run at a known point.
 
     The engine's identity is the same with the gate shut or open, so a rerun reuses what the first run made.
+    While it waits, `<gate>.holder` names the Ray node holding the prompt.
     """
 
     def generate(self, prompt, *, width, height, seed, label=""):
         if prompt.startswith(GATE_PREFIX):
             gate = Path(prompt[len(GATE_PREFIX) :].split()[0])
+            if not gate.exists():
+                import ray
+
+                holder = gate.with_name(gate.name + ".holder")
+                holder.with_suffix(".tmp").write_text(ray.get_runtime_context().get_node_id())
+                holder.with_suffix(".tmp").replace(holder)
             while not gate.exists():
                 time.sleep(0.05)
         return super().generate(prompt, width=width, height=height, seed=seed, label=label)

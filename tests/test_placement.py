@@ -7,14 +7,17 @@ each. No CUDA is needed: Ray hands out GPU ids all the same, and the draft engin
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 from conftest import FAST_VIDEO, small_script, write_script
 
-from zray.actors.pool import GPU_SHARE, ActorPool, actor_plans, gpu_bundles
+from zray.actors.placement import GPU_SHARE, actor_plans, gpu_bundles
+from zray.actors.pool import ActorPool
 from zray.config import ActorsConfig, load_config
 from zray.pipeline.prepare import RunRequest, open_store, prepare_engines, prepare_episode
+from zray.pipeline.run import run_episode
 from zray.script import load_script
 
 ray = pytest.importorskip("ray")
@@ -86,7 +89,8 @@ def gpu_cluster():
     )
     nodes = [cluster.add_node(num_cpus=2, num_gpus=2) for _ in range(2)]
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, log_to_driver=False)
+    tests = str(Path(__file__).resolve().parent)
+    ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": tests}}, log_to_driver=False)
     yield cluster, nodes
     ray.shutdown()
     cluster.shutdown()
@@ -118,15 +122,14 @@ def test_every_gpu_gets_one_image_one_voice_and_one_music_actor(gpu_cluster, tmp
         # Actor i of every role shares bundle i's card: each GPU holds a full set of models.
         assert places["image"] == places["tts"] == places["music"]
         assert {node for node, _ in places["image"]} == {n.node_id for n in nodes}
-        group_id = pool.group.id.hex()
+        group_ids = [group.id.hex() for group in pool.groups]
     finally:
         pool.shutdown()
-    assert ray.util.placement_group_table()[group_id]["state"] == "REMOVED"
+    table = ray.util.placement_group_table()
+    assert len(group_ids) == 4 and all(table[g]["state"] == "REMOVED" for g in group_ids)
 
 
 def test_episode_runs_on_the_pinned_actors_and_gives_the_gpus_back(gpu_cluster, tmp_path):
-    from zray.pipeline.run import run_episode
-
     script = write_script(tmp_path / "scripts" / "proj")
     _, nodes = gpu_cluster
     report = run_episode(RunRequest(script=script), shares_config(tmp_path / "out"))
@@ -182,3 +185,42 @@ def test_next_episode_starts_when_the_last_one_has_no_model_calls_left(gpu_clust
     )
     first_of_second = min(i for i, (name, _) in enumerate(landed) if name == second.name)
     assert first_of_second > last_model_of_first
+
+
+def test_a_lost_gpu_node_moves_its_requests_to_the_other_gpus(gpu_cluster, tmp_path):
+    """Kept last in this module: it removes a node. Its actors cannot restart (every other GPU is
+    reserved), so the requests they held must go to the actors on the surviving node."""
+    import threading
+
+    import av
+
+    cluster, nodes = gpu_cluster
+    gate = tmp_path / "gate"
+    data = small_script()
+    data["scenes"][-1]["image_prompt"] = f"GATE:{gate} {data['scenes'][-1]['image_prompt']}"
+    script = write_script(tmp_path / "scripts" / "proj", data)
+    config = shares_config(tmp_path / "out", engines={"image": "fault_engines:GatedImageEngine"})
+    result: dict = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault("report", run_episode(RunRequest(script=script), config))
+    )
+    thread.start()
+    holder = tmp_path / "gate.holder"
+    deadline = time.monotonic() + 300
+    while not holder.exists() and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert holder.exists(), f"the gated image never started: {result}"
+    lost = next(n for n in nodes if n.node_id == holder.read_text())
+    cluster.remove_node(lost)
+    gate.touch()
+    thread.join(timeout=600)
+    assert not thread.is_alive(), "the run hung on the lost node's actors"
+    report = result["report"]
+    assert report.ok, report.failed
+    folder = tmp_path / "out" / "proj" / script.stem
+    record = json.loads((folder / "run.json").read_text())
+    assert record["nodes"]["image:2"]["result"]["node"] != lost.node_id[:12]
+    for lang, name in (("es", "S01E02-ES-Título_de_prueba.mp4"), ("ca", "S01E02-CA-Prueba_de_zray.mp4")):
+        with av.open(str(folder / name)) as container:
+            frames = sum(1 for _ in container.decode(video=0))
+        assert frames == record["nodes"][f"video:{lang}"]["result"]["frames"]

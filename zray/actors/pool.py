@@ -1,9 +1,8 @@
 """Ray at the edge: long-lived actors for the engines, with resources and restarts from config.
 
-On a cluster with GPUs, actors that hold a GPU share are pinned: a placement group reserves one
-bundle per GPU, and actor i of every role goes to bundle i. Left to itself Ray packs fractional
-shares, so two 0.5-GPU image actors could share one card while another card idles, or a narration
-actor could find no share left anywhere.
+Placement (which GPU each actor gets) is `zray.actors.placement`. The pool also watches the GPU
+nodes: an actor whose node died takes no new requests, and the requests it held are handed back to
+the driver to send elsewhere, since its restart may wait for a GPU that no longer exists.
 """
 
 from __future__ import annotations
@@ -15,68 +14,13 @@ import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from zray.actors.placement import actor_plans, gpu_bundles, group_node, reserve
 from zray.actors.workers import ImageWorker, MusicWorker, TTSWorker
-from zray.config import ActorConfig, ActorsConfig, Config
-from zray.engines.registry import GPU_ENGINES, EngineChoice
-from zray.pipeline.cluster import ClusterError
+from zray.config import ActorConfig, Config
+from zray.engines.registry import EngineChoice
 
 WORKERS = {"image": ImageWorker, "tts": TTSWorker, "music": MusicWorker}
-# Default GPU shares when all three models live on one card (see the README's VRAM budget).
-GPU_SHARE = {"image": 0.5, "tts": 0.2, "music": 0.3}
-# How long to wait for the cluster to reserve the GPUs: an autoscaler may have to start GPU nodes.
-RESERVE_TIMEOUT_S = 1800.0
-RESERVE_WAIT_S = 60.0
 log = logging.getLogger("zray")
-
-
-def actor_plans(
-    actors: ActorsConfig, engine_names: dict[str, set[str]], cluster_gpus: float
-) -> dict[str, tuple[float, int, float]]:
-    """role -> (GPU share per actor, number of actors, CPUs per actor), filling in config left unset.
-
-    A role with a GPU share gets one actor per GPU slot, so every card holds a full set of models
-    and no role waits on another card. The slots are the cluster's GPUs, or more when config asks
-    for more actors of a role than there are GPUs yet (an autoscaler adds the nodes).
-    """
-    shares: dict[str, float] = {}
-    for role, names in engine_names.items():
-        settings: ActorConfig = getattr(actors, role)
-        wants_gpu = bool(names & GPU_ENGINES) and cluster_gpus > 0
-        shares[role] = (
-            settings.num_gpus if settings.num_gpus is not None else (GPU_SHARE[role] if wants_gpu else 0.0)
-        )
-    asked = [getattr(actors, role).count or 0 for role, share in shares.items() if share > 0]
-    slots = max([int(cluster_gpus), *asked])
-    plans = {}
-    for role, share in shares.items():
-        settings = getattr(actors, role)
-        count = settings.count or (max(1, slots) if share > 0 else 1)
-        plans[role] = (share, count, settings.num_cpus)
-    return plans
-
-
-def gpu_bundles(plans: dict[str, tuple[float, int, float]], gpus: int) -> list[dict[str, float]] | None:
-    """Bundles of one GPU for the actors with a GPU share (role -> (share, count, cpus)), actor i of
-    a role in bundle i; None when there is nothing to pin or a bundle's shares exceed one GPU.
-
-    There are as many bundles as GPUs, or as actors of the largest role when config asks for more
-    than the cluster has now: an autoscaler then adds GPU nodes for the bundles that do not fit."""
-    pinned = [plan for plan in plans.values() if plan[0] > 0]
-    if not pinned:
-        return None
-    count = max(gpus, *(n for _, n, _ in pinned))
-    shares, cpus = [0.0] * count, [0.0] * count
-    for share, n, num_cpus in pinned:
-        for i in range(n):
-            shares[i % count] += share
-            cpus[i % count] += num_cpus
-    if max(shares) > 1 + 1e-9:
-        log.warning(
-            "the actors' GPU shares add up to %.2f GPUs on one card; leaving their placement to Ray",
-            max(shares),
-        )
-        return None
-    return [{"GPU": 1.0, **({"CPU": c} if c > 0 else {})} for c in cpus]
 
 
 def _reporting_place(cls: type) -> type:
@@ -115,33 +59,34 @@ class ActorPool:
 
     def __init__(self, config: Config, engines: EngineChoice, roles: set[str]):
         self.actors: dict[str, list[Any]] = {}
-        args = {"image": (engines.image,), "tts": (engines.tts,), "music": (engines.music,)}
+        self._args = {"image": (engines.image,), "tts": (engines.tts,), "music": (engines.music,)}
         names = {
             "image": {engines.image.name},
             "tts": {s.name for s in engines.tts.values()},
             "music": {engines.music.name},
         }
         gpus = float(ray.cluster_resources().get("GPU", 0))
-        plans = actor_plans(config.actors, {role: names[role] for role in sorted(roles)}, gpus)
-        self.group: PlacementGroup | None = None
-        bundles = gpu_bundles(plans, int(gpus))
-        if bundles is not None:
-            self.group = _reserve(bundles)
-        for role, (num_gpus, count, _) in plans.items():
-            settings = getattr(config.actors, role)
-            self.actors[role] = [
-                _actor(WORKERS[role], settings, num_gpus, args[role], self._strategy(num_gpus, i))
-                for i in range(count)
-            ]
+        self._plans = actor_plans(config.actors, {role: names[role] for role in sorted(roles)}, gpus)
+        self._settings: dict[str, ActorConfig] = {role: getattr(config.actors, role) for role in self._plans}
+        self._bundles = gpu_bundles(self._plans, int(gpus)) or []
+        self.groups: list[PlacementGroup] = reserve(self._bundles) if self._bundles else []
+        self._slot: dict[Any, int] = {}  # pinned actor -> its GPU slot (index into groups)
+        self._waiting: dict[int, list[str]] = {}  # slot being re-reserved -> roles to start there
         self._busy: dict[Any, int] = {}  # outstanding requests per actor
         self._owner: dict[Any, Any] = {}  # request ref -> actor
+        for role, (share, count, _) in self._plans.items():
+            self.actors[role] = []
+            for i in range(count):
+                self._start(role, i % len(self.groups) if self.groups and share > 0 else None)
 
-    def _strategy(self, num_gpus: float, index: int) -> Any:
-        if self.group is None or num_gpus <= 0:
-            return None
-        return PlacementGroupSchedulingStrategy(
-            self.group, placement_group_bundle_index=index % len(self.group.bundle_specs)
-        )
+    def _start(self, role: str, slot: int | None) -> None:
+        strategy = None
+        if slot is not None:
+            strategy = PlacementGroupSchedulingStrategy(self.groups[slot], placement_group_bundle_index=0)
+        actor = _actor(WORKERS[role], self._settings[role], self._plans[role][0], self._args[role], strategy)
+        if slot is not None:
+            self._slot[actor] = slot
+        self.actors[role].append(actor)
 
     def submit(self, role: str, *args: Any) -> Any:
         """Send a request to the least busy actor of the role (a pool of image actors, one per GPU)."""
@@ -156,31 +101,60 @@ class ActorPool:
         if actor is not None:
             self._busy[actor] -= 1
 
+    def lost_requests(self) -> list[Any]:
+        """Requests held by pinned actors whose node has died since the last call.
+
+        Ray would restart such an actor only when its GPU reservation finds a GPU again, which may
+        be never, so the slot's actors are dropped, their requests handed back, and the GPU asked
+        for again: an autoscaler adds a node, and the slot's actors start there once it is placed.
+        Actors left to Ray's placement restart wherever there is room and Ray replays their requests.
+        """
+        if not self.groups:
+            return []
+        for slot in [s for s in self._waiting if ray.wait([self.groups[s].ready()], timeout=0)[0]]:
+            for role in self._waiting.pop(slot):
+                self._start(role, slot)
+            log.info("GPU slot %d is back: its actors start again", slot)
+        alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        requests: list[Any] = []
+        for slot, group in enumerate(self.groups):
+            if slot not in self._waiting and group_node(group) not in alive:
+                requests += self._drop_slot(slot)
+        return requests
+
+    def _drop_slot(self, slot: int) -> list[Any]:
+        gone = {actor for actor, s in self._slot.items() if s == slot}
+        held = [ref for ref, owner in self._owner.items() if owner in gone]
+        for ref in held:
+            del self._owner[ref]
+        roles = []
+        for role, actors in self.actors.items():
+            for actor in [a for a in actors if a in gone]:
+                actors.remove(actor)
+                roles.append(role)
+                del self._slot[actor]
+                self._busy.pop(actor, None)
+                ray.kill(actor, no_restart=True)
+        remove_placement_group(self.groups[slot])
+        self.groups[slot] = placement_group([self._bundles[slot]])
+        # A role left with no actor at all gets its actor now, waiting on the new reservation.
+        later = [role for role in roles if self.actors[role]]
+        for role in roles:
+            if not self.actors[role]:
+                self._start(role, slot)
+        self._waiting[slot] = later
+        log.warning(
+            "GPU slot %d lost its node: %d model request(s) go to the other GPUs; asking for a GPU again",
+            slot,
+            len(held),
+        )
+        return held
+
     def shutdown(self) -> None:
         for actors in self.actors.values():
             for actor in actors:
                 ray.kill(actor, no_restart=True)
         self.actors.clear()
-        if self.group is not None:
-            remove_placement_group(self.group)
-            self.group = None
-
-
-def _reserve(bundles: list[dict[str, float]]) -> PlacementGroup:
-    # SPREAD puts bundles on different nodes where it can; a node with several GPUs takes several.
-    group = placement_group(bundles, strategy="SPREAD")
-    waited = 0.0
-    while not ray.wait([group.ready()], timeout=RESERVE_WAIT_S)[0]:
-        waited += RESERVE_WAIT_S
-        if waited >= RESERVE_TIMEOUT_S:
+        for group in self.groups:
             remove_placement_group(group)
-            raise ClusterError(
-                f"the cluster could not reserve {len(bundles)} GPU(s) for zray's actors in "
-                f"{RESERVE_TIMEOUT_S:.0f} s (other jobs hold them, or no GPU node can be added); "
-                "see `ray status`"
-            )
-        log.warning(
-            "still waiting for %d GPU(s) for the actors (%.0f s); see `ray status`", len(bundles), waited
-        )
-    log.info("reserved %d GPU bundle(s) for the actors", len(bundles))
-    return group
+        self.groups = []

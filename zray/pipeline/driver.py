@@ -15,6 +15,7 @@ bounded too, at as many again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import defaultdict, deque
@@ -32,6 +33,7 @@ from zray.pipeline.steps import STEPS
 from zray.store import Store
 
 ACTOR_KINDS = {"image", "tts", "music"}
+HEALTH_INTERVAL_S = 2.0  # how often the driver asks which nodes are alive
 log = logging.getLogger("zray")
 
 
@@ -88,6 +90,7 @@ class Driver:
     def run(self, jobs: list[Job]) -> None:
         waiting = deque(jobs)
         active: list[Job] = []
+        checked = time.monotonic()
         try:
             while waiting or active:
                 while waiting and self._room(active):
@@ -95,6 +98,9 @@ class Driver:
                 self._submit_round(active)
                 if self.pending:
                     self._collect()
+                if time.monotonic() - checked > HEALTH_INTERVAL_S:
+                    checked = time.monotonic()
+                    self._recover(self.pool.lost_requests())
                 # Throttled, so records that landed just before a quiet spell still reach the store
                 # within the flush interval: a kill -9 then loses at most that much work.
                 for job in active:
@@ -175,6 +181,34 @@ class Driver:
             job.manifest.record(node, result)
             job.built.append(node.id)
             self.on_node(job, node, True)
+
+    def _recover(self, lost: list[Any]) -> None:
+        """Send again the requests that a dead node's actors held, and everything submitted after
+        them that waits on their results (those refs would never resolve)."""
+        lost_ids: dict[int, set[str]] = defaultdict(set)
+        jobs: dict[int, Job] = {}
+        for ref in lost:
+            if ref in self.pending:
+                job, node, _ = self.pending[ref]
+                lost_ids[id(job)].add(node.id)
+                jobs[id(job)] = job
+        for key, job in jobs.items():
+            affected, redo = set(lost_ids[key]), []
+            for node in job.plan.nodes.values():  # plan order puts inputs before their consumers
+                ref = job.refs.get(node.id)
+                if ref in self.pending and (node.id in affected or affected.intersection(node.deps)):
+                    affected.add(node.id)
+                    redo.append(node)
+            for node in redo:
+                ref = job.refs.pop(node.id)
+                self.pending.pop(ref)
+                self.pool.done(ref)
+                job.running -= 1
+                with contextlib.suppress(RayError, ValueError, TypeError):
+                    ray.cancel(ref)
+            for node in redo:
+                self._submit(job, node)
+            log.warning("%s: %d step(s) sent again after a node was lost", job.name, len(redo))
 
     def _failed(self, job: Job, node: Node, exc: Exception) -> None:
         scope = node.lang or "all"

@@ -1,0 +1,108 @@
+"""Where the engine actors go: GPU shares, actor counts, and one placement-group bundle per GPU.
+
+On a cluster with GPUs, actors that hold a GPU share are pinned: a placement group reserves each
+GPU, and actor i of every role goes to GPU slot i. Left to itself Ray packs fractional
+shares, so two 0.5-GPU image actors could share one card while another card idles, or a narration
+actor could find no share left anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import ray
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+
+from zray.config import ActorConfig, ActorsConfig
+from zray.engines.registry import GPU_ENGINES
+from zray.pipeline.cluster import ClusterError
+
+# Default GPU shares when all three models live on one card (see the README's VRAM budget).
+GPU_SHARE = {"image": 0.5, "tts": 0.2, "music": 0.3}
+# How long to wait for the cluster to reserve the GPUs: an autoscaler may have to start GPU nodes.
+RESERVE_TIMEOUT_S = 1800.0
+RESERVE_WAIT_S = 60.0
+log = logging.getLogger("zray")
+
+
+def actor_plans(
+    actors: ActorsConfig, engine_names: dict[str, set[str]], cluster_gpus: float
+) -> dict[str, tuple[float, int, float]]:
+    """role -> (GPU share per actor, number of actors, CPUs per actor), filling in config left unset.
+
+    A role with a GPU share gets one actor per GPU slot, so every card holds a full set of models
+    and no role waits on another card. The slots are the cluster's GPUs, or more when config asks
+    for more actors of a role than there are GPUs yet (an autoscaler adds the nodes).
+    """
+    shares: dict[str, float] = {}
+    for role, names in engine_names.items():
+        settings: ActorConfig = getattr(actors, role)
+        wants_gpu = bool(names & GPU_ENGINES) and cluster_gpus > 0
+        shares[role] = (
+            settings.num_gpus if settings.num_gpus is not None else (GPU_SHARE[role] if wants_gpu else 0.0)
+        )
+    asked = [getattr(actors, role).count or 0 for role, share in shares.items() if share > 0]
+    slots = max([int(cluster_gpus), *asked])
+    plans = {}
+    for role, share in shares.items():
+        settings = getattr(actors, role)
+        count = settings.count or (max(1, slots) if share > 0 else 1)
+        plans[role] = (share, count, settings.num_cpus)
+    return plans
+
+
+def gpu_bundles(plans: dict[str, tuple[float, int, float]], gpus: int) -> list[dict[str, float]] | None:
+    """Bundles of one GPU for the actors with a GPU share (role -> (share, count, cpus)), actor i of
+    a role in bundle i; None when there is nothing to pin or a bundle's shares exceed one GPU.
+
+    There are as many bundles as GPUs, or as actors of the largest role when config asks for more
+    than the cluster has now: an autoscaler then adds GPU nodes for the bundles that do not fit."""
+    pinned = [plan for plan in plans.values() if plan[0] > 0]
+    if not pinned:
+        return None
+    count = max(gpus, *(n for _, n, _ in pinned))
+    shares, cpus = [0.0] * count, [0.0] * count
+    for share, n, num_cpus in pinned:
+        for i in range(n):
+            shares[i % count] += share
+            cpus[i % count] += num_cpus
+    if max(shares) > 1 + 1e-9:
+        log.warning(
+            "the actors' GPU shares add up to %.2f GPUs on one card; leaving their placement to Ray",
+            max(shares),
+        )
+        return None
+    return [{"GPU": 1.0, **({"CPU": c} if c > 0 else {})} for c in cpus]
+
+
+def reserve(bundles: list[dict[str, float]]) -> list[PlacementGroup]:
+    """A placement group per bundle (per GPU), all ready, or a clear error after RESERVE_TIMEOUT_S.
+
+    One group per GPU rather than one group of many bundles: when a node dies, Ray keeps trying
+    to re-place a group's lost bundles and, on a full cluster, busy-spins its control process doing
+    so (ray-project/ray#65007); a group of its own can simply be removed and asked for again.
+    """
+    groups = [placement_group([bundle]) for bundle in bundles]
+    waited = 0.0
+    while len(
+        ray.wait([g.ready() for g in groups], num_returns=len(groups), timeout=RESERVE_WAIT_S)[0]
+    ) < len(groups):
+        waited += RESERVE_WAIT_S
+        if waited >= RESERVE_TIMEOUT_S:
+            for group in groups:
+                remove_placement_group(group)
+            raise ClusterError(
+                f"the cluster could not reserve {len(bundles)} GPU(s) for zray's actors in "
+                f"{RESERVE_TIMEOUT_S:.0f} s (other jobs hold them, or no GPU node can be added); "
+                "see `ray status`"
+            )
+        log.warning(
+            "still waiting for %d GPU(s) for the actors (%.0f s); see `ray status`", len(bundles), waited
+        )
+    log.info("reserved %d GPU(s) for the actors", len(bundles))
+    return groups
+
+
+def group_node(group: PlacementGroup) -> str | None:
+    """The node a one-bundle group sits on, or None while it is not placed."""
+    return ray.util.placement_group_table(group).get("bundles_to_node_id", {}).get(0) or None
