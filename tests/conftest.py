@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,18 @@ TESTS = Path(__file__).resolve().parent
 # process: tiny models on a busy 2-core machine run many times faster without thread contention.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _zray_logger_reset():
+    """A run sets up the `zray` logger for its console (no propagation to the root); undo that after
+    each test, so a later test's caplog sees zray's records whatever ran before it."""
+    yield
+    logger = logging.getLogger("zray")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
 
 
 @pytest.fixture(scope="session")
