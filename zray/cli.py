@@ -349,8 +349,7 @@ def user_errors() -> Iterator[None]:
     from zray.episode import EpisodeError
     from zray.pipeline.cluster import ClusterError
     from zray.pipeline.run import RunError
-    from zray.publish.auth import AuthError
-    from zray.publish.quota import QuotaError
+    from zray.publish.errors import AuthError, QuotaError
     from zray.publish.web import PublishError
     from zray.store import StoreError
 

@@ -24,6 +24,7 @@ from google.oauth2.credentials import Credentials
 from google_auth_httplib2 import Request as HttplibRequest
 
 from zray.keys import safe_name
+from zray.publish.errors import AuthError
 from zray.publish.settings import YouTubeConfig
 
 SCOPES = (
@@ -31,10 +32,6 @@ SCOPES = (
     # captions.insert and videos.update need the wider scope.
     "https://www.googleapis.com/auth/youtube.force-ssl",
 )
-
-
-class AuthError(ValueError):
-    """No usable token: the message is one line saying what to run."""
 
 
 def auth_hint(project: str, lang: str) -> str:

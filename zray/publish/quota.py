@@ -19,16 +19,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from zray.publish.auth import write_private
+from zray.publish.errors import QuotaError
 from zray.publish.settings import SEPARATE_BUCKETS, YouTubeConfig
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 LEDGER_FILE = "quota.json"
 SHARED = "shared"
 KEEP_DAYS = 7
-
-
-class QuotaError(ValueError):
-    """An upload that would exceed the daily quota; the message has the numbers."""
 
 
 def quota_day(now: datetime) -> str:
