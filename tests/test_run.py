@@ -297,6 +297,24 @@ def test_unknown_language_for_the_voice_engine(tmp_path, ray_session):
         run(tmp_path, script)
 
 
+def test_batch_episode_in_a_language_without_voice_fails_alone(tmp_path, ray_session):
+    from zray.pipeline.batch import run_batch
+
+    good = write_script(
+        tmp_path / "scripts" / "proj", small_script(episode=1), name="SAGA_01_Episode_01.json"
+    )
+    data = small_script()
+    for scene in data["scenes"]:
+        scene["script_xx"] = "text"
+    write_script(tmp_path / "scripts" / "proj", data, name="SAGA_01_Episode_02.json")
+    report = run_batch([str(tmp_path / "scripts")], config(tmp_path))
+    by_name = {r.script.name: r for r in report.reports}
+    assert by_name[good.name].ok
+    failed = by_name["SAGA_01_Episode_02.json"]
+    assert not failed.ok and "no voice for language 'xx'" in failed.failed["xx"]
+    assert (tmp_path / "out" / "proj" / "SAGA_01_Episode_01" / "S01E01-ES-Título_de_prueba.mp4").exists()
+
+
 def test_unreachable_cluster_is_one_line_and_writes_nothing(tmp_path):
     script = write_script(tmp_path / "scripts" / "proj")
     out = tmp_path / "out"

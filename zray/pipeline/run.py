@@ -92,7 +92,15 @@ def execute(
         dict.fromkeys(lang for request, script in items for lang in (request.languages or script.languages))
     )
     profile = resolve_profile(config, gpus=cluster_gpus(config))
-    engines, identities = prepare_engines(languages, config, profile)
+    try:
+        engines, identities = prepare_engines(languages, config, profile)
+        unserved: dict[str, str] = {}
+    except RunError:
+        unserved = _unserved_languages(languages, config, profile) if isolate else {}
+        if not unserved or len(unserved) == len(languages):
+            raise
+        served = [lang for lang in languages if lang not in unserved]
+        engines, identities = prepare_engines(served, config, profile)
     log.info("engines: %s", engines.describe())
     if engines.music.name == "musicgen":
         log.warning("MusicGen weights are licensed CC-BY-NC-4.0: not for monetised videos")
@@ -100,6 +108,13 @@ def execute(
     reports: dict[int, RunReport] = {}
     prepared: dict[int, Prepared] = {}
     for index, (request, script) in enumerate(items):
+        missing = [lang for lang in request.languages or script.languages if lang in unserved]
+        if missing:
+            log.error("%s: %s", request.script, unserved[missing[0]])
+            reports[index] = RunReport(
+                script=request.script, episode="", failed={missing[0]: unserved[missing[0]]}
+            )
+            continue
         try:
             prepared[index] = prepare_episode(request, script, config, store, engines, identities)
         except RunError as exc:
@@ -132,6 +147,18 @@ def execute(
     finally:
         log.removeHandler(capture)
     return [reports[i] for i in range(len(items))]
+
+
+def _unserved_languages(languages: list[str], config: Config, profile: str) -> dict[str, str]:
+    """Languages no engine serves, each with its reason: in a batch, the episodes that need one
+    fail alone instead of stopping the batch."""
+    unserved: dict[str, str] = {}
+    for lang in languages:
+        try:
+            prepare_engines([lang], config, profile)
+        except RunError as exc:
+            unserved[lang] = str(exc)
+    return unserved
 
 
 def _run_on_ray(
