@@ -242,7 +242,7 @@ def test_missing_model_without_network_names_the_model_and_the_fix(tmp_path, mon
         engine.load()
     assert str(info.value) == (
         "image model nobody/no-such-zimage is not in the Hugging Face cache and cannot be downloaded here; "
-        "download it with `huggingface-cli download nobody/no-such-zimage` or set models.image to a "
+        "download it with `hf download nobody/no-such-zimage` or set models.image to a "
         "local directory"
     )
 

@@ -159,7 +159,7 @@ def model_check(what: str, model: str, setting: str) -> Check:
         return Check(
             False,
             f"{what} {model} is not in the Hugging Face cache",
-            f"huggingface-cli download {model}, or set {setting} to a local directory",
+            f"hf download {model}, or set {setting} to a local directory",
         )
 
 

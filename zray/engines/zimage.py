@@ -218,7 +218,7 @@ def _from_pretrained(model: str, *, dtype: Any) -> Any:
         if local is None and not _in_hf_cache(model):
             raise EngineError(
                 f"image model {model} is not in the Hugging Face cache and cannot be downloaded here; "
-                f"download it with `huggingface-cli download {model}` or set models.image to a local directory"
+                f"download it with `hf download {model}` or set models.image to a local directory"
             ) from None
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EngineError(f"image model {model} could not be loaded: {first_line}") from None
