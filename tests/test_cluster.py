@@ -236,3 +236,23 @@ def test_batch_cli_exit_code_and_table(cluster, tmp_path):
     assert result.exit_code == 1, result.output  # the invalid script in alpha/
     assert "INVALID" in result.output
     assert "zray batch: 2 episodes" in result.output
+
+
+def test_scripts_from_s3_bring_their_projects_intro(s3, tmp_path):
+    """The seed's layout in a bucket: inputs/scripts/<project>/X.json finds inputs/assets/<project>/intro.mp4."""
+    import fsspec
+
+    from zray.pipeline.batch import find_scripts
+    from zray.pipeline.prepare import find_intro
+
+    intro = Path(__file__).resolve().parent.parent / "inputs" / "assets" / "demo" / "intro.mp4"
+    fs = fsspec.filesystem("s3")
+    root = f"{BUCKET}/season/inputs"
+    fs.pipe(f"{root}/scripts/alpha/SAGA_01_Episode_01.json", json.dumps(small_script(episode=1)).encode())
+    fs.pipe(f"{root}/scripts/beta/SAGA_01_Episode_02.json", json.dumps(small_script()).encode())
+    fs.put_file(str(intro), f"{root}/assets/alpha/intro.mp4")
+    found, missing = find_scripts([f"s3://{root}/scripts"], tmp_path / "work")
+    assert not missing and [p.name for p in found] == ["SAGA_01_Episode_01.json", "SAGA_01_Episode_02.json"]
+    alpha, beta = found
+    assert find_intro(alpha, "alpha").read_bytes() == intro.read_bytes()
+    assert find_intro(beta, "beta") is None

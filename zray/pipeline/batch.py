@@ -53,12 +53,32 @@ def find_scripts(patterns: list[str], workdir: Path) -> tuple[list[Path], dict[s
         if not matches:
             missing[pattern] = [Problem("", "no script found there")]
         for match in matches:
-            if "://" in match:
-                parts = match.rstrip("/").split("/")
-                found.append(fetch(match, workdir / parts[-2] / parts[-1]))
-            else:
-                found.append(Path(match))
+            found.append(_fetch_script(match, workdir) if "://" in match else Path(match))
     return list(dict.fromkeys(found)), missing
+
+
+def _fetch_script(url: str, workdir: Path) -> Path:
+    """Copy a remote script to workdir/scripts/<project>/<name>; in the seed's layout
+    (.../scripts/<project>/X.json), the project's intro*.mp4 from .../assets/<project>/ comes with it,
+    so the local copy finds its intro as a local script would."""
+    parts = url.rstrip("/").split("/")
+    project, name = parts[-2], parts[-1]
+    local = fetch(url, workdir / "scripts" / project / name)
+    if (
+        len(parts) > 3
+        and parts[-3] == "scripts"
+        and not any((workdir / "assets" / project).glob("intro*.mp4"))
+    ):
+        assets = "/".join([*parts[:-3], "assets", project])
+        try:
+            intros = expand(assets + "/intro*.mp4")
+            if intros:
+                fetch(intros[0], workdir / "assets" / project / intros[0].rsplit("/", 1)[-1])
+        except OSError as exc:
+            log.warning(
+                "%s: cannot read the intro there (%s); episodes of %s go without it", assets, exc, project
+            )
+    return local
 
 
 def run_batch(
