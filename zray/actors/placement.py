@@ -103,6 +103,8 @@ def reserve(bundles: list[dict[str, float]]) -> list[PlacementGroup]:
     return groups
 
 
-def group_node(group: PlacementGroup) -> str | None:
-    """The node a one-bundle group sits on, or None while it is not placed."""
-    return ray.util.placement_group_table(group).get("bundles_to_node_id", {}).get(0) or None
+def group_nodes(groups: list[PlacementGroup]) -> list[str | None]:
+    """The node each one-bundle group sits on (None while it is not placed), in one GCS call."""
+    table = ray.util.placement_group_table()
+    placed = [table.get(g.id.hex(), {}).get("bundles_to_node_id", {}).get(0) for g in groups]
+    return [node or None for node in placed]

@@ -14,7 +14,7 @@ import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from zray.actors.placement import actor_plans, gpu_bundles, group_node, reserve
+from zray.actors.placement import actor_plans, gpu_bundles, group_nodes, reserve
 from zray.actors.workers import ImageWorker, MusicWorker, TTSWorker
 from zray.config import ActorConfig, Config
 from zray.engines.registry import EngineChoice
@@ -117,8 +117,8 @@ class ActorPool:
             log.info("GPU slot %d is back: its actors start again", slot)
         alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
         requests: list[Any] = []
-        for slot, group in enumerate(self.groups):
-            if slot not in self._waiting and group_node(group) not in alive:
+        for slot, node in enumerate(group_nodes(self.groups)):
+            if slot not in self._waiting and node not in alive:
                 requests += self._drop_slot(slot)
         return requests
 
