@@ -57,7 +57,7 @@ class ActorConfig(Strict):
     num_gpus: float | None = Field(None, ge=0)
     max_restarts: int = Field(3, ge=-1)
     max_task_retries: int = Field(3, ge=-1)
-    # None: one actor per GPU for a role with a GPU share (see zray.actors.pool), else one actor.
+    # None: one actor per GPU for a role with a GPU share (see zray.actors.placement), else one actor.
     count: int | None = Field(None, ge=1)
 
 

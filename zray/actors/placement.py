@@ -34,20 +34,18 @@ def actor_plans(
     and no role waits on another card. The slots are the cluster's GPUs, or more when config asks
     for more actors of a role than there are GPUs yet (an autoscaler adds the nodes).
     """
+    settings: dict[str, ActorConfig] = {role: getattr(actors, role) for role in engine_names}
     shares: dict[str, float] = {}
     for role, names in engine_names.items():
-        settings: ActorConfig = getattr(actors, role)
         wants_gpu = bool(names & GPU_ENGINES) and cluster_gpus > 0
-        shares[role] = (
-            settings.num_gpus if settings.num_gpus is not None else (GPU_SHARE[role] if wants_gpu else 0.0)
-        )
-    asked = [getattr(actors, role).count or 0 for role, share in shares.items() if share > 0]
+        default = GPU_SHARE[role] if wants_gpu else 0.0
+        shares[role] = settings[role].num_gpus if settings[role].num_gpus is not None else default
+    asked = [settings[role].count or 0 for role, share in shares.items() if share > 0]
     slots = max([int(cluster_gpus), *asked])
     plans = {}
     for role, share in shares.items():
-        settings = getattr(actors, role)
-        count = settings.count or (max(1, slots) if share > 0 else 1)
-        plans[role] = (share, count, settings.num_cpus)
+        count = settings[role].count or (max(1, slots) if share > 0 else 1)
+        plans[role] = (share, count, settings[role].num_cpus)
     return plans
 
 

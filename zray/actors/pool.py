@@ -7,6 +7,7 @@ the driver to send elsewhere, since its restart may wait for a GPU that no longe
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -23,9 +24,11 @@ WORKERS = {"image": ImageWorker, "tts": TTSWorker, "music": MusicWorker}
 log = logging.getLogger("zray")
 
 
-def _reporting_place(cls: type) -> type:
-    """The worker class, with each result naming the node and GPU that made it (run.json shows
-    how model calls spread over a cluster, as it does for CPU tasks)."""
+@functools.cache
+def _remote_class(cls: type) -> Any:
+    """The worker class as a Ray actor class, with each result naming the node and GPU that made it
+    (run.json shows how model calls spread over a cluster, as it does for CPU tasks). Cached: Ray
+    exports a class definition once, not once per actor."""
 
     class Placed(cls):  # type: ignore[misc, valid-type]
         def run(self, *args: Any) -> dict[str, Any]:
@@ -35,7 +38,7 @@ def _reporting_place(cls: type) -> type:
             return {**result, **place, **({"gpu": str(gpus[0])} if gpus else {})}
 
     Placed.__name__ = Placed.__qualname__ = cls.__name__
-    return Placed
+    return ray.remote(Placed)
 
 
 def _actor(
@@ -51,7 +54,7 @@ def _actor(
     }
     if strategy is not None:
         options["scheduling_strategy"] = strategy
-    return ray.remote(_reporting_place(cls)).options(**options).remote(*args)
+    return _remote_class(cls).options(**options).remote(*args)
 
 
 class ActorPool:
