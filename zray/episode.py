@@ -1,89 +1,508 @@
-"""A finished episode folder, read back: what `zray upload` and `zray publish` work from.
+"""The episode folder's one owner: every file name of its layout, its records, its identity.
 
-The folder alone is enough (it may live in a bucket, far from the machine that made it): `run.json`
-says which file is which and from what content it was made, and `script.json` is the script as run.
+An episode folder (`<output>/<project>/<script stem>/`) holds what zray generated (videos,
+subtitles, thumbnails, assets), the records that say what each file is (`run.json`), what was
+published (`published.json`, `upload_state.json`) and what a person decided (`review.json`), and
+anything a user put there. Every other module asks this one for names and records, so the rules
+that keep the folder trustworthy live in one place:
+
+- A record carries the episode's identity (project, saga, episode). A record of another
+  episode (a copied folder) is never acted on: a run sets its run.json aside and starts fresh;
+  publishing refuses another episode's upload records.
+- Paths in records are relative to the folder and may never leave it, so nothing a record says
+  can make zray delete, move or overwrite a file elsewhere.
+- A record that cannot be read, or has the wrong shape, is an error naming the file and the fix;
+  it is never read as "empty" where that could upload a video twice.
+
+Stdlib plus the store: planning and publishing import it without media or Ray.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
+import posixpath
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from zray.pipeline.manifest import RUN_FILE
-from zray.script import Script, check_data
-from zray.store import Store
+from zray.errors import ZrayError
+from zray.keys import safe_name
+from zray.store import Store, StoreError
 
+# --- file names ------------------------------------------------------------------------------------
+
+RUN_FILE = "run.json"
+PUBLISHED_FILE = "published.json"
+UPLOAD_STATE_FILE = "upload_state.json"
+REVIEW_FILE = "review.json"
 SCRIPT_FILE = "script.json"
+REPORT_FILE = "report.html"
+LOCK_FILE = ".zray-lock"
+LOGS_DIR = "logs"
+ASSETS_DIR = "assets"
+SEGMENTS_DIR = "assets/tmp/segments"
+AUDIO_CACHE_DIR = "assets/tmp/audio"
+SHORTS_DIR = "shorts"
+SEGMENT_EXT = ".h264"
+
+# Records a person or a channel depends on: `--clean` never touches them.
+KEPT_RECORDS = frozenset({PUBLISHED_FILE, UPLOAD_STATE_FILE, REVIEW_FILE, LOCK_FILE})
 
 
-class EpisodeError(ValueError):
-    """An episode folder that zray did not finish (or that is not an episode folder at all)."""
+class EpisodeError(ZrayError):
+    """An episode folder that cannot be used as asked; the message names the file and the fix."""
+
+
+class RecordError(EpisodeError):
+    """A record that is unreadable, of the wrong shape, or another episode's."""
+
+
+def scene_image(label: str) -> str:
+    return f"{ASSETS_DIR}/common/img_{label}.png"
+
+
+def music_bed(key: str, seconds: float) -> str:
+    return f"{ASSETS_DIR}/common/bg_music_common_{key[:8]}_{seconds:g}s.wav"
+
+
+def intro_copy(digest: str, suffix: str) -> str:
+    """Where the intro clip is kept beside the episode (workers on other machines read it there)."""
+    return f"{ASSETS_DIR}/common/intro_{digest[:16]}{suffix.lower() or '.mp4'}"
+
+
+def raw_speech(lang: str, label: str, key: str) -> str:
+    return f"{ASSETS_DIR}/{lang}/raw/audio_{lang}_{label}_{key}_raw.wav"
+
+
+def padded_speech(lang: str, label: str, key: str) -> str:
+    return f"{ASSETS_DIR}/{lang}/padding/audio_{lang}_{label}_{key}.wav"
+
+
+def thumbnail_base(lang: str) -> str:
+    return f"{ASSETS_DIR}/thumbnails/thumbnail_raw_{lang}.png"
+
+
+def thumbnail_variant(lang: str, number: int) -> str:
+    return f"{ASSETS_DIR}/thumbnails/thumbnail_{lang}_v{number}.png"
+
+
+def thumbnail(lang: str) -> str:
+    return f"thumbnail_{lang}.png"
+
+
+def subtitles(lang: str, fmt: str) -> str:
+    """`srt`, `vtt`, or `words.json` (word timings in seconds of the final video)."""
+    return f"subtitles_{lang}.{fmt}"
+
+
+def chapters(lang: str) -> str:
+    return f"chapters_{lang}.txt"
+
+
+def segment(name: str, key: str) -> str:
+    return f"{SEGMENTS_DIR}/{name}_{key}{SEGMENT_EXT}"
+
+
+def audio_chunk(lang: str, key: str) -> str:
+    return f"{AUDIO_CACHE_DIR}/{lang}/chunk_{key}.aac"
+
+
+def video(code: str, lang: str, title: str) -> str:
+    return f"{code}-{lang.upper()}-{safe_name(title)}.mp4"
+
+
+def short(code: str, lang: str, number: int, title: str, ext: str = "mp4") -> str:
+    return f"{SHORTS_DIR}/{lang}/{code}-{lang.upper()}-{number:02d}-{safe_name(title)}.{ext}"
+
+
+def log_file(title: str, stamp: str) -> str:
+    return f"{LOGS_DIR}/{safe_name(title)}_{stamp}.log"
+
+
+def inside(path: str) -> bool:
+    """True for a path that names a file inside the folder (relative, no `..`, not a record)."""
+    if not isinstance(path, str) or not path or path.startswith(("/", "\\")) or "\\" in path:
+        return False
+    if "://" in path or ":" in path.split("/", 1)[0]:
+        return False
+    parts = path.split("/")
+    return all(part not in ("", ".", "..") for part in parts) and posixpath.normpath(path) == path
+
+
+# --- identity --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which episode a folder and its records belong to. It never changes with a rebuild, a title
+    edit or an upgrade of zray, so it can name the episode on YouTube too (`slot`)."""
+
+    project: str
+    saga: int
+    episode: int
+
+    @property
+    def code(self) -> str:
+        return f"S{self.saga:02d}E{self.episode:02d}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"project": self.project, "saga": self.saga, "episode": self.episode}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Identity | None:
+        if not isinstance(data, Mapping):
+            return None
+        project, saga, episode = data.get("project"), data.get("saga"), data.get("episode")
+        if not isinstance(project, str) or not _whole(saga) or not _whole(episode):
+            return None
+        return cls(project, int(saga), int(episode))
+
+    def slot(self, lang: str, part: str = "") -> str:
+        """A stable tag naming one video of this episode (a language's long video, or one of its
+        Shorts): the same for every rebuild, so YouTube itself can say whether it was uploaded."""
+        payload = json.dumps([self.project, self.saga, self.episode, lang, part], ensure_ascii=False)
+        return "zray-" + hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.code}"
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+# --- records ---------------------------------------------------------------------------------------
+
+
+def read_json(store: Store, key: str, *, what: str) -> Any:
+    """A record's parsed JSON, None when absent; RecordError naming the file when unreadable."""
+    try:
+        if not store.exists(key):
+            return None
+        text = store.read_text(key)
+    except UnicodeDecodeError:
+        raise RecordError(f"{store.url(key)}: {what} is not UTF-8 text; {_move_away(key)}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"{store.url(key)}: {what} is not valid JSON ({exc}); {_move_away(key)}") from None
+
+
+def write_json(store: Store, key: str, data: Any) -> None:
+    store.write_text(key, json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def _move_away(key: str) -> str:
+    return f"fix it or move {key} out of the folder"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class KeyedRecord:
+    """A record of entries by name (a language, a Short), stamped with the episode's identity.
+
+    `check_entry` says what is wrong with one entry (None when it is fine): a record with a bad
+    entry is refused whole, since guessing could publish twice. Writes are atomic, and the whole
+    record is rewritten on every change.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        key: str,
+        identity: Identity,
+        *,
+        what: str,
+        section: str,
+        check_entry: Callable[[Any], str | None],
+    ):
+        self.store, self.key, self.identity, self.what = store, key, identity, what
+        self.section = section
+        self._check_entry = check_entry
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.extra: dict[str, Any] = {}
+        self._load()
+
+    def _load(self) -> None:
+        data = read_json(self.store, self.key, what=self.what)
+        if data is None:
+            return
+        url = self.store.url(self.key)
+        if not isinstance(data, dict):
+            raise RecordError(f"{url}: {self.what} must be a JSON object; {_move_away(self.key)}")
+        if "identity" in data:
+            theirs = Identity.from_json(data["identity"])
+            if theirs is None:
+                raise RecordError(f"{url}: its identity is malformed; {_move_away(self.key)}")
+            if theirs != self.identity:
+                raise RecordError(
+                    f"{url} belongs to episode {theirs}, not {self.identity} (a copied folder?); "
+                    f"move {self.key} out of this folder: what it records is that episode's"
+                )
+            entries = data.get(self.section, {})
+            self.extra = {k: v for k, v in data.items() if k not in ("identity", self.section)}
+        else:
+            entries = data  # records written before they carried an identity: entries at the top
+        if not isinstance(entries, dict):
+            raise RecordError(f"{url}: `{self.section}` must be a JSON object; {_move_away(self.key)}")
+        for name, entry in entries.items():
+            problem = self._check_entry(entry)
+            if problem:
+                raise RecordError(f"{url}: entry {name!r} {problem}; {_move_away(self.key)}")
+        self.entries = {name: dict(entry) for name, entry in entries.items()}
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        entry = self.entries.get(name)
+        return dict(entry) if entry is not None else None
+
+    def put(self, name: str, entry: dict[str, Any] | None) -> None:
+        """Set (or, with None, drop) one entry and write the record at once."""
+        if entry is None:
+            if name not in self.entries:
+                return
+            del self.entries[name]
+        else:
+            problem = self._check_entry(entry)
+            if problem:
+                raise ValueError(f"{self.what} entry {name!r} {problem}")
+            self.entries[name] = dict(entry)
+        self.save()
+
+    def save(self) -> None:
+        if not self.entries and not self.extra:
+            self.store.remove(self.key)
+            return
+        write_json(
+            self.store,
+            self.key,
+            {"identity": self.identity.to_json(), self.section: self.entries, **self.extra},
+        )
+
+
+def _published_entry_problem(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return f"must be an object with a video_id, not {type(entry).__name__}"
+    video_id = entry.get("video_id")
+    if not isinstance(video_id, str) or not video_id:
+        return "has no video_id"
+    return None
+
+
+def _session_problem(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return f"must be an object, not {type(entry).__name__}"
+    uri = entry.get("session_uri")
+    if not isinstance(uri, str) or not uri:
+        return "has no session_uri"
+    return None
+
+
+def published_record(store: Store, identity: Identity) -> KeyedRecord:
+    """`published.json`: per video slot (a language, or `<lang>/short-<nn>`), what YouTube holds."""
+    return KeyedRecord(
+        store,
+        PUBLISHED_FILE,
+        identity,
+        what="the upload record",
+        section="videos",
+        check_entry=_published_entry_problem,
+    )
+
+
+def upload_state(store: Store, identity: Identity) -> KeyedRecord:
+    """`upload_state.json`: resumable upload sessions in progress, per video slot."""
+    return KeyedRecord(
+        store,
+        UPLOAD_STATE_FILE,
+        identity,
+        what="the upload session record",
+        section="sessions",
+        check_entry=_session_problem,
+    )
+
+
+# --- run.json --------------------------------------------------------------------------------------
+
+
+def check_run_record(data: Any) -> str | None:
+    """What is wrong with run.json's shape, or None. Only the parts zray acts on are checked."""
+    if not isinstance(data, dict):
+        return "it is not a JSON object"
+    nodes = data.get("nodes", {})
+    if not isinstance(nodes, dict):
+        return "`nodes` is not an object"
+    for node_id, entry in nodes.items():
+        if not isinstance(entry, dict):
+            return f"node {node_id!r} is not an object"
+        if not isinstance(entry.get("key"), str):
+            return f"node {node_id!r} has no key"
+        outputs = entry.get("outputs", [])
+        if not isinstance(outputs, list) or not all(isinstance(p, str) for p in outputs):
+            return f"node {node_id!r}: outputs is not a list of paths"
+        if not isinstance(entry.get("result", {}), dict):
+            return f"node {node_id!r}: result is not an object"
+        files = entry.get("files", {})
+        if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+            return f"node {node_id!r}: files is not an object of file records"
+    for name in ("outputs", "generated"):
+        if name in data and not isinstance(data[name], dict | list):
+            return f"`{name}` has the wrong shape"
+    return None
+
+
+def generated_paths(record: Mapping[str, Any]) -> list[str]:
+    """Every file a run record says zray made in the folder (node outputs, logs, the report, the
+    script copy), inside the folder only: what `--clean` deletes."""
+    paths: list[str] = []
+    for entry in (record.get("nodes") or {}).values():
+        if isinstance(entry, dict):
+            paths += [p for p in entry.get("outputs", []) if isinstance(p, str)]
+    generated = record.get("generated") or []
+    if isinstance(generated, list):
+        paths += [p for p in generated if isinstance(p, str)]
+    return [p for p in dict.fromkeys(paths) if inside(p) and p not in KEPT_RECORDS]
+
+
+def set_aside(store: Store, key: str, reason: str) -> str:
+    """Rename a record that must not be acted on, keeping it for a person to look at."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = f"{key}.set-aside-{stamp}"
+    try:
+        store.move(key, target)
+    except (OSError, StoreError):
+        store.remove(key)
+        return f"{store.url(key)} {reason}; it could not be renamed and was removed"
+    return f"{store.url(key)} {reason}; set aside as {target.rsplit('/', 1)[-1]}, starting fresh"
+
+
+def outside_paths(paths: Iterable[str]) -> list[str]:
+    return [p for p in paths if not inside(p)]
+
+
+# --- a finished episode, read back -----------------------------------------------------------------
 
 
 @dataclass
 class Episode:
-    store: Store  # rooted at the episode folder: keys are relative to it
-    script: Script
+    """A finished episode folder, as `zray upload`, `publish` and `review` read it.
+
+    The folder alone is enough (it may live in a bucket, far from the machine that made it):
+    run.json says which file is which and from what content it was made, and script.json is the
+    script as run.
+    """
+
+    store: Store  # rooted at the episode folder
+    script: Any  # zray.script.Script
     record: dict[str, Any]
+    identity: Identity
 
     @property
     def url(self) -> str:
         return self.store.root_url
 
     @property
-    def languages(self) -> list[str]:
-        return [lang for lang in self.script.languages if f"video:{lang}" in self.record.get("nodes", {})]
+    def nodes(self) -> dict[str, Any]:
+        return self.record.get("nodes", {})
 
-    def _node(self, node_id: str) -> dict[str, Any]:
-        node = self.record.get("nodes", {}).get(node_id)
-        if node is None:
+    @property
+    def languages(self) -> list[str]:
+        return [lang for lang in self.script.languages if f"video:{lang}" in self.nodes]
+
+    def node(self, node_id: str) -> dict[str, Any]:
+        entry = self.nodes.get(node_id)
+        if entry is None:
             raise EpisodeError(
                 f"{self.url}: {node_id} was never finished; run `zray run` on the script first"
             )
-        return node
+        return entry
 
-    def _relative(self, key: str) -> str:
-        return key.split("/", 2)[2] if key.count("/") >= 2 else key
+    def output(self, node_id: str, index: int = 0) -> str:
+        outputs = self.node(node_id).get("outputs", [])
+        if len(outputs) <= index:
+            raise RecordError(
+                f"{self.url}/{RUN_FILE}: {node_id} lists no output {index}; run `zray run` again"
+            )
+        return str(outputs[index])
 
     def video(self, lang: str) -> str:
-        """Key (relative to the episode folder) of the language's finished video."""
-        return self._relative(self._node(f"video:{lang}")["outputs"][0])
+        """The language's finished video, relative to the folder."""
+        return self.output(f"video:{lang}")
 
     def content_key(self, lang: str) -> str:
         """What the video was made from: changes whenever its picture or sound would."""
-        return str(self._node(f"video:{lang}")["key"])
+        return str(self.node(f"video:{lang}")["key"])
 
     def duration(self, lang: str) -> float:
-        return float(self._node(f"video:{lang}")["result"]["duration"])
+        result = self.node(f"video:{lang}").get("result", {})
+        try:
+            return float(result["duration"])
+        except (KeyError, TypeError, ValueError):
+            raise RecordError(
+                f"{self.url}/{RUN_FILE}: video:{lang} has no duration; run `zray run` again"
+            ) from None
 
     def thumbnail(self, lang: str) -> str:
-        return self._relative(self._node(f"thumbs:{lang}")["outputs"][0])
+        return self.output(f"thumbs:{lang}")
 
     def subtitles(self, lang: str, *, fmt: str = "srt") -> str:
-        srt, vtt, _ = self._node(f"subs:{lang}")["outputs"]
-        return self._relative(srt if fmt == "srt" else vtt)
+        return self.output(f"subs:{lang}", {"srt": 0, "vtt": 1}[fmt])
 
     def chapters(self, lang: str) -> str:
         """The YouTube chapter list ("0:00 Title" lines), empty when YouTube would ignore it."""
-        key = self._relative(self._node(f"subs:{lang}")["outputs"][2])
+        key = chapters(lang)
         return self.store.read_text(key) if self.store.exists(key) else ""
 
+    def published(self) -> KeyedRecord:
+        return published_record(self.store, self.identity)
 
-def open_episode(url: str) -> Episode:
+    def upload_state(self) -> KeyedRecord:
+        return upload_state(self.store, self.identity)
+
+
+def project_of_folder(store: Store) -> str:
+    """The project a folder belongs to by its place: `<output>/<project>/<episode>`."""
+    return posixpath.basename(posixpath.dirname(store.root.rstrip("/"))) or "default"
+
+
+def open_episode(url: str | Store) -> Episode:
     """Read an episode folder (a local path or any fsspec URL) that `zray run` finished."""
-    store = Store(url)
-    if not store.exists(RUN_FILE):
-        raise EpisodeError(f"{url}: no {RUN_FILE} here; is this an episode folder made by `zray run`?")
-    if not store.exists(SCRIPT_FILE):
-        raise EpisodeError(f"{url}: no {SCRIPT_FILE} here; run `zray run` on the script again to write it")
-    try:
-        record = json.loads(store.read_text(RUN_FILE))
-        data = json.loads(store.read_text(SCRIPT_FILE))
-    except ValueError as exc:
-        raise EpisodeError(f"{url}: unreadable {RUN_FILE} or {SCRIPT_FILE} ({exc})") from None
+    from zray.script import check_data
+
+    store = url if isinstance(url, Store) else Store(url)
+    where = store.root_url
+    record = read_json(store, RUN_FILE, what="the run record")
+    if record is None:
+        raise EpisodeError(f"{where}: no {RUN_FILE} here; is this an episode folder made by `zray run`?")
+    problem = check_run_record(record)
+    if problem:
+        raise RecordError(f"{where}/{RUN_FILE}: {problem}; run `zray run` on the script again to rebuild it")
+    data = read_json(store, SCRIPT_FILE, what="the script copy")
+    if data is None:
+        raise EpisodeError(f"{where}: no {SCRIPT_FILE} here; run `zray run` on the script again to write it")
     checked = check_data(data, filename=str(record.get("script", "")))
     if not checked.ok or checked.script is None:
         first = checked.errors[0].render(SCRIPT_FILE) if checked.errors else SCRIPT_FILE
-        raise EpisodeError(f"{url}: {first}")
-    return Episode(store=store, script=checked.script, record=record)
+        raise EpisodeError(f"{where}: {first}")
+    script = checked.script
+    identity = Identity.from_json(record.get("identity")) or Identity(
+        project_of_folder(store), script.saga or 0, script.episode or 0
+    )
+    if (identity.saga, identity.episode) != (script.saga, script.episode):
+        raise RecordError(
+            f"{where}: {RUN_FILE} is for {identity} but {SCRIPT_FILE} is S{script.saga:02d}E{script.episode:02d}; "
+            "run `zray run` on the script again"
+        )
+    _upgrade_paths(record)
+    return Episode(store=store, script=script, record=record, identity=identity)
+
+
+def _upgrade_paths(record: dict[str, Any]) -> None:
+    """Records before format 2 named files from the output root (`<project>/<episode>/x`)."""
+    if record.get("format", 1) >= 2:
+        return
+    for entry in record.get("nodes", {}).values():
+        entry["outputs"] = [p.split("/", 2)[2] if p.count("/") >= 2 else p for p in entry.get("outputs", [])]

@@ -1,0 +1,26 @@
+"""The root of every error a user can cause or meet: one class, one line, one exit code.
+
+The CLI turns a `ZrayError` into its message on one line and `exit_code`; anything else that
+escapes is a bug, which the CLI's last-resort handler logs with its traceback. Modules keep their
+own error classes (so callers can tell a bad script from an unreachable store), all derived from
+this one. Stdlib only: every layer, engines and media included, may import it.
+"""
+
+from __future__ import annotations
+
+
+class ZrayError(Exception):
+    """A problem with input, configuration or the world outside, told in one line with its fix."""
+
+    exit_code: int = 1
+
+    def __str__(self) -> str:
+        # One line, whatever a wrapped library put in the message.
+        text = super().__str__()
+        return " ".join(text.split()) if "\n" in text else text
+
+
+class InvalidInput(ZrayError):
+    """Input that can never work as given (a script, a setting, a flag): exit 2, like `validate`."""
+
+    exit_code = 2
