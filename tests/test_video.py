@@ -266,6 +266,9 @@ def test_fast_preset_and_a_clip_never_ending_on_an_idr(tmp_path: Path) -> None:
         ({"fps": 23.976}, "fps"),
         ({"preset": "slow"}, "preset"),
         ({"gop": 1}, "gop"),
+        ({"gop": 2}, "gop"),
+        ({"fps": 7}, "fps 7 does not divide 48000"),
+        ({"fps": 24, "sample_rate": 22_050}, "fps 24 does not divide 22050.*use 25, 30 or 50"),
         ({"sample_rate": 47_000}, "sample_rate"),
     ],
 )
