@@ -1,8 +1,9 @@
 """Audio in, audio out: decoding, frame-exact padding, music looping and mixing, loudness.
 
 Arrays are float32 numpy arrays shaped (channels, n_samples), PyAV's planar layout; mono is (1, n).
-The project runs at 48 kHz so that one frame at 24 fps is exactly 2000 samples and every scene's
-audio can be padded to a whole number of video frames with integer arithmetic (no drift).
+The project runs at `SAMPLE_RATE` (48 kHz, from zray.media.constants, re-exported here) so that one
+frame at 24 fps is exactly 2000 samples and every scene's audio can be padded to a whole number of
+video frames with integer arithmetic (no drift).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import lfilter, resample_poly
 
+from zray.media.constants import SAMPLE_RATE
+from zray.media.levels import AudioError
+
 __all__ = [
     "SAMPLE_RATE",
     "AudioError",
@@ -39,7 +43,6 @@ __all__ = [
     "write_wav",
 ]
 
-SAMPLE_RATE: int = 48_000
 
 # A cut that lands mid-music gets this fade so it does not click.
 _CUT_FADE_S = 0.050
@@ -57,10 +60,6 @@ _PEAK_CHUNK, _PEAK_CHUNK_PAD = 1 << 18, 64
 _SEARCH_STEPS = 8
 _LOUDNESS_TOLERANCE_DB = 0.1
 _MAX_MAKEUP_DB = 9.0
-
-
-class AudioError(ValueError):
-    """An audio file or array the pipeline cannot use; the message names it."""
 
 
 def _source_name(source: str | os.PathLike[str] | BinaryIO) -> str:
