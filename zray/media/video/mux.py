@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from zray.media.video.aac import encode_audio, stereo_track
+from zray.media.video.aac import AacPacket, EncodedAudio, encode_audio, stereo_track
 from zray.media.video.bitstream import NAL_IDR, NAL_PPS, NAL_SPS, access_units, is_encoder_sei
 from zray.media.video.settings import AUDIO_BIT_RATE, VideoError, VideoSettings, check_threads, is_int
 
@@ -104,7 +104,7 @@ def _picture_size(packet: bytes, name: str) -> tuple[int, int]:
 
 def assemble(
     segments: Sequence[Segment],
-    audio: np.ndarray,
+    audio: np.ndarray | EncodedAudio,
     dest: str | os.PathLike[str],
     *,
     settings: VideoSettings,
@@ -112,10 +112,12 @@ def assemble(
 ) -> AssemblyInfo:
     """Mux segments, in order, and an audio track into one faststart MP4 at dest.
 
-    `audio` is float32 (channels, samples) at `settings.sample_rate`; mono is duplicated to stereo.
-    It is padded with silence or trimmed to exactly the video's length. Encoder and creation
-    metadata are left out unless `settings.keep_metadata`. dest is written in place: the caller
-    renames it into the store. `threads` caps the AAC encoders run at once (0: one per core).
+    `audio` is either float32 (channels, samples) at `settings.sample_rate`, mono duplicated to
+    stereo, padded with silence or trimmed to exactly the video's length and encoded here by up to
+    `threads` AAC encoders at once (0: one per core); or an `EncodedAudio` already encoded (see
+    `zray.media.mastering.encode_track`), which must last exactly as long as the video. Encoder and
+    creation metadata are left out unless `settings.keep_metadata`. dest is written in place: the
+    caller renames it into the store.
     """
     check_threads(threads)
     if not segments:
@@ -135,7 +137,17 @@ def assemble(
             )
     frames = sum(part.frames for part in parts)
     samples = round(Fraction(frames * settings.sample_rate, settings.fps))
-    track = stereo_track(audio, samples=samples)
+    if isinstance(audio, EncodedAudio):
+        if audio.sample_rate != settings.sample_rate or audio.samples != samples:
+            raise VideoError(
+                f"the encoded audio holds {audio.samples} samples at {audio.sample_rate} Hz; "
+                f"{frames} frames at {settings.fps} fps need {samples} at {settings.sample_rate} Hz"
+            )
+        encoded = audio
+    else:
+        encoded = encode_audio(
+            stereo_track(audio, samples=samples), settings.sample_rate, workers=threads or os.cpu_count() or 1
+        )
 
     options = {"movflags": "+faststart"}
     if not settings.keep_metadata:
@@ -154,10 +166,19 @@ def assemble(
         if settings.keep_metadata:
             out.metadata["creation_time"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-        audio_packets = encode_audio(track, settings.sample_rate, workers=threads or os.cpu_count() or 1)
-        audio_bytes = sum(packet.size for packet in audio_packets)
-        pending_audio = iter(audio_packets)
+        audio_bytes = encoded.size
+        audio_time = Fraction(1, settings.sample_rate)
+        pending_audio = iter(encoded.packets)
         next_audio = next(pending_audio, None)
+
+        def mux_audio(aac: AacPacket) -> None:
+            packet = av.Packet(aac.data)
+            packet.stream = sound
+            packet.time_base = audio_time
+            packet.pts = packet.dts = aac.pts
+            packet.duration = aac.duration
+            packet.is_keyframe = True
+            out.mux(packet)
 
         index = 0
         for part in parts:
@@ -165,8 +186,7 @@ def assemble(
                 # Interleave: audio up to a second ahead of the video, for progressive playback
                 # (pts / sample_rate <= index / fps + 1, in integers: this runs once a frame).
                 while next_audio is not None and next_audio.pts * fps <= (index + fps) * settings.sample_rate:
-                    next_audio.stream = sound
-                    out.mux(next_audio)
+                    mux_audio(next_audio)
                     next_audio = next(pending_audio, None)
                 data = part.packets[position]
                 packet = av.Packet(data)
@@ -179,8 +199,7 @@ def assemble(
                 video_bytes += len(data)
                 index += 1
         while next_audio is not None:
-            next_audio.stream = sound
-            out.mux(next_audio)
+            mux_audio(next_audio)
             next_audio = next(pending_audio, None)
     return AssemblyInfo(
         frames=frames,
