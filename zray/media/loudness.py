@@ -40,7 +40,7 @@ def _k_weighted(audio: np.ndarray, *, sample_rate: int) -> np.ndarray:
     shelf = pyloudnorm.IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sample_rate, "high_shelf")
     high_pass = pyloudnorm.IIRfilter(0.0, 0.5, 38.0, sample_rate, "high_pass")
     b, a = np.convolve(shelf.b, high_pass.b), np.convolve(shelf.a, high_pass.a)
-    return lfilter(b, a, np.asarray(audio, dtype=np.float64), axis=1)
+    return lfilter(b, a, audio.astype(np.float64), axis=1)
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,13 @@ class _Energies:
         # pyloudnorm's count: the last block may run past the end (it holds what there is).
         blocks = round((n / sample_rate - _STEPS_PER_BLOCK * _STEP_S) / _STEP_S) + 1 if n else 0
         count = max(blocks + _STEPS_PER_BLOCK - 1, -(-n // step))
-        padded = np.zeros((audio.shape[0], count * step))
-        padded[:, :n] = np.square(weighted)
-        return cls(weighted, padded.reshape(audio.shape[0], count, step).sum(axis=2), step, max(blocks, 0))
+        squares = np.square(weighted)
+        whole = n // step
+        steps = np.zeros((audio.shape[0], count))
+        steps[:, :whole] = squares[:, : whole * step].reshape(audio.shape[0], whole, step).sum(axis=2)
+        if n > whole * step:
+            steps[:, whole] = squares[:, whole * step :].sum(axis=1)
+        return cls(weighted, steps, step, max(blocks, 0))
 
     def loudness(self, steps: np.ndarray | None = None) -> float:
         """Gated integrated loudness (LUFS) of these energies, or of `steps` in their place."""

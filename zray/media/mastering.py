@@ -13,10 +13,14 @@ by the limiter's reach. Its key is a digest of exactly that: those samples, the 
 the grid, the encoder and `VERSION`. Splice points are chosen when chunks are joined.
 
 Headroom. An AAC encode reshapes the waveform and overshoots the PCM's true peak (about 0.2-0.3 dB
-on speech at 192 kb/s, more on bright material), so the limiter holds the PCM `AAC_HEADROOM_DB`
-under the ceiling, and every chunk is decoded and measured once encoded: while its true peak is
-over the ceiling (less a margin for the seams and for meters that interpolate differently), it is
-limited again, lower, and encoded again. Each chunk stores its measured true peak.
+on speech at 192 kb/s, 2 dB on full-band clipped material), so the limiter holds the PCM
+`AAC_HEADROOM_DB` under the ceiling, and each chunk is decoded once encoded and, while over the
+ceiling, limited again lower and encoded again. Two things only the whole stream shows remain: the
+seams, and the bands the encoder leaves to noise substitution, which a decoder fills from a random
+generator whose state depends on all it decoded before. So the joined stream is decoded from the
+start, as a player or ffmpeg's ebur128 does, and a chunk still over gets `STEP_DB` more limiting
+per step (its steps are part of its key) until none is. The steps are kept as the track's plan,
+under the mix's digest, with the peak found, so an unchanged rerun decodes nothing.
 
 Stored chunks and gains are self-checking (a digest of their bytes heads them), so a damaged file
 is found, encoded again and never muxed.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -49,10 +54,14 @@ VERSION = 1
 # at most one chunk more than it touches.
 CHUNK_FRAMES = 720
 AAC_HEADROOM_DB = 0.5
+# Chunks are held this far under the ceiling, for meters that interpolate a little differently.
 _PEAK_MARGIN_DB = 0.05
-# Each retry lowers the chunk's ceiling by its excess plus this; a few always sufficed.
+# Each retry lowers a chunk's ceiling by its excess plus this; a few always sufficed.
 _RETRY_STEP_DB = 0.1
 _ATTEMPTS = 6
+# What one step of a chunk's plan takes off its ceiling, and how many rounds of whole-stream checks.
+STEP_DB = 0.25
+_ROUNDS = 4
 _MAGIC = b"ZRAYREC1"
 
 
@@ -86,8 +95,7 @@ class EncodedTrack:
     gain_reused: bool
     chunks_reused: int
     chunks_encoded: int
-    # The highest true peak any decoded chunk may reach (see _decoded_peak): a bound, not one draw.
-    true_peak_dbtp: float
+    true_peak_dbtp: float  # of the whole stream decoded from its start
 
 
 @dataclass(frozen=True)
@@ -139,16 +147,13 @@ def _unseal(key: str, data: bytes | None) -> tuple[dict[str, Any], bytes] | None
     return header, body[4 + size :]
 
 
-def _chunk_record(key: str, packets: Mapping[int, aac.AacPacket], peak_dbtp: float) -> bytes:
+def _chunk_record(key: str, packets: Mapping[int, aac.AacPacket]) -> bytes:
     ordered = [packets[pts] for pts in sorted(packets)]
-    header = {
-        "packets": [[packet.pts, packet.duration, len(packet.data)] for packet in ordered],
-        "true_peak_dbtp": peak_dbtp,
-    }
+    header = {"packets": [[packet.pts, packet.duration, len(packet.data)] for packet in ordered]}
     return _seal(key, header, b"".join(packet.data for packet in ordered))
 
 
-def _read_chunk(key: str, data: bytes | None) -> tuple[dict[int, aac.AacPacket], float] | None:
+def _read_chunk(key: str, data: bytes | None) -> dict[int, aac.AacPacket] | None:
     record = _unseal(key, data)
     if record is None:
         return None
@@ -158,18 +163,45 @@ def _read_chunk(key: str, data: bytes | None) -> tuple[dict[int, aac.AacPacket],
         for pts, duration, size in header["packets"]:
             packets[int(pts)] = aac.AacPacket(int(pts), int(duration), payload[at : at + size])
             at += size
-        peak_dbtp = float(header["true_peak_dbtp"])
     except (KeyError, TypeError, ValueError):
         return None
     if at != len(payload) or not packets:
         return None
-    return packets, peak_dbtp
+    return packets
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _read_gain(key: str, data: bytes | None) -> float | None:
     record = _unseal(key, data)
-    gain_db = record[0].get("gain_db") if record is not None else None
-    return float(gain_db) if isinstance(gain_db, int | float) and not isinstance(gain_db, bool) else None
+    return _number(record[0].get("gain_db")) if record is not None else None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Extra limiting steps per chunk, and the peak of the stream they made (named by its chunks' keys)."""
+
+    steps: tuple[int, ...]
+    keys: str
+    true_peak_dbtp: float
+
+
+def _read_plan(key: str, data: bytes | None, *, chunks: int) -> _Plan | None:
+    record = _unseal(key, data)
+    if record is None:
+        return None
+    steps, keys, peak = (
+        record[0].get("steps"),
+        record[0].get("keys"),
+        _number(record[0].get("true_peak_dbtp")),
+    )
+    if not isinstance(steps, list) or len(steps) != chunks or not isinstance(keys, str) or peak is None:
+        return None
+    if not all(isinstance(step, int) and not isinstance(step, bool) and step >= 0 for step in steps):
+        return None
+    return _Plan(tuple(steps), keys, peak)
 
 
 # ------------------------------------------------------------------------------------------------ keys
@@ -194,35 +226,27 @@ def _key(kind: str, settings: Mapping[str, Any], content: bytes) -> str:
 
 
 def _decoded_peak(packets: Mapping[int, aac.AacPacket], chunk: _Chunk, *, sample_rate: int) -> float:
-    """The true peak (dBTP) a chunk's decoded audio may reach, over the samples it owns and the
-    seams either side where a splice may hand over to its neighbours.
-
-    Noise-substituted bands are random in every decoder, drawn differently after a different
-    history (a player that started elsewhere), so the chunk is decoded under a few histories; the
-    answer is the highest peak found plus the spread between them, a margin for the draws not made.
-    """
-    ordered = [packets[pts] for pts in sorted(packets)]
-    first = ordered[0].pts  # decoded[:, j] is track sample first + j
+    """The true peak (dBTP) of a chunk's decoded audio, over the samples it owns and the seams
+    either side where a splice may hand over to its neighbours."""
     seam = (aac.OVERRUN_FRAMES + 1) * AAC_FRAME
-    lo = max(chunk.encode_from, chunk.start - 2 * AAC_FRAME) - first
-    hi = min(chunk.encode_to, chunk.stop + seam) - first
-    middle = len(ordered) // 2
-    histories = ([], ordered[middle : middle + 7], ordered[middle : middle + 23])
-    peaks = []
-    for history in histories:
-        decoded = aac.decode(ordered, sample_rate=sample_rate, after=history)
-        peaks.append(TruePeaks(decoded[:, lo:hi]).maximum())
-    if max(peaks) <= 0:
-        return -200.0
-    highest, lowest = 20 * np.log10(max(peaks)), 20 * np.log10(max(min(peaks), 1e-10))
-    return float(highest + (highest - lowest))
+    lo = max(chunk.encode_from, chunk.start - 2 * AAC_FRAME)
+    hi = min(chunk.encode_to, chunk.stop + seam)
+    # Decoded from two frames before the region: the first frame a decoder puts out is half made.
+    ordered = [packets[pts] for pts in sorted(packets) if pts >= lo - 2 * AAC_FRAME]
+    first = ordered[0].pts  # decoded[:, j] is track sample first + j
+    decoded = aac.decode(ordered, sample_rate=sample_rate)
+    return _dbtp(TruePeaks(decoded[:, lo - first : hi - first]).maximum())
+
+
+def _dbtp(peak: float) -> float:
+    return 20 * float(np.log10(peak)) if peak > 0 else -200.0
 
 
 def _encode_chunk(
-    track: np.ndarray, chunk: _Chunk, *, gain_db: float, peak_dbfs: float, sample_rate: int
-) -> tuple[dict[int, aac.AacPacket], float]:
+    track: np.ndarray, chunk: _Chunk, *, gain_db: float, peak_dbfs: float, steps: int, sample_rate: int
+) -> dict[int, aac.AacPacket]:
     window = track[:, chunk.read_from : chunk.read_to] * np.float32(10 ** (gain_db / 20))
-    ceiling_db = peak_dbfs - AAC_HEADROOM_DB
+    ceiling_db = peak_dbfs - AAC_HEADROOM_DB - steps * STEP_DB
     target_db = peak_dbfs - _PEAK_MARGIN_DB
     for _ in range(_ATTEMPTS):
         limited = limit(window, ceiling=10 ** (ceiling_db / 20), sample_rate=sample_rate)
@@ -233,7 +257,7 @@ def _encode_chunk(
             break
         ceiling_db -= peak_db - target_db + _RETRY_STEP_DB
     # Kept: from the frame before the chunk's start (the splice reads its window shape) to the end.
-    return {pts: packet for pts, packet in packets.items() if pts >= chunk.start - AAC_FRAME}, peak_db
+    return {pts: packet for pts, packet in packets.items() if pts >= chunk.start - AAC_FRAME}
 
 
 def _as_track(track: np.ndarray) -> np.ndarray:
@@ -300,34 +324,93 @@ def encode_track(
         "encoder": aac.encoder_identity(),
         "grid": [CHUNK_FRAMES, aac.PREROLL_FRAMES, aac.OVERRUN_FRAMES, AAC_FRAME],
         "margin_db": _PEAK_MARGIN_DB,
+        "step_db": STEP_DB,
     }
-    keys, parts, peaks, missing = [], [], [], []
-    for index, (chunk, digest) in enumerate(zip(chunks, digests, strict=True)):
+    plan_key = _key("plan", chunk_settings, mix)
+    plan = _read_plan(plan_key, cache.get(plan_key), chunks=len(chunks))
+    steps = list(plan.steps) if plan is not None else [0] * len(chunks)
+    parts: list[dict[int, aac.AacPacket]] = [{} for _ in chunks]
+    keys = [""] * len(chunks)
+    encoded: set[int] = set()
+
+    def key_of(index: int) -> str:
+        chunk = chunks[index]
         window = [chunk.start, chunk.stop, chunk.encode_from, chunk.encode_to, chunk.read_from, chunk.read_to]
-        key = _key("aac", {**chunk_settings, "window": window}, digest)
-        stored = _read_chunk(key, cache.get(key))
-        keys.append(key)
-        parts.append(stored[0] if stored else {})
-        peaks.append(stored[1] if stored else -200.0)
-        if stored is None:
-            missing.append(index)
+        return _key("aac", {**chunk_settings, "window": window, "steps": steps[index]}, digests[index])
 
-    def encode(index: int) -> tuple[dict[int, aac.AacPacket], float]:
-        return _encode_chunk(
-            audio, chunks[index], gain_db=gain_db, peak_dbfs=peak_dbfs, sample_rate=sample_rate
-        )
+    def resolve(indices: list[int]) -> None:
+        """Read these chunks from the cache, or encode and store those it lacks or holds damaged."""
+        missing = []
+        for index in indices:
+            keys[index] = key_of(index)
+            stored = _read_chunk(keys[index], cache.get(keys[index]))
+            if stored is None:
+                missing.append(index)
+            else:
+                parts[index] = stored
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(missing), workers or os.cpu_count() or 1))) as pool:
-        for index, (packets, peak_db) in zip(missing, pool.map(encode, missing), strict=True):
-            parts[index], peaks[index] = packets, peak_db
-            cache.put(keys[index], _chunk_record(keys[index], packets, peak_db))
+        def encode(index: int) -> dict[int, aac.AacPacket]:
+            return _encode_chunk(
+                audio,
+                chunks[index],
+                gain_db=gain_db,
+                peak_dbfs=peak_dbfs,
+                steps=steps[index],
+                sample_rate=sample_rate,
+            )
 
+        pool_size = max(1, min(len(missing), workers or os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=pool_size) as pool:
+            for index, packets in zip(missing, pool.map(encode, missing), strict=True):
+                parts[index] = packets
+                encoded.add(index)
+                cache.put(keys[index], _chunk_record(keys[index], packets))
+
+    resolve(list(range(len(chunks))))
     packets = aac.join(parts, [chunk.start for chunk in chunks[1:]])
+    stream = hashlib.sha256("".join(keys).encode()).hexdigest()
+    if plan is not None and plan.keys == stream:
+        true_peak_dbtp = plan.true_peak_dbtp
+    else:
+        for _ in range(_ROUNDS):
+            true_peak_dbtp, over = _check_stream(
+                packets, chunks, peak_dbfs=peak_dbfs, sample_rate=sample_rate
+            )
+            if not over:
+                break
+            for index, excess_db in over.items():
+                steps[index] += max(1, math.ceil(excess_db / STEP_DB))
+            resolve(sorted(over))
+            packets = aac.join(parts, [chunk.start for chunk in chunks[1:]])
+        stream = hashlib.sha256("".join(keys).encode()).hexdigest()
+        plan_record = {"steps": steps, "keys": stream, "true_peak_dbtp": true_peak_dbtp}
+        cache.put(plan_key, _seal(plan_key, plan_record))
     return EncodedTrack(
         audio=aac.EncodedAudio(tuple(packets), sample_rate, samples),
         gain_db=gain_db,
         gain_reused=gain_reused,
-        chunks_reused=len(chunks) - len(missing),
-        chunks_encoded=len(missing),
-        true_peak_dbtp=max(peaks),
+        chunks_reused=len(chunks) - len(encoded),
+        chunks_encoded=len(encoded),
+        true_peak_dbtp=true_peak_dbtp,
     )
+
+
+def _check_stream(
+    packets: list[aac.AacPacket], chunks: list[_Chunk], *, peak_dbfs: float, sample_rate: int
+) -> tuple[float, dict[int, float]]:
+    """The true peak (dBTP) of the joined stream decoded from its start, and by how many dB each
+    chunk whose samples (or seam) go over the ceiling, less the margin, is over."""
+    samples = chunks[-1].stop
+    decoded = aac.decode(packets, sample_rate=sample_rate)[:, AAC_FRAME : AAC_FRAME + samples]
+    peaks = TruePeaks(decoded)
+    target_db = peak_dbfs - _PEAK_MARGIN_DB
+    index, values = peaks.over(10 ** (target_db / 20))
+    over: dict[int, float] = {}
+    size, seam = CHUNK_FRAMES * AAC_FRAME, (aac.OVERRUN_FRAMES + 1) * AAC_FRAME
+    for at, value in zip(index.tolist(), values.tolist(), strict=True):
+        excess = _dbtp(value) - target_db
+        owner = at // size
+        # Past a boundary, up to the splice, the samples may still come from the chunk before.
+        for chunk in (owner, owner - 1) if at - owner * size < seam and owner > 0 else (owner,):
+            over[chunk] = max(over.get(chunk, 0.0), excess)
+    return _dbtp(peaks.maximum()), over

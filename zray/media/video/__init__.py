@@ -2,8 +2,9 @@
 
 One module per idea: `settings` (the output format and its rules), `still` (a still scene as one
 IDR picture plus skip pictures), `bitstream` (Annex B parsing and the hand-written H.264 skip
-slices), `clip` (intros: retimed and letterboxed), `aac` (the AAC track in parallel chunks,
-spliced), `mux` (segments and audio into one MP4) and `probing` (what a media file holds).
+slices), `encoder` (libx264 as every segment opens it), `clip` (intros: retimed and letterboxed),
+`aac` (the AAC track in chunks, spliced; packets as data), `mux` (segments and audio into one MP4)
+and `probing` (what a media file holds, and its audio's loudness and true peak).
 
 The public names load lazily, so `zray.config` can read `settings` (stdlib only) without PyAV.
 """
@@ -14,21 +15,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from zray.media.video.aac import EncodedAudio
     from zray.media.video.clip import encode_clip
     from zray.media.video.mux import AssemblyInfo, Segment, assemble
-    from zray.media.video.probing import MediaInfo, probe
+    from zray.media.video.probing import AudioLevels, MediaInfo, audio_levels, probe
     from zray.media.video.settings import PRESETS, VideoError, VideoSettings, X264Preset
     from zray.media.video.still import encode_still
 
 __all__ = [
     "PRESETS",
     "AssemblyInfo",
+    "AudioLevels",
+    "EncodedAudio",
     "MediaInfo",
     "Segment",
     "VideoError",
     "VideoSettings",
     "X264Preset",
     "assemble",
+    "audio_levels",
     "encode_clip",
     "encode_still",
     "probe",
@@ -46,6 +51,9 @@ _HOMES = {
     "assemble": "mux",
     "MediaInfo": "probing",
     "probe": "probing",
+    "AudioLevels": "probing",
+    "audio_levels": "probing",
+    "EncodedAudio": "aac",
 }
 
 

@@ -124,19 +124,13 @@ def encode_span(samples: np.ndarray, *, first: int, sample_rate: int) -> dict[in
     return packets
 
 
-def decode(packets: Sequence[AacPacket], *, sample_rate: int, after: Sequence[AacPacket] = ()) -> np.ndarray:
-    """Decode consecutive packets to float32 (2, n); sample 0 is at packets[0].pts.
-
-    A decoder fills perceptual-noise-substitution bands from a random generator whose state depends
-    on every band it filled before: `after` is decoded first and dropped, to draw another such
-    realization (the first 1024 samples then overlap the dropped audio and mean nothing).
-    """
+def decode(packets: Sequence[AacPacket], *, sample_rate: int) -> np.ndarray:
+    """Decode consecutive packets to float32 (2, n); sample 0 is at packets[0].pts. A decoder's
+    first frame overlaps what came before it, so it is whole only from packets[0]'s priming frame."""
     ctx = cast(av.AudioCodecContext, av.CodecContext.create("aac", "r"))
     ctx.extradata = _audio_specific_config(sample_rate)
     ctx.sample_rate = sample_rate
     ctx.layout = "stereo"
-    for packet in after:
-        ctx.decode(av.Packet(packet.data))
     decoded = []
     for packet in packets:
         for frame in ctx.decode(av.Packet(packet.data)):
