@@ -22,8 +22,8 @@ start, as a player or ffmpeg's ebur128 does, and a chunk still over gets `STEP_D
 per step (its steps are part of its key) until none is. The steps are kept as the track's plan,
 under the mix's digest, with the peak found, so an unchanged rerun decodes nothing.
 
-Stored chunks and gains are self-checking (a digest of their bytes heads them), so a damaged file
-is found, encoded again and never muxed.
+Stored chunks, gains and plans are self-checking (see `chunk_store`), so a damaged file is found,
+encoded again and never muxed.
 """
 
 from __future__ import annotations
@@ -35,10 +35,12 @@ import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from zray.media import chunk_store
+from zray.media.chunk_store import ChunkCache, MemoryCache
 from zray.media.constants import AAC_FRAME
 from zray.media.levels import AudioError, check_peak_dbfs, check_target_lufs
 from zray.media.limiter import TruePeaks, limit, limiter_reach
@@ -50,8 +52,8 @@ __all__ = ["CHUNK_FRAMES", "ChunkCache", "EncodedTrack", "MemoryCache", "encode_
 
 # Bump when anything that shapes the packets changes, so no cached chunk from before is reused.
 VERSION = 1
-# 720 AAC frames, 15.36 s at 48 kHz: the pre-roll costs 13 % more encoding, and an edit re-encodes
-# at most one chunk more than it touches.
+# 720 AAC frames, 15.36 s at 48 kHz: the pre-roll costs 13 % more encoding, and an edit that keeps
+# the track's length re-encodes the one or two chunks whose windows hold it.
 CHUNK_FRAMES = 720
 AAC_HEADROOM_DB = 0.5
 # Chunks are held this far under the ceiling, for meters that interpolate a little differently.
@@ -62,28 +64,6 @@ _ATTEMPTS = 6
 # What one step of a chunk's plan takes off its ceiling, and how many rounds of whole-stream checks.
 STEP_DB = 0.25
 _ROUNDS = 4
-_MAGIC = b"ZRAYREC1"
-
-
-class ChunkCache(Protocol):
-    """Where encoded chunks and gains are kept between runs (the pipeline's store)."""
-
-    def get(self, key: str) -> bytes | None: ...
-
-    def put(self, key: str, data: bytes) -> None: ...
-
-
-class MemoryCache:
-    """A ChunkCache in a dict: for tests, benchmarks and one-off encodes."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    def put(self, key: str, data: bytes) -> None:
-        self.data[key] = data
 
 
 @dataclass(frozen=True)
@@ -118,90 +98,6 @@ def _grid(samples: int, *, sample_rate: int) -> list[_Chunk]:
         read_from, read_to = max(0, encode_from - reach), min(samples, encode_to + reach)
         chunks.append(_Chunk(start, stop, encode_from, encode_to, read_from, read_to))
     return chunks
-
-
-# --------------------------------------------------------------------------------------- stored records
-
-
-def _seal(key: str, header: Mapping[str, Any], payload: bytes = b"") -> bytes:
-    """A record: magic, the SHA-256 of the rest, then a JSON header (which names its key) and payload."""
-    head = json.dumps({"key": key, **header}, sort_keys=True).encode()
-    body = len(head).to_bytes(4, "big") + head + payload
-    return _MAGIC + hashlib.sha256(body).digest() + body
-
-
-def _unseal(key: str, data: bytes | None) -> tuple[dict[str, Any], bytes] | None:
-    """A record's header and payload, or None if it is missing, damaged or another key's."""
-    if data is None or not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 36:
-        return None
-    digest, body = data[len(_MAGIC) : len(_MAGIC) + 32], data[len(_MAGIC) + 32 :]
-    if hashlib.sha256(body).digest() != digest:
-        return None
-    size = int.from_bytes(body[:4], "big")
-    try:
-        header = json.loads(body[4 : 4 + size])
-    except ValueError:
-        return None
-    if not isinstance(header, dict) or header.get("key") != key:
-        return None
-    return header, body[4 + size :]
-
-
-def _chunk_record(key: str, packets: Mapping[int, aac.AacPacket]) -> bytes:
-    ordered = [packets[pts] for pts in sorted(packets)]
-    header = {"packets": [[packet.pts, packet.duration, len(packet.data)] for packet in ordered]}
-    return _seal(key, header, b"".join(packet.data for packet in ordered))
-
-
-def _read_chunk(key: str, data: bytes | None) -> dict[int, aac.AacPacket] | None:
-    record = _unseal(key, data)
-    if record is None:
-        return None
-    header, payload = record
-    packets, at = {}, 0
-    try:
-        for pts, duration, size in header["packets"]:
-            packets[int(pts)] = aac.AacPacket(int(pts), int(duration), payload[at : at + size])
-            at += size
-    except (KeyError, TypeError, ValueError):
-        return None
-    if at != len(payload) or not packets:
-        return None
-    return packets
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _read_gain(key: str, data: bytes | None) -> float | None:
-    record = _unseal(key, data)
-    return _number(record[0].get("gain_db")) if record is not None else None
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Extra limiting steps per chunk, and the peak of the stream they made (named by its chunks' keys)."""
-
-    steps: tuple[int, ...]
-    keys: str
-    true_peak_dbtp: float
-
-
-def _read_plan(key: str, data: bytes | None, *, chunks: int) -> _Plan | None:
-    record = _unseal(key, data)
-    if record is None:
-        return None
-    steps, keys, peak = (
-        record[0].get("steps"),
-        record[0].get("keys"),
-        _number(record[0].get("true_peak_dbtp")),
-    )
-    if not isinstance(steps, list) or len(steps) != chunks or not isinstance(keys, str) or peak is None:
-        return None
-    if not all(isinstance(step, int) and not isinstance(step, bool) and step >= 0 for step in steps):
-        return None
-    return _Plan(tuple(steps), keys, peak)
 
 
 # ------------------------------------------------------------------------------------------------ keys
@@ -289,8 +185,8 @@ def encode_track(
 
     `track` is float32 (channels, samples), mono or stereo (mono is duplicated), already exactly as
     long as the video. Its integrated loudness is brought to `target_lufs` (unless that would take
-    more than 9 dB of make-up gain through the limiter) and the true peak of the encoded audio is at
-    most `peak_dbfs`. Up to `workers` chunks are encoded at once (0: one per core). Records are
+    more than 9 dB of make-up gain through the limiter) and the true peak of the encoded audio,
+    decoded from its start as ffmpeg's ebur128 measures it, is at most `peak_dbfs`. Up to `workers` chunks are encoded at once (0: one per core). Records are
     read from and written to `cache`; one that fails its check is encoded again and replaced.
     """
     check_sample_rate(sample_rate)
@@ -311,12 +207,12 @@ def encode_track(
     # The chunks' read windows cover the whole track, so their digests name the mix.
     mix = hashlib.sha256(samples.to_bytes(8, "big") + b"".join(digests)).digest()
     gain_key = _key("gain", {**settings, "target_lufs": target_lufs}, mix)
-    gain_db = _read_gain(gain_key, cache.get(gain_key))
+    gain_db = chunk_store.read_gain(gain_key, cache.get(gain_key))
     gain_reused = gain_db is not None
     if gain_db is None:
         ceiling = 10 ** ((peak_dbfs - AAC_HEADROOM_DB) / 20)
         gain_db = loudness_gain(audio, sample_rate=sample_rate, target_lufs=target_lufs, ceiling=ceiling)
-        cache.put(gain_key, _seal(gain_key, {"gain_db": float(gain_db)}))
+        cache.put(gain_key, chunk_store.gain_record(gain_key, gain_db))
 
     chunk_settings = {
         **settings,
@@ -327,7 +223,7 @@ def encode_track(
         "step_db": STEP_DB,
     }
     plan_key = _key("plan", chunk_settings, mix)
-    plan = _read_plan(plan_key, cache.get(plan_key), chunks=len(chunks))
+    plan = chunk_store.read_plan(plan_key, cache.get(plan_key), chunks=len(chunks))
     steps = list(plan.steps) if plan is not None else [0] * len(chunks)
     parts: list[dict[int, aac.AacPacket]] = [{} for _ in chunks]
     keys = [""] * len(chunks)
@@ -343,7 +239,7 @@ def encode_track(
         missing = []
         for index in indices:
             keys[index] = key_of(index)
-            stored = _read_chunk(keys[index], cache.get(keys[index]))
+            stored = chunk_store.read_chunk(keys[index], cache.get(keys[index]))
             if stored is None:
                 missing.append(index)
             else:
@@ -364,7 +260,7 @@ def encode_track(
             for index, packets in zip(missing, pool.map(encode, missing), strict=True):
                 parts[index] = packets
                 encoded.add(index)
-                cache.put(keys[index], _chunk_record(keys[index], packets))
+                cache.put(keys[index], chunk_store.chunk_record(keys[index], packets))
 
     resolve(list(range(len(chunks))))
     packets = aac.join(parts, [chunk.start for chunk in chunks[1:]])
@@ -372,19 +268,19 @@ def encode_track(
     if plan is not None and plan.keys == stream:
         true_peak_dbtp = plan.true_peak_dbtp
     else:
-        for _ in range(_ROUNDS):
+        for done in range(_ROUNDS + 1):
             true_peak_dbtp, over = _check_stream(
                 packets, chunks, peak_dbfs=peak_dbfs, sample_rate=sample_rate
             )
-            if not over:
+            if not over or done == _ROUNDS:
                 break
             for index, excess_db in over.items():
                 steps[index] += max(1, math.ceil(excess_db / STEP_DB))
             resolve(sorted(over))
             packets = aac.join(parts, [chunk.start for chunk in chunks[1:]])
         stream = hashlib.sha256("".join(keys).encode()).hexdigest()
-        plan_record = {"steps": steps, "keys": stream, "true_peak_dbtp": true_peak_dbtp}
-        cache.put(plan_key, _seal(plan_key, plan_record))
+        plan_now = chunk_store.Plan(tuple(steps), stream, true_peak_dbtp)
+        cache.put(plan_key, chunk_store.plan_record(plan_key, plan_now))
     return EncodedTrack(
         audio=aac.EncodedAudio(tuple(packets), sample_rate, samples),
         gain_db=gain_db,
