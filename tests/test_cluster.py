@@ -21,7 +21,7 @@ from conftest import FAST_VIDEO, small_script
 
 from zray.config import load_config
 from zray.pipeline.batch import run_batch
-from zray.pipeline.cluster import ClusterError
+from zray.actors.cluster import ClusterError
 from zray.store import Store
 
 pytest.importorskip("s3fs")

@@ -318,8 +318,8 @@ def doctor(
     """Say what Ray sees and what the chosen profile still needs, one line each with the fix."""
     from rich.console import Console
 
+    from zray.actors.cluster import connect
     from zray.doctor import run_checks
-    from zray.pipeline.cluster import connect
 
     with user_errors():
         cfg = load_config(config, address=address, output=output, quiet=True)
@@ -344,39 +344,36 @@ def doctor(
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the errors a user can cause into one line and an exit code, never a traceback."""
-    from zray.engines.base import EngineError
-    from zray.episode import EpisodeError
-    from zray.pipeline.cluster import ClusterError
-    from zray.pipeline.run import RunError
-    from zray.publish.errors import AuthError, QuotaError
-    from zray.publish.web import PublishError
-    from zray.store import StoreError
+    """Every error a user can cause or meet is one line and an exit code, never a traceback; anything
+    else is a bug, reported in one line with the path of a log file holding its traceback."""
+    from zray.errors import ZrayError, crash_report
 
     try:
         yield
     except script_mod.ScriptError as exc:
-        for problem in exc.problems:
-            typer.echo(problem.render(exc.file), err=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    except (
-        ConfigError,
-        RunError,
-        ClusterError,
-        StoreError,
-        EngineError,
-        EpisodeError,
-        PublishError,
-        AuthError,
-        QuotaError,
-    ) as exc:
+        for line in exc.lines():
+            typer.echo(line, err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except ZrayError as exc:
         typer.echo(f"zray: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo(
             "zray: interrupted; finished steps are saved, run the same command again to resume", err=True
         )
         raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as exc:
+        from zray import errors
+
+        where = crash_report(exc, folder=errors.current_folder)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        typer.echo(
+            f"zray: unexpected error {type(exc).__name__}: {first} (a bug in zray; the traceback is in {where})",
+            err=True,
+        )
+        raise typer.Exit(70) from None
 
 
 def main() -> None:

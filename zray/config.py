@@ -13,12 +13,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from zray.errors import ZrayError
 from zray.publish.settings import YouTubeConfig
 
 Profile = Literal["auto", "draft", "production"]
 
 
-class ConfigError(ValueError):
+class ConfigError(ZrayError, ValueError):
     """A setting with a bad value; the message names the setting and where it came from."""
 
 
@@ -120,6 +121,8 @@ class Config(Strict):
     shared_storage: bool = False
     dashboard: bool = False
     quiet: bool = False
+    # auto: this process for a few stale steps that need no GPU, else Ray.
+    executor: Literal["auto", "ray", "in-process"] = "auto"
     max_in_flight: int = Field(64, ge=1)
     task_retries: int = Field(2, ge=0)
     video: VideoConfig = VideoConfig()

@@ -39,7 +39,9 @@ UPLOAD_STATE_FILE = "upload_state.json"
 REVIEW_FILE = "review.json"
 SCRIPT_FILE = "script.json"
 REPORT_FILE = "report.html"
-LOCK_FILE = ".zray-lock"
+# The lock lives beside the folder, not in it: taking it never changes the folder, and a copied
+# folder does not carry another episode's lock.
+LOCK_SUFFIX = ".zray-lock"
 LOGS_DIR = "logs"
 ASSETS_DIR = "assets"
 SEGMENTS_DIR = "assets/tmp/segments"
@@ -48,7 +50,12 @@ SHORTS_DIR = "shorts"
 SEGMENT_EXT = ".h264"
 
 # Records a person or a channel depends on: `--clean` never touches them.
-KEPT_RECORDS = frozenset({PUBLISHED_FILE, UPLOAD_STATE_FILE, REVIEW_FILE, LOCK_FILE})
+KEPT_RECORDS = frozenset({PUBLISHED_FILE, UPLOAD_STATE_FILE, REVIEW_FILE})
+
+
+def lock_name(folder: str) -> str:
+    """The lock of episode folder `folder` (its last path component), in the folder's parent."""
+    return f".{folder}{LOCK_SUFFIX}"
 
 
 class EpisodeError(ZrayError):

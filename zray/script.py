@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zray import limits
+from zray.errors import InvalidInput
 
 LANG_PATTERN = r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?"
 _SCRIPT_KEY = re.compile(rf"^script_({LANG_PATTERN})$")
@@ -123,13 +124,16 @@ class Checked:
         return self.script is not None and not self.errors
 
 
-class ScriptError(ValueError):
-    """A script that cannot be used; `problems` holds every reason."""
+class ScriptError(InvalidInput, ValueError):
+    """A script that cannot be used; `problems` holds every reason, one line each."""
 
     def __init__(self, file: str, problems: list[Problem]):
         self.file = file
         self.problems = problems
         super().__init__("\n".join(p.render(file) for p in problems))
+
+    def lines(self) -> list[str]:
+        return [p.render(self.file) for p in self.problems]
 
 
 def numbers_from_filename(name: str) -> tuple[int, int] | None:

@@ -13,9 +13,9 @@ import logging
 import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 
+from zray.actors.cluster import ClusterError
 from zray.config import ActorConfig, ActorsConfig
 from zray.engines.registry import GPU_ENGINES
-from zray.pipeline.cluster import ClusterError
 
 # Default GPU shares when all three models live on one card (see the README's VRAM budget).
 GPU_SHARE = {"image": 0.5, "tts": 0.2, "music": 0.3}

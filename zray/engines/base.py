@@ -16,8 +16,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from zray.errors import ZrayError
 
-class EngineError(RuntimeError):
+
+class EngineError(ZrayError, RuntimeError):
     """An engine could not produce an artifact (unsupported language, missing voice, bad model)."""
 
 

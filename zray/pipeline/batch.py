@@ -40,9 +40,12 @@ class BatchReport:
         return not self.invalid and all(r.ok for r in self.reports)
 
 
-def find_scripts(patterns: list[str], workdir: Path) -> tuple[list[Path], dict[str, list[Problem]]]:
-    """Local paths of every script named; remote ones are copied under workdir/<project>/<name>."""
-    found: list[Path] = []
+def find_scripts(
+    patterns: list[str], workdir: Path
+) -> tuple[list[tuple[Path, str]], dict[str, list[Problem]]]:
+    """(local path, where it came from) of every script named; remote ones are copied under
+    workdir/scripts/<project>/<name> and keep their URL as their origin."""
+    found: list[tuple[Path, str]] = []
     missing: dict[str, list[Problem]] = {}
     for pattern in patterns:
         try:
@@ -53,7 +56,10 @@ def find_scripts(patterns: list[str], workdir: Path) -> tuple[list[Path], dict[s
         if not matches:
             missing[pattern] = [Problem("", "no script found there")]
         for match in matches:
-            found.append(_fetch_script(match, workdir) if "://" in match else Path(match))
+            if "://" in match:
+                found.append((_fetch_script(match, workdir), match))
+            else:
+                found.append((Path(match), str(Path(match).resolve())))
     return list(dict.fromkeys(found)), missing
 
 
@@ -96,7 +102,7 @@ def run_batch(
     with tempfile.TemporaryDirectory(prefix="zray-batch-") as tmp:
         paths, invalid = find_scripts(patterns, Path(tmp))
         items: list[tuple[RunRequest, Script]] = []
-        for path in paths:
+        for path, origin in paths:
             checked = check_file(path)
             if checked.ok and checked.script is not None:
                 usable = [
@@ -104,7 +110,9 @@ def run_batch(
                     for lang in (languages or checked.script.languages)
                     if lang in checked.script.languages
                 ]
-                items.append((RunRequest(script=path, languages=usable, clean=clean), checked.script))
+                items.append(
+                    (RunRequest(script=path, languages=usable, clean=clean, source=origin), checked.script)
+                )
             else:
                 invalid[str(path)] = checked.errors
         for name, problems in invalid.items():

@@ -45,6 +45,7 @@ import yaml
 
 from zray.config import WebConfig
 from zray.episode import Episode
+from zray.errors import ZrayError
 from zray.keys import safe_name
 from zray.script import Script
 from zray.store import Store, StoreError
@@ -62,7 +63,7 @@ _FENCES = {"---": ("---", "..."), "+++": ("+++",)}
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}")
 
 
-class PublishError(ValueError):
+class PublishError(ZrayError, ValueError):
     """The episode cannot be published as asked (bad option, missing file, unreadable site file)."""
 
 

@@ -8,11 +8,12 @@ import socket
 from typing import Any
 
 from zray.config import Config
+from zray.errors import ZrayError
 
 log = logging.getLogger("zray")
 
 
-class ClusterError(RuntimeError):
+class ClusterError(ZrayError):
     pass
 
 
@@ -24,7 +25,7 @@ def connect(config: Config) -> bool:
     import ray
 
     if config.address:
-        _check_reachable(config.address)
+        check_reachable(config.address)
     if ray.is_initialized():
         return False
     if config.address:
@@ -62,7 +63,7 @@ def check_shared_storage(store: Any, config: Config) -> None:
         )
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
+def check_reachable(address: str, timeout: float = 5.0) -> None:
     """Fail in seconds, not minutes: Ray itself keeps retrying an address that never answers."""
     if address == "auto":
         return
