@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import FAST_VIDEO, small_script
 
+from zray.actors.cluster import ClusterError
 from zray.config import load_config
 from zray.pipeline.batch import run_batch
-from zray.actors.cluster import ClusterError
 from zray.store import Store
 
 pytest.importorskip("s3fs")
@@ -127,7 +127,9 @@ def make_scripts(root: Path, *, broken_intro: bool, gate: Path | None = None) ->
 
 
 def config(output: str, **extra):
-    return load_config(None, output=output, profile="draft", quiet=True, video=FAST_VIDEO, **extra)
+    return load_config(
+        None, output=output, profile="draft", quiet=True, video=FAST_VIDEO, executor="ray", **extra
+    )
 
 
 def decoded_frames(store: Store, key: str, tmp: Path) -> int:
@@ -160,8 +162,8 @@ def test_batch_across_nodes_on_s3(cluster, tmp_path):
         for lang in ("es", "ca"):
             video = record["nodes"][f"video:{lang}"]
             frames = sum(record["nodes"][f"pad:{lang}:{i}"]["result"]["frames"] for i in range(2))
-            assert decoded_frames(store, video["outputs"][0], tmp_path) == frames
-        nodes_used |= {n["result"]["node"] for n in record["nodes"].values() if "node" in n["result"]}
+            assert decoded_frames(store, f"{episode}/{video['outputs'][0]}", tmp_path) == frames
+        nodes_used |= {n["step"]["node"] for n in record["nodes"].values() if "node" in n.get("step", {})}
     assert len(nodes_used) >= 2, f"CPU tasks ran on one node only: {nodes_used}"
 
     batch = json.loads(store.read_text("batch.json"))
@@ -209,7 +211,7 @@ def test_worker_node_removed_mid_batch(cluster, tmp_path):
         record = json.loads(store.read_text(f"{episode}/run.json"))
         video = record["nodes"]["video:es"]
         frames = sum(record["nodes"][f"pad:es:{i}"]["result"]["frames"] for i in range(2))
-        assert decoded_frames(store, video["outputs"][0], tmp_path) == frames
+        assert decoded_frames(store, f"{episode}/{video['outputs'][0]}", tmp_path) == frames
     # Nothing half-written is left where a later run would look.
     assert not [k for k in store.list("") if ".zray-tmp-" in k]
 

@@ -6,7 +6,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -89,10 +89,25 @@ def run(
         bool, typer.Option("--publish", help="Then publish the episode to the website.")
     ] = False,
     site: Annotated[str | None, typer.Option(help="Website root for --publish (folder or URL).")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Let this script take over a folder another script of the same episode made."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --clean: list what would be deleted, delete nothing.")
+    ] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="List what is stale and why, without running anything.")
+    ] = False,
 ) -> None:
     """Make the finished videos of one episode script, for every language."""
     from zray.pipeline.run import RunRequest, run_episode
 
+    if dry_run and not clean:
+        typer.echo("zray: --dry-run goes with --clean; use --explain to see what a run would do", err=True)
+        raise typer.Exit(2)
     with user_errors():
         cfg = load_config(
             config,
@@ -105,9 +120,11 @@ def run(
             dashboard=dashboard or None,
             web__site=site,
         )
-        report = run_episode(
-            RunRequest(script=script, languages=list(lang or []), intro=intro, clean=clean), cfg
-        )
+        request = RunRequest(script=script, languages=list(lang or []), intro=intro, clean=clean, force=force)
+        if dry_run or explain:
+            _preview(request, cfg, explain=explain)
+            return
+        report = run_episode(request, cfg)
         done = [lang for lang in report.languages if lang not in report.failed and "all" not in report.failed]
         uploaded_ok = True
         if upload_after and done:
@@ -117,6 +134,37 @@ def run(
         if publish_after and done:
             _publish(report.episode, cfg, done)
     if not report.ok or not uploaded_ok:
+        raise typer.Exit(1)
+
+
+def _preview(request: Any, cfg: Config, *, explain: bool) -> None:
+    from zray.pipeline.prepare import clean as clean_files
+    from zray.pipeline.run import preview
+
+    prep = preview(request, cfg)
+    if explain:
+        for node in prep.stale:
+            typer.echo(f"{node.id}: {prep.reasons.get(node.id) or 'needed by what is stale'}")
+        typer.echo(f"{prep.store.root_url}: {len(prep.stale)} of {len(prep.plan.nodes)} steps would run")
+        return
+    for path in clean_files(prep.store, prep.record, dry_run=True):
+        typer.echo(path)
+
+
+@app.command()
+def verify(
+    episode_dir: Annotated[str, typer.Argument(help="An episode folder (or URL).", show_default=False)],
+) -> None:
+    """Hash every file the episode's record lists: finds damage a rerun's quick check cannot see."""
+    from zray.pipeline.records import verify as verify_folder
+    from zray.store import Store
+
+    with user_errors():
+        checked, findings = verify_folder(Store(episode_dir))
+    for finding in findings:
+        typer.echo(f"{finding.path}: {finding.problem}")
+    typer.echo(f"{episode_dir}: {checked} files checked, {len(findings)} problem(s)")
+    if findings:
         raise typer.Exit(1)
 
 

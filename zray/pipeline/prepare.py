@@ -100,6 +100,7 @@ class Prepared:
     plan: Plan
     record: RunRecord
     stale: list[Node]
+    reasons: dict[str, str]  # why each stale node must run
     intro: Intro | None
     intro_path: Path | None
     lock: EpisodeLock | None
@@ -123,12 +124,13 @@ def prepare_episode(
     root: Store,
     identities: EngineIdentities,
     *,
-    lock: bool = True,
+    readonly: bool = False,
 ) -> Prepared:
     """Check the episode's own inputs, lock its folder, plan it, and find what is stale.
 
     Reads only, unless --clean (which deletes what the record says zray generated) or a record
-    must be set aside.
+    must be set aside. `readonly` (for --explain and --clean --dry-run) takes no lock and writes
+    nothing.
     """
     languages = request.languages or script.languages
     unknown = [lang for lang in languages if lang not in script.languages]
@@ -146,17 +148,19 @@ def prepare_episode(
     plan = build_plan(script, languages=languages, identities=identities, config=config, intro=intro)
 
     store = root.child(episode)
-    held = EpisodeLock(store, command=f"zray run {request.script.name}").acquire() if lock else None
+    held = None if readonly else EpisodeLock(store, command=f"zray run {request.script.name}").acquire()
     try:
-        opened = RunRecord.open(store, identity, request.origin, force=request.force)
+        opened = RunRecord.open(store, identity, request.origin, force=request.force, readonly=readonly)
         record, warnings = opened.record, list(opened.warnings)
-        if request.clean:
+        if request.clean and not readonly:
             clean(store, record, dry_run=False)
-        store.sweep_temps()  # under the lock: only a killed writer can have left these
+        if not readonly:
+            store.sweep_temps()  # under the lock: only a killed writer can have left these
         stamps = store.stamps()
-        _apply_renames(store, record, plan, stamps)
-        stale, damaged = stale_nodes(plan.nodes, record, stamps)
-        warnings += damaged
+        if not readonly:
+            _apply_renames(store, record, plan, stamps)
+        staleness = stale_nodes(plan.nodes, record, stamps)
+        warnings += staleness.warnings
     except BaseException:
         if held is not None:
             held.release()
@@ -171,7 +175,8 @@ def prepare_episode(
         identity=identity,
         plan=plan,
         record=record,
-        stale=stale,
+        stale=staleness.nodes,
+        reasons=staleness.reasons,
         intro=intro,
         intro_path=intro_path,
         lock=held,

@@ -56,7 +56,9 @@ class RunRecord:
     # --- loading -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, store: Store, identity: Identity, script: str, *, force: bool = False) -> Opened:
+    def open(
+        cls, store: Store, identity: Identity, script: str, *, force: bool = False, readonly: bool = False
+    ) -> Opened:
         """The folder's record for this episode; another episode's (or a broken) one is set aside.
 
         Raises RunRecordConflict when the record is this episode's but was made from another script
@@ -66,7 +68,7 @@ class RunRecord:
         try:
             data = layout.read_json(store, layout.RUN_FILE, what="the run record")
         except RecordError as exc:
-            warnings.append(layout.set_aside(store, layout.RUN_FILE, f"is unreadable ({exc})"))
+            warnings.append(_set_aside(store, f"is unreadable ({exc})", readonly=readonly))
             return Opened(cls(store, identity, script), warnings)
         if data is None:
             return Opened(cls(store, identity, script), warnings)
@@ -83,7 +85,7 @@ class RunRecord:
                 if outside:
                     problem = f"names files outside the episode folder ({outside[0]!r})"
         if problem is not None:
-            warnings.append(layout.set_aside(store, layout.RUN_FILE, problem))
+            warnings.append(_set_aside(store, problem, readonly=readonly))
             return Opened(cls(store, identity, script), warnings)
         previous = data.get("script")
         if isinstance(previous, str) and previous != script and not force:
@@ -106,18 +108,24 @@ class RunRecord:
         records = {path: FileRecord.from_json(rec) for path, rec in (entry.get("files") or {}).items()}
         return {path: rec for path, rec in records.items() if rec is not None}
 
-    def check(self, node: Node, stamps: Stamps) -> tuple[bool, str | None]:
-        """(current, warning): whether the node's files are the ones recorded under its key."""
+    def check(self, node: Node, stamps: Stamps) -> tuple[bool, str, str | None]:
+        """(current, why not, warning): whether the node's files are the ones recorded under its key."""
         entry = self.nodes.get(node.id)
-        if entry is None or entry.get("key") != node.key or tuple(entry.get("outputs", ())) != node.outputs:
-            return False, None
-        if not all(path in stamps for path in node.outputs):
-            return False, None
+        if entry is None:
+            return False, "not made yet", None
+        if entry.get("key") != node.key:
+            return False, "what it is made from changed", None
+        if tuple(entry.get("outputs", ())) != node.outputs:
+            return False, "its files have other names", None
+        missing = [path for path in node.outputs if path not in stamps]
+        if missing:
+            return False, f"{missing[0]} is missing", None
         try:
             self.result(node)
         except ValueError:
-            return False, None
-        return self._files_intact(node.id, node.outputs, stamps)
+            return False, "its record is malformed", None
+        intact, warning = self._files_intact(node.id, node.outputs, stamps)
+        return intact, (warning or "").split(";")[0], warning
 
     def _files_intact(self, node_id: str, paths: Iterable[str], stamps: Stamps) -> tuple[bool, str | None]:
         entry = self.nodes[node_id]
@@ -216,33 +224,49 @@ class RunRecordConflict(RecordError):
     """Two scripts claim one episode folder."""
 
 
-def stale_nodes(nodes: dict[str, Node], record: RunRecord, stamps: Stamps) -> tuple[list[Node], list[str]]:
-    """Nodes to run, in plan order: targets that are not current and the stale inputs they need,
-    with a warning for each file found damaged. A current artifact stops the walk, so a finished
-    video is not rebuilt just because an intermediate file was deleted."""
-    needed: set[str] = set()
+@dataclass
+class Staleness:
+    """What must run, in plan order, each with why; and a warning for each damaged file found."""
+
+    nodes: list[Node]
+    reasons: dict[str, str]
+    warnings: list[str]
+
+
+def stale_nodes(nodes: dict[str, Node], record: RunRecord, stamps: Stamps) -> Staleness:
+    """Targets that are not current and the stale inputs they need. A current artifact stops the
+    walk, so a finished video is not rebuilt just because an intermediate file was deleted."""
+    reasons: dict[str, str] = {}
     seen: set[str] = set()
     warnings: list[str] = []
 
-    def visit(node: Node) -> None:
+    def visit(node: Node, consumer: str | None) -> None:
         if node.id in seen:
             return
         seen.add(node.id)
-        current, warning = record.check(node, stamps)
+        current, reason, warning = record.check(node, stamps)
         if warning:
             warnings.append(warning)
         if current:
             return
-        needed.add(node.id)
+        reasons[node.id] = (
+            reason if consumer is None or reason != "not made yet" else f"{reason} (needed by {consumer})"
+        )
         for dep in node.deps:
-            visit(nodes[dep])
+            visit(nodes[dep], node.id)
 
     for target in (n for n in nodes.values() if n.final):
-        visit(target)
-    return [n for n in nodes.values() if n.id in needed], warnings
+        visit(target, None)
+    return Staleness([n for n in nodes.values() if n.id in reasons], reasons, warnings)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+def _set_aside(store: Store, problem: str, *, readonly: bool) -> str:
+    if readonly:
+        return f"{store.url(layout.RUN_FILE)} {problem}; a run would set it aside and start fresh"
+    return layout.set_aside(store, layout.RUN_FILE, problem)
 
 
 def _all_paths(data: dict[str, Any]) -> list[str]:
@@ -301,4 +325,47 @@ def _exists(source: str) -> bool:
         return False
 
 
-__all__ = ["FLUSH_INTERVAL", "Opened", "RunRecord", "RunRecordConflict", "StoreError", "stale_nodes"]
+__all__ = [
+    "FLUSH_INTERVAL",
+    "Opened",
+    "RunRecord",
+    "RunRecordConflict",
+    "Staleness",
+    "StoreError",
+    "stale_nodes",
+]
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    problem: str  # "missing", "damaged", or what is wrong with a record
+
+
+def verify(store: Store) -> tuple[int, list[Finding]]:
+    """Hash every file the folder's run record lists and compare with what was recorded when it was
+    written: catches what a rerun's fingerprint check cannot (same size, same mtime). Returns the
+    number of files checked and what is wrong."""
+    data = layout.read_json(store, layout.RUN_FILE, what="the run record")
+    if data is None:
+        raise RecordError(
+            f"{store.root_url}: no {layout.RUN_FILE} here; is this an episode folder made by `zray run`?"
+        )
+    problem = layout.check_run_record(data)
+    if problem:
+        raise RecordError(f"{store.url(layout.RUN_FILE)}: {problem}; run `zray run` again to rebuild it")
+    data = _upgrade(data, store)
+    findings: list[Finding] = []
+    checked = 0
+    existing = store.stamps()
+    for entry in data.get("nodes", {}).values():
+        for path in entry.get("outputs", []):
+            recorded = FileRecord.from_json((entry.get("files") or {}).get(path))
+            checked += 1
+            if path not in existing:
+                findings.append(Finding(path, "missing"))
+            elif recorded is None:
+                findings.append(Finding(path, "no hash recorded (made by an older zray); a rerun records it"))
+            elif store.checksum(path) != recorded.sha256:
+                findings.append(Finding(path, "damaged: its bytes differ from the ones zray wrote"))
+    return checked, findings

@@ -95,6 +95,17 @@ def run_episode(request: RunRequest, config: Config, *, console: Console | None 
     return report
 
 
+def preview(request: RunRequest, config: Config) -> Prepared:
+    """The episode planned against its folder without changing anything: for --explain and
+    --clean --dry-run."""
+    script, _ = load_script(request.script)
+    languages = request.languages or script.languages
+    engines, identities, _ = _engines(languages, config, isolate=False)
+    store = open_store(config.output)
+    ids = plan_identities(engines, identities, [lang for lang in languages if lang in engines.tts])
+    return prepare_episode(request, script, config, store, ids, readonly=True)
+
+
 def execute(
     items: list[tuple[RunRequest, Script]],
     config: Config,
