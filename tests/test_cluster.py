@@ -254,7 +254,14 @@ def test_scripts_from_s3_bring_their_projects_intro(s3, tmp_path):
     fs.pipe(f"{root}/scripts/beta/SAGA_01_Episode_02.json", json.dumps(small_script()).encode())
     fs.put_file(str(intro), f"{root}/assets/alpha/intro.mp4")
     found, missing = find_scripts([f"s3://{root}/scripts"], tmp_path / "work")
-    assert not missing and [p.name for p in found] == ["SAGA_01_Episode_01.json", "SAGA_01_Episode_02.json"]
-    alpha, beta = found
+    assert not missing and [p.name for p, _ in found] == [
+        "SAGA_01_Episode_01.json",
+        "SAGA_01_Episode_02.json",
+    ]
+    assert [origin for _, origin in found] == [
+        f"s3://{root}/scripts/alpha/SAGA_01_Episode_01.json",
+        f"s3://{root}/scripts/beta/SAGA_01_Episode_02.json",
+    ]
+    (alpha, _), (beta, _) = found
     assert find_intro(alpha, "alpha").read_bytes() == intro.read_bytes()
     assert find_intro(beta, "beta") is None

@@ -120,13 +120,10 @@ def execute(
     another script claims) is reported failed and the others go on; without it, its error is raised.
     """
     wall = time.monotonic()
-    if config.address:
-        from zray.actors.cluster import check_reachable
-
-        check_reachable(config.address)  # before anything touches the output
+    store = open_store(config.output)
+    _check_cluster(store, config)  # before anything touches the output
     runlog = RunLog()
     log.addHandler(runlog)
-    store = open_store(config.output)
     reports: dict[int, RunReport] = {}
     prepared: dict[int, Prepared] = {}
     try:
@@ -189,6 +186,21 @@ def execute(
             prep.release()
         log.removeHandler(runlog)
     return [reports[i] for i in range(len(items))]
+
+
+def _check_cluster(store: Store, config: Config) -> None:
+    """Joining a cluster: it answers, and a local output is one every node sees. An embedded
+    instance is this machine alone, so it needs neither check (nor Ray started to make them)."""
+    if config.address:
+        from zray.actors.cluster import check_reachable
+
+        check_reachable(config.address)
+    elif "ray" not in sys.modules or not sys.modules["ray"].is_initialized():
+        return
+    from zray.actors.cluster import check_shared_storage, connect
+
+    connect(config)
+    check_shared_storage(store, config)
 
 
 def _collisions(items: list[tuple[RunRequest, Script]], config: Config) -> dict[int, str]:
