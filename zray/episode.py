@@ -305,6 +305,13 @@ def _session_problem(entry: Any) -> str | None:
     uri = entry.get("session_uri")
     if not isinstance(uri, str) or not uri:
         return "has no session_uri"
+    # The uploader asks YouTube about the session with these: a wrong one must not pass as "none".
+    for name in ("size", "progress"):
+        value = entry.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"has a {name} that is not a byte count"
+    if not isinstance(entry.get("content_key", ""), str):
+        return "has a content_key that is not text"
     return None
 
 

@@ -319,7 +319,9 @@ def _youtube_warnings(script: Script) -> list[Problem]:
         warnings += [
             Problem(f"seo.{lang}.description", m) for m in limits.description_problems(seo.description)
         ]
-        warnings += [Problem(f"seo.{lang}.tags", m) for m in limits.tags_problems(seo.tags)]
+        # The two tags zray adds to every upload count toward the limit too.
+        tags = limits.tags_problems(seo.tags, add_zray_tags=True)
+        warnings += [Problem(f"seo.{lang}.tags", m) for m in tags]
     return warnings
 
 

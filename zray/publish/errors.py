@@ -3,7 +3,7 @@ so the CLI can report them on an install that has none of them."""
 
 from __future__ import annotations
 
-from zray.errors import ZrayError
+from zray.errors import InvalidInput, ZrayError
 
 
 class AuthError(ZrayError, ValueError):
@@ -12,3 +12,14 @@ class AuthError(ZrayError, ValueError):
 
 class QuotaError(ZrayError, ValueError):
     """An upload that would exceed the daily quota; the message has the numbers."""
+
+
+class UnknownLanguage(InvalidInput, ValueError):
+    """`--lang` names a language the episode has no finished video in."""
+
+
+class MissingExtra(ZrayError, ImportError):
+    """The `publish` extra's libraries are not installed."""
+
+
+PUBLISH_EXTRA_HINT = "install the publish extra: pip install 'zray[publish]'"
