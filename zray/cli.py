@@ -245,22 +245,25 @@ def _upload(
     import sys
 
     from zray.episode import open_episode
-    from zray.publish.auth import credentials_provider
-    from zray.publish.youtube import project_of, upload_episode
+    from zray.lock import episode_lock
+    from zray.publish.auth import credentials_provider  # after the package that checks the extra
+    from zray.publish.youtube import project_of, upload_episode  # a clear line without the extra
+    from zray.store import Store
 
-    episode = open_episode(episode_dir)
-    name = project_of(episode, project)
-    report = upload_episode(
-        episode,
-        langs=langs,
-        privacy=privacy,  # type: ignore[arg-type]
-        dry_run=dry_run,
-        force=force,
-        replace=replace,
-        config=cfg.youtube,
-        credentials_for=credentials_provider(name, cfg.youtube, interactive=sys.stdin.isatty()),
-        project=name,
-    )
+    with episode_lock(Store(episode_dir), command="zray upload"):
+        episode = open_episode(episode_dir)
+        name = project_of(episode, project)
+        report = upload_episode(
+            episode,
+            langs=langs,
+            privacy=privacy,  # type: ignore[arg-type]
+            dry_run=dry_run,
+            force=force,
+            replace=replace,
+            config=cfg.youtube,
+            credentials_for=credentials_provider(name, cfg.youtube, interactive=sys.stdin.isatty()),
+            project=name,
+        )
     for line in report.lines():
         typer.echo(line)
     return report.ok
@@ -286,17 +289,20 @@ def publish_command(
 
 def _publish(episode_dir: str, cfg: Config, langs: list[str] | None) -> None:
     from zray.episode import open_episode
+    from zray.lock import episode_lock
     from zray.publish.web import publish_episode
+    from zray.store import Store
 
     if not cfg.web.site:
         raise ConfigError("--site: no website root given (pass --site or set web.site in the config)")
-    report = publish_episode(
-        open_episode(episode_dir),
-        site=cfg.web.site,
-        layout=cfg.web.layout,
-        essays_dir=cfg.web.essays_dir,
-        langs=langs,
-    )
+    with episode_lock(Store(episode_dir), command="zray publish"):
+        report = publish_episode(
+            open_episode(episode_dir),
+            site=cfg.web.site,
+            layout=cfg.web.layout,
+            essays_dir=cfg.web.essays_dir,
+            langs=langs,
+        )
     typer.echo(
         f"published to {report.site} ({report.layout}): {len(report.written)} files written, "
         f"{len(report.unchanged)} unchanged"
