@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from conftest import FAST_VIDEO, small_script
+from s3server import moto_server
 
 from zray.actors.cluster import ClusterError
 from zray.config import load_config
@@ -29,57 +26,12 @@ pytest.importorskip("moto")
 BUCKET = "zray-test"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """A moto S3 server on 127.0.0.1; credentials and endpoint go through the environment, as on a
-    real cluster's nodes (fsspec reads FSSPEC_S3_ENDPOINT_URL), before any Ray node starts."""
-    if shutil.which("moto_server") is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    proc = subprocess.Popen(
-        [shutil.which("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-        "FSSPEC_S3_ENDPOINT_URL": endpoint,
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import fsspec.config
-
-    fsspec.config.set_conf_env(fsspec.config.conf)
-    try:
-        import boto3
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    real cluster's nodes, before any Ray node starts."""
+    with moto_server(tmp_path_factory.mktemp("moto"), bucket=BUCKET) as (endpoint, _):
         yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ process (no Ray): the guarantees live in the plan, the records and the store, no
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -293,3 +294,49 @@ def test_an_upgraded_record_keeps_its_artifacts(made):
     upgraded = json.loads((folder / "run.json").read_text())
     assert upgraded["format"] == 2
     assert all(upgraded["nodes"][f"{kind}:es"]["files"] for kind in ("video", "subs", "thumbs"))
+
+
+def test_a_full_disk_leaves_nothing_trusted_and_a_rerun_finishes(made, monkeypatch):
+    out, script, folder = made
+    video = folder / "S01E01-ES-Título_de_prueba.mp4"
+    video.unlink()
+    real = os.replace
+
+    def full(src, dst, *args, **kwargs):
+        if str(dst).endswith(".mp4"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full)
+    report = run(out, script)
+    assert not report.ok and "No space left on device" in report.failed["es"]
+    assert not video.exists() and not [p for p in folder.rglob("*") if ".zray-tmp-" in p.name]
+    assert "video:es" not in json.loads((folder / "run.json").read_text())["nodes"]
+    monkeypatch.undo()
+    assert run(out, script).ok and frames_of(video) > 0
+
+
+def test_a_full_disk_for_the_record_is_one_line(made, monkeypatch):
+    out, script, folder = made
+    (folder / "S01E01-ES-Título_de_prueba.mp4").unlink()
+    real = os.replace
+
+    def full(src, dst, *args, **kwargs):
+        if str(dst).endswith("run.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full)
+    result = CliRunner().invoke(
+        app,
+        ["run", str(script), "--output", str(out), "--profile", "draft", "--quiet"],
+        env={
+            "ZRAY_VIDEO__WIDTH": "320",
+            "ZRAY_VIDEO__HEIGHT": "176",
+            "ZRAY_VIDEO__PRESET": "fast",
+            "ZRAY_EXECUTOR": "in-process",
+        },
+    )
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("zray:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in result.output

@@ -392,7 +392,7 @@ class Store:
         """Overwrite key only if its fingerprint is still `stamp` (nobody else wrote it since)."""
         target = self.path(key)
         if not self.is_local and self.atomic_create and stamp.startswith("ETag:"):
-            bucket, _, name = self.fs.split_path(target)[:3]
+            bucket, name = self.fs.split_path(target)[:2]
             try:
                 self.fs.call_s3("put_object", Bucket=bucket, Key=name, Body=data, IfMatch=f'"{stamp[5:]}"')
             except (OSError, ValueError) as exc:  # s3fs maps PreconditionFailed to an OSError

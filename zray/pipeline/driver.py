@@ -27,7 +27,7 @@ from zray.nodes import MODEL_KINDS, Node, Result
 from zray.pipeline.executor import Done, Executor, Work
 from zray.pipeline.plan import Plan
 from zray.pipeline.records import RunRecord
-from zray.store import Store
+from zray.store import Store, StoreError
 
 HEALTH_INTERVAL_S = 2.0  # how often the scheduler asks the executor for lost work
 log = logging.getLogger("zray")
@@ -111,7 +111,10 @@ class Driver:
             raise
         finally:
             for job in jobs:
-                job.record.flush(force=True)
+                try:
+                    job.record.flush(force=True)
+                except StoreError as exc:  # already failing (or interrupted): say so, keep the first error
+                    log.error("%s: %s", job.name, exc)
 
     def _room(self, active: list[Job]) -> bool:
         modelling = sum(1 for job in active if job.in_model_phase)

@@ -215,7 +215,14 @@ class RunRecord:
         if not self._dirty or (not force and now - self._last_flush < FLUSH_INTERVAL):
             return
         self.data["nodes"] = self.nodes
-        layout.write_json(self.store, layout.RUN_FILE, self.data)
+        try:
+            layout.write_json(self.store, layout.RUN_FILE, self.data)
+        except OSError as exc:  # a full disk, a store that went away
+            reason = exc.strerror or str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreError(
+                f"cannot write the run record {self.store.url(layout.RUN_FILE)} ({reason}); "
+                "what finished before is kept: fix the storage and run again"
+            ) from None
         self._last_flush = now
         self._dirty = False
 
