@@ -57,7 +57,7 @@ class TTSWorker:
         with store.writer(node.outputs[0]) as tmp:
             audio.write_wav(tmp, speech.samples, sample_rate=speech.sample_rate)
         words = (
-            [{"text": w.text, "start": w.start, "end": w.end} for w in speech.words] if speech.words else None
+            [{"text": w.word, "start": w.start, "end": w.end} for w in speech.words] if speech.words else None
         )
         return {"path": node.outputs[0], "seconds": speech.seconds, "words": words}
 
