@@ -35,7 +35,8 @@ def build_tiny_musicgen(dest: Path, *, stereo: bool = False) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     model, processor = build_tiny_musicgen_components(stereo=stereo)
     model.save_pretrained(dest)
-    return model, processor
+    processor.save_pretrained(dest)
+    return dest
 
 
 def build_tiny_musicgen_components(*, stereo: bool = False):

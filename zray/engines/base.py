@@ -173,13 +173,14 @@ def check_engine_class(cls: Any, role: str) -> list[str]:
     if not inspect.isclass(cls):
         kind = "a function" if callable(cls) else f"a {type(cls).__name__}"
         return [f"it is {kind}, not a class"]
+    declared = getattr(cls, "role", None)
+    if declared in INTERFACES and declared != role:
+        return [f"it is {'an' if declared == 'image' else 'a'} {declared} engine"]
     problems: list[str] = []
     for attribute, kind in _CLASS_ATTRIBUTES[role].items():
         value = getattr(cls, attribute, None)
         if not isinstance(value, kind) or (kind is str and not value):
             problems.append(f"class attribute {attribute} ({kind.__name__})")
-    if isinstance(getattr(cls, "role", None), str) and cls.role and cls.role != role:
-        problems.append(f"role {role!r} (it says {cls.role!r})")
     settings_type = getattr(cls, "settings_type", None)
     if not (inspect.isclass(settings_type) and dataclasses.is_dataclass(settings_type)):
         problems.append("class attribute settings_type (a dataclass)")
@@ -242,7 +243,9 @@ def _fits(candidate: Callable[..., Any], reference: inspect.Signature, *, bound:
 
 
 def _describe(signature: inspect.Signature) -> str:
-    params = [p for p in signature.parameters.values() if p.name not in ("self", "cls")]
+    params = [
+        p.replace(annotation=p.empty) for p in signature.parameters.values() if p.name not in ("self", "cls")
+    ]
     return str(signature.replace(parameters=params, return_annotation=inspect.Signature.empty))
 
 

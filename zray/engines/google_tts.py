@@ -97,8 +97,7 @@ class GoogleTTSSettings(EngineSettings):
     retry_delay: float = 1.0
 
     def __post_init__(self) -> None:
-        for voice in self.voices.values():
-            _language_code(voice)
+        # Voice names are checked by check_voice, which engine setup reports as the voice's setting.
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise EngineError(f"Google TTS retries must be a whole number >= 0, got {self.retries!r}")
         if not isinstance(self.timeout, int | float) or self.timeout <= 0:

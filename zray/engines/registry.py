@@ -79,8 +79,15 @@ def engine_class(name: str, role: str) -> type:
         )
     problems = check_engine_class(found, role)
     if problems:
-        raise EngineError(f"engine {name!r} is not a {role} engine: it lacks {'; '.join(problems)}")
+        article = "an" if role[0] in "aeiou" else "a"
+        raise EngineError(f"engine {name!r} is not {article} {role} engine: {_listing(problems)}")
     return found
+
+
+def _listing(problems: list[str]) -> str:
+    if problems[0].startswith("it is "):
+        return problems[0]
+    return f"it lacks {'; '.join(problems)}"
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,7 @@ def _origin(origins: dict[str, str], role: str, name: str, languages: list[str] 
     if role == "tts":
         lang = (languages or [""])[0]
         where = origins.get(f"tts:{lang}", "engines.tts_default")
-        what = f"voice engine for {', '.join(languages or [])}"
+        what = f"{', '.join(languages or [])} voice engine"
     else:
         where, what = origins.get(role, f"engines.{role}"), f"{role} engine"
     if where.startswith(("engines.", "google_tts.")):
