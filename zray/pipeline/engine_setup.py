@@ -327,15 +327,18 @@ def prepare_engines(languages: list[str], config: Config, profile: str) -> Engin
             raise EngineSetupError(f"{_spec_origin(choice, spec)}: {exc}") from None
     for lang, spec in choice.tts.items():
         _check_voice(engines[spec], spec, lang, choice, config)
-    try:
-        identities = EngineIdentities(
-            image=engines[choice.image].identity(),
-            music=engines[choice.music].identity(),
-            tts={lang: engines[spec].identity_for(lang) for lang, spec in choice.tts.items()},
-            engines={spec.name: engines[spec].identity() for spec in choice.specs()},
-        )
-    except EngineError as exc:
-        raise EngineSetupError(str(exc)) from None
+    by_engine: dict[str, dict[str, Any]] = {}
+    for spec, engine in engines.items():
+        try:
+            by_engine[spec.name] = engine.identity()
+        except EngineError as exc:
+            raise EngineSetupError(f"{_spec_origin(choice, spec)}: {exc}") from None
+    identities = EngineIdentities(
+        image=by_engine[choice.image.name],
+        music=by_engine[choice.music.name],
+        tts={lang: engines[spec].identity_for(lang) for lang, spec in choice.tts.items()},
+        engines=by_engine,
+    )
     return EngineSetup(
         profile=choice.profile,
         image=choice.image,
