@@ -262,6 +262,9 @@ def test_without_a_google_key_the_fallback_narrates_with_a_warning(caplog: pytes
         "GOOGLE_API_KEY is not set (environment or .env) and Google Cloud TTS voices ca; "
         'set it, or set google_tts.fallback = "espeak"'
     )
+    assert refused(["ca"], engines={"tts": {"ca": "google"}}, google_tts={"fallback": "storyboard"}) == (
+        "google_tts.fallback = 'storyboard': engine 'storyboard' makes image, not tts"
+    )
 
 
 def test_a_music_file_the_engine_cannot_play_is_one_line_before_any_work(tmp_path: Path) -> None:

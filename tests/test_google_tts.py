@@ -377,3 +377,15 @@ def test_identity_is_json_and_per_language_identity_ignores_other_voices() -> No
     # Endpoint, retries and timeout change how, not what.
     assert google(endpoint="http://127.0.0.1:1", retries=0, timeout=1).identity() == identity
     assert pickle.loads(pickle.dumps(plain)).identity() == identity
+
+
+def test_default_identity_is_pinned() -> None:
+    """Studios' Catalan narration keys: they must not change with an upgrade."""
+    assert GoogleTTSEngine().identity_for("ca") == {
+        "engine": "google-tts",
+        "version": "1",
+        "model": None,
+        "audio_encoding": "LINEAR16",
+        "sample_rate": 24000,
+        "voices": {"ca": "ca-ES-Standard-B"},
+    }

@@ -30,7 +30,6 @@ from zray.engines.musicgen import MusicGenSettings
 from zray.engines.registry import KOKORO_LANGUAGES, PROFILES, EngineSpec, engine_class
 from zray.engines.storyboard import StoryboardSettings
 from zray.engines.zimage import TURBO_STEPS, ZImageSettings
-from zray.errors import ZrayError
 
 log = logging.getLogger("zray")
 
@@ -47,8 +46,10 @@ __all__ = [
 ]
 
 
-class EngineSetupError(ZrayError):
-    """The engines config asks for cannot serve this run; the line names the setting and the fix."""
+class EngineSetupError(EngineError):
+    """The engines config asks for cannot serve this run; the line names the setting and the fix.
+
+    An EngineError (so a ZrayError), so callers that handle engine errors handle these too."""
 
 
 # --- settings builders: one per built-in engine ---------------------------------------------------
@@ -312,13 +313,12 @@ def prepare_engines(languages: list[str], config: Config, profile: str) -> Engin
     languages, with a warning); that each voice engine speaks each of its languages and that the
     voice configured for it exists. Then the identities are computed, from settings alone.
     """
-    choice = choose_engines(config, languages, profile=profile)
+    choice = _google_key_fallback(choose_engines(config, languages, profile=profile), config)
     if not config.address:
         for spec in choice.specs():
             problem = requirement_problem(spec.engine_class)
             if problem:
                 raise EngineSetupError(f"{_spec_origin(choice, spec)}: {problem}")
-    choice = _google_key_fallback(choice, config)
     engines: dict[EngineSpec, Any] = {}
     for spec in choice.specs():
         try:
@@ -328,15 +328,18 @@ def prepare_engines(languages: list[str], config: Config, profile: str) -> Engin
     for lang, spec in choice.tts.items():
         _check_voice(engines[spec], spec, lang, choice, config)
     by_engine: dict[str, dict[str, Any]] = {}
+    by_language: dict[str, dict[str, Any]] = {}
     for spec, engine in engines.items():
         try:
             by_engine[spec.name] = engine.identity()
+            for lang in choice.languages_of(spec):
+                by_language[lang] = engine.identity_for(lang)
         except EngineError as exc:
             raise EngineSetupError(f"{_spec_origin(choice, spec)}: {exc}") from None
     identities = EngineIdentities(
         image=by_engine[choice.image.name],
         music=by_engine[choice.music.name],
-        tts={lang: engines[spec].identity_for(lang) for lang, spec in choice.tts.items()},
+        tts={lang: by_language[lang] for lang in choice.tts},
         engines=by_engine,
     )
     return EngineSetup(
@@ -398,6 +401,10 @@ def _google_key_fallback(choice: EngineChoice, config: Config) -> EngineChoice:
             f"GOOGLE_API_KEY is not set (environment or .env) and Google Cloud TTS voices {', '.join(google)}; "
             'set it, or set google_tts.fallback = "espeak"'
         )
+    try:
+        engine_class(fallback, "tts")
+    except EngineError as exc:
+        raise EngineSetupError(f"google_tts.fallback = {fallback!r}: {exc}") from None
     log.warning(
         "GOOGLE_API_KEY is not set: narrating %s with %s instead of Google Cloud TTS",
         ", ".join(google),
