@@ -126,7 +126,7 @@ class EngineSpec:
 def __getattr__(name: str) -> Any:
     # Until the pipeline imports them from zray.pipeline.engine_setup: loaded on first use, so
     # importing this module never imports Config.
-    if name in ("EngineChoice", "choose_engines", "engine_options"):
+    if name in ("EngineChoice", "choose_engines"):
         from zray.pipeline import engine_setup
 
         return getattr(engine_setup, name)
