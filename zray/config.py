@@ -17,6 +17,7 @@ from zray.errors import ZrayError
 from zray.publish.settings import YouTubeConfig
 
 Profile = Literal["auto", "draft", "production"]
+ModelDtype = Literal["auto", "bfloat16", "float16", "float32"]
 
 
 class ConfigError(ZrayError, ValueError):
@@ -84,10 +85,13 @@ class ModelsConfig(Strict):
     image_memory: Literal["resident", "model_offload", "sequential_offload"] = "resident"
     vae_tiling: bool = False
     image_steps: int | None = Field(None, gt=0)  # None: 8 transformer forwards, the Turbo setting
+    # "auto": float32 when device is "cpu", else bfloat16; decided from config, never from the host.
+    image_dtype: ModelDtype = "auto"
     kokoro: str = "hexgrad/Kokoro-82M"
     musicgen: str = "facebook/musicgen-small"
     music_window: float = Field(30.0, gt=0, le=30.0)  # MusicGen writes about 30 s at a time
-    device: str | None = None  # None: CUDA when present, else CPU
+    musicgen_dtype: ModelDtype = "auto"  # as image_dtype (EnCodec always runs in float32)
+    device: str | None = None  # None: CUDA where the worker has it, else CPU
 
 
 class GoogleTTSConfig(Strict):
