@@ -36,7 +36,9 @@ def test_errors_name_the_setting_and_its_source(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
     monkeypatch.setenv("ZRAY_VIDEO__HEIGHT", "1080")
-    with pytest.raises(ConfigError, match=r"environment variable ZRAY_VIDEO__HEIGHT='1080': .*multiple of 16"):
+    with pytest.raises(
+        ConfigError, match=r"environment variable ZRAY_VIDEO__HEIGHT='1080': .*multiple of 16"
+    ):
         load_config(None)
 
 

@@ -229,8 +229,9 @@ def test_specs_are_small_picklable_hashable_and_build_their_engine() -> None:
     assert custom.create().identity()["engine"] == "storyboard"  # a custom engine takes its defaults
 
 
-def test_the_old_registry_names_still_work() -> None:
-    from zray.engines.registry import KOKORO_LANGUAGES, PROFILES, EngineChoice, choose_engines
+def test_profiles_and_choices() -> None:
+    from zray.engines.registry import KOKORO_LANGUAGES, PROFILES
+    from zray.pipeline.engine_setup import EngineChoice, choose_engines
 
     assert PROFILES["draft"] == {"image": "storyboard", "tts": "espeak", "music": "ambient"}
     assert {"en", "en-us", "en-gb", "es", "pt-br", "zh"} <= KOKORO_LANGUAGES and "ca" not in KOKORO_LANGUAGES

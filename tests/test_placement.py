@@ -16,7 +16,7 @@ from conftest import FAST_VIDEO, small_script, write_script
 from zray.actors.placement import GPU_SHARE, actor_plans, gpu_bundles
 from zray.actors.pool import ActorPool
 from zray.config import ActorsConfig, load_config
-from zray.pipeline.engine_choice import plan_identities, prepare_engines
+from zray.pipeline.engine_setup import prepare_engines
 from zray.pipeline.prepare import RunRequest, open_store, prepare_episode
 from zray.pipeline.run import run_episode
 from zray.script import load_script
@@ -40,7 +40,7 @@ def shares_config(output: Path, **extra):
     )
 
 
-PRODUCTION = {"image": {"zimage"}, "tts": {"kokoro", "google"}, "music": {"musicgen"}}
+PRODUCTION = {"image": True, "tts": True, "music": True}  # roles whose engines use a GPU
 
 
 def test_gpu_engines_get_their_share_and_one_actor_per_gpu():
@@ -48,7 +48,7 @@ def test_gpu_engines_get_their_share_and_one_actor_per_gpu():
     assert plans == {"image": (0.5, 4, 0.25), "tts": (0.2, 4, 0.25), "music": (0.3, 4, 0.25)}
     # Without GPUs, and for CPU engines, one actor of each role and no share.
     assert actor_plans(ActorsConfig(), PRODUCTION, 0) == {r: (0.0, 1, 0.25) for r in PRODUCTION}
-    draft = {"image": {"storyboard"}, "tts": {"espeak"}, "music": {"ambient"}}
+    draft = {"image": False, "tts": False, "music": False}
     assert actor_plans(ActorsConfig(), draft, 4) == {r: (0.0, 1, 0.25) for r in draft}
 
 
@@ -109,7 +109,7 @@ def where(actor) -> tuple[str, tuple[int, ...]]:
 def test_every_gpu_gets_one_image_one_voice_and_one_music_actor(gpu_cluster, tmp_path):
     _, nodes = gpu_cluster
     config = shares_config(tmp_path / "out")
-    engines, _ = prepare_engines(["es"], config, "draft")
+    engines = prepare_engines(["es"], config, "draft")
     pool = ActorPool(config, engines, {"image", "tts", "music"})
     try:
         assert {role: len(actors) for role, actors in pool.actors.items()} == {
@@ -161,11 +161,10 @@ def test_next_episode_starts_when_the_last_one_has_no_model_calls_left(gpu_clust
         )
         for n in (1, 2)
     ]
-    engines, identities = prepare_engines(["es", "ca"], config, "draft")
-    ids = plan_identities(engines, identities, ["es", "ca"])
+    engines = prepare_engines(["es", "ca"], config, "draft")
     jobs, preps = [], []
     for path in scripts:
-        prep = prepare_episode(RunRequest(script=path), load_script(path)[0], config, store, ids)
+        prep = prepare_episode(RunRequest(script=path), load_script(path)[0], config, store, engines)
         preps.append(prep)
         jobs.append(
             Job(name=prep.episode, plan=prep.plan, record=prep.record, stale=prep.stale, store=prep.store)

@@ -4,11 +4,12 @@ from conftest import FAST_VIDEO, small_script
 
 from zray.config import load_config
 from zray.nodes import ImageRequest, Kind, VideoInputs
-from zray.pipeline.engine_choice import plan_identities, prepare_engines
-from zray.pipeline.plan import EngineIdentities, Intro, build_plan
+from zray.pipeline.engine_setup import prepare_engines
+from zray.pipeline.plan import Identities, Intro, build_plan
+from zray.pipeline.prepare import identities_for
 from zray.script import check_data
 
-IDENTITIES = EngineIdentities(
+IDENTITIES = Identities(
     image={"engine": "storyboard"},
     music={"engine": "a"},
     speech={"es": {"engine": "espeak"}, "ca": {"engine": "espeak"}},
@@ -129,9 +130,9 @@ def test_upgrading_keeps_the_keys_of_images_narration_and_music():
     (commit 54b8726) for the same script with the draft engines."""
     script = check_data(small_script(), filename="SAGA_01_Episode_02.json").script
     cfg = load_config(None, profile="draft")
-    choice, identities = prepare_engines(script.languages, cfg, "draft")
+    setup = prepare_engines(script.languages, cfg, "draft")
     plan = plan_for(
-        small_script(), identities=plan_identities(choice, identities, script.languages), profile="draft"
+        small_script(), identities=identities_for(setup, script, script.languages), profile="draft"
     )
     assert {
         k: n.key for k, n in plan.nodes.items() if k.split(":")[0] in ("image", "tts", "music", "thumb_base")

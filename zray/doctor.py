@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zray.config import Config
-from zray.engines.registry import KOKORO_LANGUAGES, EngineChoice, choose_engines
+from zray.engines.registry import KOKORO_LANGUAGES
+from zray.pipeline.engine_setup import EngineChoice, choose_engines
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,10 @@ class ZrayError(Exception):
         return " ".join(text.split()) if "\n" in text else text
 
 
+class RunError(ZrayError):
+    """A run that cannot start or finish; the message is one line with the fix."""
+
+
 class InvalidInput(ZrayError):
     """Input that can never work as given (a script, a setting, a flag): exit 2, like `validate`."""
 

@@ -19,7 +19,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from zray.actors.placement import actor_plans, gpu_bundles, group_nodes, reserve
 from zray.actors.workers import WORKERS
 from zray.config import ActorConfig, Config
-from zray.engines.registry import EngineChoice
+from zray.pipeline.engine_setup import EngineChoice
 from zray.pipeline.executor import Outcome, Work, perform
 
 log = logging.getLogger("zray")
@@ -71,13 +71,10 @@ class ActorPool:
     def __init__(self, config: Config, engines: EngineChoice, roles: set[str]):
         self.actors: dict[str, list[Any]] = {}
         self._args = {"image": (engines.image,), "tts": (engines.tts,), "music": (engines.music,)}
-        names = {
-            "image": {engines.image.name},
-            "tts": {s.name for s in engines.tts.values()},
-            "music": {engines.music.name},
-        }
+        specs = {"image": [engines.image], "tts": list(engines.tts.values()), "music": [engines.music]}
+        uses_gpu = {role: any(spec.uses_gpu for spec in role_specs) for role, role_specs in specs.items()}
         gpus = float(ray.cluster_resources().get("GPU", 0))
-        self._plans = actor_plans(config.actors, {role: names[role] for role in sorted(roles)}, gpus)
+        self._plans = actor_plans(config.actors, {role: uses_gpu[role] for role in sorted(roles)}, gpus)
         self._settings: dict[str, ActorConfig] = {role: getattr(config.actors, role) for role in self._plans}
         self._bundles = gpu_bundles(self._plans, int(gpus)) or []
         self.groups: list[PlacementGroup] = reserve(self._bundles) if self._bundles else []

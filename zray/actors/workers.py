@@ -69,22 +69,13 @@ class TTSWorker:
         engine = self.engines[self.specs[request.lang]]
         speech = engine.synthesize(request.text, lang=request.lang)
         _write_wav(store, request.output, speech.samples, speech.sample_rate)
-        words = tuple(_word(w) for w in speech.words) if speech.words else None
+        words = tuple(speech.words) if speech.words else None
         return SpeechResult(path=request.output, seconds=speech.seconds, words=words)
-
-
-def _word(timing: Any) -> Any:
-    from zray.media.words import WordTiming
-
-    if isinstance(timing, WordTiming):
-        return timing
-    return WordTiming(getattr(timing, "word", None) or timing.text, timing.start, timing.end)
 
 
 class MusicWorker(_OneEngine):
     def run(self, store: Store, request: MusicRequest, inputs: NoInputs) -> MusicResult:
-        extra = {"file": request.file} if request.file else {}
-        bed = self.engine.generate(request.prompt, seconds=request.seconds, **extra)
+        bed = self.engine.generate(request.prompt, seconds=request.seconds, file=request.file)
         _write_wav(store, request.output, bed, SAMPLE_RATE)
         return MusicResult(path=request.output, seconds=bed.shape[-1] / SAMPLE_RATE)
 

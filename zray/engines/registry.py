@@ -121,13 +121,3 @@ class EngineSpec:
     def create(self) -> Any:
         cls = self.engine_class
         return cls.from_settings(self.settings if self.settings is not None else cls.settings_type())
-
-
-def __getattr__(name: str) -> Any:
-    # Until the pipeline imports them from zray.pipeline.engine_setup: loaded on first use, so
-    # importing this module never imports Config.
-    if name in ("EngineChoice", "choose_engines"):
-        from zray.pipeline import engine_setup
-
-        return getattr(engine_setup, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,6 +30,7 @@ from zray.engines.musicgen import MusicGenSettings
 from zray.engines.registry import KOKORO_LANGUAGES, PROFILES, EngineSpec, engine_class
 from zray.engines.storyboard import StoryboardSettings
 from zray.engines.zimage import TURBO_STEPS, ZImageSettings
+from zray.errors import RunError
 
 log = logging.getLogger("zray")
 
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-class EngineSetupError(EngineError):
+class EngineSetupError(EngineError, RunError):
     """The engines config asks for cannot serve this run; the line names the setting and the fix.
 
     An EngineError (so a ZrayError), so callers that handle engine errors handle these too."""

@@ -38,16 +38,31 @@ from zray.script import Script
 
 DEFAULT_MUSIC_PROMPT = "calm cinematic ambient pads, slow, warm"
 
-__all__ = ["STAGES", "EngineIdentities", "Intro", "Plan", "build_plan", "scene_labels", "video_settings"]
+__all__ = [
+    "STAGES",
+    "Identities",
+    "Intro",
+    "Plan",
+    "build_plan",
+    "music_request",
+    "scene_labels",
+    "video_settings",
+]
 
 
 @dataclass(frozen=True)
-class EngineIdentities:
-    """What each engine puts into the keys of what it makes (see `Engine.identity`)."""
+class Identities:
+    """What each engine puts into the keys of what it makes for this episode (see `Engine.identity`)."""
 
     image: Mapping[str, Any]
-    music: Mapping[str, Any]
+    music: Mapping[str, Any]  # for this episode's music prompt and music_file
     speech: Mapping[str, Mapping[str, Any]]  # per language
+
+
+def music_request(script: Script) -> tuple[str, str | None]:
+    """The episode's music prompt, and the studio track its script names (`music_file`), if any."""
+    file = (script.model_extra or {}).get("music_file")
+    return script.global_music_prompt or DEFAULT_MUSIC_PROMPT, file if isinstance(file, str) else None
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,7 @@ def scene_labels(script: Script) -> list[str]:
 class _Builder:
     script: Script
     config: Config
-    identities: EngineIdentities
+    identities: Identities
     intro: Intro | None
     nodes: dict[str, Node] = field(default_factory=dict)
 
@@ -115,10 +130,8 @@ class _Builder:
     # --- shared by every language --------------------------------------------------------------
 
     def music(self) -> Node:
-        prompt = self.script.global_music_prompt or DEFAULT_MUSIC_PROMPT
+        prompt, file = music_request(self.script)
         seconds = self.config.audio.music_seconds
-        # A script may name a track of the studio's music library (the `library` engine).
-        file = (self.script.model_extra or {}).get("music_file")
         key = content_key("music", dict(self.identities.music), prompt, seconds, file)
         request = MusicRequest(
             prompt=prompt, seconds=seconds, file=file, output=layout.music_bed(key, seconds)
@@ -330,7 +343,7 @@ def build_plan(
     script: Script,
     *,
     languages: list[str],
-    identities: EngineIdentities,
+    identities: Identities,
     config: Config,
     intro: Intro | None = None,
 ) -> Plan:

@@ -18,11 +18,12 @@ from typing import Any
 from zray import episode as layout
 from zray.config import Config
 from zray.episode import Identity
-from zray.errors import ZrayError
+from zray.errors import RunError
 from zray.keys import safe_name
 from zray.lock import EpisodeLock
 from zray.nodes import Node
-from zray.pipeline.plan import EngineIdentities, Intro, Plan, build_plan
+from zray.pipeline.engine_setup import EngineSetup
+from zray.pipeline.plan import Identities, Intro, Plan, build_plan, music_request
 from zray.pipeline.records import RunRecord, stale_nodes
 from zray.script import Script
 from zray.store import Store, StoreError
@@ -30,10 +31,6 @@ from zray.store import Store, StoreError
 log = logging.getLogger("zray")
 # An intro longer than this is almost certainly a wrong file (or timestamps that lie).
 MAX_INTRO_SECONDS = 120.0
-
-
-class RunError(ZrayError):
-    """A run that cannot start or finish; the message is one line with the fix."""
 
 
 @dataclass
@@ -113,6 +110,18 @@ class Prepared:
             self.lock = None
 
 
+def identities_for(engines: EngineSetup, script: Script, languages: list[str]) -> Identities:
+    """The engine identities this episode's keys are made from; a `music_file` the music engine
+    cannot play is refused here, before any work."""
+    prompt, file = music_request(script)
+    engines.check_music_file(file)
+    return Identities(
+        image=engines.identities.image,
+        music=engines.music_identity(prompt=prompt, file=file),
+        speech={lang: engines.identities.tts[lang] for lang in languages},
+    )
+
+
 def identity_of(script: Script, request: RunRequest, config: Config) -> Identity:
     return Identity(project_name(request.script, config), script.saga or 0, script.episode or 0)
 
@@ -122,7 +131,7 @@ def prepare_episode(
     script: Script,
     config: Config,
     root: Store,
-    identities: EngineIdentities,
+    engines: EngineSetup,
     *,
     readonly: bool = False,
 ) -> Prepared:
@@ -145,7 +154,13 @@ def prepare_episode(
     if intro_path is not None:
         check_intro(intro_path)
     intro = _intro_ref(intro_path) if intro_path else None
-    plan = build_plan(script, languages=languages, identities=identities, config=config, intro=intro)
+    plan = build_plan(
+        script,
+        languages=languages,
+        identities=identities_for(engines, script, languages),
+        config=config,
+        intro=intro,
+    )
 
     store = root.child(episode)
     held = None if readonly else EpisodeLock(store, command=f"zray run {request.script.name}").acquire()

@@ -24,17 +24,10 @@ from zray import __version__
 from zray import episode as layout
 from zray.actors.workers import WORKERS
 from zray.config import Config
-from zray.engines.registry import GPU_ENGINES, EngineChoice
+from zray.errors import ZrayError
 from zray.nodes import MODEL_KINDS, ROLES, Node
 from zray.pipeline.driver import Driver, Job
-from zray.pipeline.engine_choice import (
-    EngineSetupError,
-    cluster_gpus,
-    plan_identities,
-    prepare_engines,
-    resolve_profile,
-    unserved_languages,
-)
+from zray.pipeline.engine_setup import EngineSetup, EngineSetupError, prepare_engines, unserved_languages
 from zray.pipeline.executor import Executor, InProcessExecutor
 from zray.pipeline.prepare import (
     Prepared,
@@ -46,6 +39,7 @@ from zray.pipeline.prepare import (
     prepare_episode,
     put_intro,
 )
+from zray.pipeline.profile import cluster_gpus, resolve_profile
 from zray.pipeline.progress import EpisodeProgress, StageProgress, setup_logging, summary_table
 from zray.pipeline.runlog import RunLog
 from zray.script import Script, load_script
@@ -100,10 +94,8 @@ def preview(request: RunRequest, config: Config) -> Prepared:
     --clean --dry-run."""
     script, _ = load_script(request.script)
     languages = request.languages or script.languages
-    engines, identities, _ = _engines(languages, config, isolate=False)
-    store = open_store(config.output)
-    ids = plan_identities(engines, identities, [lang for lang in languages if lang in engines.tts])
-    return prepare_episode(request, script, config, store, ids, readonly=True)
+    engines, _ = _engines(languages, config, isolate=False)
+    return prepare_episode(request, script, config, open_store(config.output), engines, readonly=True)
 
 
 def execute(
@@ -137,7 +129,7 @@ def execute(
                 lang for request, script in items for lang in (request.languages or script.languages)
             )
         )
-        engines, identities, unserved = _engines(languages, config, isolate=isolate)
+        engines, unserved = _engines(languages, config, isolate=isolate)
         log.info("engines: %s", engines.describe())
         if engines.music.name == "musicgen":
             log.warning("MusicGen weights are licensed CC-BY-NC-4.0: not for monetised videos")
@@ -153,8 +145,7 @@ def execute(
                 )
                 continue
             try:
-                ids = plan_identities(engines, identities, wanted)
-                prepared[index] = prepare_episode(request, script, config, store, ids)
+                prepared[index] = prepare_episode(request, script, config, store, engines)
             except RunError as exc:
                 if not isolate:
                     raise
@@ -168,7 +159,6 @@ def execute(
                 store,
                 config,
                 engines,
-                identities,
                 console,
                 runlog,
                 reports,
@@ -220,42 +210,36 @@ def _collisions(items: list[tuple[RunRequest, Script]], config: Config) -> dict[
     return refused
 
 
-def _engines(
-    languages: list[str], config: Config, *, isolate: bool
-) -> tuple[EngineChoice, dict[str, dict[str, Any]], dict[str, str]]:
+def _engines(languages: list[str], config: Config, *, isolate: bool) -> tuple[EngineSetup, dict[str, str]]:
     profile = resolve_profile(config, gpus=cluster_gpus(config))
     try:
-        engines, identities = prepare_engines(languages, config, profile)
-        return engines, identities, {}
+        return prepare_engines(languages, config, profile), {}
     except EngineSetupError:
         unserved = unserved_languages(languages, config, profile) if isolate else {}
         if not unserved or len(unserved) == len(languages):
             raise
         served = [lang for lang in languages if lang not in unserved]
-        engines, identities = prepare_engines(served, config, profile)
-        return engines, identities, unserved
+        return prepare_engines(served, config, profile), unserved
 
 
-def _choose_executor(stale: dict[int, Prepared], config: Config, engines: EngineChoice) -> str:
+def _choose_executor(stale: dict[int, Prepared], config: Config, engines: EngineSetup) -> str:
     if config.executor != "auto":
         return config.executor
     if config.address:
         return "ray"
     nodes = [n for prep in stale.values() for n in prep.stale]
-    gpu = any(_engine_of(n, engines) in GPU_ENGINES for n in nodes if n.kind in MODEL_KINDS)
+    gpu = any(_spec_of(n, engines).uses_gpu for n in nodes if n.kind in MODEL_KINDS)
     return "in-process" if not gpu and len(nodes) <= IN_PROCESS_MAX_STEPS else "ray"
 
 
-def _engine_of(node: Node, engines: EngineChoice) -> str:
+def _spec_of(node: Node, engines: EngineSetup) -> Any:
     role = ROLES[node.kind]
-    if role == "tts":
-        return engines.tts[node.lang or ""].name if node.lang in engines.tts else ""
-    return getattr(engines, role).name
+    return engines.tts[node.lang or ""] if role == "tts" else getattr(engines, role)
 
 
 @contextlib.contextmanager
 def _executor(
-    kind: str, config: Config, engines: EngineChoice, roles: set[str], store: Store
+    kind: str, config: Config, engines: EngineSetup, roles: set[str], store: Store
 ) -> Iterator[Executor]:
     from zray.pipeline.steps import STEPS  # media libraries: only when there is work
 
@@ -293,8 +277,7 @@ def _run(
     stale: dict[int, Prepared],
     store: Store,
     config: Config,
-    engines: EngineChoice,
-    identities: dict[str, dict[str, Any]],
+    engines: EngineSetup,
     console: Console,
     runlog: RunLog,
     reports: dict[int, RunReport],
@@ -340,9 +323,7 @@ def _run(
     def job_done(job: Job) -> None:
         index = by_job[job.name]
         finished.add(job.name)
-        reports[index] = _finish(
-            stale[index], job, config, engines, identities, runlog, executor=kind, wall=wall
-        )
+        reports[index] = _finish(stale[index], job, config, engines, runlog, executor=kind, wall=wall)
         progress.job_done(job, reports[index])
 
     try:
@@ -360,17 +341,19 @@ def _run(
             if job.name not in finished:
                 index = by_job[job.name]
                 job.failed.setdefault("all", "interrupted")
-                reports[index] = _finish(
-                    stale[index], job, config, engines, identities, runlog, executor=kind, wall=wall
-                )
+                try:
+                    reports[index] = _finish(
+                        stale[index], job, config, engines, runlog, executor=kind, wall=wall
+                    )
+                except ZrayError as exc:  # the storage itself failing: the error on its way up says it
+                    log.error("%s: %s", job.name, exc)
 
 
 def _finish(
     prep: Prepared,
     job: Job,
     config: Config,
-    engines: EngineChoice,
-    identities: dict[str, dict[str, Any]],
+    engines: EngineSetup,
     runlog: RunLog,
     *,
     executor: str,
@@ -403,7 +386,7 @@ def _finish(
         zray=__version__,
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         profile=engines.profile,
-        engines=identities,
+        engines=engines.identities.records(),
         cache={"hits": len(plan.nodes) - len(prep.stale), "built": len(job.built)},
         outputs=outputs,
         failed=dict(job.failed),
