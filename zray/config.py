@@ -114,6 +114,18 @@ class WebConfig(Strict):
     essays_dir: Path = Path("inputs/essays")
 
 
+class LimitsConfig(Strict):
+    """Caps checked before a script is read or run."""
+
+    narration_chars: int = Field(5_000, ge=100, le=100_000)  # one scene's narration in one language
+    script_bytes: int = Field(5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+
+    def script_limits(self) -> Any:
+        from zray.script import ScriptLimits
+
+        return ScriptLimits(narration_chars=self.narration_chars, script_bytes=self.script_bytes)
+
+
 class Config(Strict):
     """Everything a run can be told; see the README for each key."""
 
@@ -140,6 +152,7 @@ class Config(Strict):
     library: LibraryConfig = LibraryConfig()
     web: WebConfig = WebConfig()
     youtube: YouTubeConfig = YouTubeConfig()
+    limits: LimitsConfig = LimitsConfig()
 
 
 def load_config(

@@ -103,7 +103,7 @@ def run_batch(
         paths, invalid = find_scripts(patterns, Path(tmp))
         items: list[tuple[RunRequest, Script]] = []
         for path, origin in paths:
-            checked = check_file(path)
+            checked = check_file(path, limits=config.limits.script_limits())
             if checked.ok and checked.script is not None:
                 usable = [
                     lang

@@ -61,8 +61,7 @@ class Identities:
 
 def music_request(script: Script) -> tuple[str, str | None]:
     """The episode's music prompt, and the studio track its script names (`music_file`), if any."""
-    file = (script.model_extra or {}).get("music_file")
-    return script.global_music_prompt or DEFAULT_MUSIC_PROMPT, file if isinstance(file, str) else None
+    return script.global_music_prompt or DEFAULT_MUSIC_PROMPT, script.music_file
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def run_episode(request: RunRequest, config: Config, *, console: Console | None 
     console = console or Console(stderr=True)
     setup_logging(console, quiet=config.quiet)
     started = time.monotonic()
-    script, warnings = load_script(request.script)
+    script, warnings = load_script(request.script, limits=config.limits.script_limits())
     for warning in warnings:
         log.warning("%s", warning.render(str(request.script)))
     report = execute([(request, script)], config, console=console, isolate=False)[0]
@@ -92,7 +92,7 @@ def run_episode(request: RunRequest, config: Config, *, console: Console | None 
 def preview(request: RunRequest, config: Config) -> Prepared:
     """The episode planned against its folder without changing anything: for --explain and
     --clean --dry-run."""
-    script, _ = load_script(request.script)
+    script, _ = load_script(request.script, limits=config.limits.script_limits())
     languages = request.languages or script.languages
     engines, _ = _engines(languages, config, isolate=False)
     return prepare_episode(request, script, config, open_store(config.output), engines, readonly=True)
