@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -56,14 +57,12 @@ def test_a_killed_driver_takes_its_embedded_ray_with_it(tmp_path):
         assert any(p.name() in ("raylet", "gcs_server") for p in ray_processes), ray_processes
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        gone, alive = psutil.wait_procs(ray_processes, timeout=30)
+        _gone, alive = psutil.wait_procs(ray_processes, timeout=30)
         assert not alive, f"still running after the driver died: {[(p.pid, p.name()) for p in alive]}"
     finally:
         gate.touch()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_an_embedded_run_does_not_print_rays_token_notice(tmp_path):
