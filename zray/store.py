@@ -10,6 +10,7 @@ reader never sees a half-written artifact.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -72,6 +73,32 @@ class FileRecord:
         if not isinstance(sha, str) or not isinstance(size, int) or not isinstance(stamp, str):
             return None
         return cls(sha, size, stamp)
+
+
+# Errors callers act on (a key that is not there, or already is): everything else a backend
+# raises (no credentials, an endpoint that went away, a full disk) becomes one StoreError line.
+_PASS = (FileNotFoundError, FileExistsError, StoreError)
+
+
+def _describe_backend(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def _translated(method: Any) -> Any:
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _PASS:
+            raise
+        except Exception as exc:
+            key = args[0] if args and isinstance(args[0], str) else ""
+            raise StoreError(f"{self.url(key) if key else self.root_url}: {_describe_backend(exc)}") from exc
+
+    return wrapper
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -327,18 +354,31 @@ class Store:
             tmp = Path(self._temp_beside(target) + ext)
             try:
                 yield tmp
-                digest = file_digest(tmp)
-                os.chmod(tmp, FILE_MODE)
-                os.replace(tmp, target)
+                with self._commit(key):
+                    digest = file_digest(tmp)
+                    os.chmod(tmp, FILE_MODE)
+                    os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
         else:
             with tempfile.TemporaryDirectory(prefix="zray-") as tmpdir:
                 tmp = Path(tmpdir) / f"out{ext}"
                 yield tmp
-                digest = file_digest(tmp)
-                self.fs.put_file(str(tmp), target)
-        self._committed(key, digest)
+                with self._commit(key):
+                    digest = file_digest(tmp)
+                    self.fs.put_file(str(tmp), target)
+        with self._commit(key):
+            self._committed(key, digest)
+
+    @contextlib.contextmanager
+    def _commit(self, key: str) -> Iterator[None]:
+        """Errors while storing a finished file are the store's (a full disk, an endpoint gone)."""
+        try:
+            yield
+        except _PASS:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot store {self.url(key)}: {_describe_backend(exc)}") from exc
 
     def move(self, src: str, dst: str) -> None:
         """Rename a key (atomic on local disks; copy then delete on object stores)."""
@@ -457,3 +497,23 @@ class Store:
 
     def _strip(self, path: str) -> str:
         return self.fs._strip_protocol(path)
+
+
+for _name in (
+    "exists",
+    "size",
+    "open",
+    "read_bytes",
+    "get",
+    "list",
+    "checksum",
+    "stamp",
+    "stamps",
+    "put",
+    "move",
+    "remove",
+    "create_new",
+    "replace_if",
+    "sweep_temps",
+):
+    setattr(Store, _name, _translated(getattr(Store, _name)))

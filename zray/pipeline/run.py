@@ -9,6 +9,7 @@ edited line), where starting Ray would cost more than the work.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -393,16 +394,21 @@ def _finish(
         last_run=run,
     )
     record.add_generated(layout.SCRIPT_FILE, *(p.intro.key for p in [prep] if p.intro))
+    report = _report(prep, job=job, executor=executor, outputs=outputs)
     extra = [
-        f"step {node_id}: {_step_line(info)}"
-        for node_id, info in steps.items()
-        if info.get("state") != "cached"
+        f"engine {name}: {json.dumps(identity, sort_keys=True)}"
+        for name, identity in engines.identities.records().items()
     ]
+    extra += [f"step {node_id}: {_step_line(info)}" for node_id, info in steps.items()]
+    extra += [
+        f"stage {stage}: {seconds:.2f} s of steps" for stage, seconds in run["step_seconds_by_stage"].items()
+    ]
+    extra += [*(f"result {line}" for line in summary_lines(report)), f"wall time {run['wall_seconds']:.1f} s"]
     log_key = runlog.write(store, title=prep.script.project_title, episode=prep.episode, extra=extra)
     if log_key:
         record.add_generated(log_key)
     record.flush(force=True)
-    return _report(prep, job=job, executor=executor, outputs=outputs)
+    return report
 
 
 def _step_line(info: dict[str, Any]) -> str:
@@ -444,9 +450,27 @@ def _report(
     )
 
 
+def summary_lines(report: RunReport) -> list[str]:
+    """The final table as plain lines (for the run log)."""
+    return [
+        " | ".join(str(row.get(c, "")) for c in ("language", "file", "duration", "size", "status"))
+        for row in _rows(report)
+    ]
+
+
 def print_summary(report: RunReport) -> None:
     """The final table goes to stdout (it is the result); progress and logs went to stderr."""
     console = Console()
+    console.print(summary_table(_rows(report)))
+    console.print(
+        f"{report.episode}: {report.built} steps run, {report.cached} cached, {report.seconds:.1f} s"
+        + (f" ({report.executor})" if report.executor else ""),
+        highlight=False,
+        markup=False,
+    )
+
+
+def _rows(report: RunReport) -> list[dict[str, str]]:
     rows = []
     for lang in report.languages:
         name = report.video_names.get(lang, "")
@@ -464,13 +488,7 @@ def print_summary(report: RunReport) -> None:
                     "status": "ok",
                 }
             )
-    console.print(summary_table(rows))
-    console.print(
-        f"{report.episode}: {report.built} steps run, {report.cached} cached, {report.seconds:.1f} s"
-        + (f" ({report.executor})" if report.executor else ""),
-        highlight=False,
-        markup=False,
-    )
+    return rows
 
 
 def clock(seconds: float) -> str:
