@@ -50,7 +50,13 @@ class AudioConfig(Strict):
     duck: bool = False
     target_lufs: float = Field(-14.0, le=0)
     peak_dbfs: float = Field(-1.0, le=0)
-    music_seconds: float = Field(60.0, gt=0)
+    music_seconds: float = Field(60.0, gt=0, le=600)
+    # Pacing, in seconds (each rounded up to whole frames): silence after each scene's narration,
+    # before the first scene's, and after the last one's while the picture holds and the music fades.
+    scene_gap: float = Field(0.5, ge=0, le=10)
+    lead: float = Field(0.3, ge=0, le=10)
+    tail: float = Field(2.0, ge=0, le=30)
+    music_fade_in: float = Field(0.5, ge=0, le=10)
 
 
 class ActorConfig(Strict):

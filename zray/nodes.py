@@ -281,9 +281,14 @@ class MusicRequest(Request):
 
 @dataclass(frozen=True)
 class PadRequest(Request):
+    """One scene's narration on whole frames: `lead_frames` of silence, the speech, `gap_frames` of
+    silence (the pause before the next scene, or the episode's tail after the last one)."""
+
     kind = Kind.PAD
     fps: int
     output: str
+    lead_frames: int = 0
+    gap_frames: int = 0
 
 
 @dataclass(frozen=True)
@@ -346,6 +351,8 @@ class AudioMix:
     duck: bool
     target_lufs: float
     peak_dbfs: float
+    music_fade_in: float = 0.0  # seconds, where the music starts
+    music_fade_out: float = 0.0  # seconds: the episode's tail
 
 
 @dataclass(frozen=True)

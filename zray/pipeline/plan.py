@@ -8,6 +8,7 @@ relative to the episode folder and come from its owner, `zray.episode`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,8 +184,22 @@ class _Builder:
 
     # --- per language --------------------------------------------------------------------------
 
+    def frames(self, seconds: float) -> int:
+        """Seconds as whole frames, rounded up (a pause is never shorter than asked)."""
+        return math.ceil(seconds * self.video.fps - 1e-9)
+
+    def pacing(self, index: int) -> tuple[int, int]:
+        """(lead, gap) frames of scene `index`: a lead before the first scene's narration; after each
+        scene its gap (the script's `gap`, else audio.scene_gap), after the last the episode's tail."""
+        audio, scenes = self.config.audio, self.script.scenes
+        lead = self.frames(audio.lead) if index == 0 else 0
+        if index == len(scenes) - 1:
+            return lead, self.frames(audio.tail)
+        gap = scenes[index].gap
+        return lead, self.frames(audio.scene_gap if gap is None else gap)
+
     def narration(self, lang: str) -> list[Node]:
-        """Each scene's speech, and the same padded to whole frames."""
+        """Each scene's speech, and the same padded to whole frames with its pauses."""
         identity = dict(self.identities.speech[lang])
         pads = []
         for index, scene in enumerate(self.script.scenes):

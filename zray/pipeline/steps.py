@@ -54,14 +54,23 @@ def pad(store: Store, request: PadRequest, inputs: PadInputs) -> PadResult:
     """Fades and frame-perfect padding of one scene's narration, resampled to the project rate."""
     with store.local_copy(inputs.speech.path) as local:
         samples = audio.decode_audio(local, sample_rate=SAMPLE_RATE, channels=1)
-    padded = audio.pad_to_frames(audio.apply_fades(samples), sample_rate=SAMPLE_RATE, fps=request.fps)
+    per_frame = audio.samples_per_frame(sample_rate=SAMPLE_RATE, fps=request.fps)
+    speech = audio.pad_to_frames(audio.apply_fades(samples), sample_rate=SAMPLE_RATE, fps=request.fps)
+    padded = np.concatenate(
+        [
+            np.zeros((1, request.lead_frames * per_frame), np.float32),
+            speech,
+            np.zeros((1, request.gap_frames * per_frame), np.float32),
+        ],
+        axis=1,
+    )
     with store.writer(request.output) as tmp:
         audio.write_wav(tmp, padded, sample_rate=SAMPLE_RATE)
-    frames = padded.shape[1] // audio.samples_per_frame(sample_rate=SAMPLE_RATE, fps=request.fps)
     return PadResult(
         path=request.output,
-        frames=frames,
+        frames=padded.shape[1] // per_frame,
         speech_seconds=samples.shape[1] / SAMPLE_RATE,
+        speech_offset=request.lead_frames / request.fps,
         words=inputs.speech.words,
     )
 
@@ -106,10 +115,11 @@ def subs(store: Store, request: SubsRequest, inputs: SubsInputs) -> SubsResult:
         start, end = cursor / fps, (cursor + padded.frames) / fps
         spans.append((scene.text, start, end))
         starts.append((offset + start if starts else 0.0, scene.chapter))
-        scene_words = list(padded.words) if padded.words else None
+        # Word times are from the speech's start; the padded narration may lead it with silence.
+        scene_words = [w.shifted(padded.speech_offset) for w in padded.words] if padded.words else None
         words.append(scene_words)
         if scene_words:
-            timeline += [w.shifted(offset + start + padded.speech_offset) for w in scene_words]
+            timeline += [w.shifted(offset + start) for w in scene_words]
         cursor += padded.frames
     total = offset + cursor / fps
     cues = subtitles.scene_cues(spans, offset=offset, words=words)
@@ -133,7 +143,15 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
     mix = request.audio
     voice = np.concatenate([_read(store, p.path) for p in inputs.pads], axis=1)
     bed = _read(store, inputs.music.path, channels=None)
-    body = audio.mix_music(voice, bed, level=mix.music_level, duck=mix.duck, channels=2)
+    body = audio.mix_music(
+        voice,
+        bed,
+        level=mix.music_level,
+        duck=mix.duck,
+        channels=2,
+        fade_in=mix.music_fade_in,
+        fade_out=mix.music_fade_out,
+    )
     parts = [body]
     if inputs.intro is not None and request.intro_source is not None:
         parts.insert(0, _intro_audio(store, request.intro_source, inputs.intro.frames, settings.fps))
