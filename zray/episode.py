@@ -79,6 +79,12 @@ def intro_copy(digest: str, suffix: str) -> str:
     return f"{ASSETS_DIR}/common/intro_{digest[:16]}{suffix.lower() or '.mp4'}"
 
 
+def studio_file(digest: str, suffix: str) -> str:
+    """Where a studio's own file (image_file, clip_file, thumbnail_file) is kept beside the episode,
+    named by its content, so workers on other machines read it there."""
+    return f"{ASSETS_DIR}/sources/{digest[:16]}{suffix.lower()}"
+
+
 def raw_speech(lang: str, label: str, key: str) -> str:
     return f"{ASSETS_DIR}/{lang}/raw/audio_{lang}_{label}_{key}_raw.wav"
 

@@ -25,6 +25,7 @@ from zray.media.words import WordTiming
 
 class Kind(StrEnum):
     IMAGE = "image"
+    IMPORT = "import"  # a studio's own picture, instead of a generated one
     SPEECH = "tts"
     MUSIC = "music"
     PAD = "pad"
@@ -263,6 +264,16 @@ class ImageRequest(Request):
 
 
 @dataclass(frozen=True)
+class ImportRequest(Request):
+    """A studio's own picture, copied into the episode folder, made into the scene's image."""
+
+    kind = Kind.IMPORT
+    source: str  # the file's copy in the episode folder
+    digest: str  # its sha256 when it was copied: a copy that changed is an error, not an input
+    output: str
+
+
+@dataclass(frozen=True)
 class SpeechRequest(Request):
     kind = Kind.SPEECH
     text: str
@@ -368,6 +379,7 @@ class VideoRequest(Request):
 
 INPUTS: dict[Kind, type] = {
     Kind.IMAGE: NoInputs,
+    Kind.IMPORT: NoInputs,
     Kind.SPEECH: NoInputs,
     Kind.MUSIC: NoInputs,
     Kind.PAD: PadInputs,
@@ -380,6 +392,7 @@ INPUTS: dict[Kind, type] = {
 
 RESULTS: dict[Kind, type[Result]] = {
     Kind.IMAGE: ImageResult,
+    Kind.IMPORT: ImageResult,
     Kind.SPEECH: SpeechResult,
     Kind.MUSIC: MusicResult,
     Kind.PAD: PadResult,

@@ -70,6 +70,7 @@ def _fetch_script(url: str, workdir: Path) -> Path:
     parts = url.rstrip("/").split("/")
     project, name = parts[-2], parts[-1]
     local = fetch(url, workdir / "scripts" / project / name)
+    _fetch_studio_files(url, local)
     if (
         len(parts) > 3
         and parts[-3] == "scripts"
@@ -85,6 +86,34 @@ def _fetch_script(url: str, workdir: Path) -> Path:
                 "%s: cannot read the intro there (%s); episodes of %s go without it", assets, exc, project
             )
     return local
+
+
+def _fetch_studio_files(url: str, local: Path) -> None:
+    """The studio files a remote script names (image_file, clip_file, thumbnail_file) come with it,
+    from beside it in the bucket; a script that does not parse is left to validation to report."""
+    try:
+        data = json.loads(local.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return
+    names: list[str] = []
+    for scene in data.get("scenes") or [] if isinstance(data, dict) else []:
+        if isinstance(scene, dict):
+            names += [scene[f] for f in ("image_file", "clip_file") if isinstance(scene.get(f), str)]
+    seo = data.get("seo") if isinstance(data, dict) else None
+    if isinstance(seo, dict):
+        names += [
+            v["thumbnail_file"]
+            for v in seo.values()
+            if isinstance(v, dict) and isinstance(v.get("thumbnail_file"), str)
+        ]
+    base = url.rsplit("/", 1)[0]
+    for name in names:
+        if "://" in name or name.startswith("/") or ".." in name.split("/"):
+            continue  # validation refuses it with its JSON path
+        try:
+            fetch(f"{base}/{name}", local.parent / name)
+        except OSError as exc:
+            log.warning("%s: cannot read %s next to it (%s)", url, name, exc)
 
 
 def run_batch(

@@ -24,6 +24,7 @@ from zray.nodes import (
     STAGES,
     AudioMix,
     ImageRequest,
+    ImportRequest,
     IntroRequest,
     MusicRequest,
     Node,
@@ -35,6 +36,7 @@ from zray.nodes import (
     ThumbsRequest,
     VideoRequest,
 )
+from zray.pipeline.studio import StudioFile
 from zray.script import Script
 
 DEFAULT_MUSIC_PROMPT = "calm cinematic ambient pads, slow, warm"
@@ -108,6 +110,7 @@ class _Builder:
     config: Config
     identities: Identities
     intro: Intro | None
+    studio: Mapping[str, StudioFile] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -150,27 +153,44 @@ class _Builder:
         )
         return self.add(Node(id="intro", stage="assembly", key=key, request=request))
 
+    def imported(self, node_id: str, name: str, output: str, *, lang: str | None = None) -> Node:
+        """A studio's own picture in place of a generated one: keyed by its content, not its path."""
+        item = self.studio[name]
+        return self.add(
+            Node(
+                id=node_id,
+                stage="images",
+                key=content_key("image-file", item.digest, __version__),
+                request=ImportRequest(source=item.key, digest=item.digest, output=output),
+                lang=lang,
+            )
+        )
+
     def scene_picture(self, index: int) -> Node:
         """The scene's image, and its still encoded once as a segment every language repeats."""
         scene, label = self.script.scenes[index], self.labels[index]
         seed = seed_from(self.script.code, str(scene.scene_id))
         v = self.video
         key = content_key("image", dict(self.identities.image), scene.image_prompt, v.width, v.height, seed)
-        image = self.add(
-            Node(
-                id=f"image:{label}",
-                stage="images",
-                key=key,
-                request=ImageRequest(
-                    prompt=scene.image_prompt,
-                    width=v.width,
-                    height=v.height,
-                    seed=seed,
-                    label=f"Scene {index + 1}",
-                    output=layout.scene_image(label),
-                ),
+        if scene.image_file:
+            image = self.imported(f"image:{label}", scene.image_file, layout.scene_image(label))
+        else:
+            image = self.add(
+                Node(
+                    id=f"image:{label}",
+                    stage="images",
+                    key=key,
+                    request=ImageRequest(
+                        prompt=scene.image_prompt,
+                        width=v.width,
+                        height=v.height,
+                        seed=seed,
+                        label=f"Scene {index + 1}",
+                        output=layout.scene_image(label),
+                    ),
+                )
             )
-        )
+        key = image.key
         seg_key = content_key("segment", key, self.vkey, __version__)
         return self.add(
             Node(
@@ -238,23 +258,28 @@ class _Builder:
         seo = self.script.seo_for(lang)
         prompt = seo.thumbnail_prompt or self.script.scenes[0].image_prompt
         seed = seed_from(self.script.code, "thumbnail", lang)
-        base_key = content_key("image", dict(self.identities.image), prompt, *THUMB_SIZE, seed)
-        base = self.add(
-            Node(
-                id=f"thumb_base:{lang}",
-                stage="thumbnails",
-                key=base_key,
-                request=ImageRequest(
-                    prompt=prompt,
-                    width=THUMB_SIZE[0],
-                    height=THUMB_SIZE[1],
-                    seed=seed,
-                    label=f"{self.script.code} {lang.upper()}",
-                    output=layout.thumbnail_base(lang),
-                ),
-                lang=lang,
+        if seo.thumbnail_file:
+            base = self.imported(
+                f"thumb_base:{lang}", seo.thumbnail_file, layout.thumbnail_base(lang), lang=lang
             )
-        )
+        else:
+            base = self.add(
+                Node(
+                    id=f"thumb_base:{lang}",
+                    stage="thumbnails",
+                    key=content_key("image", dict(self.identities.image), prompt, *THUMB_SIZE, seed),
+                    request=ImageRequest(
+                        prompt=prompt,
+                        width=THUMB_SIZE[0],
+                        height=THUMB_SIZE[1],
+                        seed=seed,
+                        label=f"{self.script.code} {lang.upper()}",
+                        output=layout.thumbnail_base(lang),
+                    ),
+                    lang=lang,
+                )
+            )
+        base_key = base.key
         texts = tuple(v.thumb_text or v.title for v in seo.variants)
         return self.add(
             Node(
@@ -360,9 +385,12 @@ def build_plan(
     identities: Identities,
     config: Config,
     intro: Intro | None = None,
+    studio: Mapping[str, StudioFile] | None = None,
 ) -> Plan:
-    """All nodes for one episode, in an order where every node comes after its inputs."""
-    b = _Builder(script, config, identities, intro)
+    """All nodes for one episode, in an order where every node comes after its inputs.
+
+    `studio`: the studio's own files the script names (see `zray.pipeline.studio`), by name."""
+    b = _Builder(script, config, identities, intro, dict(studio or {}))
     music = b.music()
     intro_node = b.intro_segment()
     segments = [b.scene_picture(i) for i in range(len(script.scenes))]

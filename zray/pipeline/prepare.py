@@ -22,9 +22,11 @@ from zray.errors import RunError
 from zray.keys import safe_name
 from zray.lock import EpisodeLock
 from zray.nodes import Node
+from zray.pipeline import studio
 from zray.pipeline.engine_setup import EngineSetup
 from zray.pipeline.plan import Identities, Intro, Plan, build_plan, music_request
 from zray.pipeline.records import RunRecord, stale_nodes
+from zray.pipeline.studio import StudioFile
 from zray.script import Script
 from zray.store import Store, StoreError
 
@@ -100,6 +102,7 @@ class Prepared:
     reasons: dict[str, str]  # why each stale node must run
     intro: Intro | None
     intro_path: Path | None
+    studio: dict[str, StudioFile]  # the studio's own files the script names, with their hashes
     lock: EpisodeLock | None
     languages: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -154,19 +157,19 @@ def prepare_episode(
     if intro_path is not None:
         check_intro(intro_path)
     intro = _intro_ref(intro_path) if intro_path else None
-    plan = build_plan(
-        script,
-        languages=languages,
-        identities=identities_for(engines, script, languages),
-        config=config,
-        intro=intro,
-    )
+    folder = request.script.resolve().parent
+    studio.check(script, folder)
+    identities = identities_for(engines, script, languages)
 
     store = root.child(episode)
     held = None if readonly else EpisodeLock(store, command=f"zray run {request.script.name}").acquire()
     try:
         opened = RunRecord.open(store, identity, request.origin, force=request.force, readonly=readonly)
         record, warnings = opened.record, list(opened.warnings)
+        files = studio.digests(script, folder, record.data.get(studio.RECORD_FIELD))
+        plan = build_plan(
+            script, languages=languages, identities=identities, config=config, intro=intro, studio=files
+        )
         if request.clean and not readonly:
             clean(store, record, dry_run=False)
         if not readonly:
@@ -194,6 +197,7 @@ def prepare_episode(
         reasons=staleness.reasons,
         intro=intro,
         intro_path=intro_path,
+        studio=files,
         lock=held,
         languages=languages,
         warnings=warnings,
@@ -248,6 +252,15 @@ def check_writable(store: Store) -> None:
         store.check_writable()
     except StoreError as exc:
         raise RunError(f"{exc}; choose another --output or fix its permissions") from None
+
+
+def put_inputs(prep: Prepared) -> None:
+    """Keep the intro and the studio's files beside the episode (workers on other machines read
+    them there), remembering their hashes for the next run."""
+    put_intro(prep)
+    kept = studio.copy_into(prep.store, prep.studio, prep.record.data.get(studio.RECORD_FIELD))
+    prep.record.set(**{studio.RECORD_FIELD: kept})
+    prep.record.add_generated(*(item.key for item in prep.studio.values()))
 
 
 def put_intro(prep: Prepared) -> None:

@@ -38,7 +38,7 @@ from zray.pipeline.prepare import (
     episode_prefix,
     open_store,
     prepare_episode,
-    put_intro,
+    put_inputs,
 )
 from zray.pipeline.profile import cluster_gpus, resolve_profile
 from zray.pipeline.progress import EpisodeProgress, StageProgress, setup_logging, summary_table
@@ -293,7 +293,7 @@ def _run(
     for index, prep in stale.items():
         try:
             check_writable(prep.store)
-            put_intro(prep)
+            put_inputs(prep)
         except RunError as exc:
             if not isolate:
                 raise

@@ -17,11 +17,14 @@ from typing import Any
 
 import numpy as np
 import soundfile
-from PIL import Image
+from PIL import Image, ImageOps
 
+from zray.errors import ZrayError
 from zray.media import audio, subtitles, thumbnail, video
 from zray.media.constants import SAMPLE_RATE
 from zray.nodes import (
+    ImageResult,
+    ImportRequest,
     IntroRequest,
     IntroResult,
     Kind,
@@ -80,6 +83,20 @@ def segment(store: Store, request: SegmentRequest, inputs: SegmentInputs) -> Seg
     with store.local_copy(inputs.image.path) as local, store.writer(request.output) as tmp:
         video.encode_still(local, tmp, settings=request.video, threads=TASK_THREADS)
     return SegmentResult(path=request.output)
+
+
+def import_image(store: Store, request: ImportRequest, inputs: NoInputs) -> ImageResult:
+    """A studio's own picture as the scene's PNG: upright (EXIF orientation), RGB, its own size
+    (the encoder fits it to the frame)."""
+    with store.verified_copy(request.source, request.digest) as local:
+        try:
+            with Image.open(local) as opened:
+                picture = ImageOps.exif_transpose(opened).convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise ZrayError(f"{request.source}: cannot read it as a picture ({exc})") from None
+    with store.writer(request.output) as tmp:
+        picture.save(tmp, format="PNG")
+    return ImageResult(path=request.output, width=picture.width, height=picture.height)
 
 
 def intro(store: Store, request: IntroRequest, inputs: NoInputs) -> IntroResult:
@@ -182,6 +199,7 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
 Step = Callable[[Store, Any, Any], Result]
 
 STEPS: dict[Kind, Step] = {
+    Kind.IMPORT: import_image,
     Kind.PAD: pad,
     Kind.SEGMENT: segment,
     Kind.INTRO: intro,
