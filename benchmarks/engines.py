@@ -57,9 +57,9 @@ def peak_memory_mb() -> float:
 
 
 def bench_image(model: str, *, width: int, height: int, repeats: int) -> dict[str, Any]:
-    from zray.engines.zimage import ZImageEngine
+    from zray.engines.zimage import ZImageEngine, ZImageSettings
 
-    engine = ZImageEngine(model=model)
+    engine = ZImageEngine(ZImageSettings(model=model))
     started = time.perf_counter()
     engine.load()
     load = time.perf_counter() - started
@@ -80,9 +80,9 @@ def bench_image(model: str, *, width: int, height: int, repeats: int) -> dict[st
 
 
 def bench_tts(model: str, *, repeats: int) -> dict[str, Any]:
-    from zray.engines.kokoro import KokoroTTSEngine
+    from zray.engines.kokoro import KokoroSettings, KokoroTTSEngine
 
-    engine = KokoroTTSEngine(model=model)
+    engine = KokoroTTSEngine(KokoroSettings(model=model))
     started = time.perf_counter()
     engine.load()
     load = time.perf_counter() - started
@@ -104,9 +104,9 @@ def bench_tts(model: str, *, repeats: int) -> dict[str, Any]:
 
 
 def bench_music(model: str, *, seconds: float, window: float) -> dict[str, Any]:
-    from zray.engines.musicgen import MusicGenEngine
+    from zray.engines.musicgen import MusicGenEngine, MusicGenSettings
 
-    engine = MusicGenEngine(model=model, window=window)
+    engine = MusicGenEngine(MusicGenSettings(model=model, window=window))
     started = time.perf_counter()
     engine.load()
     load = time.perf_counter() - started

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from zray.engines.base import Synthesis
+from zray.engines.base import BaseEngine, EngineError, Synthesis
+from zray.media.constants import SAMPLE_RATE
 
 ENV = "ZRAYBENCH_SIM"
-SAMPLE_RATE = 48_000
 
 
 @dataclass(frozen=True)
@@ -88,11 +88,15 @@ def use_gpu(settings: SimSettings, kind: str, seconds: float) -> None:
     record(settings, kind, start, end, gpu=True, nominal=seconds)
 
 
-class _SimEngine:
-    name = "sim"
+class _SimEngine(BaseEngine):
+    """Built from a bare `module:Class` name, as zray builds custom engines: default settings only."""
 
-    def __init__(self) -> None:
-        self.settings = SimSettings.from_env()
+    # zray gives custom engines no GPU share; the simulated GPU is the lock above.
+    uses_gpu = False
+
+    def __init__(self, settings: Any = None) -> None:
+        super().__init__(settings)
+        self.sim = SimSettings.from_env()
 
     def load(self) -> None:
         pass
@@ -103,29 +107,44 @@ class _SimEngine:
 
 class SimImageEngine(_SimEngine):
     name = "sim-image"
+    role = "image"
 
     def generate(self, prompt: str, *, width: int, height: int, seed: int, label: str = "") -> Image.Image:
-        use_gpu(self.settings, "image", self.settings.image_s)
+        use_gpu(self.sim, "image", self.sim.image_s)
         return Image.new("RGB", (width, height), (seed % 256, (seed >> 8) % 256, (seed >> 16) % 256))
 
 
 class SimTTSEngine(_SimEngine):
     name = "sim-tts"
+    role = "tts"
 
     def supports(self, lang: str) -> bool:
         return True
 
+    def check_voice(self, lang: str) -> None:
+        pass
+
+    def identity_for(self, lang: str) -> dict[str, Any]:
+        return self.identity()
+
     def synthesize(self, text: str, *, lang: str) -> Synthesis:
-        seconds = self.settings.narration_s
-        use_gpu(self.settings, "tts", seconds * self.settings.tts_s_per_s)
+        seconds = self.sim.narration_s
+        use_gpu(self.sim, "tts", seconds * self.sim.tts_s_per_s)
         return Synthesis(samples=_tone(seconds, 220.0, channels=1), sample_rate=SAMPLE_RATE)
 
 
 class SimMusicEngine(_SimEngine):
     name = "sim-music"
+    role = "music"
+    accepts_file = False
 
-    def generate(self, prompt: str, *, seconds: float) -> np.ndarray:
-        use_gpu(self.settings, "music", seconds * self.settings.music_s_per_s)
+    def identity_for(self, prompt: str, *, file: str | None = None) -> dict[str, Any]:
+        return self.identity()
+
+    def generate(self, prompt: str, *, seconds: float, file: str | None = None) -> np.ndarray:
+        if file is not None:
+            raise EngineError("the simulated music engine plays no music_file")
+        use_gpu(self.sim, "music", seconds * self.sim.music_s_per_s)
         return _tone(seconds, 110.0, channels=2)
 
 

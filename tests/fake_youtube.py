@@ -3,8 +3,11 @@
 googleapiclient builds upload URLs with the https scheme whatever the endpoint, so the fake
 serves TLS with a throwaway self-signed certificate; test clients trust that certificate only.
 It speaks the resumable-upload protocol (initiate, 308 + Range chunk answers, status queries),
-thumbnails.set, captions.insert/list/update, videos.update/list and the OAuth token grants,
-records everything it receives, and injects faults on request.
+thumbnails.set, captions.insert/list/update, videos.update/list, the look-up of a channel's
+uploads (channels.list mine=true -> the uploads playlist -> playlistItems.list, newest first,
+50 a page) and the OAuth token grants, records everything it receives, and injects faults on
+request. Its client (`http()`) can also stand for a process killed at the worst moment: right
+after YouTube finished a video, before the answer was read.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from urllib.parse import parse_qs, urlsplit
 import httplib2
 
 GRANULE = 256 * 1024
+CHANNEL = "UCfakeChannel0000000000"
+UPLOADS = "UUfakeChannel0000000000"
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _STATUS_QUERY = re.compile(r"bytes \*/(\d+)")
 
@@ -76,6 +81,27 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+class Killed(BaseException):
+    """Stands for a killed process: not an Exception, so nothing in zray may catch it."""
+
+
+class ClientHttp(httplib2.Http):
+    """The client side of the fake: trusts its certificate, and raises Killed after YouTube
+    answered the last chunk of an upload while `fake.kill_after_upload` is set."""
+
+    def __init__(self, fake: FakeYouTube):
+        super().__init__(ca_certs=str(fake.cert), timeout=30)
+        self._fake = fake
+
+    def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> tuple[Any, bytes]:
+        resp, content = super().request(uri, method, *args, **kwargs)
+        finished = method == "PUT" and "/upload/youtube/v3/videos" in uri and resp.status in (200, 201)
+        if finished and self._fake.kill_after_upload:
+            self._fake.kill_after_upload -= 1
+            raise Killed(f"killed as YouTube answered with video {json.loads(content)['id']}")
+        return resp, content
+
+
 @dataclass
 class Session:
     upload_id: str
@@ -116,6 +142,8 @@ class FakeYouTube:
         self.drop_chunks = 0  # chunks to drop mid-body (connection closed, no answer)
         self.fail_initiate: list[int] = []
         self.thumbnail_status: int | None = None  # e.g. 403 for an unverified channel
+        self.kill_after_upload = 0  # uploads after whose last answer the client is "killed"
+        self.listing_lag = 0  # newest videos not yet in the uploads playlist (YouTube lists them late)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -149,7 +177,7 @@ class FakeYouTube:
 
     def http(self) -> httplib2.Http:
         """A client that trusts this server's certificate (and nothing else)."""
-        return httplib2.Http(ca_certs=str(self.cert), timeout=30)
+        return ClientHttp(self)
 
     # --- what tests look at -----------------------------------------------------------------------
 
@@ -161,6 +189,13 @@ class FakeYouTube:
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):04d}"
+
+    def titles(self) -> list[str]:
+        return [video["snippet"]["title"] for video in self.videos.values()]
+
+    def tagged(self, tag: str) -> list[str]:
+        """The ids of the videos carrying a tag."""
+        return [vid for vid, video in self.videos.items() if tag in video["snippet"].get("tags", [])]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -193,6 +228,8 @@ class _Handler(BaseHTTPRequestHandler):
             ("GET", "/youtube/v3/captions"): self._caption_list,
             ("PUT", "/youtube/v3/videos"): self._video_update,
             ("GET", "/youtube/v3/videos"): self._video_list,
+            ("GET", "/youtube/v3/channels"): self._channel_list,
+            ("GET", "/youtube/v3/playlistItems"): self._playlist_items,
         }
         route = routes.get((method, path))
         if route is None:
@@ -315,6 +352,8 @@ class _Handler(BaseHTTPRequestHandler):
                 session.video_id = self.fake.new_id("vid")
                 resource = {"kind": "youtube#video", "id": session.video_id, **session.metadata}
                 resource.setdefault("status", {})["uploadStatus"] = "uploaded"
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                resource.setdefault("snippet", {})["publishedAt"] = stamp
                 self.fake.videos[session.video_id] = resource
                 self.fake.video_bytes[session.video_id] = bytes(session.data)
             return self._json(200, self.fake.videos[session.video_id])
@@ -381,5 +420,34 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _video_list(self) -> None:
         ids = self.query.get("id", "").split(",")
-        items = [self.fake.videos[i] for i in ids if i in self.fake.videos]
+        if len(ids) > 50:
+            return self._error(400, "tooManyIds")
+        parts = self.query.get("part", "").split(",")
+        items = [
+            {k: v for k, v in self.fake.videos[i].items() if k in ("kind", "id", *parts)}
+            for i in ids
+            if i in self.fake.videos
+        ]
         self._json(200, {"kind": "youtube#videoListResponse", "items": items})
+
+    def _channel_list(self) -> None:
+        if self.query.get("mine") != "true":
+            return self._error(400, "onlyMineInThisFake")
+        details = {"relatedPlaylists": {"uploads": UPLOADS}}
+        channel = {"kind": "youtube#channel", "id": CHANNEL, "contentDetails": details}
+        self._json(200, {"kind": "youtube#channelListResponse", "items": [channel]})
+
+    def _playlist_items(self) -> None:
+        if self.query.get("playlistId") != UPLOADS:
+            return self._error(404, "playlistNotFound")
+        size = int(self.query.get("maxResults", "5"))
+        if not 0 < size <= 50:
+            return self._error(400, "invalidMaxResults")
+        newest_first = list(reversed(self.fake.videos))[self.fake.listing_lag :]
+        start = int(self.query.get("pageToken") or 0)
+        page = newest_first[start : start + size]
+        items = [{"kind": "youtube#playlistItem", "contentDetails": {"videoId": vid}} for vid in page]
+        answer: dict[str, Any] = {"kind": "youtube#playlistItemListResponse", "items": items}
+        if start + size < len(newest_first):
+            answer["nextPageToken"] = str(start + size)
+        self._json(200, answer)

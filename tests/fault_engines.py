@@ -33,17 +33,20 @@ class GatedImageEngine(StoryboardImageEngine):
     """Holds a prompt `GATE:<path> ...` until that file exists, so a test can kill a run at a known point.
 
     The engine's identity is the same with the gate shut or open, so a rerun reuses what the first run made.
-    While it waits, `<gate>.holder` names the Ray node holding the prompt.
+    While it waits, `<gate>.holder` names the Ray node holding the prompt ("in-process" without Ray).
     """
 
     def generate(self, prompt, *, width, height, seed, label=""):
         if prompt.startswith(GATE_PREFIX):
             gate = Path(prompt[len(GATE_PREFIX) :].split()[0])
             if not gate.exists():
-                import ray
+                import sys
 
+                where = "in-process"
+                if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+                    where = sys.modules["ray"].get_runtime_context().get_node_id()
                 holder = gate.with_name(gate.name + ".holder")
-                holder.with_suffix(".tmp").write_text(ray.get_runtime_context().get_node_id())
+                holder.with_suffix(".tmp").write_text(where)
                 holder.with_suffix(".tmp").replace(holder)
             while not gate.exists():
                 time.sleep(0.05)

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from conftest import FAST_VIDEO, small_script
+from s3server import moto_server
 
+from zray.actors.cluster import ClusterError
 from zray.config import load_config
 from zray.pipeline.batch import run_batch
-from zray.pipeline.cluster import ClusterError
 from zray.store import Store
 
 pytest.importorskip("s3fs")
@@ -29,57 +26,12 @@ pytest.importorskip("moto")
 BUCKET = "zray-test"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """A moto S3 server on 127.0.0.1; credentials and endpoint go through the environment, as on a
-    real cluster's nodes (fsspec reads FSSPEC_S3_ENDPOINT_URL), before any Ray node starts."""
-    if shutil.which("moto_server") is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    proc = subprocess.Popen(
-        [shutil.which("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-        "FSSPEC_S3_ENDPOINT_URL": endpoint,
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import fsspec.config
-
-    fsspec.config.set_conf_env(fsspec.config.conf)
-    try:
-        import boto3
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    real cluster's nodes, before any Ray node starts."""
+    with moto_server(tmp_path_factory.mktemp("moto"), bucket=BUCKET) as (endpoint, _):
         yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +79,9 @@ def make_scripts(root: Path, *, broken_intro: bool, gate: Path | None = None) ->
 
 
 def config(output: str, **extra):
-    return load_config(None, output=output, profile="draft", quiet=True, video=FAST_VIDEO, **extra)
+    return load_config(
+        None, output=output, profile="draft", quiet=True, video=FAST_VIDEO, executor="ray", **extra
+    )
 
 
 def decoded_frames(store: Store, key: str, tmp: Path) -> int:
@@ -160,8 +114,8 @@ def test_batch_across_nodes_on_s3(cluster, tmp_path):
         for lang in ("es", "ca"):
             video = record["nodes"][f"video:{lang}"]
             frames = sum(record["nodes"][f"pad:{lang}:{i}"]["result"]["frames"] for i in range(2))
-            assert decoded_frames(store, video["outputs"][0], tmp_path) == frames
-        nodes_used |= {n["result"]["node"] for n in record["nodes"].values() if "node" in n["result"]}
+            assert decoded_frames(store, f"{episode}/{video['outputs'][0]}", tmp_path) == frames
+        nodes_used |= {n["step"]["node"] for n in record["nodes"].values() if "node" in n.get("step", {})}
     assert len(nodes_used) >= 2, f"CPU tasks ran on one node only: {nodes_used}"
 
     batch = json.loads(store.read_text("batch.json"))
@@ -209,7 +163,7 @@ def test_worker_node_removed_mid_batch(cluster, tmp_path):
         record = json.loads(store.read_text(f"{episode}/run.json"))
         video = record["nodes"]["video:es"]
         frames = sum(record["nodes"][f"pad:es:{i}"]["result"]["frames"] for i in range(2))
-        assert decoded_frames(store, video["outputs"][0], tmp_path) == frames
+        assert decoded_frames(store, f"{episode}/{video['outputs'][0]}", tmp_path) == frames
     # Nothing half-written is left where a later run would look.
     assert not [k for k in store.list("") if ".zray-tmp-" in k]
 
@@ -252,7 +206,14 @@ def test_scripts_from_s3_bring_their_projects_intro(s3, tmp_path):
     fs.pipe(f"{root}/scripts/beta/SAGA_01_Episode_02.json", json.dumps(small_script()).encode())
     fs.put_file(str(intro), f"{root}/assets/alpha/intro.mp4")
     found, missing = find_scripts([f"s3://{root}/scripts"], tmp_path / "work")
-    assert not missing and [p.name for p in found] == ["SAGA_01_Episode_01.json", "SAGA_01_Episode_02.json"]
-    alpha, beta = found
+    assert not missing and [p.name for p, _ in found] == [
+        "SAGA_01_Episode_01.json",
+        "SAGA_01_Episode_02.json",
+    ]
+    assert [origin for _, origin in found] == [
+        f"s3://{root}/scripts/alpha/SAGA_01_Episode_01.json",
+        f"s3://{root}/scripts/beta/SAGA_01_Episode_02.json",
+    ]
+    (alpha, _), (beta, _) = found
     assert find_intro(alpha, "alpha").read_bytes() == intro.read_bytes()
     assert find_intro(beta, "beta") is None

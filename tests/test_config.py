@@ -27,7 +27,7 @@ def test_file_then_environment_then_flags(tmp_path, monkeypatch):
 def test_errors_name_the_setting_and_its_source(tmp_path, monkeypatch):
     path = tmp_path / "zray.toml"
     path.write_text("[video]\nfps = 0\n")
-    with pytest.raises(ConfigError, match=r"setting video.fps \(.*zray.toml\)"):
+    with pytest.raises(ConfigError, match=r"setting video.fps = 0 \(.*zray.toml\)"):
         load_config(path)
     path.write_text("[video]\nwidht = 1\n")
     with pytest.raises(ConfigError, match=r"video\.widht .*unknown setting"):
@@ -36,7 +36,9 @@ def test_errors_name_the_setting_and_its_source(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
     monkeypatch.setenv("ZRAY_VIDEO__HEIGHT", "1080")
-    with pytest.raises(ConfigError, match=r"environment variable ZRAY_VIDEO__HEIGHT: .*multiple of 16"):
+    with pytest.raises(
+        ConfigError, match=r"environment variable ZRAY_VIDEO__HEIGHT='1080': .*multiple of 16"
+    ):
         load_config(None)
 
 
@@ -62,7 +64,7 @@ def test_video_config_accepts_exactly_what_the_encoder_accepts(field, monkeypatc
             with pytest.raises(ConfigError) as caught:
                 load_config(None)
             # The same sentence, naming the value and the fix, from the one rule both use.
-            assert str(caught.value) == f"environment variable ZRAY_VIDEO__{field.upper()}: {error}"
+            assert str(caught.value) == f"environment variable ZRAY_VIDEO__{field.upper()}={str(value)!r}: {error}"
         else:
             config = load_config(None)
             assert getattr(config.video, field) == value
@@ -109,3 +111,35 @@ def test_loudness_settings_follow_the_mastering_rules(key, value, message, monke
         load_config(None)
     with pytest.raises(levels.AudioError, match=message):
         getattr(levels, f"check_{key}")(float(value))
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "zray.toml"
+    path.write_bytes(b'output = "caf\xe9"\n')
+    with pytest.raises(
+        ConfigError, match=r"zray.toml: the config file is not UTF-8 text \(byte 0xe9 on line 1\)"
+    ):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(tmp_path)
+
+
+def test_a_table_and_one_of_its_values_in_the_environment_conflict(monkeypatch):
+    monkeypatch.setenv("ZRAY_VIDEO", "1")
+    monkeypatch.setenv("ZRAY_VIDEO__WIDTH", "1280")
+    with pytest.raises(ConfigError, match="ZRAY_VIDEO and ZRAY_VIDEO__WIDTH conflict"):
+        load_config(None)
+
+
+def test_a_bad_flag_is_named_as_the_flag_with_its_value():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, flag_names={"video__preset": "--preset"}, video__preset="slow")
+    assert str(caught.value).startswith("--preset 'slow': ")
+    with pytest.raises(ConfigError, match=r"environment variable ZRAY_VIDEO__GOP='1'"):
+        import os
+
+        os.environ["ZRAY_VIDEO__GOP"] = "1"
+        try:
+            load_config(None)
+        finally:
+            del os.environ["ZRAY_VIDEO__GOP"]

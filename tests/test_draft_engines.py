@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from zray.engines.ambient import AmbientMusicEngine
+from zray.engines.ambient import AmbientMusicEngine, AmbientSettings
 from zray.engines.base import (
     EngineError,
     ImageEngine,
@@ -22,9 +22,10 @@ from zray.engines.base import (
     Synthesis,
     TTSEngine,
     WordTiming,
+    check_engine_class,
     seed_from,
 )
-from zray.engines.espeak import EspeakTTSEngine
+from zray.engines.espeak import EspeakSettings, EspeakTTSEngine
 from zray.engines.storyboard import StoryboardImageEngine
 
 # --- base -------------------------------------------------------------------------------------------
@@ -42,6 +43,50 @@ def test_engines_satisfy_their_protocols() -> None:
     assert isinstance(StoryboardImageEngine(), ImageEngine)
     assert isinstance(EspeakTTSEngine(), TTSEngine)
     assert isinstance(AmbientMusicEngine(), MusicEngine)
+    for cls, role in (
+        (StoryboardImageEngine, "image"),
+        (EspeakTTSEngine, "tts"),
+        (AmbientMusicEngine, "music"),
+    ):
+        assert check_engine_class(cls, role) == []
+        assert cls.role == role and not cls.uses_gpu
+
+
+def test_the_draft_identities_are_pinned() -> None:
+    """The cache keys of every draft image, narration and music bed hash these dicts: an upgrade that
+    changed them would remake every studio's draft work. Package versions are part of them on
+    purpose (Pillow draws the cards, espeakng-loader ships the voices)."""
+    import importlib.metadata
+
+    import PIL
+
+    assert StoryboardImageEngine().identity() == {
+        "engine": "storyboard",
+        "version": "1",
+        "model": None,
+        "font": "pillow-default",
+        "pillow": PIL.__version__,
+    }
+    espeak = {
+        "engine": "espeak-ng",
+        "version": "1",
+        "model": None,
+        "espeakng_loader": importlib.metadata.version("espeakng-loader"),
+        "rate": 165,
+    }
+    assert EspeakTTSEngine().identity() == {**espeak, "voices": {"en": "en-us"}}
+    for lang, voice in (("es", "es"), ("ca", "ca"), ("en", "en-us")):
+        assert EspeakTTSEngine().identity_for(lang) == {**espeak, "voices": {lang: voice}}
+    assert EspeakTTSEngine(EspeakSettings(voices={"es": "es-419"})).identity_for("es")["voices"] == {
+        "es": "es-419"
+    }
+    assert AmbientMusicEngine().identity() == {
+        "engine": "ambient",
+        "version": "1",
+        "model": None,
+        "sample_rate": 48000,
+    }
+    assert AmbientMusicEngine().identity_for("any prompt") == AmbientMusicEngine().identity()
 
 
 @pytest.mark.parametrize("engine", [StoryboardImageEngine(), EspeakTTSEngine(), AmbientMusicEngine()])
@@ -131,7 +176,7 @@ def test_storyboard_handles_any_text_at_any_size(prompt: str, width: int, height
 
 @pytest.mark.parametrize("bad", [0, 15, -5, 20000, 12.5])
 def test_storyboard_rejects_bad_sizes_naming_the_value(bad: object) -> None:
-    with pytest.raises(ValueError, match=str(bad)):
+    with pytest.raises(EngineError, match=str(bad)):
         StoryboardImageEngine().generate("x", width=bad, height=100, seed=0)  # type: ignore[arg-type]
 
 
@@ -180,23 +225,23 @@ def test_espeak_longer_text_gives_longer_audio(tts: EspeakTTSEngine) -> None:
 def test_espeak_word_timings_follow_the_text(tts: EspeakTTSEngine) -> None:
     speech = tts.synthesize("Uno dos tres cuatro cinco.", lang="es")
     assert speech.words is not None
-    assert [w.text for w in speech.words] == ["Uno", "dos", "tres", "cuatro", "cinco"]
+    assert [w.word for w in speech.words] == ["Uno", "dos", "tres", "cuatro", "cinco"]
     starts = [w.start for w in speech.words]
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
     assert all(isinstance(w, WordTiming) and 0 <= w.start <= w.end <= speech.seconds for w in speech.words)
     # A number read as several words is one timing for its text.
     numbered = tts.synthesize("En 2024 llegó.", lang="es")
     assert numbered.words is not None
-    assert [w.text for w in numbered.words] == ["En", "2024", "llegó"]
+    assert [w.word for w in numbered.words] == ["En", "2024", "llegó"]
 
 
 def test_espeak_rate_and_voice_change_the_audio_and_the_identity(tts: EspeakTTSEngine) -> None:
-    fast = EspeakTTSEngine(rate=300)
+    fast = EspeakTTSEngine(EspeakSettings(rate=300))
     assert (
         fast.synthesize(SENTENCES["en"], lang="en").seconds
         < 0.8 * tts.synthesize(SENTENCES["en"], lang="en").seconds
     )
-    british = EspeakTTSEngine({"en": "en-gb"})
+    british = EspeakTTSEngine(EspeakSettings(voices={"en": "en-gb"}))
     assert (
         british.voice_for("en") == "en-gb" and tts.voice_for("en") == "en-us" and tts.voice_for("ca") == "ca"
     )
@@ -213,9 +258,34 @@ def test_espeak_unknown_language_and_empty_text_fail_clearly(tts: EspeakTTSEngin
         with pytest.raises(EngineError, match="no text"):
             tts.synthesize(text, lang="es")
     with pytest.raises(EngineError, match="nonexistent-voice"):
-        EspeakTTSEngine({"es": "nonexistent-voice"}).synthesize("Hola", lang="es")
-    with pytest.raises(ValueError, match="1000"):
-        EspeakTTSEngine(rate=1000)
+        EspeakTTSEngine(EspeakSettings(voices={"es": "nonexistent-voice"})).synthesize("Hola", lang="es")
+    with pytest.raises(EngineError, match="1000"):
+        EspeakSettings(rate=1000)
+
+
+def test_espeak_checks_voice_names_before_speaking(tts: EspeakTTSEngine) -> None:
+    for lang in ("es", "en", "ca", "pt-br"):
+        tts.check_voice(lang)
+    EspeakTTSEngine(EspeakSettings(voices={"en": "en-gb", "es": "es-419"})).check_voice("es")
+    with pytest.raises(EngineError) as info:
+        EspeakTTSEngine(EspeakSettings(voices={"en": "eng-us"})).check_voice("en")
+    assert str(info.value).startswith("espeak-ng has no voice 'eng-us' (similar: en-us")
+
+
+def test_espeak_leaves_no_copy_of_its_library_behind(tmp_path) -> None:
+    """A voice actor is killed, not exited: its private copy of the library must need no cleanup."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os\n"
+        "from zray.engines.espeak import EspeakTTSEngine\n"
+        "EspeakTTSEngine().synthesize('Hola.', lang='es')\n"
+        "os._exit(0)  # like a killed actor: no atexit\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, "TMPDIR": str(tmp_path)}, check=True)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_espeak_is_safe_from_threads_and_from_other_users_of_the_library(tts: EspeakTTSEngine) -> None:
@@ -304,11 +374,22 @@ def test_ambient_any_length(music: AmbientMusicEngine, seconds: float) -> None:
 
 
 def test_ambient_other_sample_rate() -> None:
-    audio = AmbientMusicEngine(sample_rate=44100).generate("x", seconds=2.0)
+    audio = AmbientMusicEngine(AmbientSettings(sample_rate=44100)).generate("x", seconds=2.0)
     assert audio.shape == (2, 88200)
+    with pytest.raises(EngineError, match="8000"):
+        AmbientSettings(sample_rate=8000)
 
 
 @pytest.mark.parametrize("seconds", [0, -1, math.nan, math.inf, 10_000])
 def test_ambient_rejects_bad_lengths_naming_the_value(music: AmbientMusicEngine, seconds: float) -> None:
-    with pytest.raises(ValueError, match=str(seconds)):
+    with pytest.raises(EngineError, match=str(seconds)):
         music.generate("x", seconds=seconds)
+
+
+def test_ambient_takes_a_music_file_argument_and_refuses_it_in_one_line(music: AmbientMusicEngine) -> None:
+    with pytest.raises(EngineError) as info:
+        music.generate("x", seconds=1.0, file="theme.mp3")
+    assert str(info.value) == (
+        "the ambient music engine makes its own music and cannot play music_file 'theme.mp3'; "
+        'set engines.music = "library" (tracks in library.folder) or remove music_file'
+    )

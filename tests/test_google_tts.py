@@ -23,13 +23,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zray.engines.base import EngineError, TTSEngine
+from zray.engines.base import EngineError, TTSEngine, check_engine_class
 from zray.engines.google_tts import (
     DEFAULT_VOICES,
     GoogleTTSEngine,
+    GoogleTTSSettings,
     api_key_available,
-    split_text,
 )
+from zray.engines.text import split_text
 
 KEY = "test-key-4f7a9c"
 SAMPLES_PER_BYTE = 40  # the fake's tone lasts this many samples per byte of input text
@@ -104,8 +105,12 @@ def key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     return KEY
 
 
-def engine(fake: FakeGoogle, **options: Any) -> GoogleTTSEngine:
-    return GoogleTTSEngine(endpoint=fake.url, retry_delay=0.001, **options)
+def google(**settings: Any) -> GoogleTTSEngine:
+    return GoogleTTSEngine(GoogleTTSSettings(**settings))
+
+
+def engine(fake: FakeGoogle, **settings: Any) -> GoogleTTSEngine:
+    return google(endpoint=fake.url, retry_delay=0.001, **settings)
 
 
 def error_body(code: int, message: str) -> dict[str, Any]:
@@ -118,6 +123,7 @@ def error_body(code: int, message: str) -> dict[str, Any]:
 def test_synthesize_sends_the_voice_text_and_key_and_decodes_linear16(fake: FakeGoogle) -> None:
     tts = engine(fake)
     assert isinstance(tts, TTSEngine)
+    assert check_engine_class(GoogleTTSEngine, "tts") == []
     text = "Bon dia. Això és una prova."
     result = tts.synthesize(text, lang="ca")
 
@@ -168,13 +174,19 @@ def test_bare_pcm_audio_content_is_accepted(fake: FakeGoogle) -> None:
     np.testing.assert_array_equal(result.samples[0], np.arange(100) * 100 / 32768.0)
 
 
-def test_bad_voice_names_and_options_are_refused() -> None:
-    with pytest.raises(ValueError, match="'ca'"):
-        GoogleTTSEngine(voices={"ca": "ca"})
-    with pytest.raises(ValueError, match="retries"):
-        GoogleTTSEngine(retries=-1)
-    with pytest.raises(ValueError, match="endpoint"):
-        GoogleTTSEngine(endpoint="texttospeech.googleapis.com")
+def test_bad_voice_names_and_settings_are_refused(fake: FakeGoogle) -> None:
+    google().check_voice("ca")
+    with pytest.raises(EngineError, match=r"'ca' is not a Google voice name like 'ca-ES-Standard-B'"):
+        google(voices={"ca": "ca"}).check_voice("ca")
+    with pytest.raises(EngineError, match=r"no voice configured for language 'fr'.*google_tts.voices.fr"):
+        google().check_voice("fr")
+    with pytest.raises(EngineError, match="not a Google voice name"):
+        engine(fake, voices={"ca": "ca"}).synthesize("Bon dia.", lang="ca")
+    assert fake.requests == []
+    with pytest.raises(EngineError, match="retries"):
+        GoogleTTSSettings(retries=-1)
+    with pytest.raises(EngineError, match="endpoint"):
+        GoogleTTSSettings(endpoint="texttospeech.googleapis.com")
 
 
 # --- splitting --------------------------------------------------------------------------------------
@@ -275,7 +287,7 @@ def test_connection_errors_are_retried_then_reported() -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    tts = GoogleTTSEngine(endpoint=f"http://127.0.0.1:{port}", retries=2, retry_delay=0.001)
+    tts = google(endpoint=f"http://127.0.0.1:{port}", retries=2, retry_delay=0.001)
     with pytest.raises(EngineError, match=r"after 3 attempts: no response") as caught:
         tts.synthesize("Bon dia.", lang="ca")
     assert KEY not in str(caught.value)
@@ -332,13 +344,29 @@ def test_the_key_is_never_in_errors_logs_pickles_or_identity(
     assert KEY not in json.dumps(tts.identity()) and KEY not in json.dumps(tts.identity_for("ca"))
 
 
+def test_an_unexpected_failure_keeps_the_key_out_too(
+    fake: FakeGoogle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zray.engines.google_tts as google_tts
+
+    def broken(reply: dict, *, lang: str) -> np.ndarray:
+        raise KeyError(f"https://texttospeech.googleapis.com/v1/text:synthesize?key={KEY}")
+
+    monkeypatch.setattr(google_tts, "_decode", broken)
+    with pytest.raises(EngineError) as caught:
+        engine(fake).synthesize("Bon dia.", lang="ca")
+    assert str(caught.value).startswith("the google engine failed in synthesize: KeyError:")
+    assert KEY not in str(caught.value) and "key=REDACTED" in str(caught.value)
+    assert caught.value.__cause__ is None
+
+
 # --- identity ---------------------------------------------------------------------------------------
 
 
 def test_identity_is_json_and_per_language_identity_ignores_other_voices() -> None:
     plain = GoogleTTSEngine()
-    more = GoogleTTSEngine(voices={"es": "es-ES-Standard-A"})
-    other_ca = GoogleTTSEngine(voices={"ca": "ca-ES-Wavenet-A"})
+    more = google(voices={"es": "es-ES-Standard-A"})
+    other_ca = google(voices={"ca": "ca-ES-Wavenet-A"})
     identity = plain.identity()
     assert json.loads(json.dumps(identity)) == identity
     assert identity["engine"] == "google-tts" and identity["version"]
@@ -347,5 +375,17 @@ def test_identity_is_json_and_per_language_identity_ignores_other_voices() -> No
     assert plain.identity_for("ca") != other_ca.identity_for("ca")
     assert plain.identity() != more.identity()
     # Endpoint, retries and timeout change how, not what.
-    assert GoogleTTSEngine(endpoint="http://127.0.0.1:1", retries=0, timeout=1).identity() == identity
+    assert google(endpoint="http://127.0.0.1:1", retries=0, timeout=1).identity() == identity
     assert pickle.loads(pickle.dumps(plain)).identity() == identity
+
+
+def test_default_identity_is_pinned() -> None:
+    """Studios' Catalan narration keys: they must not change with an upgrade."""
+    assert GoogleTTSEngine().identity_for("ca") == {
+        "engine": "google-tts",
+        "version": "1",
+        "model": None,
+        "audio_encoding": "LINEAR16",
+        "sample_rate": 24000,
+        "voices": {"ca": "ca-ES-Standard-B"},
+    }

@@ -1,12 +1,14 @@
-"""Kokoro engine through a tiny random-weight model on disk, in Spanish (offline via espeak-ng).
+"""Kokoro engine through a tiny random-weight model, in Spanish (offline via espeak-ng).
 
-The model is built once per session (about 230 MB: Kokoro's decoder widths are fixed) and loaded once
-per module. English needs spaCy's en_core_web_sm, which cannot be installed here: its timing test is
-skipped without it, and its absence must be a clear error, never a download.
+The model (about 230 MB: Kokoro's decoder widths are fixed) is built in memory once per module and
+handed to the engines; one test saves it and loads it from disk like a real model. English needs
+spaCy's en_core_web_sm, which cannot be installed here: its timing test is skipped without it, and its
+absence must be a clear error, never a download.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
 import json
 import pickle
@@ -20,11 +22,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from tiny_kokoro import tiny_kokoro_dir
+from tiny_kokoro import VOICES, build_tiny_kokoro_components, tiny_kokoro_dir
 
 import zray.engines.kokoro as kokoro_module
-from zray.engines.base import EngineError, TTSEngine, WordTiming
-from zray.engines.kokoro import DEFAULT_VOICES, KokoroTTSEngine, english_ready
+from zray.engines.base import EngineError, TTSEngine, WordTiming, check_engine_class
+from zray.engines.kokoro import DEFAULT_VOICES, KokoroSettings, KokoroTTSEngine, english_ready
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("kokoro")
@@ -52,15 +54,39 @@ def offline_and_one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_kokoro_dir(tmp_path_factory)
+def components() -> tuple[object, dict]:
+    return build_tiny_kokoro_components()
 
 
 @pytest.fixture(scope="module")
-def engine(model_dir: Path) -> KokoroTTSEngine:
-    tts = KokoroTTSEngine(model=str(model_dir), device="cpu")
+def tiny_engine(components):  # type: ignore[no-untyped-def]
+    """Engines on the module's in-memory model and voice packs, with these settings."""
+    model, packs = components
+
+    def make(**changes: object) -> KokoroTTSEngine:
+        return KokoroTTSEngine(KokoroSettings(**{"device": "cpu", **changes}), model=model, voices=packs)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_engine) -> KokoroTTSEngine:  # type: ignore[no-untyped-def]
+    tts = tiny_engine()
     tts.load()
     return tts
+
+
+def fake_model_folder(folder: Path, packs: dict | None = None) -> Path:
+    """A folder laid out like the repo, for what reads only names and sizes (identity, voice lookup)."""
+    (folder / "voices").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "kokoro-tiny.pth").write_bytes(b"\0" * 64)
+    for name, pack in (packs or {}).items():
+        torch.save(pack, folder / "voices" / f"{name}.pt")
+    if packs is None:
+        for name in VOICES:
+            (folder / "voices" / f"{name}.pt").write_bytes(b"\0" * 32)
+    return folder
 
 
 # --- synthesis --------------------------------------------------------------------------------------
@@ -68,6 +94,8 @@ def engine(model_dir: Path) -> KokoroTTSEngine:
 
 def test_spanish_is_non_silent_24_khz_mono(engine: KokoroTTSEngine) -> None:
     assert isinstance(engine, TTSEngine)
+    assert check_engine_class(KokoroTTSEngine, "tts") == []
+    assert (KokoroTTSEngine.name, KokoroTTSEngine.uses_gpu) == ("kokoro", True)
     result = engine.synthesize(SHORT, lang="es")
     assert result.sample_rate == 24_000
     assert result.samples.ndim == 2 and result.samples.shape[0] == 1
@@ -79,25 +107,39 @@ def test_spanish_is_non_silent_24_khz_mono(engine: KokoroTTSEngine) -> None:
     assert result.words is None  # Kokoro times words in English only
 
 
-def test_synthesis_is_deterministic_even_in_a_fresh_copy(engine: KokoroTTSEngine) -> None:
+def test_a_saved_model_folder_loads_like_a_model_id_and_speaks_the_same(
+    engine: KokoroTTSEngine, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The one test through disk: the path a real Hub id or local folder takes (KModel from files)."""
+    folder = tiny_kokoro_dir(tmp_path_factory)
+    loaded = KokoroTTSEngine(KokoroSettings(model=str(folder), device="cpu"))
+    loaded.check_voice("es")
+    np.testing.assert_array_equal(
+        loaded.synthesize(SHORT, lang="es").samples, engine.synthesize(SHORT, lang="es").samples
+    )
+    assert loaded.identity()["model"] == folder.name and loaded.identity()["model_files"]
+
+
+def test_synthesis_is_deterministic_even_in_a_fresh_engine(engine: KokoroTTSEngine, tiny_engine) -> None:  # type: ignore[no-untyped-def]
     first = engine.synthesize(SHORT, lang="es")
     second = engine.synthesize(SHORT, lang="es")
     np.testing.assert_array_equal(first.samples, second.samples)
-    shipped = pickle.dumps(engine)  # as Ray ships it to an actor: options only, never the model
+    np.testing.assert_array_equal(tiny_engine().synthesize(SHORT, lang="es").samples, first.samples)
+    shipped = pickle.dumps(engine)  # as Ray ships it to an actor: settings only, never the model
     assert len(shipped) < 10_000
     copy = pickle.loads(shipped)
-    assert copy.identity() == engine.identity()
-    np.testing.assert_array_equal(copy.synthesize(SHORT, lang="es").samples, first.samples)
+    assert copy.settings == engine.settings and copy.identity() == engine.identity()
+    assert copy._model is None
 
 
 def test_longer_text_gives_longer_audio_and_slower_speed_longer_still(
-    engine: KokoroTTSEngine, model_dir: Path
+    engine: KokoroTTSEngine,
+    tiny_engine,  # type: ignore[no-untyped-def]
 ) -> None:
     short = engine.synthesize(SHORT, lang="es")
     long = engine.synthesize(LONG, lang="es")
     assert long.seconds > 2 * short.seconds
-    slow = KokoroTTSEngine(model=str(model_dir), speeds={"es": 0.5})
-    slow._model = engine._model  # share the loaded weights: loading again costs seconds
+    slow = tiny_engine(speeds={"es": 0.5})
     assert slow.synthesize(SHORT, lang="es").seconds > 1.5 * short.seconds
 
 
@@ -130,12 +172,11 @@ def test_text_is_fed_in_pieces_that_fit_kokoros_phoneme_window(
 
 
 @pytest.mark.skipif(not HAS_SPACY_EN, reason="needs spaCy's en_core_web_sm (python -m spacy download)")
-def test_english_has_word_timings_within_the_audio(model_dir: Path, engine: KokoroTTSEngine) -> None:
-    tts = KokoroTTSEngine(model=str(model_dir), voices={"en": "af_heart"})
-    tts._model = engine._model
+def test_english_has_word_timings_within_the_audio(tiny_engine) -> None:  # type: ignore[no-untyped-def]
+    tts = tiny_engine(voices={"en": "af_heart"})
     result = tts.synthesize("Hello world. This is a short test of the narration.", lang="en")
     assert result.words
-    assert [word.text for word in result.words][:2] == ["Hello", "world"]
+    assert [word.word for word in result.words][:2] == ["Hello", "world"]
     starts = [word.start for word in result.words]
     assert starts == sorted(starts)
     assert all(0 <= word.start <= word.end <= result.seconds + 1e-6 for word in result.words)
@@ -159,16 +200,16 @@ class LetterG2P:
 
 
 def test_english_words_are_timed_through_kokoros_own_pipeline(
-    engine: KokoroTTSEngine, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_engine,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import misaki.en
 
     monkeypatch.setattr(misaki.en, "G2P", LetterG2P)
     monkeypatch.setattr(kokoro_module, "english_ready", lambda: (True, "stand-in G2P"))
-    tts = KokoroTTSEngine(model=str(model_dir), voices={"en": "af_heart"})
-    tts._model = engine._model
+    tts = tiny_engine(voices={"en": "af_heart"})
     result = tts.synthesize("Hello world, this is narration.", lang="en")
-    assert [word.text for word in result.words or []] == ["Hello", "world", "this", "is", "narration"]
+    assert [word.word for word in result.words or []] == ["Hello", "world", "this", "is", "narration"]
     words = result.words or []
     assert words[0].start >= 0 and words[-1].end <= result.seconds + 1e-6
     assert all(a.end <= b.start + 1e-6 for a, b in itertools.pairwise(words))
@@ -193,7 +234,8 @@ def test_english_word_times_are_offset_by_the_chunks_before_them(engine: KokoroT
 
 @pytest.mark.skipif(HAS_SPACY_EN, reason="en_core_web_sm is installed")
 def test_english_without_spacys_model_is_a_clear_error_not_a_download(
-    engine: KokoroTTSEngine, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_engine,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import spacy.cli
 
@@ -203,8 +245,7 @@ def test_english_without_spacys_model_is_a_clear_error_not_a_download(
     monkeypatch.setattr(spacy.cli, "download", no_download)
     ready, message = english_ready()
     assert not ready and "python -m spacy download en_core_web_sm" in message
-    tts = KokoroTTSEngine(model=str(model_dir))
-    tts._model = engine._model
+    tts = tiny_engine()
     with pytest.raises(EngineError, match="python -m spacy download en_core_web_sm"):
         tts.synthesize("Hello world.", lang="en-US")
 
@@ -219,34 +260,67 @@ def test_languages_kokoro_speaks_and_one_it_does_not(engine: KokoroTTSEngine) ->
     with pytest.raises(EngineError, match="'ca'"):
         engine.synthesize("Bon dia.", lang="ca")
     with pytest.raises(EngineError, match="'ca'"):
-        KokoroTTSEngine(voices={"ca": "ef_dora"})
-    with pytest.raises(ValueError, match="speed"):
-        KokoroTTSEngine(speeds={"es": 9.0})
+        KokoroSettings(voices={"ca": "ef_dora"})
+    with pytest.raises(EngineError, match="speed"):
+        KokoroSettings(speeds={"es": 9.0})
+    with pytest.raises(EngineError, match="voice name"):
+        KokoroSettings(voices={"es": " "})
 
 
-def test_unknown_or_broken_voices_are_named(engine: KokoroTTSEngine, model_dir: Path, tmp_path: Path) -> None:
-    missing = KokoroTTSEngine(model=str(model_dir), voices={"es": "ef_nobody"})
-    missing._model = engine._model
+def test_unknown_or_broken_voices_are_named(components, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model, packs = components
+    folder = fake_model_folder(tmp_path / "tiny-kokoro", packs)
+
+    def local(voice: str) -> KokoroTTSEngine:
+        return KokoroTTSEngine(
+            KokoroSettings(model=str(folder), voices={"es": voice}, device="cpu"), model=model
+        )
+
     with pytest.raises(EngineError, match=r"'ef_nobody'.*af_heart, ef_dora"):
-        missing.synthesize(SHORT, lang="es")
+        local("ef_nobody").check_voice("es")
+    with pytest.raises(EngineError, match=r"'ef_nobody'.*af_heart, ef_dora"):
+        local("ef_nobody").synthesize(SHORT, lang="es")
+    local("ef_dora").check_voice("es")
 
-    no_file = KokoroTTSEngine(model=str(model_dir), voices={"es": str(tmp_path / "gone.pt")})
-    no_file._model = engine._model
     with pytest.raises(EngineError, match=r"gone\.pt does not exist"):
-        no_file.synthesize(SHORT, lang="es")
+        local(str(tmp_path / "gone.pt")).check_voice("es")
 
     torch.save(torch.zeros(10, 256), tmp_path / "flat.pt")
-    flat = KokoroTTSEngine(model=str(model_dir), voices={"es": str(tmp_path / "flat.pt")})
-    flat._model = engine._model
     with pytest.raises(EngineError, match=r"shape \(10, 256\)"):
-        flat.synthesize(SHORT, lang="es")
+        local(str(tmp_path / "flat.pt")).synthesize(SHORT, lang="es")
 
 
-def test_a_voice_pack_path_is_used(engine: KokoroTTSEngine, model_dir: Path, tmp_path: Path) -> None:
+def test_voice_names_of_the_hub_model_are_checked_before_any_download() -> None:
+    KokoroTTSEngine(KokoroSettings(voices={"es": "em_alex"})).check_voice("es")
+    KokoroTTSEngine(KokoroSettings(voices={"es": "af_heart"})).check_voice("es")  # another accent is allowed
+    KokoroTTSEngine().check_voice("fr")  # the defaults exist
+    with pytest.raises(EngineError) as info:
+        KokoroTTSEngine(KokoroSettings(voices={"es": "ef_dorra"})).check_voice("es")
+    assert str(info.value) == (
+        "Kokoro has no voice 'ef_dorra' (similar: ef_dora, pf_dora; its es voices: ef_dora, em_alex, em_santa; "
+        "54 in all, see hexgrad/Kokoro-82M's VOICES.md)"
+    )
+    # Another repo's voices cannot be listed offline: its download will say.
+    KokoroTTSEngine(KokoroSettings(model="someone/kokoro-fork", voices={"es": "x_custom"})).check_voice("es")
+
+
+def test_injected_voice_packs_are_voices(components) -> None:  # type: ignore[no-untyped-def]
+    model, packs = components
+    mine = KokoroTTSEngine(
+        KokoroSettings(voices={"es": "studio_voice"}, device="cpu"),
+        model=model,
+        voices={"studio_voice": packs["ef_dora"]},
+    )
+    mine.check_voice("es")
+    assert mine.synthesize("Hola.", lang="es").samples.std() > 1e-3
+
+
+def test_a_voice_pack_path_is_used(components, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model, packs = components
     pack = tmp_path / "mine.pt"
-    shutil.copy(model_dir / "voices" / "af_heart.pt", pack)
-    tts = KokoroTTSEngine(model=str(model_dir), voices={"es": str(pack)})
-    tts._model = engine._model
+    torch.save(packs["af_heart"], pack)
+    tts = KokoroTTSEngine(KokoroSettings(voices={"es": str(pack)}, device="cpu"), model=model)
+    tts.check_voice("es")
     assert tts.synthesize("Hola.", lang="es").samples.std() > 1e-3
     assert tts.identity_for("es")["voices"]["es"].startswith("mine@")
 
@@ -260,26 +334,31 @@ def test_a_model_missing_from_the_hub_cache_is_a_clear_error(
     with pytest.raises(EngineError, match=r"hexgrad/Kokoro-82M.*hf download hexgrad/Kokoro-82M"):
         KokoroTTSEngine().load()
     with pytest.raises(EngineError, match="neither a local directory"):
-        KokoroTTSEngine(model=str(tmp_path / "no-such-folder")).identity()
+        KokoroTTSEngine(KokoroSettings(model=str(tmp_path / "no-such-folder"))).identity()
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.json").write_text("{}")
     with pytest.raises(EngineError, match=r"exactly one \.pth"):
-        KokoroTTSEngine(model=str(tmp_path / "half")).load()
+        KokoroTTSEngine(KokoroSettings(model=str(tmp_path / "half"))).load()
 
 
 # --- identity ---------------------------------------------------------------------------------------
 
 
-def test_identity_for_changes_only_with_that_languages_voice_and_speed(model_dir: Path) -> None:
-    base = KokoroTTSEngine(model=str(model_dir))
+def test_identity_for_changes_only_with_that_languages_voice_and_speed(tmp_path: Path) -> None:
+    folder = fake_model_folder(tmp_path / "tiny-kokoro")
+
+    def local(**changes: object) -> KokoroTTSEngine:
+        return KokoroTTSEngine(KokoroSettings(model=str(folder), **changes))
+
+    base = local()
     identity = base.identity()
     assert json.loads(json.dumps(identity)) == identity
     assert identity["engine"] == "kokoro" and identity["version"]
-    assert identity["model"] == model_dir.name and identity["model_files"]
+    assert identity["model"] == folder.name and identity["model_files"]
     assert identity["voices"]["es"].startswith("ef_dora@")  # a local voice file: name and digest
     assert identity["voices"]["fr"] == DEFAULT_VOICES["fr"]
-    other_es = KokoroTTSEngine(model=str(model_dir), voices={"es": "af_heart"})
-    slower_es = KokoroTTSEngine(model=str(model_dir), speeds={"es": 0.8})
+    other_es = local(voices={"es": "af_heart"})
+    slower_es = local(speeds={"es": 0.8})
     for changed in (other_es, slower_es):
         assert changed.identity_for("es") != base.identity_for("es")
         for lang in ("en", "fr", "it", "pt"):
@@ -288,22 +367,41 @@ def test_identity_for_changes_only_with_that_languages_voice_and_speed(model_dir
     assert base.identity_for("es")["voices"] == {"es": identity["voices"]["es"]}
 
 
-def test_identity_names_a_hub_model_by_id_and_a_local_one_by_its_files(
-    model_dir: Path, tmp_path: Path
-) -> None:
+def test_identity_names_a_hub_model_by_id_and_a_local_one_by_its_files(tmp_path: Path) -> None:
     hub = KokoroTTSEngine().identity()
     assert hub["model"] == "hexgrad/Kokoro-82M" and hub["model_files"] is None
     assert hub["voices"]["es"] == "ef_dora"
 
-    copy = tmp_path / model_dir.name
-    copy.mkdir()
-    shutil.copy(model_dir / "config.json", copy / "config.json")
-    (copy / "voices").symlink_to(model_dir / "voices")
-    (copy / "kokoro-tiny.pth").symlink_to(model_dir / "kokoro-tiny.pth")
+    folder = fake_model_folder(tmp_path / "a" / "tiny-kokoro")
+    copy = tmp_path / "b" / folder.name
+    copy.mkdir(parents=True)
+    shutil.copy(folder / "config.json", copy / "config.json")
+    (copy / "voices").symlink_to(folder / "voices")
+    (copy / "kokoro-tiny.pth").symlink_to(folder / "kokoro-tiny.pth")
+
+    def identity(at: Path) -> dict:
+        return KokoroTTSEngine(KokoroSettings(model=str(at))).identity()
+
     # The same files elsewhere: the same identity, so another node's copy reuses the cache.
-    assert KokoroTTSEngine(model=str(copy)).identity() == KokoroTTSEngine(model=str(model_dir)).identity()
-    (copy / "config.json").write_text((model_dir / "config.json").read_text() + "\n")
-    assert KokoroTTSEngine(model=str(copy)).identity() != KokoroTTSEngine(model=str(model_dir)).identity()
+    assert identity(copy) == identity(folder)
+    (copy / "config.json").write_text((folder / "config.json").read_text() + "\n")
+    assert identity(copy) != identity(folder)
+
+
+def test_default_identity_is_pinned() -> None:
+    """Studios' narration keys: production's Kokoro voices must not be remade after an upgrade."""
+    expected_es = {
+        "engine": "kokoro",
+        "version": "1",
+        "model": "hexgrad/Kokoro-82M",
+        "model_files": None,
+        "kokoro": importlib.metadata.version("kokoro"),
+        "misaki": importlib.metadata.version("misaki"),
+        "sample_rate": 24000,
+        "voices": {"es": "ef_dora"},
+        "speeds": {"es": 1.0},
+    }
+    assert KokoroTTSEngine().identity_for("es") == expected_es
 
 
 def test_importing_and_identity_need_no_torch() -> None:

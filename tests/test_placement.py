@@ -16,7 +16,8 @@ from conftest import FAST_VIDEO, small_script, write_script
 from zray.actors.placement import GPU_SHARE, actor_plans, gpu_bundles
 from zray.actors.pool import ActorPool
 from zray.config import ActorsConfig, load_config
-from zray.pipeline.prepare import RunRequest, open_store, prepare_engines, prepare_episode
+from zray.pipeline.engine_setup import prepare_engines
+from zray.pipeline.prepare import RunRequest, open_store, prepare_episode
 from zray.pipeline.run import run_episode
 from zray.script import load_script
 
@@ -34,11 +35,12 @@ def shares_config(output: Path, **extra):
         video=FAST_VIDEO,
         shared_storage=True,  # every node of the test cluster is this machine
         actors=actors,
+        executor="ray",
         **extra,
     )
 
 
-PRODUCTION = {"image": {"zimage"}, "tts": {"kokoro", "google"}, "music": {"musicgen"}}
+PRODUCTION = {"image": True, "tts": True, "music": True}  # roles whose engines use a GPU
 
 
 def test_gpu_engines_get_their_share_and_one_actor_per_gpu():
@@ -46,7 +48,7 @@ def test_gpu_engines_get_their_share_and_one_actor_per_gpu():
     assert plans == {"image": (0.5, 4, 0.25), "tts": (0.2, 4, 0.25), "music": (0.3, 4, 0.25)}
     # Without GPUs, and for CPU engines, one actor of each role and no share.
     assert actor_plans(ActorsConfig(), PRODUCTION, 0) == {r: (0.0, 1, 0.25) for r in PRODUCTION}
-    draft = {"image": {"storyboard"}, "tts": {"espeak"}, "music": {"ambient"}}
+    draft = {"image": False, "tts": False, "music": False}
     assert actor_plans(ActorsConfig(), draft, 4) == {r: (0.0, 1, 0.25) for r in draft}
 
 
@@ -107,7 +109,7 @@ def where(actor) -> tuple[str, tuple[int, ...]]:
 def test_every_gpu_gets_one_image_one_voice_and_one_music_actor(gpu_cluster, tmp_path):
     _, nodes = gpu_cluster
     config = shares_config(tmp_path / "out")
-    engines, _ = prepare_engines(["es"], config, "draft")
+    engines = prepare_engines(["es"], config, "draft")
     pool = ActorPool(config, engines, {"image", "tts", "music"})
     try:
         assert {role: len(actors) for role, actors in pool.actors.items()} == {
@@ -136,7 +138,7 @@ def test_episode_runs_on_the_pinned_actors_and_gives_the_gpus_back(gpu_cluster, 
     assert report.ok, report.failed
     record = json.loads((tmp_path / "out" / "proj" / script.stem / "run.json").read_text())
     models = [
-        n["result"] for key, n in record["nodes"].items() if key.split(":")[0] in ("image", "tts", "music")
+        n["step"] for key, n in record["nodes"].items() if key.split(":")[0] in ("image", "tts", "music")
     ]
     workers = {n.node_id[:12] for n in nodes}
     assert models and all(r["node"] in workers and "gpu" in r for r in models), models
@@ -146,7 +148,10 @@ def test_episode_runs_on_the_pinned_actors_and_gives_the_gpus_back(gpu_cluster, 
 def test_next_episode_starts_when_the_last_one_has_no_model_calls_left(gpu_cluster, tmp_path):
     """With one episode in flight, the second starts while the first is still encoding, and never
     while the first still makes model calls."""
-    from zray.pipeline.driver import ACTOR_KINDS, Driver, Job
+    from zray.actors.executor import RayExecutor
+    from zray.nodes import MODEL_KINDS
+    from zray.pipeline.driver import Driver, Job
+    from zray.pipeline.steps import STEPS
 
     config = shares_config(tmp_path / "out")
     store = open_store(config.output)
@@ -156,32 +161,33 @@ def test_next_episode_starts_when_the_last_one_has_no_model_calls_left(gpu_clust
         )
         for n in (1, 2)
     ]
-    engines, identities = prepare_engines(["es", "ca"], config, "draft")
-    jobs = []
+    engines = prepare_engines(["es", "ca"], config, "draft")
+    jobs, preps = [], []
     for path in scripts:
-        prep = prepare_episode(
-            RunRequest(script=path), load_script(path)[0], config, store, engines, identities
+        prep = prepare_episode(RunRequest(script=path), load_script(path)[0], config, store, engines)
+        preps.append(prep)
+        jobs.append(
+            Job(name=prep.episode, plan=prep.plan, record=prep.record, stale=prep.stale, store=prep.store)
         )
-        jobs.append(Job(name=prep.episode, plan=prep.plan, manifest=prep.manifest, stale=prep.stale))
     landed: list[tuple[str, str]] = []
-    pool = ActorPool(config, engines, {"image", "tts", "music"})
+    executor = RayExecutor(ActorPool(config, engines, {"image", "tts", "music"}), steps=STEPS, task_retries=1)
     try:
         driver = Driver(
-            store,
-            pool,
+            executor,
             max_in_flight=64,
-            task_retries=1,
             max_jobs=1,
             on_node=lambda job, node, ok: landed.append((job.name, node.kind)),
         )
         driver.run(jobs)
     finally:
-        pool.shutdown()
+        executor.close()
+        for prep in preps:
+            prep.release()
     first, second = jobs
     assert not first.failed and not second.failed
     assert second.started < first.finished, "the second episode waited for the first one's encoding"
     last_model_of_first = max(
-        i for i, (name, kind) in enumerate(landed) if name == first.name and kind in ACTOR_KINDS
+        i for i, (name, kind) in enumerate(landed) if name == first.name and kind in MODEL_KINDS
     )
     first_of_second = min(i for i, (name, _) in enumerate(landed) if name == second.name)
     assert first_of_second > last_model_of_first
@@ -219,7 +225,7 @@ def test_a_lost_gpu_node_moves_its_requests_to_the_other_gpus(gpu_cluster, tmp_p
     assert report.ok, report.failed
     folder = tmp_path / "out" / "proj" / script.stem
     record = json.loads((folder / "run.json").read_text())
-    assert record["nodes"]["image:2"]["result"]["node"] != lost.node_id[:12]
+    assert record["nodes"]["image:2"]["step"]["node"] != lost.node_id[:12]
     for lang, name in (("es", "S01E02-ES-Título_de_prueba.mp4"), ("ca", "S01E02-CA-Prueba_de_zray.mp4")):
         with av.open(str(folder / name)) as container:
             frames = sum(1 for _ in container.decode(video=0))

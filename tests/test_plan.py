@@ -1,30 +1,25 @@
+"""The plan is pure: keys, layout and typed nodes, checked without running anything."""
+
 from conftest import FAST_VIDEO, small_script
 
 from zray.config import load_config
-from zray.engines.registry import choose_engines
-from zray.pipeline.plan import Intro, build_plan
+from zray.nodes import ImageRequest, Kind, VideoInputs
+from zray.pipeline.engine_setup import prepare_engines
+from zray.pipeline.plan import Identities, Intro, build_plan
+from zray.pipeline.prepare import identities_for
 from zray.script import check_data
 
-IDENTITIES = {
-    "storyboard": {"engine": "storyboard"},
-    "espeak": {"engine": "espeak"},
-    "ambient": {"engine": "a"},
-}
+IDENTITIES = Identities(
+    image={"engine": "storyboard"},
+    music={"engine": "a"},
+    speech={"es": {"engine": "espeak"}, "ca": {"engine": "espeak"}},
+)
 
 
-def plan_for(data, intro=None, **config):
+def plan_for(data, intro=None, identities=IDENTITIES, **config):
     script = check_data(data, filename="SAGA_01_Episode_02.json").script
     cfg = load_config(None, **config)
-    engines = choose_engines(cfg, script.languages, profile="draft")
-    return build_plan(
-        script,
-        episode="p/e",
-        languages=script.languages,
-        engines=engines,
-        identities=IDENTITIES,
-        config=cfg,
-        intro=intro,
-    )
+    return build_plan(script, languages=script.languages, identities=identities, config=cfg, intro=intro)
 
 
 def keys(plan):
@@ -34,22 +29,48 @@ def keys(plan):
 def test_plan_has_the_seed_layout():
     plan = plan_for(small_script())
     outputs = {o for n in plan.nodes.values() for o in n.outputs}
-    assert "p/e/S01E02-ES-Título_de_prueba.mp4" in outputs
-    assert "p/e/S01E02-CA-Prueba_de_zray.mp4" in outputs  # no SEO variant: project title
+    assert "S01E02-ES-Título_de_prueba.mp4" in outputs
+    assert "S01E02-CA-Prueba_de_zray.mp4" in outputs  # no SEO variant: project title
     assert {
-        "p/e/assets/common/img_0.png",
-        "p/e/thumbnail_es.png",
-        "p/e/subtitles_ca.srt",
-        "p/e/subtitles_ca.vtt",
-        "p/e/chapters_es.txt",
-        "p/e/assets/thumbnails/thumbnail_raw_ca.png",
-        "p/e/assets/thumbnails/thumbnail_es_v1.png",
+        "assets/common/img_0.png",
+        "thumbnail_es.png",
+        "subtitles_ca.srt",
+        "subtitles_ca.vtt",
+        "subtitles_ca.words.json",
+        "chapters_es.txt",
+        "assets/thumbnails/thumbnail_raw_ca.png",
+        "assets/thumbnails/thumbnail_es_v1.png",
     } <= outputs
-    assert any(o.startswith("p/e/assets/es/padding/audio_es_1_") for o in outputs)
-    assert any(o.startswith("p/e/assets/common/bg_music_common_") for o in outputs)
+    assert any(o.startswith("assets/es/padding/audio_es_1_") for o in outputs)
+    assert any(o.startswith("assets/common/bg_music_common_") for o in outputs)
     assert sorted(n.id for n in plan.targets()) == sorted(
         f"{kind}:{lang}" for kind in ("thumbs", "subs", "video") for lang in ("es", "ca")
     )
+
+
+def test_every_node_comes_after_its_inputs_and_names_them():
+    plan = plan_for(small_script(), intro=Intro(key="assets/common/intro_x.mp4", digest="abc"))
+    seen: set[str] = set()
+    for node in plan.nodes.values():
+        assert set(node.deps) <= seen, node.id
+        seen.add(node.id)
+    video = plan.nodes["video:es"]
+    assert dict(video.inputs) == {
+        "music": "music",
+        "segments": ("segment:0", "segment:1", "segment:2"),
+        "pads": ("pad:es:0", "pad:es:1", "pad:es:2"),
+        "intro": "intro",
+    }
+    assert video.kind is Kind.VIDEO
+    # Typed inputs come from named results, never positions.
+    from zray.nodes import IntroResult, MusicResult, PadResult, SegmentResult
+
+    results = {"music": MusicResult(path="m"), "intro": IntroResult(path="i", frames=3)}
+    results |= {f"segment:{i}": SegmentResult(path=f"s{i}") for i in range(3)}
+    results |= {f"pad:es:{i}": PadResult(path=f"p{i}", frames=i + 1) for i in range(3)}
+    inputs = video.resolve(results)
+    assert isinstance(inputs, VideoInputs)
+    assert [p.frames for p in inputs.pads] == [1, 2, 3] and inputs.intro.frames == 3
 
 
 def test_changing_one_line_changes_only_what_depends_on_it():
@@ -72,13 +93,13 @@ def test_title_change_keeps_content_keys_and_renames_the_file():
     data["seo"]["es"]["variants"][0]["title"] = "Otro título"
     before, after = plan_for(small_script()), plan_for(data)
     assert before.nodes["video:es"].key == after.nodes["video:es"].key
-    assert after.nodes["video:es"].outputs == ("p/e/S01E02-ES-Otro_título.mp4",)
+    assert after.nodes["video:es"].outputs == ("S01E02-ES-Otro_título.mp4",)
 
 
 def test_video_settings_and_intro_change_video_keys_not_narration():
     base = plan_for(small_script())
     other = plan_for(small_script(), video=FAST_VIDEO)
-    with_intro = plan_for(small_script(), intro=Intro(key="intros/x.mp4", digest="abc"))
+    with_intro = plan_for(small_script(), intro=Intro(key="assets/common/intro_x.mp4", digest="abc"))
     assert base.nodes["video:es"].key != other.nodes["video:es"].key
     assert base.nodes["tts:es:0"].key == other.nodes["tts:es:0"].key
     assert base.nodes["segment:0"].key != other.nodes["segment:0"].key
@@ -88,9 +109,11 @@ def test_video_settings_and_intro_change_video_keys_not_narration():
 
 def test_seeds_are_stable_and_per_scene():
     plan = plan_for(small_script())
-    seeds = [plan.nodes[f"image:{i}"].params["seed"] for i in range(3)]
+    requests = [plan.nodes[f"image:{i}"].request for i in range(3)]
+    assert all(isinstance(r, ImageRequest) for r in requests)
+    seeds = [r.seed for r in requests]
     assert len(set(seeds)) == 3 and seeds == [
-        plan_for(small_script()).nodes[f"image:{i}"].params["seed"] for i in range(3)
+        plan_for(small_script()).nodes[f"image:{i}"].request.seed for i in range(3)
     ]
 
 
@@ -102,8 +125,28 @@ def test_colliding_scene_labels_are_disambiguated():
     assert "image:000_a_b" in plan.nodes and "image:001_a_b" in plan.nodes
 
 
-def test_plan_sample_rate_is_the_audio_modules():
-    from zray.media import audio
-    from zray.pipeline import plan
-
-    assert plan.SAMPLE_RATE == audio.SAMPLE_RATE
+def test_upgrading_keeps_the_keys_of_images_narration_and_music():
+    """A studio that upgrades zray must not redo its GPU work: these keys were computed by zray 0.1.0
+    (commit 54b8726) for the same script with the draft engines."""
+    script = check_data(small_script(), filename="SAGA_01_Episode_02.json").script
+    cfg = load_config(None, profile="draft")
+    setup = prepare_engines(script.languages, cfg, "draft")
+    plan = plan_for(
+        small_script(), identities=identities_for(setup, script, script.languages), profile="draft"
+    )
+    assert {
+        k: n.key for k, n in plan.nodes.items() if k.split(":")[0] in ("image", "tts", "music", "thumb_base")
+    } == {
+        "music": "75d1c6a1d87f5302",
+        "image:0": "bce55a0e12edc26f",
+        "image:1": "32d94bbc520ee703",
+        "image:2": "9f081df44430f51f",
+        "tts:es:0": "3bbbb8d3d8182d67",
+        "tts:es:1": "863e46f03af20acd",
+        "tts:es:2": "28b9e4f6135a8f29",
+        "thumb_base:es": "251fc763863979a5",
+        "tts:ca:0": "ef133a8696b96bee",
+        "tts:ca:1": "cb73800a0cf69112",
+        "tts:ca:2": "25a4aa132c992360",
+        "thumb_base:ca": "bb8a144971a91ea4",
+    }

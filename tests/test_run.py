@@ -27,6 +27,8 @@ INTRO = REPO / "inputs" / "assets" / "demo" / "intro.mp4"
 
 
 def config(tmp_path: Path, **extra):
+    """Draft engines, small fast video, and the in-process executor: no Ray needed."""
+    extra.setdefault("executor", "in-process")
     return load_config(
         None, output=str(tmp_path / "out"), profile="draft", quiet=True, video=FAST_VIDEO, **extra
     )
@@ -58,7 +60,7 @@ def mtimes(folder: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def finished(ray_session, tmp_path_factory):
+def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     script = write_script(tmp / "scripts" / "proj")
     report = run(tmp, script, intro=INTRO)
@@ -152,6 +154,7 @@ def test_rerun_rewrites_nothing_then_one_line_rebuilds_one_language(finished, tm
         "S01E02-ES-Título_de_prueba.mp4",
         "subtitles_es.srt",
         "subtitles_es.vtt",
+        "subtitles_es.words.json",
         "chapters_es.txt",
         "script.json",  # the script as run, kept beside the outputs
     }
@@ -161,7 +164,7 @@ def test_rerun_rewrites_nothing_then_one_line_rebuilds_one_language(finished, tm
     )
 
 
-def test_title_change_renames_the_video(ray_session, tmp_path):
+def test_title_change_renames_the_video(tmp_path):
     script = write_script(tmp_path / "scripts" / "proj")
     assert run(tmp_path, script).ok
     folder = episode_dir(tmp_path, script)
@@ -185,7 +188,7 @@ def test_crashed_actor_is_restarted_and_its_request_retried(ray_session, tmp_pat
     data = small_script()
     data["scenes"][0]["image_prompt"] = f"CRASH-ONCE:{marker} a red desert"
     script = write_script(tmp_path / "scripts" / "proj", data)
-    report = run(tmp_path, script, engines={"image": "fault_engines:CrashOnceImageEngine"})
+    report = run(tmp_path, script, executor="ray", engines={"image": "fault_engines:CrashOnceImageEngine"})
     assert marker.exists(), "the engine never crashed: the test proves nothing"
     assert report.ok, report.failed
     assert len(decode_frames(episode_dir(tmp_path, script) / "S01E02-ES-Título_de_prueba.mp4")) > 0
@@ -256,7 +259,7 @@ def test_killed_run_resumes(tmp_path):
     assert not [p for p in folder.rglob("*") if ".zray-tmp-" in p.name]
 
 
-def test_bad_inputs_fail_before_any_work(ray_session, tmp_path):
+def test_bad_inputs_fail_before_any_work(tmp_path):
     script = write_script(tmp_path / "scripts" / "proj")
     runner = CliRunner()
     broken = tmp_path / "broken.mp4"
@@ -288,7 +291,7 @@ def test_bad_inputs_fail_before_any_work(ray_session, tmp_path):
     assert result.exit_code == 1 and "cannot write" in result.output
 
 
-def test_unknown_language_for_the_voice_engine(tmp_path, ray_session):
+def test_unknown_language_for_the_voice_engine(tmp_path):
     data = small_script()
     for scene in data["scenes"]:
         scene["script_xx"] = "text"
@@ -297,7 +300,7 @@ def test_unknown_language_for_the_voice_engine(tmp_path, ray_session):
         run(tmp_path, script)
 
 
-def test_batch_episode_in_a_language_without_voice_fails_alone(tmp_path, ray_session):
+def test_batch_episode_in_a_language_without_voice_fails_alone(tmp_path):
     from zray.pipeline.batch import run_batch
 
     good = write_script(

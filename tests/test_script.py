@@ -189,3 +189,12 @@ class TestCli:
     def test_schema_is_json(self):
         result = self.runner.invoke(app, ["schema"])
         assert result.exit_code == 0 and json.loads(result.output)["title"] == "zray episode script"
+
+
+def test_the_tag_warning_counts_the_two_tags_zray_adds_on_upload():
+    # Nine tags of 50 characters: 458 as YouTube counts them, 504 with zray's slot and content tags.
+    near = [f"{n:02d}" + "x" * 48 for n in range(9)]
+    [warning] = check_data(script(seo={"es": {"tags": near}})).warnings
+    assert warning.path == "seo.es.tags"
+    assert "504 characters" in warning.message and "zray's own two tags" in warning.message
+    assert not check_data(script(seo={"es": {"tags": near[:8]}})).warnings

@@ -18,7 +18,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from zray.episode import open_episode
+from zray.episode import RecordError, open_episode
+from zray.errors import ZrayError
 from zray.publish.web import (
     PublishError,
     WebConfig,
@@ -297,9 +298,52 @@ def test_bad_requests_are_refused_before_writing(tmp_path: Path, episode_dir: Pa
     with pytest.raises(PublishError, match=r"S01E02-CA-Video\.mp4 is missing"):
         publish_episode(episode, site=str(site))
     (episode_dir / "published.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(PublishError, match=r"published\.json: not valid JSON"):
+    with pytest.raises(RecordError, match=r"published\.json: the upload record is not valid JSON"):
         publish_episode(episode, site=str(site), langs=["es"])
     assert not site.exists()
+
+
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [
+        ({"es": "abc123XYZ"}, r"published\.json: entry 'es' must be an object"),
+        ([1, 2], r"published\.json: the upload record must be a JSON object"),
+        (
+            {"identity": {"project": "demo", "saga": 1, "episode": 1}, "videos": {"es": {"video_id": "x"}}},
+            r"published\.json belongs to episode demo/S01E01, not demo/S01E02",
+        ),
+    ],
+)
+def test_youtube_ids_come_only_from_this_episodes_record(tmp_path: Path, record, problem) -> None:
+    """A record of the wrong shape, or another episode's (a copied folder), is refused in one line:
+    the page would otherwise link another episode's video."""
+    folder = make_episode(tmp_path / "outputs", data=script_data(), published=record)
+    site = tmp_path / "site"
+    with pytest.raises(RecordError, match=problem) as refused:
+        publish_episode(open_episode(str(folder)), site=str(site))
+    assert "\n" not in str(refused.value) and not site.exists()
+
+
+def test_youtube_ids_from_a_record_stamped_with_the_episode(tmp_path: Path) -> None:
+    stamped = {
+        "identity": {"project": "demo", "saga": 1, "episode": 2},
+        "videos": {"ca": {"video_id": "vid-ca"}, "ca/short-01": {"video_id": "vid-short"}},
+    }
+    folder = make_episode(tmp_path / "outputs", data=script_data(), published=stamped)
+    site = tmp_path / "site"
+    publish_episode(open_episode(str(folder)), site=str(site), langs=["CA"])
+    ca, _ = front(site / "saga-01" / "episode-02" / "content.ca.md")
+    assert ca["youtube_id"] == "vid-ca"
+    assert not (site / "saga-01" / "episode-02" / "content.es.md").exists()
+
+
+@pytest.mark.parametrize("record", ['{"nodes": "abc"}', '{"nodes": {"video:es": 1}}', "[1, 2]"])
+def test_a_run_record_of_the_wrong_shape_is_one_line(tmp_path: Path, record: str) -> None:
+    folder = make_episode(tmp_path / "outputs", data=script_data())
+    (folder / "run.json").write_text(record, encoding="utf-8")
+    with pytest.raises(ZrayError, match=r"run\.json: .*run `zray run`") as refused:
+        open_episode(str(folder))
+    assert "\n" not in str(refused.value)
 
 
 def test_only_the_asked_languages_and_a_memory_site(episode_dir: Path) -> None:

@@ -8,6 +8,8 @@ import os
 import re
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -25,31 +27,38 @@ pytest.importorskip("google_auth_oauthlib")
 from fake_youtube import GRANULE, FakeYouTube
 from google.oauth2.credentials import Credentials
 from pydantic import ValidationError
+from youtube_episode import (
+    AFTER,
+    BEFORE,
+    CLIENT,
+    DATE,
+    LANGS,
+    SRT,
+    change_video_key,
+    noise_mp4,
+    records,
+    script_data,
+    write_episode,
+    youtube_settings,
+)
 
 from zray.episode import open_episode
+from zray.errors import ZrayError
 from zray.publish import auth
 from zray.publish.auth import AuthError
+from zray.publish.errors import MissingExtra
 from zray.publish.quota import QuotaError, QuotaLedger, quota_day
 from zray.publish.settings import YouTubeConfig
+from zray.publish.web import PublishError
 from zray.publish.youtube import (
     PUBLISHED_FILE,
     UPLOAD_STATE_FILE,
     build_metadata,
+    content_tag,
     hashtags,
     upload_episode,
     youtube_language,
 )
-
-CLIENT = "client-1.apps.googleusercontent.com"
-DATE = "2027-03-01T18:00:00Z"
-BEFORE = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # the script's date is still to come
-AFTER = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
-LANGS = ("es", "pt-br")
-CHAPTERS = {"es": "0:00 Introducción\n0:12 Plantas negras", "pt-br": "0:00 Introdução\n0:12 Plantas negras"}
-SRT = {
-    lang: f"1\n00:00:00,000 --> 00:00:02,000\n{text}\n".encode()
-    for lang, text in (("es", "Hola, bosque."), ("pt-br", "Olá, floresta."))
-}
 
 
 class SimulatedCrash(BaseException):
@@ -61,26 +70,7 @@ class SimulatedCrash(BaseException):
 
 @pytest.fixture(scope="session")
 def video_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A small real MP4 (noise, so it does not compress): about five upload chunks of 256 KiB."""
-    import av
-
-    path = tmp_path_factory.mktemp("video") / "noise.mp4"
-    rng = np.random.default_rng(7)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=12)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        stream.options = {"crf": "0"}
-        for _ in range(42):
-            frame = av.VideoFrame.from_ndarray(
-                rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), format="rgb24"
-            )
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    data = path.read_bytes()
-    assert 4 * GRANULE < len(data) < 8 * GRANULE and len(data) % GRANULE
-    return data
+    return noise_mp4(tmp_path_factory.mktemp("video") / "noise.mp4")
 
 
 @pytest.fixture(scope="session")
@@ -93,75 +83,6 @@ def big_thumbnail() -> bytes:
     return out.getvalue()
 
 
-def script_data(**overrides: object) -> dict:
-    data = {
-        "project_title": "Bosques de otro mundo",
-        "saga": 1,
-        "episode": 1,
-        "date_published": DATE,
-        "scenes": [
-            {
-                "scene_id": 0,
-                "image_prompt": "alien forest",
-                "script_es": "Hola, bosque.",
-                "script_pt-br": "Olá, floresta.",
-            }
-        ],
-        "seo": {
-            "es": {
-                "variants": [{"title": "Bosques bajo una estrella roja"}, {"title": "Otro título"}],
-                "description": "Un viaje a los bosques de los planetas de enanas rojas.",
-                "tags": ["exoplanetas", "bosques alienígenas", "ciencia", "astrobiología"],
-            },
-            "pt-br": {
-                "variants": [{"title": "Florestas sob uma estrela vermelha"}],
-                "description": "Uma viagem às florestas de outros mundos.",
-                "tags": ["exoplanetas", "ciência"],
-            },
-        },
-    }
-    data.update(overrides)
-    return data
-
-
-def write_episode(root: Path, video: bytes, thumbnail_pt: bytes, *, script: dict | None = None) -> Path:
-    folder = root / "outputs" / "demo" / "S01E01"
-    folder.mkdir(parents=True)
-    nodes = {}
-    small_png = io.BytesIO()
-    Image.new("RGB", (1280, 720), (20, 90, 40)).save(small_png, format="PNG")
-    for lang in LANGS:
-        at = "demo/S01E01/{}"
-        name = f"S01E01-{lang.upper()}-video.mp4"
-        (folder / name).write_bytes(video)
-        (folder / f"thumbnail_{lang}.png").write_bytes(small_png.getvalue() if lang == "es" else thumbnail_pt)
-        (folder / f"subtitles_{lang}.srt").write_bytes(SRT[lang])
-        (folder / f"subtitles_{lang}.vtt").write_text("WEBVTT\n")
-        (folder / f"chapters_{lang}.txt").write_text(CHAPTERS[lang] + "\n", encoding="utf-8")
-        nodes[f"video:{lang}"] = {
-            "key": f"video-{lang}-1",
-            "outputs": [at.format(name)],
-            "result": {"duration": 24.0},
-        }
-        nodes[f"thumbs:{lang}"] = {"key": f"thumbs-{lang}", "outputs": [at.format(f"thumbnail_{lang}.png")]}
-        nodes[f"subs:{lang}"] = {
-            "key": f"subs-{lang}",
-            "outputs": [at.format(f"subtitles_{lang}.{ext}") for ext in ("srt", "vtt")]
-            + [at.format(f"chapters_{lang}.txt")],
-        }
-    (folder / "run.json").write_text(json.dumps({"script": "SAGA_01_Episode_01.json", "nodes": nodes}))
-    (folder / "script.json").write_text(
-        json.dumps(script or script_data(), ensure_ascii=False), encoding="utf-8"
-    )
-    return folder
-
-
-def change_video_key(folder: Path, lang: str) -> None:
-    record = json.loads((folder / "run.json").read_text())
-    record["nodes"][f"video:{lang}"]["key"] = f"video-{lang}-2"
-    (folder / "run.json").write_text(json.dumps(record))
-
-
 @pytest.fixture
 def fake(tmp_path: Path):
     cert_dir = tmp_path / "cert"
@@ -172,23 +93,7 @@ def fake(tmp_path: Path):
 
 @pytest.fixture
 def config(tmp_path: Path, fake: FakeYouTube) -> YouTubeConfig:
-    secret = tmp_path / "client_secret.json"
-    client = {
-        "client_id": CLIENT,
-        "client_secret": "s",
-        "auth_uri": "https://accounts.invalid/auth",
-        "token_uri": "x",
-    }
-    secret.write_text(json.dumps({"installed": client}))
-    return YouTubeConfig(
-        client_secret=secret,
-        token_dir=tmp_path / "tokens",
-        api_endpoint=fake.url,
-        token_uri=fake.token_uri,
-        chunk_size=GRANULE,
-        retries=6,
-        backoff_seconds=0.01,
-    )
+    return YouTubeConfig(**youtube_settings(tmp_path, fake))
 
 
 @pytest.fixture
@@ -211,7 +116,7 @@ def upload(folder: Path, config: YouTubeConfig, fake: FakeYouTube, **options):
 
 
 def published(folder: Path) -> dict:
-    return json.loads((folder / PUBLISHED_FILE).read_text())
+    return records(folder, PUBLISHED_FILE)
 
 
 # --- clean upload ----------------------------------------------------------------------------------------
@@ -240,7 +145,19 @@ def test_clean_upload_sends_the_file_metadata_thumbnail_and_captions(
         "0:00 Introducción\n0:12 Plantas negras\n\n"
         "#exoplanetas #BosquesAlienígenas #ciencia"
     )
-    assert snippet["tags"] == ["exoplanetas", "bosques alienígenas", "ciencia", "astrobiología"]
+    episode = open_episode(str(folder))
+    # The script's tags, then zray's: the slot tag (episode and language) and the content tag.
+    assert snippet["tags"] == [
+        "exoplanetas",
+        "bosques alienígenas",
+        "ciencia",
+        "astrobiología",
+        episode.identity.slot("es"),
+        content_tag("video-es-1"),
+    ]
+    assert re.fullmatch(r"zray-[0-9a-f]{16}", snippet["tags"][-2])
+    assert re.fullmatch(r"zray-c-[0-9a-f]{16}", snippet["tags"][-1])
+    assert fake.videos[ids["pt-br"]]["snippet"]["tags"][-2] == episode.identity.slot("pt-br")
     assert snippet["categoryId"] == "28"
     assert (snippet["defaultLanguage"], snippet["defaultAudioLanguage"]) == ("es", "es")
     assert fake.videos[ids["pt-br"]]["snippet"]["defaultLanguage"] == "pt-BR"
@@ -267,7 +184,9 @@ def test_clean_upload_sends_the_file_metadata_thumbnail_and_captions(
     assert not (folder / UPLOAD_STATE_FILE).exists()
 
     ledger = QuotaLedger(client_id=CLIENT, config=config, now=BEFORE)
-    assert ledger.spent() == 2 * (50 + 400)  # thumbnails.set + captions.insert per language
+    # thumbnails.set + captions.insert per language, and the look-up before each insert:
+    # channels.list and playlistItems.list, then videos.list once the channel has a video.
+    assert ledger.spent() == 2 * (50 + 400) + 2 + 3
     assert ledger.spent("videos.insert") == 2
     assert stat.S_IMODE(ledger.path.stat().st_mode) == 0o600
 
@@ -309,7 +228,7 @@ def test_a_crash_after_half_the_chunks_resumes_from_the_last_acknowledged_byte(
     with pytest.raises(SimulatedCrash):
         upload(folder, config, fake, langs=["es"], progress=crash_past_half)
 
-    saved = json.loads((folder / UPLOAD_STATE_FILE).read_text())["es"]
+    saved = records(folder, UPLOAD_STATE_FILE)["es"]
     acknowledged = saved["progress"]
     assert half <= acknowledged < len(video_bytes) and acknowledged % GRANULE == 0
     assert not fake.videos and not (folder / PUBLISHED_FILE).exists()
@@ -385,6 +304,9 @@ def test_a_changed_video_needs_force_or_replace(folder, config, fake):
     [update] = fake.updates
     assert update["id"] == first and update["snippet"]["title"] == "Bosques bajo una estrella roja"
     assert update["status"]["privacyStatus"] == "private"  # the video's own status is kept
+    # zray's tags stay, and the content tag still names the file on YouTube, not the new build.
+    slot = open_episode(str(folder)).identity.slot("es")
+    assert update["snippet"]["tags"][-2:] == [slot, content_tag("video-es-1")]
     assert len(fake.thumbnails[first]) == 2
     [track] = fake.captions.values()
     assert track["versions"] == 2  # the existing track replaced, not a second one
@@ -400,6 +322,7 @@ def test_a_changed_video_needs_force_or_replace(folder, config, fake):
     record = published(folder)["es"]
     assert record["video_id"] == replaced.video_id and record["replaces"] == [first]
     assert record["content_key"] == "video-es-2"
+    assert fake.videos[replaced.video_id]["snippet"]["tags"][-2:] == [slot, content_tag("video-es-2")]
     assert upload(folder, config, fake, langs=["es"], replace=True).results[0].action == "skipped"
 
 
@@ -410,7 +333,9 @@ def test_dry_run_plans_without_a_request_or_a_token(folder, config, fake):
     report = upload(folder, config, fake, dry_run=True, credentials_for=no_tokens)
     assert [r.action for r in report.results] == ["planned", "planned"]
     assert "scheduled for 2027-03-01T18:00:00Z" in report.results[0].message
-    assert report.units == {"videos.insert": 2, "shared": 900}
+    # Per language: thumbnail 50, captions 400 (+ 50 to list them first should the video be found
+    # on the channel), and the look-up: 1 channels.list + 4 pages of 50 uploads x 2 calls.
+    assert report.units == {"videos.insert": 2, "shared": 2 * (50 + 400 + 50 + 9)}
     assert fake.requests == []
 
 
@@ -442,7 +367,7 @@ def test_quota_refusal_comes_before_any_request(folder, config, fake):
         upload(folder, config, fake)
 
     message = str(refused.value)
-    assert "needs 900 units" in message and "only 400 of 10,000 are left" in message and CLIENT in message
+    assert "needs 1,018 units" in message and "only 400 of 10,000 are left" in message and CLIENT in message
     assert fake.requests == []
 
 
@@ -614,3 +539,34 @@ def test_config_checks_chunk_size_and_keeps_default_costs():
         YouTubeConfig(privacy="secret")
     with pytest.raises(ValidationError):
         YouTubeConfig(unknown=1)
+
+
+# --- errors a user can cause -----------------------------------------------------------------------------
+
+
+def test_an_unknown_language_is_one_line_and_any_case_works(folder, config, fake):
+    with pytest.raises(ZrayError) as unknown:
+        upload(folder, config, fake, langs=["xx"])
+    message = str(unknown.value)
+    assert "\n" not in message and message.startswith("--lang xx:") and "es, pt-br" in message
+    assert fake.requests == []
+    report = upload(folder, config, fake, langs=["ES", "PT-BR"], dry_run=True)
+    assert [r.name for r in report.results] == ["es", "pt-br"]
+
+
+def test_publishing_errors_are_zray_errors():
+    for error in (AuthError, QuotaError, PublishError, MissingExtra):
+        assert issubclass(error, ZrayError)
+
+
+def test_without_the_publish_extra_the_uploader_says_what_to_install():
+    blocked = ["googleapiclient", "google_auth_httplib2", "httplib2", "google.auth", "google.oauth2"]
+    code = (
+        f"import sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n"
+        "from zray.errors import ZrayError\n"
+        "try:\n    import zray.publish.youtube\n"
+        "except ZrayError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("pip install 'zray[publish]'") and done.stdout.count("\n") == 1

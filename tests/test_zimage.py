@@ -1,4 +1,5 @@
-"""ZImageEngine on a tiny random-weight Z-Image pipeline saved to disk and loaded like a real model."""
+"""ZImageEngine on a tiny random-weight Z-Image pipeline: built in memory and handed to the engine, and
+once saved to disk and loaded like a real model."""
 
 from __future__ import annotations
 
@@ -6,17 +7,16 @@ import logging
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from tiny_zimage import build_tiny_zimage  # noqa: E402
+from tiny_zimage import build_tiny_zimage, build_tiny_zimage_pipeline  # noqa: E402
 
-from zray.engines.base import EngineError, ImageEngine  # noqa: E402
-from zray.engines.zimage import ZImageEngine  # noqa: E402
+from zray.engines.base import EngineError, ImageEngine, check_engine_class  # noqa: E402
+from zray.engines.zimage import ZImageEngine, ZImageSettings  # noqa: E402
 
 W, H = 112, 64  # not square, so a swapped width/height would show
 
@@ -45,14 +45,18 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_zimage(tmp_path_factory.mktemp("tiny-zimage") / "model")
+def settings(**changes) -> ZImageSettings:
+    return ZImageSettings(**{"model": "tiny-zimage", "device": "cpu", **changes})
+
+
+def tiny_engine(**changes) -> ZImageEngine:
+    """An engine on a fresh in-memory tiny pipeline (fresh: loading casts and places it)."""
+    return ZImageEngine(settings(**changes), pipeline=build_tiny_zimage_pipeline())
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_dir) -> ZImageEngine:
-    engine = ZImageEngine(model=str(tiny_dir), device="cpu")
+def engine() -> ZImageEngine:
+    engine = tiny_engine()
     engine.load()
     return engine
 
@@ -75,8 +79,22 @@ def pixels(image) -> bytes:
     return image.tobytes()
 
 
-def test_engine_satisfies_the_image_engine_protocol(engine):
+def test_engine_satisfies_the_image_engine_interface(engine):
     assert isinstance(engine, ImageEngine)
+    assert check_engine_class(ZImageEngine, "image") == []
+    assert (ZImageEngine.name, ZImageEngine.role, ZImageEngine.uses_gpu) == ("zimage", "image", True)
+
+
+def test_a_saved_model_directory_loads_like_a_model_id_and_gives_the_same_pixels(engine, tmp_path):
+    """The one test through disk: the path a real Hub id or local folder takes (from_pretrained)."""
+    folder = build_tiny_zimage(tmp_path / "tiny-zimage")
+    loaded = ZImageEngine(ZImageSettings(model=str(folder), device="cpu"))
+    image = loaded.generate("A blue ocean at night", width=W, height=H, seed=7)
+    assert loaded.placement == "resident"
+    assert loaded.pipeline.transformer.dtype == torch.float32
+    assert pixels(image) == pixels(engine.generate("A blue ocean at night", width=W, height=H, seed=7))
+    identity = loaded.identity()
+    assert identity["model"] == "tiny-zimage" and len(identity["model_digest"]) == 16
 
 
 def test_generates_an_rgb_image_of_the_requested_size(engine):
@@ -87,12 +105,12 @@ def test_generates_an_rgb_image_of_the_requested_size(engine):
     assert any(low < high for low, high in extrema), "a flat image means the pipeline produced nothing"
 
 
-def test_same_seed_gives_identical_pixels_and_other_seeds_differ(engine, tiny_dir):
+def test_same_seed_gives_identical_pixels_and_other_seeds_differ(engine):
     first = engine.generate("A blue ocean at night", width=W, height=H, seed=7)
     again = engine.generate("A blue ocean at night", width=W, height=H, seed=7)
     assert pixels(first) == pixels(again)
-    # A fresh engine (another actor, a rerun) reproduces the same bytes from the saved model.
-    fresh = ZImageEngine(model=str(tiny_dir), device="cpu")
+    # A fresh engine (another actor, a rerun) reproduces the same bytes from the same weights.
+    fresh = tiny_engine()
     assert pixels(fresh.generate("A blue ocean at night", width=W, height=H, seed=7)) == pixels(first)
     other = engine.generate("A blue ocean at night", width=W, height=H, seed=8)
     assert pixels(other) != pixels(first)
@@ -107,8 +125,8 @@ def test_turbo_default_is_eight_transformer_forwards_without_guidance(engine, mo
     assert not engine.pipeline.do_classifier_free_guidance  # one forward per step, not two
 
 
-def test_steps_override_sets_the_number_of_forwards(tiny_dir, monkeypatch):
-    engine = ZImageEngine(model=str(tiny_dir), device="cpu", steps=3)
+def test_steps_override_sets_the_number_of_forwards(monkeypatch):
+    engine = tiny_engine(steps=3)
     counter = ForwardCounter(monkeypatch, engine.pipeline)
     engine.generate("A green forest in fog", width=64, height=64, seed=3)
     assert counter.calls == 3
@@ -120,7 +138,7 @@ def test_steps_override_sets_the_number_of_forwards(tiny_dir, monkeypatch):
 )
 def test_sizes_must_be_positive_multiples_of_16(width, height, named):
     # The model does not exist: the size is refused before anything is loaded.
-    engine = ZImageEngine(model="nobody/not-a-model", device="cpu")
+    engine = ZImageEngine(settings(model="nobody/not-a-model"))
     with pytest.raises(EngineError, match="multiples of 16") as info:
         engine.generate("x", width=width, height=height, seed=1)
     assert named in str(info.value)
@@ -186,7 +204,7 @@ def test_batched_pipeline_calls_agree_only_numerically(engine):
         ("sequential_offload", ["enable_sequential_cpu_offload(cuda)"]),
     ],
 )
-def test_memory_mode_calls_the_matching_diffusers_method(tiny_dir, monkeypatch, memory, expected):
+def test_memory_mode_calls_the_matching_diffusers_method(monkeypatch, memory, expected):
     from diffusers import AutoencoderKL, ZImagePipeline
 
     calls: list[str] = []
@@ -199,21 +217,21 @@ def test_memory_mode_calls_the_matching_diffusers_method(tiny_dir, monkeypatch, 
         )
     monkeypatch.setattr(AutoencoderKL, "enable_tiling", lambda self: calls.append("vae.enable_tiling"))
 
-    engine = ZImageEngine(model=str(tiny_dir), memory=memory, device="cuda")
+    # float32 asked for, so the float32 tiny pipeline needs no cast: only placement is called.
+    engine = tiny_engine(memory=memory, device="cuda", dtype="float32")
     engine.load()
     assert calls == expected
     assert engine.placement == memory
-    assert engine.pipeline.transformer.dtype == torch.bfloat16  # bfloat16 whenever the device is CUDA
 
     calls.clear()
-    ZImageEngine(model=str(tiny_dir), memory=memory, vae_tiling=True, device="cuda").load()
+    tiny_engine(memory=memory, vae_tiling=True, device="cuda", dtype="float32").load()
     assert calls == [*expected, "vae.enable_tiling"]
 
 
 @pytest.mark.parametrize("memory", ["model_offload", "sequential_offload"])
-def test_offload_without_cuda_stays_resident_with_a_note(tiny_dir, engine, memory, monkeypatch, caplog):
+def test_offload_without_cuda_stays_resident_with_a_note(engine, memory, monkeypatch, caplog):
     monkeypatch.setattr(logging.getLogger("zray"), "propagate", True)  # the CLI's rich setup turns it off
-    offloaded = ZImageEngine(model=str(tiny_dir), memory=memory, device="cpu")
+    offloaded = tiny_engine(memory=memory)
     with caplog.at_level(logging.WARNING, logger="zray.engines.zimage"):
         offloaded.load()
     assert offloaded.placement == "resident"
@@ -223,8 +241,8 @@ def test_offload_without_cuda_stays_resident_with_a_note(tiny_dir, engine, memor
     assert pixels(image) == pixels(engine.generate("A red desert", width=64, height=64, seed=2))
 
 
-def test_vae_tiling_is_applied_on_cpu_too(tiny_dir, engine):
-    tiled = ZImageEngine(model=str(tiny_dir), vae_tiling=True, device="cpu")
+def test_vae_tiling_is_applied_on_cpu_too(engine):
+    tiled = tiny_engine(vae_tiling=True)
     assert tiled.pipeline.vae.use_tiling
     assert not engine.pipeline.vae.use_tiling
     # The tiny VAE tiles above 32 px, so a 64x64 decode is blended from tiles: other pixels.
@@ -233,11 +251,46 @@ def test_vae_tiling_is_applied_on_cpu_too(tiny_dir, engine):
     assert pixels(image) != pixels(engine.generate("A red desert", width=64, height=64, seed=2))
 
 
+@pytest.mark.parametrize(
+    ("device", "dtype", "expected"),
+    [
+        ("auto", "auto", "bfloat16"),
+        ("cuda", "auto", "bfloat16"),
+        ("cuda:1", "auto", "bfloat16"),
+        ("cpu", "auto", "float32"),
+        ("cpu", "bfloat16", "bfloat16"),
+        ("auto", "float16", "float16"),
+    ],
+)
+def test_identity_dtype_comes_from_the_settings_never_the_host(monkeypatch, device, dtype, expected):
+    """A CPU head that plans and a GPU worker that runs must agree: CUDA on this host changes nothing."""
+    engine = ZImageEngine(ZImageSettings(device=device, dtype=dtype))
+    assert engine.settings.resolved_dtype == expected
+    without = engine.identity()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ZImageEngine(ZImageSettings(device=device, dtype=dtype)).identity() == without
+    assert without["dtype"] == expected
+
+
+def test_the_engine_runs_in_exactly_the_identitys_dtype(engine):
+    # bfloat16 asked for on the CPU: the injected float32 pipeline is cast, and the image is made in it.
+    half = tiny_engine(dtype="bfloat16")
+    assert half.identity()["dtype"] == "bfloat16"
+    assert half.pipeline.transformer.dtype == torch.bfloat16
+    assert half.pipeline.text_encoder.dtype == torch.bfloat16
+    image = half.generate("A red desert", width=64, height=64, seed=2)
+    assert image.size == (64, 64)
+    # Other arithmetic, other pixels: which is why the dtype is in the identity.
+    assert pixels(image) != pixels(engine.generate("A red desert", width=64, height=64, seed=2))
+    assert engine.identity()["dtype"] == "float32"
+    assert engine.pipeline.transformer.dtype == torch.float32
+
+
 def test_missing_model_without_network_names_the_model_and_the_fix(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    engine = ZImageEngine(model="nobody/no-such-zimage", device="cpu")
+    engine = ZImageEngine(settings(model="nobody/no-such-zimage"))
     with pytest.raises(EngineError) as info:
         engine.load()
     assert str(info.value) == (
@@ -250,54 +303,97 @@ def test_missing_model_without_network_names_the_model_and_the_fix(tmp_path, mon
 def test_missing_local_directory_is_named(tmp_path):
     missing = tmp_path / "models" / "zimage"
     with pytest.raises(EngineError, match=f"image model directory {missing} does not exist"):
-        ZImageEngine(model=str(missing), device="cpu").load()
+        ZImageEngine(settings(model=str(missing))).load()
 
 
-def test_old_diffusers_is_refused_with_the_upgrade(tiny_dir, monkeypatch):
+def test_old_diffusers_is_refused_with_the_upgrade(monkeypatch):
     monkeypatch.setattr(diffusers, "__version__", "0.38.0")
     with pytest.raises(EngineError, match=r"diffusers>=0\.40 \(installed: 0\.38\.0\)"):
-        ZImageEngine(model=str(tiny_dir), device="cpu").load()
+        tiny_engine().load()
 
 
 @pytest.mark.parametrize(
     ("options", "named"),
-    [({"memory": "swap"}, "'swap'"), ({"steps": 0}, "0"), ({"steps": 2.5}, "2.5"), ({"model": ""}, "''")],
+    [
+        ({"memory": "swap"}, "'swap'"),
+        ({"steps": 0}, "0"),
+        ({"steps": 2.5}, "2.5"),
+        ({"model": ""}, "''"),
+        ({"dtype": "int8"}, "'int8'"),
+        ({"device": ""}, "''"),
+    ],
 )
-def test_bad_options_are_refused_by_name(options, named):
+def test_bad_settings_are_refused_by_name(options, named):
     with pytest.raises(EngineError) as info:
-        ZImageEngine(**options)
+        ZImageSettings(**options)
     assert named in str(info.value)
 
 
-def test_identity_lists_what_changes_the_image(tiny_dir, tmp_path):
-    engine = ZImageEngine(model=str(tiny_dir), device="cpu")
+def test_identity_lists_what_changes_the_image(tmp_path):
+    # identity() reads a local model's file names and sizes, never its weights: any files will do.
+    folder = tmp_path / "models" / "tiny-zimage"
+    (folder / "transformer").mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")
+    (folder / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 64)
+    engine = ZImageEngine(settings(model=str(folder)))
     identity = engine.identity()
     assert engine.placement is None  # computing keys never loads the model
     assert identity["engine"] == "zimage"
     assert identity["version"]
-    assert identity["model"] == tiny_dir.name
+    assert identity["model"] == "tiny-zimage"
     assert len(identity["model_digest"]) == 16
     assert (identity["steps"], identity["guidance"], identity["dtype"]) == (8, 0.0, "float32")
-    assert ZImageEngine(model=str(tiny_dir), device="cuda:0").identity()["dtype"] == "bfloat16"
 
-    def differs(**options) -> bool:
-        return ZImageEngine(**{"model": str(tiny_dir), "device": "cpu", **options}).identity() != identity
+    def differs(**changes) -> bool:
+        return ZImageEngine(settings(model=str(folder), **changes)).identity() != identity
 
     assert differs(steps=4)
     assert differs(vae_tiling=True)
+    assert differs(dtype="bfloat16")
     assert not differs(steps=8)
     assert not differs(memory="sequential_offload")  # where weights live does not change the arithmetic
+    assert not differs(dtype="float32")
 
-    hub = ZImageEngine(model="Tongyi-MAI/Z-Image-Turbo", device="cpu").identity()
+    hub = ZImageEngine(settings(model="Tongyi-MAI/Z-Image-Turbo")).identity()
     assert (hub["model"], hub["model_digest"]) == ("Tongyi-MAI/Z-Image-Turbo", None)
     assert ZImageEngine().identity()["model"] == "Tongyi-MAI/Z-Image-Turbo"
 
     # A copy elsewhere keeps its keys; changed weights change them.
-    copy = shutil.copytree(tiny_dir, tmp_path / "elsewhere" / tiny_dir.name)
-    assert ZImageEngine(model=str(copy), device="cpu").identity() == identity
+    copy = shutil.copytree(folder, tmp_path / "elsewhere" / folder.name)
+    assert ZImageEngine(settings(model=str(copy))).identity() == identity
     with (copy / "transformer" / "diffusion_pytorch_model.safetensors").open("ab") as weights:
         weights.write(b"\0")
-    assert ZImageEngine(model=str(copy), device="cpu").identity()["model_digest"] != identity["model_digest"]
+    assert ZImageEngine(settings(model=str(copy))).identity()["model_digest"] != identity["model_digest"]
+
+
+def test_default_identity_is_pinned():
+    """Studios' image keys: a GPU studio's images (device unset, so bfloat16, as before) must not be
+    remade after an upgrade. Changing this dict changes every image key."""
+    assert ZImageEngine(ZImageSettings()).identity() == {
+        "engine": "zimage",
+        "version": "1",
+        "model": "Tongyi-MAI/Z-Image-Turbo",
+        "model_digest": None,
+        "steps": 8,
+        "guidance": 0.0,
+        "dtype": "bfloat16",
+        "vae_tiling": False,
+    }
+
+
+def test_a_library_failure_leaves_as_one_engine_error(engine, monkeypatch):
+    from diffusers import ZImagePipeline
+
+    def broken(self, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied\n(a long library message)")
+
+    monkeypatch.setattr(ZImagePipeline, "__call__", broken)
+    with pytest.raises(EngineError) as info:
+        engine.generate("x", width=64, height=64, seed=1)
+    assert str(info.value) == (
+        "the zimage engine failed in generate: RuntimeError: mat1 and mat2 shapes cannot be multiplied"
+    )
+    assert isinstance(info.value.__cause__, RuntimeError)  # kept for the log file
 
 
 def test_out_of_gpu_memory_suggests_offloading(engine, monkeypatch):
@@ -317,6 +413,28 @@ def test_importing_the_engine_does_not_import_torch():
     assert result.stdout.split() == ["False", "False"]
 
 
+def test_without_torch_identity_works_and_load_names_the_extra():
+    """A base install (no `models` extra) plans with production settings and is told what to install."""
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'diffusers', 'transformers'):\n"
+        "    sys.modules[name] = None\n"
+        "from zray.engines.zimage import ZImageEngine\n"
+        "engine = ZImageEngine()\n"
+        "print(engine.identity()['dtype'])\n"
+        "try:\n"
+        "    engine.load()\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == [
+        "bfloat16",
+        "EngineError the zimage engine needs torch, diffusers, transformers, which are not installed: "
+        "pip install 'zray[models]'",
+    ]
+
+
 def _real_model_cached() -> bool:
     from huggingface_hub import try_to_load_from_cache
 
@@ -328,7 +446,7 @@ def _real_model_cached() -> bool:
 def test_real_z_image_turbo_at_1920x1072(monkeypatch):
     if not _real_model_cached():
         pytest.skip("Tongyi-MAI/Z-Image-Turbo is not in the Hugging Face cache")
-    engine = ZImageEngine(model="Tongyi-MAI/Z-Image-Turbo")
+    engine = ZImageEngine(ZImageSettings(model="Tongyi-MAI/Z-Image-Turbo"))
     counter = ForwardCounter(monkeypatch, engine.pipeline)
     assert engine.pipeline.transformer.dtype == torch.bfloat16
     prompt = "A lighthouse on a rocky coast at sunset, waves breaking, cinematic wide shot"

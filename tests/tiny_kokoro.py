@@ -1,8 +1,10 @@
-"""A tiny random-weight Kokoro model on disk, laid out like a local copy of hexgrad/Kokoro-82M.
+"""A tiny random-weight Kokoro model, in memory or on disk laid out like a local copy of hexgrad/Kokoro-82M.
 
 Kokoro's decoder widths are fixed (style_dim 128, hidden_dim and upsample_initial_channel 512), so the
-smallest model that loads is about 58 M parameters (230 MB): build it once per test session with
-`tiny_kokoro_dir(tmp_path_factory)` and share it. Everything is seeded, so two builds are identical.
+smallest model that loads is about 58 M parameters (230 MB). `build_tiny_kokoro_components()` gives
+(KModel, voice packs) in memory, for `KokoroTTSEngine(settings, model=..., voices=...)`;
+`tiny_kokoro_dir(tmp_path_factory)` saves the same model once per test session for the tests of the
+path a real model takes. Everything is seeded, so two builds are identical.
 Random weights still give each phoneme a duration (max_dur 2 keeps that to one or two 25 ms frames,
 so synthesis stays fast) and make noisy but non-silent audio.
 """
@@ -66,37 +68,49 @@ def tiny_config() -> dict[str, Any]:
     }
 
 
+def build_tiny_kokoro_components() -> tuple[Any, dict[str, Any]]:
+    """(KModel on the CPU, {voice name: [510, 1, 256] pack}) for VOICES; the caller's random state is
+    left as it was."""
+    import tempfile
+
+    import torch
+    from kokoro import KModel
+
+    # KModel only builds from a weights file: an empty one leaves its freshly initialised modules as
+    # they are, and those are the tiny model's weights.
+    with tempfile.TemporaryDirectory(prefix="tiny-kokoro-") as folder:
+        empty = Path(folder) / "empty.pth"
+        torch.save({}, empty)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            model = KModel(repo_id="hexgrad/Kokoro-82M", config=tiny_config(), model=str(empty))
+    packs = {}
+    for index, name in enumerate(VOICES):
+        generator = torch.Generator().manual_seed(SEED + index)
+        packs[name] = 0.3 * torch.randn(510, 1, 256, generator=generator)
+    return model.eval(), packs
+
+
 def build_tiny_kokoro(dest: Path) -> Path:
     """Write config.json, a .pth of state dicts and voices/*.pt into `dest`; returns `dest`.
 
     Does nothing when `dest` already holds a complete build.
     """
     import torch
-    from kokoro import KModel
 
     dest = Path(dest)
     if (dest / _COMPLETE).exists():
         return dest
     dest.mkdir(parents=True, exist_ok=True)
-    config = tiny_config()
-    (dest / "config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
-
-    # KModel only builds from a weights file: an empty one leaves its freshly initialised modules as
-    # they are, and those become the saved weights.
-    empty = dest / "empty.pth"
-    torch.save({}, empty)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        model = KModel(repo_id="hexgrad/Kokoro-82M", config=config, model=str(empty))
-    empty.unlink()
+    (dest / "config.json").write_text(
+        json.dumps(tiny_config(), ensure_ascii=False, indent=1), encoding="utf-8"
+    )
+    model, packs = build_tiny_kokoro_components()
     parts = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
     torch.save({part: getattr(model, part).state_dict() for part in parts}, dest / WEIGHTS)
-
     voices = dest / "voices"
     voices.mkdir(exist_ok=True)
-    for index, name in enumerate(VOICES):
-        generator = torch.Generator().manual_seed(SEED + index)
-        pack = 0.3 * torch.randn(510, 1, 256, generator=generator)
+    for name, pack in packs.items():
         torch.save(pack, voices / f"{name}.pt")
     (dest / _COMPLETE).write_text("ok\n")
     return dest

@@ -3,10 +3,13 @@
 transformers' own test config (T5 d_model 16, EnCodec hidden 99, a 4-codebook decoder), with the codec
 laid out like the official 32 kHz one (hop 640 = 50 frames per second, 2048 codes, 2.2 kbps = 4
 codebooks) so that audio prompts round-trip: the test config's 128 codes would overflow a 99-token
-decoder, and its default bandwidth gives 2 codebooks where the decoder wants 4. A MusicgenProcessor
-is saved beside it (a Unigram tokenizer trained on the spot in T5TokenizerFast, and an
-EncodecFeatureExtractor), so `AutoProcessor.from_pretrained(folder)` works as for a real model id.
-About 9 MB; builds in about a second.
+decoder, and its default bandwidth gives 2 codebooks where the decoder wants 4. Its MusicgenProcessor
+is a Unigram tokenizer trained on the spot in T5TokenizerFast and an EncodecFeatureExtractor.
+
+`build_tiny_musicgen_components()` returns (model, processor) in memory, for
+`MusicGenEngine(settings, model=..., processor=...)`; `build_tiny_musicgen(dest)` saves both, so
+`AutoProcessor.from_pretrained(folder)` works as for a real model id. About 9 MB; builds in about a
+second.
 """
 
 from __future__ import annotations
@@ -27,7 +30,17 @@ _CORPUS = [
 
 
 def build_tiny_musicgen(dest: Path, *, stereo: bool = False) -> Path:
-    """Build the model and processor into `dest` (created) and return it; same weights every time.
+    """Build the model and processor into `dest` (created) and return it; same weights every time."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model, processor = build_tiny_musicgen_components(stereo=stereo)
+    model.save_pretrained(dest)
+    processor.save_pretrained(dest)
+    return dest
+
+
+def build_tiny_musicgen_components(*, stereo: bool = False):
+    """(model, processor) in memory, float32 on the CPU; same weights every time.
 
     `stereo` makes it like musicgen-stereo-*: 8 interleaved codebooks, each channel coded by the
     mono codec, and a feature extractor that takes (2, n) audio prompts."""
@@ -44,8 +57,6 @@ def build_tiny_musicgen(dest: Path, *, stereo: bool = False) -> Path:
         T5TokenizerFast,
     )
 
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
     codes = 2048
     text_encoder = T5Config(vocab_size=99, d_model=16, d_ff=4, num_layers=2, num_heads=4)
     audio_encoder = EncodecConfig(
@@ -82,7 +93,6 @@ def build_tiny_musicgen(dest: Path, *, stereo: bool = False) -> Path:
             for layer in model.audio_encoder.quantizer.layers:
                 layer.codebook.embed.copy_(30 * torch.randn_like(layer.codebook.embed))
                 layer.codebook.embed_avg.copy_(layer.codebook.embed)
-    model.save_pretrained(dest)
 
     tokenizer = Tokenizer(models.Unigram())
     tokenizer.normalizer = normalizers.NFKC()
@@ -100,5 +110,4 @@ def build_tiny_musicgen(dest: Path, *, stereo: bool = False) -> Path:
             tokenizer_object=tokenizer, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0
         ),
     )
-    processor.save_pretrained(dest)
-    return dest
+    return model, processor

@@ -1,10 +1,13 @@
-"""A tiny random-weight Z-Image pipeline saved like a real model, for tests that must not download.
+"""A tiny random-weight Z-Image pipeline, in memory or saved like a real model, for tests that must not
+download.
 
-`build_tiny_zimage(dest)` writes a `ZImagePipeline` directory (model_index.json plus one folder per
-component) that `ZImagePipeline.from_pretrained(dest)` loads offline: the component shapes of diffusers'
-own fast test, a Qwen3 text encoder, and a byte-level BPE tokenizer trained on the spot (the pipeline
-renders prompts through `apply_chat_template`, so it carries a chat template). About 4 MB; weights are
-the same on every build (seeded).
+`build_tiny_zimage_pipeline()` builds a `ZImagePipeline` in memory (hand it to `ZImageEngine(settings,
+pipeline=...)`): the component shapes of diffusers' own fast test, a Qwen3 text encoder, and a
+byte-level BPE tokenizer trained on the spot (the pipeline renders prompts through
+`apply_chat_template`, so it carries a chat template). `build_tiny_zimage(dest)` saves the same
+pipeline as a model directory (model_index.json plus one folder per component) that
+`ZImagePipeline.from_pretrained(dest)` loads offline, for the one test of the path a real model id
+takes. About 4 MB; weights are the same on every build (seeded).
 """
 
 from __future__ import annotations
@@ -35,6 +38,22 @@ _CORPUS = [
 
 def build_tiny_zimage(dest: Path) -> Path:
     """Build and save a tiny ZImagePipeline into `dest` (created if missing); returns `dest`."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    build_tiny_zimage_pipeline().save_pretrained(dest)
+    return dest
+
+
+def build_tiny_zimage_pipeline():
+    """A tiny float32 `ZImagePipeline` on the CPU, the same weights on every build; the caller's
+    random state is left as it was."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        return _seeded_pipeline()
+
+
+def _seeded_pipeline():
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -43,9 +62,6 @@ def build_tiny_zimage(dest: Path) -> Path:
         ZImageTransformer2DModel,
     )
     from transformers import Qwen3Config, Qwen3Model
-
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(0)
     transformer = ZImageTransformer2DModel(
@@ -110,15 +126,13 @@ def build_tiny_zimage(dest: Path) -> Path:
         )
     )
 
-    pipe = ZImagePipeline(
+    return ZImagePipeline(
         scheduler=scheduler,
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         transformer=transformer,
     )
-    pipe.save_pretrained(dest)
-    return dest
 
 
 def _train_tokenizer():

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from zray import __version__
 from zray import script as script_mod
 from zray.config import Config, ConfigError, load_config
 
@@ -23,23 +25,106 @@ app = typer.Typer(
 
 EXIT_INVALID = 2
 
+
+class Profile(StrEnum):
+    auto = "auto"
+    draft = "draft"
+    production = "production"
+
+
+class Preset(StrEnum):
+    fast = "fast"
+    final = "final"
+
+
+class Layout(StrEnum):
+    seed = "seed"
+    hugo = "hugo"
+
+
+class Privacy(StrEnum):
+    private = "private"
+    unlisted = "unlisted"
+    public = "public"
+
+
+# Which flag sets which setting, so a bad value is reported as the flag the user typed.
+FLAG_NAMES = {
+    "output": "--output",
+    "profile": "--profile",
+    "video__preset": "--preset",
+    "project": "--project",
+    "address": "--address",
+    "web__site": "--site",
+    "web__layout": "--layout",
+    "shared_storage": "--shared-storage",
+}
+
+
+def flag(*names: str, help: str) -> Any:
+    """A boolean option shown as a bare flag in --help (no `<bool>` value)."""
+    return typer.Option(*names, help=help, metavar="")
+
+
+def config_from(file: Path | None, **flags: Any) -> Config:
+    return load_config(file, flag_names=FLAG_NAMES, **flags)
+
+
+def languages(values: list[str] | None) -> list[str]:
+    """Language codes as the script spells them: `--lang EN` is `--lang en`."""
+    return list(dict.fromkeys(value.strip().lower() for value in values or [] if value.strip()))
+
+
+def _value(choice: StrEnum | None) -> str | None:
+    return choice.value if choice is not None else None
+
+
 # Options shared by several commands.
 Output = Annotated[str | None, typer.Option("--output", "-o", help="Output folder or URL (s3://, gs://).")]
-Langs = Annotated[list[str] | None, typer.Option("--lang", help="Only these languages (repeatable).")]
-ProfileOpt = Annotated[str | None, typer.Option(help="draft, production or auto (GPU -> production).")]
+Langs = Annotated[
+    list[str] | None, typer.Option("--lang", metavar="LANG", help="Only these languages (repeatable).")
+]
+ProfileOpt = Annotated[
+    Profile | None,
+    typer.Option(help="Engines: draft (CPU, no downloads), production, or auto (GPU -> production)."),
+]
+PresetOpt = Annotated[
+    Preset | None, typer.Option(help="fast (x264 ultrafast, CRF 23) or final (medium, CRF 18).")
+]
 Address = Annotated[str | None, typer.Option(help="Join this Ray cluster (auto, host:port, ray://...).")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML config file.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Log lines only, no progress bars.")]
+Quiet = Annotated[bool, flag("--quiet", "-q", help="Log lines only, no progress bars.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"zray {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print zray's version and exit.", metavar="", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Turn JSON episode scripts into finished multi-language videos, on Ray."""
 
 
 @app.command()
 def validate(
     scripts: Annotated[list[Path], typer.Argument(help="Script files to check.", show_default=False)],
+    config: ConfigFile = None,
 ) -> None:
     """Check scripts: prints OK per valid file, or one line per problem; exit 2 if any is invalid."""
+    with user_errors():
+        limits = config_from(config).limits.script_limits()
     failed = False
     for path in scripts:
-        checked = script_mod.check_file(path)
+        checked = script_mod.check_file(path, limits=limits)
         for warning in checked.warnings:
             typer.echo(f"{warning.render(str(path))} (warning)", err=True)
         if checked.ok:
@@ -64,9 +149,7 @@ def run(
     output: Output = None,
     lang: Langs = None,
     profile: ProfileOpt = None,
-    preset: Annotated[
-        str | None, typer.Option(help="fast (x264 ultrafast, CRF 23) or final (medium, CRF 18).")
-    ] = None,
+    preset: PresetOpt = None,
     intro: Annotated[
         Path | None, typer.Option(help="Clip to prepend (default: inputs/assets/<project>/intro*.mp4).")
     ] = None,
@@ -75,39 +158,48 @@ def run(
     ] = None,
     address: Address = None,
     config: ConfigFile = None,
-    clean: Annotated[
-        bool, typer.Option("--clean", help="Remove the episode's generated files first.")
-    ] = False,
+    clean: Annotated[bool, flag("--clean", help="Remove the episode's generated files first.")] = False,
     quiet: Quiet = False,
-    dashboard: Annotated[
-        bool, typer.Option("--dashboard", help="Start Ray's dashboard (embedded Ray).")
-    ] = False,
-    upload_after: Annotated[
-        bool, typer.Option("--upload", help="Then upload each language to its channel.")
-    ] = False,
+    dashboard: Annotated[bool, flag("--dashboard", help="Start Ray's dashboard (embedded Ray).")] = False,
+    upload_after: Annotated[bool, flag("--upload", help="Then upload each language to its channel.")] = False,
     publish_after: Annotated[
-        bool, typer.Option("--publish", help="Then publish the episode to the website.")
+        bool, flag("--publish", help="Then publish the episode to the website.")
     ] = False,
     site: Annotated[str | None, typer.Option(help="Website root for --publish (folder or URL).")] = None,
+    force: Annotated[
+        bool,
+        flag("--force", help="Let this script take over a folder another script of the same episode made."),
+    ] = False,
+    dry_run: Annotated[
+        bool, flag("--dry-run", help="With --clean: list what would be deleted, delete nothing.")
+    ] = False,
+    explain: Annotated[
+        bool, flag("--explain", help="List what is stale and why, without running anything.")
+    ] = False,
 ) -> None:
     """Make the finished videos of one episode script, for every language."""
     from zray.pipeline.run import RunRequest, run_episode
 
+    if dry_run and not clean:
+        typer.echo("zray: --dry-run goes with --clean; use --explain to see what a run would do", err=True)
+        raise typer.Exit(2)
     with user_errors():
-        cfg = load_config(
+        cfg = config_from(
             config,
             output=output,
-            profile=profile,
-            video__preset=preset,
+            profile=_value(profile),
+            video__preset=_value(preset),
             project=project,
             address=address,
             quiet=quiet or None,
             dashboard=dashboard or None,
             web__site=site,
         )
-        report = run_episode(
-            RunRequest(script=script, languages=list(lang or []), intro=intro, clean=clean), cfg
-        )
+        request = RunRequest(script=script, languages=languages(lang), intro=intro, clean=clean, force=force)
+        if dry_run or explain:
+            _preview(request, cfg, explain=explain)
+            return
+        report = run_episode(request, cfg)
         done = [lang for lang in report.languages if lang not in report.failed and "all" not in report.failed]
         uploaded_ok = True
         if upload_after and done:
@@ -120,6 +212,37 @@ def run(
         raise typer.Exit(1)
 
 
+def _preview(request: Any, cfg: Config, *, explain: bool) -> None:
+    from zray.pipeline.prepare import clean as clean_files
+    from zray.pipeline.run import preview
+
+    prep = preview(request, cfg)
+    if explain:
+        for node in prep.stale:
+            typer.echo(f"{node.id}: {prep.reasons.get(node.id) or 'needed by what is stale'}")
+        typer.echo(f"{prep.store.root_url}: {len(prep.stale)} of {len(prep.plan.nodes)} steps would run")
+        return
+    for path in clean_files(prep.store, prep.record, dry_run=True):
+        typer.echo(path)
+
+
+@app.command()
+def verify(
+    episode_dir: Annotated[str, typer.Argument(help="An episode folder (or URL).", show_default=False)],
+) -> None:
+    """Hash every file the episode's record lists: finds damage a rerun's quick check cannot see."""
+    from zray.pipeline.records import verify as verify_folder
+    from zray.store import Store
+
+    with user_errors():
+        checked, findings = verify_folder(Store(episode_dir))
+    for finding in findings:
+        typer.echo(f"{finding.path}: {finding.problem}")
+    typer.echo(f"{episode_dir}: {checked} files checked, {len(findings)} problem(s)")
+    if findings:
+        raise typer.Exit(1)
+
+
 auth_app = typer.Typer(help="Authorize zray to act for you (once per channel).", no_args_is_help=True)
 app.add_typer(auth_app, name="auth")
 
@@ -129,9 +252,7 @@ def auth_youtube(
     project: Annotated[str, typer.Option(help="Project (the folder name of its scripts).")],
     lang: Annotated[str, typer.Option("--lang", help="Language whose channel this token is for.")],
     config: ConfigFile = None,
-    no_browser: Annotated[
-        bool, typer.Option("--no-browser", help="Print the URL instead (headless).")
-    ] = False,
+    no_browser: Annotated[bool, flag("--no-browser", help="Print the URL instead (headless).")] = False,
     port: Annotated[
         int, typer.Option(help="Local port for Google's redirect (forward it when headless).")
     ] = 0,
@@ -140,8 +261,8 @@ def auth_youtube(
     from zray.publish.auth import authorize
 
     with user_errors():
-        cfg = load_config(config)
-        path = authorize(project, lang, cfg.youtube, open_browser=not no_browser, port=port)
+        cfg = config_from(config)
+        path = authorize(project, lang.strip().lower(), cfg.youtube, open_browser=not no_browser, port=port)
     typer.echo(f"token saved: {path}")
 
 
@@ -152,15 +273,11 @@ def upload(
     ],
     lang: Langs = None,
     privacy: Annotated[
-        str | None, typer.Option(help="private, unlisted or public (default from config).")
+        Privacy | None, typer.Option(help="Privacy of new uploads (default from config).")
     ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Update a changed video's metadata and files.")
-    ] = False,
-    replace: Annotated[bool, typer.Option("--replace", help="Upload a changed video as a new one.")] = False,
+    dry_run: Annotated[bool, flag("--dry-run", help="Show what would be sent; send nothing.")] = False,
+    force: Annotated[bool, flag("--force", help="Update a changed video's metadata and files.")] = False,
+    replace: Annotated[bool, flag("--replace", help="Upload a changed video as a new one.")] = False,
     project: Annotated[
         str | None, typer.Option(help="Project whose tokens to use (default: folder).")
     ] = None,
@@ -168,12 +285,12 @@ def upload(
 ) -> None:
     """Upload each language's video, thumbnail and captions to its channel; never twice."""
     with user_errors():
-        cfg = load_config(config)
+        cfg = config_from(config)
         ok = _upload(
             episode_dir,
             cfg,
-            list(lang or []) or None,
-            privacy=privacy,
+            languages(lang) or None,
+            privacy=_value(privacy),
             dry_run=dry_run,
             force=force,
             replace=replace,
@@ -197,22 +314,25 @@ def _upload(
     import sys
 
     from zray.episode import open_episode
-    from zray.publish.auth import credentials_provider
-    from zray.publish.youtube import project_of, upload_episode
+    from zray.lock import episode_lock
+    from zray.publish.auth import credentials_provider  # after the package that checks the extra
+    from zray.publish.youtube import project_of, upload_episode  # a clear line without the extra
+    from zray.store import Store
 
-    episode = open_episode(episode_dir)
-    name = project_of(episode, project)
-    report = upload_episode(
-        episode,
-        langs=langs,
-        privacy=privacy,  # type: ignore[arg-type]
-        dry_run=dry_run,
-        force=force,
-        replace=replace,
-        config=cfg.youtube,
-        credentials_for=credentials_provider(name, cfg.youtube, interactive=sys.stdin.isatty()),
-        project=name,
-    )
+    with episode_lock(Store(episode_dir), command="zray upload"):
+        episode = open_episode(episode_dir)
+        name = project_of(episode, project)
+        report = upload_episode(
+            episode,
+            langs=langs,
+            privacy=privacy,  # type: ignore[arg-type]
+            dry_run=dry_run,
+            force=force,
+            replace=replace,
+            config=cfg.youtube,
+            credentials_for=credentials_provider(name, cfg.youtube, interactive=sys.stdin.isatty()),
+            project=name,
+        )
     for line in report.lines():
         typer.echo(line)
     return report.ok
@@ -225,30 +345,33 @@ def publish_command(
     ],
     site: Annotated[str | None, typer.Option(help="Website root: a folder or any fsspec URL.")] = None,
     layout: Annotated[
-        str | None, typer.Option(help="seed (the studio's platform) or hugo (page bundles).")
+        Layout | None, typer.Option(help="seed (the studio's platform) or hugo (page bundles).")
     ] = None,
     lang: Langs = None,
     config: ConfigFile = None,
 ) -> None:
     """Publish a finished episode to the website (the seed's layout or Hugo page bundles)."""
     with user_errors():
-        cfg = load_config(config, web__site=site, web__layout=layout)
-        _publish(episode_dir, cfg, list(lang or []) or None)
+        cfg = config_from(config, web__site=site, web__layout=_value(layout))
+        _publish(episode_dir, cfg, languages(lang) or None)
 
 
 def _publish(episode_dir: str, cfg: Config, langs: list[str] | None) -> None:
     from zray.episode import open_episode
+    from zray.lock import episode_lock
     from zray.publish.web import publish_episode
+    from zray.store import Store
 
     if not cfg.web.site:
         raise ConfigError("--site: no website root given (pass --site or set web.site in the config)")
-    report = publish_episode(
-        open_episode(episode_dir),
-        site=cfg.web.site,
-        layout=cfg.web.layout,
-        essays_dir=cfg.web.essays_dir,
-        langs=langs,
-    )
+    with episode_lock(Store(episode_dir), command="zray publish"):
+        report = publish_episode(
+            open_episode(episode_dir),
+            site=cfg.web.site,
+            layout=cfg.web.layout,
+            essays_dir=cfg.web.essays_dir,
+            langs=langs,
+        )
     typer.echo(
         f"published to {report.site} ({report.layout}): {len(report.written)} files written, "
         f"{len(report.unchanged)} unchanged"
@@ -270,32 +393,30 @@ def batch(
     output: Output = None,
     lang: Langs = None,
     profile: ProfileOpt = None,
-    preset: Annotated[str | None, typer.Option(help="fast or final.")] = None,
+    preset: PresetOpt = None,
     address: Address = None,
     config: ConfigFile = None,
     shared_storage: Annotated[
-        bool, typer.Option("--shared-storage", help="The local --output is mounted by every node.")
+        bool, flag("--shared-storage", help="The local --output is mounted by every node.")
     ] = False,
-    clean: Annotated[
-        bool, typer.Option("--clean", help="Remove each episode's generated files first.")
-    ] = False,
+    clean: Annotated[bool, flag("--clean", help="Remove each episode's generated files first.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Make many episodes at once on one set of resident models; failures are isolated."""
     from zray.pipeline.batch import run_batch
 
     with user_errors():
-        cfg = load_config(
+        cfg = config_from(
             config,
             output=output,
-            profile=profile,
-            video__preset=preset,
+            profile=_value(profile),
+            video__preset=_value(preset),
             address=address,
             shared_storage=shared_storage or None,
             quiet=quiet or None,
         )
         report = run_batch(
-            scripts, cfg, languages=list(lang or []) or None, clean=clean, max_episodes=max_episodes_in_flight
+            scripts, cfg, languages=languages(lang) or None, clean=clean, max_episodes=max_episodes_in_flight
         )
     if not report.ok:
         raise typer.Exit(1)
@@ -306,7 +427,9 @@ def doctor(
     script: Annotated[
         Path | None, typer.Argument(help="Check for this script's languages.", show_default=False)
     ] = None,
-    profile: Annotated[str, typer.Option(help="Profile to check: draft or production.")] = "production",
+    profile: Annotated[
+        Profile, typer.Option(help="Profile to check (auto: as `zray run` would pick).")
+    ] = Profile.auto,
     config: ConfigFile = None,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster to inspect (default: this machine).")
@@ -318,14 +441,14 @@ def doctor(
     """Say what Ray sees and what the chosen profile still needs, one line each with the fix."""
     from rich.console import Console
 
+    from zray.actors.cluster import connect
     from zray.doctor import run_checks
-    from zray.pipeline.cluster import connect
 
     with user_errors():
-        cfg = load_config(config, address=address, output=output, quiet=True)
-        languages = ["es", "en", "ca"]
+        cfg = config_from(config, address=address, output=output, quiet=True)
+        script_languages = ["es", "en", "ca"]
         if script is not None:
-            languages = script_mod.load_script(script)[0].languages
+            script_languages = script_mod.load_script(script)[0].languages
         import ray
 
         started = connect(cfg)
@@ -334,8 +457,12 @@ def doctor(
         finally:
             if started:
                 ray.shutdown()
-        checks = run_checks(cfg, profile=profile, languages=languages, ray_resources=resources)
+        chosen = profile.value
+        if chosen == "auto":
+            chosen = "production" if resources.get("GPU", 0) > 0 else "draft"
+        checks = run_checks(cfg, profile=chosen, languages=script_languages, ray_resources=resources)
     console = Console(highlight=False)
+    console.print(f"profile {chosen}" + (" (auto)" if profile.value == "auto" else ""), markup=False)
     for check in checks:
         console.print(check.render())
     if not all(c.ok for c in checks):
@@ -344,39 +471,36 @@ def doctor(
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the errors a user can cause into one line and an exit code, never a traceback."""
-    from zray.engines.base import EngineError
-    from zray.episode import EpisodeError
-    from zray.pipeline.cluster import ClusterError
-    from zray.pipeline.run import RunError
-    from zray.publish.errors import AuthError, QuotaError
-    from zray.publish.web import PublishError
-    from zray.store import StoreError
+    """Every error a user can cause or meet is one line and an exit code, never a traceback; anything
+    else is a bug, reported in one line with the path of a log file holding its traceback."""
+    from zray.errors import ZrayError, crash_report
 
     try:
         yield
     except script_mod.ScriptError as exc:
-        for problem in exc.problems:
-            typer.echo(problem.render(exc.file), err=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    except (
-        ConfigError,
-        RunError,
-        ClusterError,
-        StoreError,
-        EngineError,
-        EpisodeError,
-        PublishError,
-        AuthError,
-        QuotaError,
-    ) as exc:
+        for line in exc.lines():
+            typer.echo(line, err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except ZrayError as exc:
         typer.echo(f"zray: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo(
             "zray: interrupted; finished steps are saved, run the same command again to resume", err=True
         )
         raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as exc:
+        from zray import errors
+
+        where = crash_report(exc, folder=errors.current_folder)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        typer.echo(
+            f"zray: unexpected error {type(exc).__name__}: {first} (a bug in zray; the traceback is in {where})",
+            err=True,
+        )
+        raise typer.Exit(70) from None
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from zray.errors import ZrayError
 from zray.media import levels
 from zray.media.constants import SAMPLE_RATE
 from zray.media.video import settings as video_rules
@@ -22,9 +23,10 @@ from zray.media.video.settings import VideoSettings
 from zray.publish.settings import YouTubeConfig
 
 Profile = Literal["auto", "draft", "production"]
+ModelDtype = Literal["auto", "bfloat16", "float16", "float32"]
 
 
-class ConfigError(ValueError):
+class ConfigError(ZrayError, ValueError):
     """A setting with a bad value; the message names the setting and where it came from."""
 
 
@@ -91,7 +93,13 @@ class AudioConfig(Strict):
     # Checked by the rules the mastering code applies (zray.media.levels).
     target_lufs: float = -14.0
     peak_dbfs: float = -1.0
-    music_seconds: float = Field(60.0, gt=0)
+    music_seconds: float = Field(60.0, gt=0, le=600)
+    # Pacing, in seconds (each rounded up to whole frames): silence after each scene's narration,
+    # before the first scene's, and after the last one's while the picture holds and the music fades.
+    scene_gap: float = Field(0.5, ge=0, le=10)
+    lead: float = Field(0.3, ge=0, le=10)
+    tail: float = Field(2.0, ge=0, le=30)
+    music_fade_in: float = Field(0.5, ge=0, le=10)
 
     @field_validator("target_lufs")
     @classmethod
@@ -136,10 +144,13 @@ class ModelsConfig(Strict):
     image_memory: Literal["resident", "model_offload", "sequential_offload"] = "resident"
     vae_tiling: bool = False
     image_steps: int | None = Field(None, gt=0)  # None: 8 transformer forwards, the Turbo setting
+    # "auto": float32 when device is "cpu", else bfloat16; decided from config, never from the host.
+    image_dtype: ModelDtype = "auto"
     kokoro: str = "hexgrad/Kokoro-82M"
     musicgen: str = "facebook/musicgen-small"
     music_window: float = Field(30.0, gt=0, le=30.0)  # MusicGen writes about 30 s at a time
-    device: str | None = None  # None: CUDA when present, else CPU
+    musicgen_dtype: ModelDtype = "auto"  # as image_dtype (EnCodec always runs in float32)
+    device: str | None = None  # None: CUDA where the worker has it, else CPU
 
 
 class GoogleTTSConfig(Strict):
@@ -162,6 +173,18 @@ class WebConfig(Strict):
     essays_dir: Path = Path("inputs/essays")
 
 
+class LimitsConfig(Strict):
+    """Caps checked before a script is read or run."""
+
+    narration_chars: int = Field(5_000, ge=100, le=100_000)  # one scene's narration in one language
+    script_bytes: int = Field(5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+
+    def script_limits(self) -> Any:
+        from zray.script import ScriptLimits
+
+        return ScriptLimits(narration_chars=self.narration_chars, script_bytes=self.script_bytes)
+
+
 class Config(Strict):
     """Everything a run can be told; see the README for each key."""
 
@@ -173,6 +196,8 @@ class Config(Strict):
     shared_storage: bool = False
     dashboard: bool = False
     quiet: bool = False
+    # auto: this process for a few stale steps that need no GPU, else Ray.
+    executor: Literal["auto", "ray", "in-process"] = "auto"
     max_in_flight: int = Field(64, ge=1)
     task_retries: int = Field(2, ge=0)
     video: VideoConfig = VideoConfig()
@@ -186,48 +211,102 @@ class Config(Strict):
     library: LibraryConfig = LibraryConfig()
     web: WebConfig = WebConfig()
     youtube: YouTubeConfig = YouTubeConfig()
+    limits: LimitsConfig = LimitsConfig()
 
 
-def load_config(file: str | Path | None = None, **flags: Any) -> Config:
-    """Build the config from a TOML file, the environment and flags (None flags are ignored)."""
+def load_config(
+    file: str | Path | None = None, *, flag_names: dict[str, str] | None = None, **flags: Any
+) -> Config:
+    """Build the config from a TOML file, the environment and flags (None flags are ignored).
+
+    Keys of `flags` are setting paths with `__` between levels (`video__preset`); `flag_names`
+    maps them to the command-line flag that set them, so an error can name it.
+    """
     data: dict[str, Any] = {}
-    source = "defaults"
     if file is not None:
-        path = Path(file)
-        source = str(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = _read_file(Path(file))
+    file_data = json_copy(data)
     env = {k: v for k, v in os.environ.items() if k.startswith("ZRAY_")}
+    given = {k: v for k, v in flags.items() if v is not None}
     # Precedence: defaults < file < environment < flags.
-    for key, value in flags.items():
-        if value is None:
-            continue
+    merged = _deep_merge(data, _env_overrides(env, given))
+    for key, value in given.items():
         *parents, leaf = key.split("__")
-        node = data
+        node = merged
         for parent in parents:
-            node = node.setdefault(parent, {})
+            child = node.get(parent)
+            if not isinstance(child, dict):
+                child = node[parent] = {}
+            node = child
         node[leaf] = value
     try:
-        return Config.model_validate(_deep_merge(data, _env_overrides(env, flags)))
+        return Config.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source, env)) from None
+        raise ConfigError(
+            _describe(
+                exc,
+                file=str(file) if file else None,
+                file_data=file_data,
+                env=env,
+                flags=given,
+                flag_names=flag_names or {},
+            )
+        ) from None
+
+
+def json_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: json_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: cannot read the config file: it is not a regular file"
+                if path.exists()
+                else f"{path}: cannot read the config file: no such file"
+            )
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: the config file is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line})"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 def _env_overrides(env: dict[str, str], flags: dict[str, Any]) -> dict[str, Any]:
     """Environment values, nested by `__`, minus anything a flag sets."""
     out: dict[str, Any] = {}
-    for name, value in env.items():
+    origin: dict[str, str] = {}  # dotted path -> the variable that set it, to name conflicts
+    for name in sorted(env):
         path = name[len("ZRAY_") :].lower().split("__")
-        if "__".join(path) in {k for k, v in flags.items() if v is not None}:
+        if "__".join(path) in flags or not all(path):
             continue
         node = out
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is not None and not isinstance(child, dict):
+                raise ConfigError(
+                    f"environment variables {origin['.'.join(path[: depth + 1])]} and {name} conflict: "
+                    f"{'.'.join(path[: depth + 1])} is a table of settings, not a value; unset {origin['.'.join(path[: depth + 1])]}"
+                )
             node = node.setdefault(part, {})
-        node[path[-1]] = value
+            origin.setdefault(".".join(path[: depth + 1]), name)
+        if isinstance(node.get(path[-1]), dict):
+            raise ConfigError(
+                f"environment variables {name} and {origin['.'.join(path)]} conflict: "
+                f"{'.'.join(path)} is a table of settings, not a value; unset {name}"
+            )
+        node[path[-1]] = env[name]
+        origin[".".join(path)] = name
     return out
 
 
@@ -241,10 +320,42 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe(exc: ValidationError, source: str, env: dict[str, str]) -> str:
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(
+    exc: ValidationError,
+    *,
+    file: str | None,
+    file_data: dict[str, Any],
+    env: dict[str, str],
+    flags: dict[str, Any],
+    flag_names: dict[str, str],
+) -> str:
     err = exc.errors()[0]
-    dotted = ".".join(str(p) for p in err["loc"])
-    env_name = "ZRAY_" + "__".join(str(p).upper() for p in err["loc"])
-    where = f"environment variable {env_name}" if env_name in env else f"setting {dotted} ({source})"
-    message = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
-    return f"{where}: {message}"
+    loc = [str(p) for p in err["loc"]]
+    dotted = ".".join(loc)
+    message = "unknown setting" if err["type"] == "extra_forbidden" else _message(err)
+    # The deepest source that set this path (or a table above it) is the one to name.
+    for depth in range(len(loc), 0, -1):
+        key, env_name = "__".join(loc[:depth]), "ZRAY_" + "__".join(loc[:depth]).upper()
+        if key in flags:
+            flag = flag_names.get(key, "--" + key.replace("__", "-"))
+            return f"{flag} {_shown(flags[key])}: {message}"
+        if env_name in env:
+            return f"environment variable {env_name}={_shown(env[env_name])}: {message}"
+        node: Any = file_data
+        for part in loc[:depth]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None and file:
+            value = f" = {_shown(err['input'])}" if err["type"] != "extra_forbidden" else ""
+            return f"setting {dotted}{value} ({file}): {message}"
+    return f"setting {dotted} (defaults): {message}"
+
+
+def _message(err: Any) -> str:
+    msg = str(err["msg"])
+    # pydantic prefixes messages from our validators with "Value error, ".
+    return msg.split(", ", 1)[1] if msg.startswith(("Value error, ", "Assertion failed, ")) else msg

@@ -10,8 +10,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.text import Text
+
 from zray.config import Config
-from zray.engines.registry import KOKORO_LANGUAGES, EngineChoice, choose_engines
+from zray.engines.registry import KOKORO_LANGUAGES
+from zray.pipeline.engine_setup import EngineChoice, choose_engines
 
 
 @dataclass(frozen=True)
@@ -19,10 +22,20 @@ class Check:
     ok: bool
     what: str
     fix: str = ""
+    note: bool = False  # something to know (a licence), neither a pass nor a failure
 
-    def render(self) -> str:
-        mark = "[green]ok  [/green]" if self.ok else "[red]FAIL[/red]"
-        return f"{mark} {self.what}" + (f" [dim]-> {self.fix}[/dim]" if self.fix and not self.ok else "")
+    @property
+    def mark(self) -> str:
+        return "note" if self.note else "ok" if self.ok else "FAIL"
+
+    def render(self) -> Text:
+        """The line as rich Text: styles apply to the mark only, so no text is ever read as markup."""
+        style = {"note": "yellow", "ok": "green", "FAIL": "red"}[self.mark]
+        line = Text(f"{self.mark:<4}", style=style)
+        line.append(f" {self.what}")
+        if self.fix and not self.ok:
+            line.append(f" -> {self.fix}", style="dim")
+        return line
 
 
 def run_checks(
@@ -43,7 +56,9 @@ def gpu_checks() -> list[Check]:
     if importlib.util.find_spec("torch") is None:
         return [
             Check(
-                True, "torch not installed (draft profile only); for production: pip install 'zray[models]'"
+                True,
+                "torch not installed (draft profile only); for production: pip install 'zray[models]'",
+                note=True,
             )
         ]
     import torch
@@ -94,6 +109,7 @@ def engine_checks(choice: EngineChoice, config: Config) -> list[Check]:
                 Check(
                     True,
                     "MusicGen weights are CC-BY-NC-4.0: not for monetised videos (engines.music = 'library')",
+                    note=True,
                 )
             )
         elif spec.name == "kokoro":

@@ -39,7 +39,9 @@ UPLOAD_STATE_FILE = "upload_state.json"
 REVIEW_FILE = "review.json"
 SCRIPT_FILE = "script.json"
 REPORT_FILE = "report.html"
-LOCK_FILE = ".zray-lock"
+# The lock lives beside the folder, not in it: taking it never changes the folder, and a copied
+# folder does not carry another episode's lock.
+LOCK_SUFFIX = ".zray-lock"
 LOGS_DIR = "logs"
 ASSETS_DIR = "assets"
 SEGMENTS_DIR = "assets/tmp/segments"
@@ -48,7 +50,12 @@ SHORTS_DIR = "shorts"
 SEGMENT_EXT = ".h264"
 
 # Records a person or a channel depends on: `--clean` never touches them.
-KEPT_RECORDS = frozenset({PUBLISHED_FILE, UPLOAD_STATE_FILE, REVIEW_FILE, LOCK_FILE})
+KEPT_RECORDS = frozenset({PUBLISHED_FILE, UPLOAD_STATE_FILE, REVIEW_FILE})
+
+
+def lock_name(folder: str) -> str:
+    """The lock of episode folder `folder` (its last path component), in the folder's parent."""
+    return f".{folder}{LOCK_SUFFIX}"
 
 
 class EpisodeError(ZrayError):
@@ -70,6 +77,12 @@ def music_bed(key: str, seconds: float) -> str:
 def intro_copy(digest: str, suffix: str) -> str:
     """Where the intro clip is kept beside the episode (workers on other machines read it there)."""
     return f"{ASSETS_DIR}/common/intro_{digest[:16]}{suffix.lower() or '.mp4'}"
+
+
+def studio_file(digest: str, suffix: str) -> str:
+    """Where a studio's own file (image_file, clip_file, thumbnail_file) is kept beside the episode,
+    named by its content, so workers on other machines read it there."""
+    return f"{ASSETS_DIR}/sources/{digest[:16]}{suffix.lower()}"
 
 
 def raw_speech(lang: str, label: str, key: str) -> str:
@@ -298,6 +311,13 @@ def _session_problem(entry: Any) -> str | None:
     uri = entry.get("session_uri")
     if not isinstance(uri, str) or not uri:
         return "has no session_uri"
+    # The uploader asks YouTube about the session with these: a wrong one must not pass as "none".
+    for name in ("size", "progress"):
+        value = entry.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"has a {name} that is not a byte count"
+    if not isinstance(entry.get("content_key", ""), str):
+        return "has a content_key that is not text"
     return None
 
 

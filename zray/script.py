@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import re
+import stat
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zray import limits
+from zray.errors import InvalidInput
 
 LANG_PATTERN = r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?"
 _SCRIPT_KEY = re.compile(rf"^script_({LANG_PATTERN})$")
@@ -25,20 +28,45 @@ _ANY_SCRIPT_KEY = re.compile(r"^script_(.+)$")
 _FILE_NUMBERS = re.compile(r"saga[\s_-]*0*(\d+).*?ep(?:isode)?[\s_-]*0*(\d+)", re.IGNORECASE)
 
 NonEmpty = Field(min_length=1)
+THUMB_TEXT_MAX_CHARS = 100  # a thumbnail headline; longer text would be unreadable at any size
+MEDIA_FIELDS = ("image_file", "clip_file")
+
+
+@dataclass(frozen=True)
+class ScriptLimits:
+    """Caps checked before a script is read or run (config `[limits]`)."""
+
+    narration_chars: int = 5_000  # one scene's narration in one language
+    script_bytes: int = 5 * 1024 * 1024  # the script file
 
 
 class Variant(BaseModel):
     model_config = ConfigDict(extra="allow")
-    title: str = Field(min_length=1)
-    thumb_text: str | None = None
+    title: str = Field(
+        min_length=1, description="A title for YouTube; the first variant's is the video's title."
+    )
+    thumb_text: str | None = Field(
+        default=None,
+        max_length=THUMB_TEXT_MAX_CHARS,
+        description="Headline drawn on this thumbnail variant (default: the title).",
+    )
 
 
 class Seo(BaseModel):
     model_config = ConfigDict(extra="allow")
-    variants: list[Variant] = Field(default_factory=list)
-    description: str = ""
-    tags: list[str] = Field(default_factory=list)
-    thumbnail_prompt: str | None = None
+    variants: list[Variant] = Field(
+        default_factory=list, description="Title and thumbnail text variants; variant 1 is the official one."
+    )
+    description: str = Field("", description="The YouTube description (the chapter list is appended).")
+    tags: list[str] = Field(
+        default_factory=list, description="YouTube tags (public; zray adds two of its own)."
+    )
+    thumbnail_prompt: str | None = Field(
+        None, description="Image prompt for the thumbnail's base picture (default: the first scene's)."
+    )
+    thumbnail_file: str | None = Field(
+        None, description="The studio's own thumbnail base image, relative to the script's folder."
+    )
 
 
 class Scene(BaseModel):
@@ -48,13 +76,41 @@ class Scene(BaseModel):
         extra="allow",
         json_schema_extra={
             "patternProperties": {
-                rf"^script_{LANG_PATTERN}$": {"type": "string", "minLength": 1},
-                rf"^chapter_{LANG_PATTERN}$": {"type": "string"},
+                rf"^script_{LANG_PATTERN}$": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The scene's narration in that language (script_es, script_en, ...).",
+                },
+                rf"^chapter_{LANG_PATTERN}$": {
+                    "type": "string",
+                    "description": "The chapter this scene belongs to, in that language (YouTube chapters).",
+                },
             }
         },
     )
-    scene_id: int | str
-    image_prompt: str = Field(min_length=1)
+    scene_id: int | str = Field(description="Unique within the script; names the scene's files.")
+    image_prompt: str = Field(
+        min_length=1, description="What the scene's picture shows (the image model's prompt)."
+    )
+    image_file: str | None = Field(
+        None,
+        description="The studio's own picture instead of a generated one, relative to the script's folder.",
+    )
+    clip_file: str | None = Field(
+        None, description="The studio's own video clip for this scene, relative to the script's folder."
+    )
+    clip_audio: float | None = Field(
+        None, ge=0, le=1, description="Level (0-1) of the clip's own sound; without it the clip is silent."
+    )
+    gap: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="Seconds of silence after this scene's narration (overrides audio.scene_gap).",
+    )
+    motion: Literal["none", "gentle"] | None = Field(
+        None, description="Camera motion on this scene's picture (overrides video.motion)."
+    )
 
     def narration(self, lang: str) -> str:
         return str((self.model_extra or {})[f"script_{lang}"])
@@ -71,13 +127,31 @@ class Script(BaseModel):
     """An episode script. `saga`/`episode` are resolved (JSON or file name) by `load_script`."""
 
     model_config = ConfigDict(extra="allow")
-    project_title: str = Field(min_length=1)
-    saga: int | None = Field(default=None, gt=0)
-    episode: int | None = Field(default=None, gt=0)
-    date_published: datetime | None = None
-    global_music_prompt: str | None = None
-    scenes: list[Scene] = Field(min_length=1)
-    seo: dict[str, Seo] = Field(default_factory=dict)
+    project_title: str = Field(
+        min_length=1, description="The series' title; a video's title when it has no SEO variant."
+    )
+    saga: int | None = Field(
+        default=None,
+        gt=0,
+        description="Saga number; if left out, taken from the file name (SAGA_01_Episode_22.json -> 1).",
+    )
+    episode: int | None = Field(
+        default=None,
+        gt=0,
+        description="Episode number; if left out, taken from the file name (SAGA_01_Episode_22.json -> 22).",
+    )
+    date_published: datetime | None = Field(
+        None,
+        description="When the episode goes public (a future date schedules it on YouTube and the website).",
+    )
+    global_music_prompt: str | None = Field(None, description="What the background music should sound like.")
+    music_file: str | None = Field(
+        None, description="A track of the studio's music library (library.folder) to use as background music."
+    )
+    scenes: list[Scene] = Field(min_length=1, description="The scenes, in order.")
+    seo: dict[str, Seo] = Field(
+        default_factory=dict, description="Per language: titles, description, tags, thumbnails."
+    )
 
     @property
     def languages(self) -> list[str]:
@@ -123,13 +197,16 @@ class Checked:
         return self.script is not None and not self.errors
 
 
-class ScriptError(ValueError):
-    """A script that cannot be used; `problems` holds every reason."""
+class ScriptError(InvalidInput, ValueError):
+    """A script that cannot be used; `problems` holds every reason, one line each."""
 
     def __init__(self, file: str, problems: list[Problem]):
         self.file = file
         self.problems = problems
         super().__init__("\n".join(p.render(file) for p in problems))
+
+    def lines(self) -> list[str]:
+        return [p.render(self.file) for p in self.problems]
 
 
 def numbers_from_filename(name: str) -> tuple[int, int] | None:
@@ -137,13 +214,17 @@ def numbers_from_filename(name: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def check_data(data: Any, *, filename: str = "") -> Checked:
-    """Validate parsed JSON; never raises for bad input."""
+def check_data(
+    data: Any, *, filename: str = "", limits: ScriptLimits = ScriptLimits(), folder: Path | None = None
+) -> Checked:
+    """Validate parsed JSON; never raises for bad input. With `folder` (the script's), files the
+    script names (image_file, clip_file, thumbnail_file) must exist there."""
     if not isinstance(data, dict):
         return Checked(None, [Problem("", f"the root must be a JSON object, not {_json_type(data)}")], [])
     errors: list[Problem] = []
-    warnings: list[Problem] = []
-    errors += _check_scene_keys(data)
+    warnings: list[Problem] = _unknown_keys(data)
+    errors += _check_scene_keys(data, limits)
+    errors += _check_media(data, folder)
     scenes = (
         [s for s in data.get("scenes") or [] if isinstance(s, dict)]
         if isinstance(data.get("scenes"), list)
@@ -161,7 +242,9 @@ def check_data(data: Any, *, filename: str = "") -> Checked:
     return Checked(script if not errors else None, _sorted(errors), warnings)
 
 
-def check_text(text: str, *, filename: str = "") -> Checked:
+def check_text(
+    text: str, *, filename: str = "", limits: ScriptLimits = ScriptLimits(), folder: Path | None = None
+) -> Checked:
     if not text.strip():
         return Checked(None, [Problem("", "the file is empty")], [])
     try:
@@ -170,25 +253,41 @@ def check_text(text: str, *, filename: str = "") -> Checked:
         return Checked(
             None, [Problem("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")], []
         )
-    return check_data(data, filename=filename)
+    return check_data(data, filename=filename, limits=limits, folder=folder)
 
 
-def check_file(path: str | Path) -> Checked:
+def check_file(path: str | Path, *, limits: ScriptLimits = ScriptLimits()) -> Checked:
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return Checked(None, [Problem("", "not a regular file (a device, a pipe or a folder?)")], [])
+        if info.st_size > limits.script_bytes:
+            return Checked(
+                None,
+                [
+                    Problem(
+                        "",
+                        f"the file is {info.st_size:,} bytes; scripts are limited to {limits.script_bytes:,} "
+                        "(limits.script_bytes)",
+                    )
+                ],
+                [],
+            )
+        with path.open("rb") as fh:
+            raw = fh.read(limits.script_bytes + 1)
     except OSError as exc:
         return Checked(None, [Problem("", f"cannot read the file: {exc.strerror or exc}")], [])
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return Checked(None, [Problem("", f"not UTF-8 text (byte {exc.start})")], [])
-    return check_text(text, filename=path.name)
+    return check_text(text, filename=path.name, limits=limits, folder=path.resolve().parent)
 
 
-def load_script(path: str | Path) -> tuple[Script, list[Problem]]:
+def load_script(path: str | Path, *, limits: ScriptLimits = ScriptLimits()) -> tuple[Script, list[Problem]]:
     """Load a script or raise ScriptError; returns the script and its warnings."""
-    checked = check_file(path)
+    checked = check_file(path, limits=limits)
     if not checked.ok:
         raise ScriptError(str(path), checked.errors)
     assert checked.script is not None
@@ -225,7 +324,13 @@ def _from_pydantic(err: Any) -> Problem:
     return Problem(path, message)
 
 
-def _check_scene_keys(data: dict[str, Any]) -> list[Problem]:
+def speakable(text: str) -> bool:
+    """Whether a voice can say something: at least one letter or digit once invisible format
+    characters (zero-width spaces and joiners) are left out."""
+    return any(unicodedata.category(c)[0] in "LN" for c in text if unicodedata.category(c) != "Cf")
+
+
+def _check_scene_keys(data: dict[str, Any], limits: ScriptLimits) -> list[Problem]:
     """Narration keys are free-form (`script_<lang>`), so pydantic cannot type them."""
     problems: list[Problem] = []
     scenes = data.get("scenes")
@@ -246,6 +351,106 @@ def _check_scene_keys(data: dict[str, Any]) -> list[Problem]:
                 problems.append(Problem(f"scenes.{i}.{key}", f"must be a string, not {_json_type(value)}"))
             elif is_script and not value.strip():
                 problems.append(Problem(f"scenes.{i}.{key}", "empty narration"))
+            elif is_script and not speakable(value):
+                problems.append(
+                    Problem(
+                        f"scenes.{i}.{key}",
+                        "nothing to say: only punctuation, spaces or invisible characters",
+                    )
+                )
+            elif is_script and len(value) > limits.narration_chars:
+                problems.append(
+                    Problem(
+                        f"scenes.{i}.{key}",
+                        f"narration is {len(value):,} characters; a scene's is limited to "
+                        f"{limits.narration_chars:,} (limits.narration_chars): split the scene",
+                    )
+                )
+    return problems
+
+
+def _check_media(data: dict[str, Any], folder: Path | None) -> list[Problem]:
+    """The studio's own files: a relative path inside the script's folder tree, never a URL; one of
+    image_file or clip_file per scene; present on disk when the script's folder is known."""
+    problems: list[Problem] = []
+    named: list[tuple[str, Any]] = []
+    for i, scene in enumerate(data.get("scenes") or [] if isinstance(data.get("scenes"), list) else []):
+        if not isinstance(scene, dict):
+            continue
+        if scene.get("image_file") is not None and scene.get("clip_file") is not None:
+            problems.append(Problem(f"scenes.{i}", "give image_file or clip_file, not both"))
+        named += [(f"scenes.{i}.{field}", scene.get(field)) for field in MEDIA_FIELDS]
+    seo = data.get("seo")
+    if isinstance(seo, dict):
+        named += [
+            (f"seo.{lang}.thumbnail_file", v.get("thumbnail_file"))
+            for lang, v in seo.items()
+            if isinstance(v, dict)
+        ]
+    for where, value in named:
+        if not isinstance(value, str):
+            continue  # absent, or the wrong type (pydantic says so)
+        if "://" in value:
+            problems.append(
+                Problem(where, f"{_short(value)} is a URL; give a file path relative to the script")
+            )
+        elif Path(value).is_absolute() or ".." in Path(value).parts:
+            problems.append(Problem(where, f"{_short(value)} must be a path inside the script's folder"))
+        elif folder is not None and not (folder / value).is_file():
+            problems.append(Problem(where, f"{_short(value)}: no such file next to the script"))
+    return problems
+
+
+def _short(value: str, limit: int = 80) -> str:
+    """A value as messages show it: quoted and cut, so a huge value never floods the console."""
+    return repr(value) if len(value) <= limit else repr(value[: limit - 3] + "...")
+
+
+# Every key a script may hold, by where it sits: unknown keys are warned about with the nearest one.
+_TOP_KEYS = tuple(Script.model_fields)
+_SCENE_KEYS = tuple(Scene.model_fields)
+_SEO_KEYS = tuple(Seo.model_fields)
+_VARIANT_KEYS = tuple(Variant.model_fields)
+
+
+def _unknown_keys(data: dict[str, Any]) -> list[Problem]:
+    import difflib
+
+    def check(where: str, keys: Any, known: tuple[str, ...]) -> list[Problem]:
+        out = []
+        for key in keys:
+            if not isinstance(key, str) or key in known:
+                continue
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            if (
+                not close
+                and known is _SEO_KEYS
+                and difflib.get_close_matches(key, ["title", "titles"], cutoff=0.6)
+            ):
+                hint = '; titles go in variants: [{"title": ...}]'
+
+            out.append(Problem(f"{where}{key}", f"unknown key, ignored{hint}"))
+        return out
+
+    problems = check("", data, _TOP_KEYS)
+    scenes = data.get("scenes") if isinstance(data.get("scenes"), list) else []
+    languages = sorted(
+        {m.group(1) for s in scenes if isinstance(s, dict) for k in s if (m := _SCRIPT_KEY.match(k))}
+    )
+    per_language = tuple(f"{prefix}_{lang}" for lang in languages for prefix in ("script", "chapter"))
+    for i, scene in enumerate(scenes):
+        if isinstance(scene, dict):
+            keys = [k for k in scene if not (_SCRIPT_KEY.match(k) or _CHAPTER_KEY.match(k))]
+            problems += check(f"scenes.{i}.", keys, _SCENE_KEYS + per_language)
+    seo = data.get("seo") if isinstance(data.get("seo"), dict) else {}
+    for lang, entry in seo.items():
+        if isinstance(entry, dict):
+            problems += check(f"seo.{lang}.", entry, _SEO_KEYS)
+            variants = entry.get("variants") if isinstance(entry.get("variants"), list) else []
+            for j, variant in enumerate(variants):
+                if isinstance(variant, dict):
+                    problems += check(f"seo.{lang}.variants.{j}.", variant, _VARIANT_KEYS)
     return problems
 
 
@@ -315,7 +520,9 @@ def _youtube_warnings(script: Script) -> list[Problem]:
         warnings += [
             Problem(f"seo.{lang}.description", m) for m in limits.description_problems(seo.description)
         ]
-        warnings += [Problem(f"seo.{lang}.tags", m) for m in limits.tags_problems(seo.tags)]
+        # The two tags zray adds to every upload count toward the limit too.
+        tags = limits.tags_problems(seo.tags, add_zray_tags=True)
+        warnings += [Problem(f"seo.{lang}.tags", m) for m in tags]
     return warnings
 
 

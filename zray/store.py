@@ -10,19 +10,24 @@ reader never sees a half-written artifact.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from zray.errors import ZrayError
+
 TEMP_MARK = ".zray-tmp-"
+_BLOCK = 1 << 20
 
 
 def _umask() -> int:
@@ -35,8 +40,85 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 
 
-class StoreError(OSError):
+class StoreError(ZrayError, OSError):
     """The store cannot be used (unreachable, unwritable, or a key that escapes the root)."""
+
+
+class DamagedFile(StoreError):
+    """A file whose bytes are not the ones zray recorded when it wrote them."""
+
+    def __init__(self, key: str, url: str):
+        self.key = key
+        super().__init__(f"{url} changed since zray wrote it (damaged or edited): it is not used")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What a file was when zray wrote it: its content hash, and a stat fingerprint that costs no
+    read to compare (size and modification time locally; the ETag or generation on object stores).
+    A changed fingerprint only says "look again": the hash decides."""
+
+    sha256: str
+    size: int
+    stamp: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size, "stamp": self.stamp}
+
+    @classmethod
+    def from_json(cls, data: Any) -> FileRecord | None:
+        if not isinstance(data, dict):
+            return None
+        sha, size, stamp = data.get("sha256"), data.get("size"), data.get("stamp")
+        if not isinstance(sha, str) or not isinstance(size, int) or not isinstance(stamp, str):
+            return None
+        return cls(sha, size, stamp)
+
+
+# Errors callers act on (a key that is not there, or already is): everything else a backend
+# raises (no credentials, an endpoint that went away, a full disk) becomes one StoreError line.
+_PASS = (FileNotFoundError, FileExistsError, StoreError)
+
+
+def _describe_backend(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def _translated(method: Any) -> Any:
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _PASS:
+            raise
+        except Exception as exc:
+            key = args[0] if args and isinstance(args[0], str) else ""
+            raise StoreError(f"{self.url(key) if key else self.root_url}: {_describe_backend(exc)}") from exc
+
+    return wrapper
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp_of(info: dict[str, Any]) -> str:
+    """The part of an fsspec info dict that changes whenever the object's bytes do."""
+    for name in ("ETag", "etag", "generation", "md5Hash", "crc32c"):
+        if info.get(name):
+            return f"{name}:{str(info[name]).strip(chr(34))}"
+    for name in ("mtime", "LastModified", "created", "updated"):
+        if info.get(name) is not None:
+            value = info[name]
+            return f"{name}:{value.timestamp() if hasattr(value, 'timestamp') else value}"
+    return "none"
 
 
 def expand(pattern: str) -> list[str]:
@@ -71,6 +153,10 @@ class Store:
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.root = path.rstrip("/") if path not in ("/", "") else path
         self.url_root = root
+        # What this process wrote, so a step can report its files' records without reading them back.
+        self._written: dict[str, FileRecord] = {}
+        # Hashes the bytes of some keys must have (a step's inputs, as recorded): checked on read.
+        self._expected: dict[str, str] = {}
 
     # Stores travel to Ray workers: rebuild the filesystem there instead of pickling its state.
     # Credentials are never in storage_options: backends read them from each node's environment.
@@ -79,6 +165,10 @@ class Store:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["root"], storage_options=state["storage_options"])  # type: ignore[misc]
+
+    def fresh(self) -> Store:
+        """A new handle on the same root, with no memory of writes or expectations (one per step)."""
+        return Store(self.root_url, storage_options=self.storage_options)
 
     @property
     def root_url(self) -> str:
@@ -95,6 +185,16 @@ class Store:
         if any(p == ".." for p in parts):
             raise StoreError(f"key {key!r} escapes the store root")
         return "/".join([self.root, *parts]) if self.root else "/".join(parts)
+
+    def parent(self) -> Store:
+        """A store rooted at this one's parent folder."""
+        root = self.root_url.rstrip("/")
+        head = root.rsplit("/", 1)[0] if "/" in root.split("://", 1)[-1] else root
+        return Store(head, storage_options=self.storage_options)
+
+    def child(self, prefix: str) -> Store:
+        """A store rooted at a folder of this one (an episode folder)."""
+        return Store(self.url(prefix), storage_options=self.storage_options)
 
     def url(self, key: str) -> str:
         return self.path(key) if self.is_local else self.fs.unstrip_protocol(self.path(key))
@@ -134,15 +234,38 @@ class Store:
             tmp.unlink(missing_ok=True)
         return local
 
+    def expect(self, digests: dict[str, str]) -> None:
+        """From now on, reading one of these keys checks its bytes against the given sha256 first."""
+        self._expected.update(digests)
+
     @contextlib.contextmanager
     def local_copy(self, key: str) -> Iterator[Path]:
-        """A local file holding the key's bytes: the file itself on a local store, a temp copy otherwise."""
+        """A local file holding the key's bytes: the file itself on a local store, a temp copy otherwise.
+
+        A key with an expected hash (see `expect`) is checked first: DamagedFile if it differs.
+        """
         direct = self.local_path(key)
         if direct is not None:
+            self._check_expected(key, direct)
             yield direct
             return
         with tempfile.TemporaryDirectory(prefix="zray-") as tmp:
-            yield self.get(key, Path(tmp) / Path(key).name)
+            copy = self.get(key, Path(tmp) / Path(key).name)
+            self._check_expected(key, copy)
+            yield copy
+
+    def _check_expected(self, key: str, local: Path) -> None:
+        wanted = self._expected.get(key)
+        if wanted is not None and file_digest(local) != wanted:
+            raise DamagedFile(key, self.url(key))
+
+    @contextlib.contextmanager
+    def verified_copy(self, key: str, sha256: str | None) -> Iterator[Path]:
+        """`local_copy`, after checking the bytes are the ones recorded when the key was written."""
+        with self.local_copy(key) as local:
+            if sha256 is not None and file_digest(local) != sha256:
+                raise DamagedFile(key, self.url(key))
+            yield local
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys under a prefix (recursively), relative to the root, temp files excluded."""
@@ -157,15 +280,47 @@ class Store:
     def checksum(self, key: str) -> str:
         digest = hashlib.sha256()
         with self.open(key) as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
+            for block in iter(lambda: fh.read(_BLOCK), b""):
                 digest.update(block)
         return digest.hexdigest()
+
+    def stamp(self, key: str) -> tuple[int, str]:
+        """(size, fingerprint) of a key, from one metadata call; no read of its bytes."""
+        info = self.fs.info(self.path(key))
+        return int(info.get("size") or 0), _stamp_of(info)
+
+    def stamps(self, prefix: str = "") -> dict[str, tuple[int, str]]:
+        """(size, fingerprint) of every key under prefix, from one listing: what a rerun compares."""
+        base = self.path(prefix)
+        if not self.fs.exists(base):
+            return {}
+        found = self.fs.find(base, detail=True)
+        start = len(self.root) + 1 if self.root else 0
+        out: dict[str, tuple[int, str]] = {}
+        for name, info in found.items():
+            key = (name if self.is_local else self._strip(name))[start:]
+            if TEMP_MARK not in key:
+                out[key] = (int(info.get("size") or 0), _stamp_of(info))
+        return out
+
+    def file_record(self, key: str) -> FileRecord:
+        """The record of a key this process just wrote (free), or of any key (one read to hash it)."""
+        written = self._written.get(key)
+        if written is not None:
+            return written
+        size, stamp = self.stamp(key)
+        return FileRecord(self.checksum(key), size, stamp)
+
+    def _committed(self, key: str, digest: str) -> None:
+        size, stamp = self.stamp(key)
+        self._written[key] = FileRecord(digest, size, stamp)
 
     # --- writes --------------------------------------------------------------------------------
 
     def put(self, local: str | os.PathLike[str], key: str) -> None:
         """Store a finished local file under key, atomically."""
         target = self.path(key)
+        digest = file_digest(local)
         if self.is_local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             tmp = self._temp_beside(target)
@@ -176,6 +331,7 @@ class Store:
                 Path(tmp).unlink(missing_ok=True)
         else:
             self.fs.put_file(os.fspath(local), target)
+        self._committed(key, digest)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         with self.writer(key) as tmp:
@@ -198,15 +354,31 @@ class Store:
             tmp = Path(self._temp_beside(target) + ext)
             try:
                 yield tmp
-                os.chmod(tmp, FILE_MODE)
-                os.replace(tmp, target)
+                with self._commit(key):
+                    digest = file_digest(tmp)
+                    os.chmod(tmp, FILE_MODE)
+                    os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
         else:
             with tempfile.TemporaryDirectory(prefix="zray-") as tmpdir:
                 tmp = Path(tmpdir) / f"out{ext}"
                 yield tmp
-                self.fs.put_file(str(tmp), target)
+                with self._commit(key):
+                    digest = file_digest(tmp)
+                    self.fs.put_file(str(tmp), target)
+        with self._commit(key):
+            self._committed(key, digest)
+
+    @contextlib.contextmanager
+    def _commit(self, key: str) -> Iterator[None]:
+        """Errors while storing a finished file are the store's (a full disk, an endpoint gone)."""
+        try:
+            yield
+        except _PASS:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot store {self.url(key)}: {_describe_backend(exc)}") from exc
 
     def move(self, src: str, dst: str) -> None:
         """Rename a key (atomic on local disks; copy then delete on object stores)."""
@@ -217,11 +389,65 @@ class Store:
         else:
             self.fs.copy(source, target)
             self.fs.rm(source)
+        self._written.pop(src, None)
 
     def remove(self, key: str) -> None:
         path = self.path(key)
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
+        self._written.pop(key, None)
+
+    # --- conditional writes (leases) -------------------------------------------------------------
+
+    @property
+    def atomic_create(self) -> bool:
+        """Whether `create_new` and `replace_if` are atomic here (a local disk, or S3, whose
+        conditional writes moto's server honours too); elsewhere they are check-then-write."""
+        return self.is_local or self.fs.protocol in ("s3", "s3a") or "s3" in tuple(self.fs.protocol)
+
+    def create_new(self, key: str, data: bytes) -> bool:
+        """Write key only if it does not exist yet; False when it does."""
+        target = self.path(key)
+        if self.is_local:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            return True
+        if self.atomic_create:
+            try:
+                self.fs.pipe_file(target, data, mode="create")
+            except FileExistsError:
+                return False
+            return True
+        if self.fs.exists(target):
+            return False
+        self.fs.pipe_file(target, data)
+        return True
+
+    def replace_if(self, key: str, data: bytes, *, stamp: str) -> bool:
+        """Overwrite key only if its fingerprint is still `stamp` (nobody else wrote it since)."""
+        target = self.path(key)
+        if not self.is_local and self.atomic_create and stamp.startswith("ETag:"):
+            bucket, name = self.fs.split_path(target)[:2]
+            try:
+                self.fs.call_s3("put_object", Bucket=bucket, Key=name, Body=data, IfMatch=f'"{stamp[5:]}"')
+            except (OSError, ValueError) as exc:  # s3fs maps PreconditionFailed to an OSError
+                if "precondition" in str(exc).lower() or isinstance(exc, FileNotFoundError):
+                    return False
+                raise
+            self.fs.invalidate_cache(target)
+            return True
+        try:
+            if self.stamp(key)[1] != stamp:
+                return False
+        except FileNotFoundError:
+            return False
+        self.write_bytes(key, data)
+        return True
 
     def sweep_temps(self, prefix: str = "") -> int:
         """Delete temp files left by killed writers under prefix; returns how many."""
@@ -271,3 +497,23 @@ class Store:
 
     def _strip(self, path: str) -> str:
         return self.fs._strip_protocol(path)
+
+
+for _name in (
+    "exists",
+    "size",
+    "open",
+    "read_bytes",
+    "get",
+    "list",
+    "checksum",
+    "stamp",
+    "stamps",
+    "put",
+    "move",
+    "remove",
+    "create_new",
+    "replace_if",
+    "sweep_temps",
+):
+    setattr(Store, _name, _translated(getattr(Store, _name)))

@@ -13,9 +13,8 @@ import logging
 import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 
+from zray.actors.cluster import ClusterError
 from zray.config import ActorConfig, ActorsConfig
-from zray.engines.registry import GPU_ENGINES
-from zray.pipeline.cluster import ClusterError
 
 # Default GPU shares when all three models live on one card (see the README's VRAM budget).
 GPU_SHARE = {"image": 0.5, "tts": 0.2, "music": 0.3}
@@ -26,7 +25,7 @@ log = logging.getLogger("zray")
 
 
 def actor_plans(
-    actors: ActorsConfig, engine_names: dict[str, set[str]], cluster_gpus: float
+    actors: ActorsConfig, uses_gpu: dict[str, bool], cluster_gpus: float
 ) -> dict[str, tuple[float, int, float]]:
     """role -> (GPU share per actor, number of actors, CPUs per actor), filling in config left unset.
 
@@ -34,10 +33,10 @@ def actor_plans(
     and no role waits on another card. The slots are the cluster's GPUs, or more when config asks
     for more actors of a role than there are GPUs yet (an autoscaler adds the nodes).
     """
-    settings: dict[str, ActorConfig] = {role: getattr(actors, role) for role in engine_names}
+    settings: dict[str, ActorConfig] = {role: getattr(actors, role) for role in uses_gpu}
     shares: dict[str, float] = {}
-    for role, names in engine_names.items():
-        wants_gpu = bool(names & GPU_ENGINES) and cluster_gpus > 0
+    for role, gpu_engine in uses_gpu.items():
+        wants_gpu = gpu_engine and cluster_gpus > 0
         default = GPU_SHARE[role] if wants_gpu else 0.0
         shares[role] = settings[role].num_gpus if settings[role].num_gpus is not None else default
     asked = [settings[role].count or 0 for role, share in shares.items() if share > 0]

@@ -7,6 +7,7 @@ the driver to send elsewhere, since its restart may wait for a GPU that no longe
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from typing import Any
@@ -16,26 +17,33 @@ from ray.util.placement_group import PlacementGroup, placement_group, remove_pla
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from zray.actors.placement import actor_plans, gpu_bundles, group_nodes, reserve
-from zray.actors.workers import ImageWorker, MusicWorker, TTSWorker
+from zray.actors.workers import WORKERS
 from zray.config import ActorConfig, Config
-from zray.engines.registry import EngineChoice
+from zray.pipeline.engine_setup import EngineChoice
+from zray.pipeline.executor import Outcome, Work, perform
 
-WORKERS = {"image": ImageWorker, "tts": TTSWorker, "music": MusicWorker}
 log = logging.getLogger("zray")
+
+
+def where(worker: str) -> dict[str, Any]:
+    """Which executor, worker, Ray node and GPU ran a unit of work: run.json shows how work
+    spread over a cluster, for model calls and CPU tasks alike."""
+    gpus = ray.get_gpu_ids()
+    place: dict[str, Any] = {"executor": "ray", "worker": worker}
+    place["node"] = ray.get_runtime_context().get_node_id()[:12]
+    if gpus:
+        place["gpu"] = str(gpus[0])
+    return place
 
 
 @functools.cache
 def _remote_class(cls: type) -> Any:
-    """The worker class as a Ray actor class, with each result naming the node and GPU that made it
-    (run.json shows how model calls spread over a cluster, as it does for CPU tasks). Cached: Ray
-    exports a class definition once, not once per actor."""
+    """The worker class as a Ray actor class whose `perform(work)` runs a request through the one
+    `perform` every executor uses. Cached: Ray exports a class definition once, not once per actor."""
 
     class Placed(cls):  # type: ignore[misc, valid-type]
-        def run(self, *args: Any) -> dict[str, Any]:
-            result = super().run(*args)
-            gpus = ray.get_gpu_ids()
-            place = {"node": ray.get_runtime_context().get_node_id()[:12]}
-            return {**result, **place, **({"gpu": str(gpus[0])} if gpus else {})}
+        def perform(self, work: Work) -> Outcome:
+            return dataclasses.replace(perform(work, self.run), where=where(f"actor:{work.role}"))
 
     Placed.__name__ = Placed.__qualname__ = cls.__name__
     return ray.remote(Placed)
@@ -63,13 +71,10 @@ class ActorPool:
     def __init__(self, config: Config, engines: EngineChoice, roles: set[str]):
         self.actors: dict[str, list[Any]] = {}
         self._args = {"image": (engines.image,), "tts": (engines.tts,), "music": (engines.music,)}
-        names = {
-            "image": {engines.image.name},
-            "tts": {s.name for s in engines.tts.values()},
-            "music": {engines.music.name},
-        }
+        specs = {"image": [engines.image], "tts": list(engines.tts.values()), "music": [engines.music]}
+        uses_gpu = {role: any(spec.uses_gpu for spec in role_specs) for role, role_specs in specs.items()}
         gpus = float(ray.cluster_resources().get("GPU", 0))
-        self._plans = actor_plans(config.actors, {role: names[role] for role in sorted(roles)}, gpus)
+        self._plans = actor_plans(config.actors, {role: uses_gpu[role] for role in sorted(roles)}, gpus)
         self._settings: dict[str, ActorConfig] = {role: getattr(config.actors, role) for role in self._plans}
         self._bundles = gpu_bundles(self._plans, int(gpus)) or []
         self.groups: list[PlacementGroup] = reserve(self._bundles) if self._bundles else []
@@ -91,10 +96,10 @@ class ActorPool:
             self._slot[actor] = slot
         self.actors[role].append(actor)
 
-    def submit(self, role: str, *args: Any) -> Any:
+    def submit(self, role: str, work: Work) -> Any:
         """Send a request to the least busy actor of the role (a pool of image actors, one per GPU)."""
         actor = min(self.actors[role], key=lambda a: self._busy.get(a, 0))
-        ref = actor.run.remote(*args)
+        ref = actor.perform.remote(work)
         self._busy[actor] = self._busy.get(actor, 0) + 1
         self._owner[ref] = actor
         return ref

@@ -1,8 +1,9 @@
-"""What each long-lived actor holds: engines, loaded once and kept resident.
+"""What each resident engine holder does: load engines once, turn requests into artifacts.
 
-Plain classes: `zray.actors.pool` turns them into Ray actors with resources from config. Each
-`run(store, node)` writes the node's artifact to its content-addressed place in the store and
-returns a small result, so a retried request after an actor restart simply rewrites the same file.
+Plain classes (no Ray): `zray.actors.pool` turns them into Ray actors with resources from config,
+and the in-process executor uses them as they are. Each `run(store, request, inputs)` writes the
+request's artifact to its content-addressed place in the episode folder and returns a typed result,
+so a retried request after an actor restart simply rewrites the same file.
 """
 
 from __future__ import annotations
@@ -10,9 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 from zray.engines.registry import EngineSpec
-from zray.media import audio
-from zray.pipeline.plan import Node
+from zray.media.constants import SAMPLE_RATE
+from zray.nodes import (
+    ImageRequest,
+    ImageResult,
+    MusicRequest,
+    MusicResult,
+    NoInputs,
+    SpeechRequest,
+    SpeechResult,
+)
 from zray.store import Store
+
+
+def _write_wav(store: Store, key: str, samples: Any, sample_rate: int) -> None:
+    from zray.media import audio  # PyAV and scipy: only where a WAV is written
+
+    with store.writer(key) as tmp:
+        audio.write_wav(tmp, samples, sample_rate=sample_rate)
 
 
 class _OneEngine:
@@ -25,18 +41,17 @@ class _OneEngine:
 
 
 class ImageWorker(_OneEngine):
-    def run(self, store: Store, node: Node) -> dict[str, Any]:
-        p = node.params
+    def run(self, store: Store, request: ImageRequest, inputs: NoInputs) -> ImageResult:
         image = self.engine.generate(
-            p["prompt"], width=p["width"], height=p["height"], seed=p["seed"], label=p["label"]
+            request.prompt, width=request.width, height=request.height, seed=request.seed, label=request.label
         )
-        with store.writer(node.outputs[0]) as tmp:
+        with store.writer(request.output) as tmp:
             image.save(tmp, format="PNG")
-        return {"path": node.outputs[0], "size": list(image.size)}
+        return ImageResult(path=request.output, width=image.size[0], height=image.size[1])
 
 
 class TTSWorker:
-    """One actor serves every language; engines are shared between languages that use the same one."""
+    """One holder serves every language; engines are shared between languages that use the same one."""
 
     def __init__(self, specs: dict[str, EngineSpec]):
         self.specs = specs
@@ -50,22 +65,19 @@ class TTSWorker:
             engine.load()
         return [engine.identity() for engine in self.engines.values()]
 
-    def run(self, store: Store, node: Node) -> dict[str, Any]:
-        lang = node.params["lang"]
-        engine = self.engines[self.specs[lang]]
-        speech = engine.synthesize(node.params["text"], lang=lang)
-        with store.writer(node.outputs[0]) as tmp:
-            audio.write_wav(tmp, speech.samples, sample_rate=speech.sample_rate)
-        words = (
-            [{"text": w.text, "start": w.start, "end": w.end} for w in speech.words] if speech.words else None
-        )
-        return {"path": node.outputs[0], "seconds": speech.seconds, "words": words}
+    def run(self, store: Store, request: SpeechRequest, inputs: NoInputs) -> SpeechResult:
+        engine = self.engines[self.specs[request.lang]]
+        speech = engine.synthesize(request.text, lang=request.lang)
+        _write_wav(store, request.output, speech.samples, speech.sample_rate)
+        words = tuple(speech.words) if speech.words else None
+        return SpeechResult(path=request.output, seconds=speech.seconds, words=words)
 
 
 class MusicWorker(_OneEngine):
-    def run(self, store: Store, node: Node) -> dict[str, Any]:
-        extra = {"file": node.params["file"]} if node.params.get("file") else {}
-        bed = self.engine.generate(node.params["prompt"], seconds=node.params["seconds"], **extra)
-        with store.writer(node.outputs[0]) as tmp:
-            audio.write_wav(tmp, bed, sample_rate=audio.SAMPLE_RATE)
-        return {"path": node.outputs[0], "seconds": bed.shape[-1] / audio.SAMPLE_RATE}
+    def run(self, store: Store, request: MusicRequest, inputs: NoInputs) -> MusicResult:
+        bed = self.engine.generate(request.prompt, seconds=request.seconds, file=request.file)
+        _write_wav(store, request.output, bed, SAMPLE_RATE)
+        return MusicResult(path=request.output, seconds=bed.shape[-1] / SAMPLE_RATE)
+
+
+WORKERS: dict[str, type] = {"image": ImageWorker, "tts": TTSWorker, "music": MusicWorker}

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from zray.engines.base import seed_from
+from zray.engines.base import BaseEngine, EngineError, EngineSettings, seed_from
+from zray.media.constants import SAMPLE_RATE
 
 ENGINE_VERSION = "1"
 MAX_SECONDS = 3600.0
@@ -58,15 +59,28 @@ class _Plan:
     bell_probability: float
 
 
-class AmbientMusicEngine:
+@dataclass(frozen=True)
+class AmbientSettings(EngineSettings):
+    sample_rate: int = SAMPLE_RATE
+
+    def __post_init__(self) -> None:
+        rate = self.sample_rate
+        if isinstance(rate, bool) or not isinstance(rate, int) or not 16_000 <= rate <= 192_000:
+            raise EngineError(f"ambient sample_rate must be an integer in 16000..192000 Hz, got {rate!r}")
+
+
+class AmbientMusicEngine(BaseEngine):
     """A looping stereo ambient bed for a music prompt: float32 (2, n) at `sample_rate`, peak -6 dBFS."""
 
-    def __init__(self, *, sample_rate: int = 48_000) -> None:
-        if not isinstance(sample_rate, int) or not 16_000 <= sample_rate <= 192_000:
-            raise ValueError(
-                f"ambient sample_rate must be an integer in 16000..192000 Hz, got {sample_rate!r}"
-            )
-        self.sample_rate = sample_rate
+    name: ClassVar[str] = "ambient"
+    role: ClassVar[str] = "music"
+    uses_gpu: ClassVar[bool] = False
+    accepts_file: ClassVar[bool] = False
+    settings_type = AmbientSettings
+
+    def __init__(self, settings: AmbientSettings | None = None) -> None:
+        super().__init__(settings)
+        self.sample_rate = self.settings.sample_rate
 
     def load(self) -> None:
         """Nothing to load: the engine is pure numpy."""
@@ -79,9 +93,24 @@ class AmbientMusicEngine:
             "sample_rate": self.sample_rate,
         }
 
-    def generate(self, prompt: str, *, seconds: float = 60.0) -> np.ndarray:
-        if not math.isfinite(seconds) or not 0 < seconds <= MAX_SECONDS:
-            raise ValueError(f"ambient music length must be in (0, {MAX_SECONDS:g}] seconds, got {seconds!r}")
+    def identity_for(self, prompt: str, *, file: str | None = None) -> dict[str, Any]:
+        return self.identity()
+
+    def generate(self, prompt: str, *, seconds: float = 60.0, file: str | None = None) -> np.ndarray:
+        if file is not None:
+            raise EngineError(
+                f"the ambient music engine makes its own music and cannot play music_file {file!r}; "
+                'set engines.music = "library" (tracks in library.folder) or remove music_file'
+            )
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or not 0 < seconds <= MAX_SECONDS
+        ):
+            raise EngineError(
+                f"ambient music length must be in (0, {MAX_SECONDS:g}] seconds, got {seconds!r}"
+            )
         n = max(1, round(seconds * self.sample_rate))
         # The render rate is an exact fraction of the output rate where possible, so timing is exact.
         factor = max(1, self.sample_rate // _RENDER_RATE)

@@ -5,29 +5,33 @@ ctypes. The library keeps global state: one callback, one voice, and wave-genera
 flutter, phase) that carries from one utterance into the next, so the same text comes out a few
 milliseconds different each time. Each synthesis therefore loads the library afresh, speaks, and
 unloads it (about 5 ms), under one process-wide lock. It loads a private copy of the library: dlopen
-hands every user of one path the same instance, and kokoro's phonemizer also loads espeak-ng in this
-process.
+hands every user of one file the same instance, and kokoro's phonemizer also loads espeak-ng in this
+process. The copy lives in an anonymous in-memory file (memfd) where Linux has them, so nothing is left
+on disk however the process ends (a Ray actor is killed, not exited); elsewhere it is one file in the
+user's cache, shared by every run.
 """
 
 from __future__ import annotations
 
 import _ctypes
-import atexit
 import ctypes
+import difflib
 import functools
+import hashlib
 import importlib.metadata
-import shutil
+import os
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from zray.engines.base import EngineError, Synthesis, WordTiming
+from zray.engines.base import BaseEngine, EngineError, EngineSettings, Synthesis, WordTiming
+from zray.engines.text import normalize_language
 
 ENGINE_VERSION = "1"
 DEFAULT_RATE = 165
@@ -153,6 +157,25 @@ class _Espeak:
             index += 1
         return frozenset(languages)
 
+    def list_voice_files(self) -> frozenset[str]:
+        """Voice file names (`es`, `en-us`, `ca`): what voice settings usually name."""
+        files: set[str] = set()
+        voices = self.lib.espeak_ListVoices(None)
+        index = 0
+        while voices[index]:
+            identifier = voices[index].contents.identifier
+            if identifier:
+                files.add(identifier.decode("utf-8").rsplit("/", 1)[-1].lower())
+            index += 1
+        return frozenset(files)
+
+    def has_voice(self, voice: str) -> bool:
+        try:
+            self._select_voice(voice)
+        except EngineError:
+            return False
+        return True
+
     def _on_audio(self, wav: Any, count: int, events: Any) -> int:
         if count > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
@@ -199,6 +222,8 @@ class _Espeak:
 _LOCK = threading.Lock()
 _private_library: Path | None = None
 _languages: frozenset[str] | None = None
+_voice_files: frozenset[str] | None = None
+_voices_seen: dict[str, bool] = {}
 
 
 @contextmanager
@@ -209,7 +234,7 @@ def _fresh_espeak() -> Iterator[_Espeak]:
     global _private_library
     with _LOCK:
         if _private_library is None:
-            _private_library = _copy_library(Path(espeakng_loader.get_library_path()))
+            _private_library = _private_copy(Path(espeakng_loader.get_library_path()))
         espeak = _Espeak(_private_library, espeakng_loader.get_data_path())
         try:
             yield espeak
@@ -217,11 +242,23 @@ def _fresh_espeak() -> Iterator[_Espeak]:
             espeak.close()
 
 
-def _copy_library(library: Path) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="zray-espeak-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    copy = folder / library.name
-    shutil.copy2(library, copy)
+def _private_copy(library: Path) -> Path:
+    """The library's bytes under another name, so dlopen gives this process its own instance."""
+    data = library.read_bytes()
+    if hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir():
+        # Kept open for the life of the process; the kernel frees it when the process goes.
+        fd = os.memfd_create("zray-espeak-ng")
+        os.write(fd, data)
+        return Path(f"/proc/self/fd/{fd}")
+    from platformdirs import user_cache_dir
+
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    copy = Path(user_cache_dir("zray")) / "espeak-ng" / f"{digest}-{library.name}"
+    if not copy.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        partial = copy.with_name(f".{copy.name}.{os.getpid()}")
+        partial.write_bytes(data)
+        partial.replace(copy)  # atomic: a concurrent run sees the whole file or none
     return copy
 
 
@@ -235,25 +272,51 @@ def _libc() -> ctypes.CDLL:
 
 
 def _known_languages() -> frozenset[str]:
-    global _languages
-    if _languages is None:
+    global _languages, _voice_files
+    if _languages is None or _voice_files is None:
         with _fresh_espeak() as espeak:
             _languages = espeak.list_languages()
+            _voice_files = espeak.list_voice_files()
     return _languages
 
 
-def _normalize(lang: str) -> str:
-    return lang.strip().lower().replace("_", "-")
+def _voice_exists(voice: str) -> bool:
+    if voice not in _voices_seen:
+        with _fresh_espeak() as espeak:
+            _voices_seen[voice] = espeak.has_voice(voice)
+    return _voices_seen[voice]
 
 
-class EspeakTTSEngine:
+_normalize = normalize_language
+
+
+@dataclass(frozen=True)
+class EspeakSettings(EngineSettings):
+    voices: dict[str, str] = field(default_factory=dict)  # language -> espeak voice (`en-gb`, `ca`)
+    rate: int = DEFAULT_RATE  # words per minute
+
+    def __post_init__(self) -> None:
+        rate = self.rate
+        if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
+            raise EngineError(f"espeak rate must be {MIN_RATE}..{MAX_RATE} words per minute, got {rate!r}")
+        for lang, voice in self.voices.items():
+            if not isinstance(voice, str) or not voice.strip():
+                raise EngineError(f"espeak voice for {lang} must be a voice name, not {voice!r}")
+
+
+class EspeakTTSEngine(BaseEngine):
     """Speaks text with espeak-ng; mono float32 at espeak's native rate (22050 Hz) with word timings."""
 
-    def __init__(self, voices: dict[str, str] | None = None, *, rate: int = DEFAULT_RATE) -> None:
-        if not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
-            raise ValueError(f"espeak rate must be {MIN_RATE}..{MAX_RATE} words per minute, got {rate!r}")
-        self.voices = {_normalize(lang): voice for lang, voice in (voices or {}).items()}
-        self.rate = rate
+    name: ClassVar[str] = "espeak"
+    role: ClassVar[str] = "tts"
+    uses_gpu: ClassVar[bool] = False
+    requires: ClassVar[tuple[str, ...]] = ("espeakng_loader",)
+    settings_type = EspeakSettings
+
+    def __init__(self, settings: EspeakSettings | None = None) -> None:
+        super().__init__(settings)
+        self.voices = {_normalize(lang): voice for lang, voice in self.settings.voices.items()}
+        self.rate = self.settings.rate
         self._languages: frozenset[str] | None = None
 
     def load(self) -> None:
@@ -288,6 +351,19 @@ class EspeakTTSEngine:
         self.load()
         assert self._languages is not None
         return lang in self._languages
+
+    def check_voice(self, lang: str) -> None:
+        voice = self.voice_for(lang)
+        if _voice_exists(voice):
+            return
+        _known_languages()
+        known = sorted((_voice_files or frozenset()) | (_languages or frozenset()))
+        close = difflib.get_close_matches(voice.lower(), known, n=5, cutoff=0.6)
+        hint = f"similar: {', '.join(close)}; " if close else ""
+        raise EngineError(
+            f"espeak-ng has no voice {voice!r} ({hint}it knows {len(known)}, named by language code, "
+            "such as es, en-us, en-gb, ca)"
+        )
 
     def synthesize(self, text: str, *, lang: str) -> Synthesis:
         if not text.strip():
@@ -324,5 +400,5 @@ def _word_timings(text: str, events: list[tuple[int, int, int]], seconds: float)
         until = spans[index + 1][2] if index + 1 < len(spans) else seconds
         word = text[start:end].strip()
         if word:
-            timings.append(WordTiming(text=word, start=at, end=max(at, until)))
+            timings.append(WordTiming(word, at, max(at, until)))
     return timings

@@ -20,12 +20,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import wave
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from zray.engines.base import EngineError, Synthesis
+from zray.engines.base import BaseEngine, EngineError, EngineSettings, Synthesis
+from zray.engines.text import normalize_language, split_text
 
 ENGINE_VERSION = "1"
 SAMPLE_RATE = 24_000
@@ -37,81 +39,6 @@ _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_DELAY = 60.0
 
 log = logging.getLogger(__name__)
-
-# Boundaries to split at, best first: after a sentence end, after a clause mark, at any whitespace.
-# A piece ends after the mark and the whitespace that follows it, so no text is lost. CJK marks
-# need no space after them.
-_BOUNDARIES = (
-    re.compile(r"(?<=[.!?…])[\"'”’»)\]]*\s+|(?<=[。！？])\s*|\n\s*"),
-    re.compile(r"(?<=[,;:—–])\s+|(?<=[、，；：])\s*"),
-    re.compile(r"\s+"),
-)
-
-
-def split_text(text: str, *, max_bytes: int = MAX_TEXT_BYTES) -> list[str]:
-    """Cut `text` into pieces of at most `max_bytes` UTF-8 bytes whose concatenation is exactly `text`.
-
-    Pieces end at sentence boundaries where possible, then at clause marks, then at spaces; a run of
-    text with none of those (a URL, a long CJK sentence) is cut between characters.
-    """
-    if max_bytes < 4:
-        raise ValueError(f"max_bytes must be at least 4 (one UTF-8 character), got {max_bytes}")
-    return _split(text, max_bytes, 0)
-
-
-def _split(text: str, max_bytes: int, level: int) -> list[str]:
-    if _size(text) <= max_bytes:
-        return [text] if text else []
-    if level == len(_BOUNDARIES):
-        return _split_characters(text, max_bytes)
-    parts = _split_after(text, _BOUNDARIES[level])
-    pieces: list[str] = []
-    current = ""
-    for part in parts:
-        if _size(current + part) <= max_bytes:
-            current += part
-            continue
-        if current:
-            pieces.append(current)
-        if _size(part) <= max_bytes:
-            current = part
-        else:
-            # A part too big on its own is cut at the next kind of boundary; its tail may share a
-            # piece with what follows.
-            *whole, current = _split(part, max_bytes, level + 1)
-            pieces.extend(whole)
-    if current:
-        pieces.append(current)
-    return pieces
-
-
-def _split_after(text: str, boundary: re.Pattern[str]) -> list[str]:
-    parts: list[str] = []
-    start = 0
-    for match in boundary.finditer(text):
-        if match.end() > start:
-            parts.append(text[start : match.end()])
-            start = match.end()
-    if start < len(text):
-        parts.append(text[start:])
-    return parts
-
-
-def _split_characters(text: str, max_bytes: int) -> list[str]:
-    pieces: list[str] = []
-    current = ""
-    for character in text:
-        if current and _size(current + character) > max_bytes:
-            pieces.append(current)
-            current = ""
-        current += character
-    if current:
-        pieces.append(current)
-    return pieces
-
-
-def _size(text: str) -> int:
-    return len(text.encode("utf-8"))
 
 
 def _api_key() -> str | None:
@@ -148,16 +75,37 @@ def api_key_available() -> bool:
     return _api_key() is not None
 
 
-def _normalize(lang: str) -> str:
-    return lang.strip().lower().replace("_", "-")
+_normalize = normalize_language
 
 
 def _language_code(voice: str) -> str:
     """`ca-ES-Standard-B` -> `ca-ES`: Google voice names start with their BCP-47 language code."""
-    parts = voice.split("-")
+    parts = voice.split("-") if isinstance(voice, str) else []
     if len(parts) < 3 or not all(parts[:3]):
-        raise ValueError(f"Google TTS voice {voice!r} is not a Google voice name like 'ca-ES-Standard-B'")
+        raise EngineError(f"Google TTS voice {voice!r} is not a Google voice name like 'ca-ES-Standard-B'")
     return f"{parts[0]}-{parts[1]}"
+
+
+@dataclass(frozen=True)
+class GoogleTTSSettings(EngineSettings):
+    """The service's address and voices; the API key is never a setting (see the module docstring)."""
+
+    voices: dict[str, str] = field(default_factory=dict)  # language -> voice, over DEFAULT_VOICES
+    endpoint: str = "https://texttospeech.googleapis.com"
+    retries: int = 5
+    timeout: float = 60.0
+    retry_delay: float = 1.0
+
+    def __post_init__(self) -> None:
+        # Voice names are checked by check_voice, which engine setup reports as the voice's setting.
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise EngineError(f"Google TTS retries must be a whole number >= 0, got {self.retries!r}")
+        if not isinstance(self.timeout, int | float) or self.timeout <= 0:
+            raise EngineError(f"Google TTS timeout must be positive seconds, got {self.timeout!r}")
+        if not isinstance(self.retry_delay, int | float) or self.retry_delay < 0:
+            raise EngineError(f"Google TTS retry_delay must be >= 0 seconds, got {self.retry_delay!r}")
+        if not isinstance(self.endpoint, str) or not self.endpoint.startswith(("https://", "http://")):
+            raise EngineError(f"Google TTS endpoint must be an http(s) URL, got {self.endpoint!r}")
 
 
 class _Failure(Exception):
@@ -171,34 +119,28 @@ class _Failure(Exception):
         self.after = after
 
 
-class GoogleTTSEngine:
+class GoogleTTSEngine(BaseEngine):
     """Speaks text with Google Cloud TTS voices; mono float32 LINEAR16 at 24 kHz, no word timings."""
 
-    def __init__(
-        self,
-        *,
-        voices: dict[str, str] | None = None,
-        endpoint: str = "https://texttospeech.googleapis.com",
-        retries: int = 5,
-        timeout: float = 60.0,
-        retry_delay: float = 1.0,
-    ) -> None:
-        merged = {**DEFAULT_VOICES, **{_normalize(lang): voice for lang, voice in (voices or {}).items()}}
-        for voice in merged.values():
-            _language_code(voice)
-        if not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"Google TTS retries must be a whole number >= 0, got {retries!r}")
-        if timeout <= 0:
-            raise ValueError(f"Google TTS timeout must be positive seconds, got {timeout!r}")
-        if retry_delay < 0:
-            raise ValueError(f"Google TTS retry_delay must be >= 0 seconds, got {retry_delay!r}")
-        if not endpoint.startswith(("https://", "http://")):
-            raise ValueError(f"Google TTS endpoint must be an http(s) URL, got {endpoint!r}")
+    name: ClassVar[str] = "google"
+    role: ClassVar[str] = "tts"
+    uses_gpu: ClassVar[bool] = False
+    settings_type = GoogleTTSSettings
+    # A library's exception could hold the request URL, and with it the key: keep no cause.
+    _chain_failures: ClassVar[bool] = False
+
+    def __init__(self, settings: GoogleTTSSettings | None = None) -> None:
+        super().__init__(settings)
+        settings = self.settings
+        merged = {**DEFAULT_VOICES, **{_normalize(lang): voice for lang, voice in settings.voices.items()}}
         self.voices = dict(sorted(merged.items()))
-        self.endpoint = endpoint.rstrip("/")
-        self.retries = retries
-        self.timeout = float(timeout)
-        self.retry_delay = float(retry_delay)
+        self.endpoint = settings.endpoint.rstrip("/")
+        self.retries = settings.retries
+        self.timeout = float(settings.timeout)
+        self.retry_delay = float(settings.retry_delay)
+
+    def _failure(self, method: str, exc: Exception) -> str:
+        return _redact(super()._failure(method, exc), _api_key() or "")
 
     def load(self) -> None:
         """Nothing to load: the service holds the voices."""
@@ -231,6 +173,10 @@ class GoogleTTSEngine:
     def supports(self, lang: str) -> bool:
         return _normalize(lang) in self.voices
 
+    def check_voice(self, lang: str) -> None:
+        # The service's voice list needs the key and the network: only the name's form is checked here.
+        _language_code(self.voice_for(lang))
+
     def synthesize(self, text: str, *, lang: str) -> Synthesis:
         voice = self.voice_for(lang)
         if not text.strip():
@@ -241,7 +187,7 @@ class GoogleTTSEngine:
                 f"Google TTS needs an API key for language {lang!r}: set {KEY_VARIABLE} in the "
                 "environment or in a .env file in the current directory"
             )
-        pieces = [piece.strip() for piece in split_text(text)]
+        pieces = [piece.strip() for piece in split_text(text, max_bytes=MAX_TEXT_BYTES)]
         audio = [self._speak(piece, voice=voice, lang=lang, key=key) for piece in pieces if piece]
         samples = np.concatenate(audio) if audio else np.zeros(0, dtype=np.float32)
         if samples.size == 0:

@@ -9,21 +9,35 @@ download attempt.
 
 Kokoro's Spanish and the other espeak-based languages run offline. English G2P needs spaCy's
 `en_core_web_sm`, which misaki would try to download mid-run: `english_ready()` checks for it first.
+
+A ready `KModel` and voice packs (name -> [510, 1, 256] tensor) can be handed in instead (`model=`,
+`voices=`): a benchmark builds them on the GPU, a test in memory. The identity still comes from the
+settings, so whoever injects components names them there.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.metadata
 import json
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from zray.engines.base import EngineError, Synthesis, WordTiming, seed_from
-from zray.engines.google_tts import split_text
+from zray.engines.base import (
+    BaseEngine,
+    EngineError,
+    EngineSettings,
+    Synthesis,
+    WordTiming,
+    require,
+    seed_from,
+)
+from zray.engines.text import normalize_language, split_text
 
 ENGINE_VERSION = "1"
 SAMPLE_RATE = 24_000
@@ -61,13 +75,31 @@ _PIECE_BYTES = 400
 _EXTRAS = {"ja": "misaki[ja]", "zh": "misaki[zh]"}
 # KModel.MODEL_NAMES, repeated so that identity() needs no torch or kokoro import.
 _CHECKPOINTS = {"hexgrad/Kokoro-82M": "kokoro-v1_0.pth", "hexgrad/Kokoro-82M-v1.1-zh": "kokoro-v1_1-zh.pth"}
+# The voice packs of hexgrad/Kokoro-82M (its VOICES.md) by lang_code, so a voice name is checked before
+# any download.
+# fmt: off
+OFFICIAL_VOICES: dict[str, tuple[str, ...]] = {
+    "a": ("af_heart", "af_alloy", "af_aoede", "af_bella", "af_jessica", "af_kore", "af_nicole", "af_nova",
+          "af_river", "af_sarah", "af_sky", "am_adam", "am_echo", "am_eric", "am_fenrir", "am_liam",
+          "am_michael", "am_onyx", "am_puck", "am_santa"),
+    "b": ("bf_alice", "bf_emma", "bf_isabella", "bf_lily", "bm_daniel", "bm_fable", "bm_george", "bm_lewis"),
+    "j": ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"),
+    "z": ("zf_xiaobei", "zf_xiaoni", "zf_xiaoxiao", "zf_xiaoyi", "zm_yunjian", "zm_yunxi", "zm_yunxia",
+          "zm_yunyang"),
+    "e": ("ef_dora", "em_alex", "em_santa"),
+    "f": ("ff_siwis",),
+    "h": ("hf_alpha", "hf_beta", "hm_omega", "hm_psi"),
+    "i": ("if_sara", "im_nicola"),
+    "p": ("pf_dora", "pm_alex", "pm_santa"),
+}
+# fmt: on
 _SPACY_MODEL = "en_core_web_sm"
 _SPACY_FIX = f"python -m spacy download {_SPACY_MODEL}"
 
 
 def language(lang: str) -> str:
     """zray's name for a language Kokoro speaks (`en-US` -> `en`), or EngineError naming it."""
-    normalized = lang.strip().lower().replace("_", "-")
+    normalized = normalize_language(lang)
     normalized = ALIASES.get(normalized, normalized)
     if normalized not in LANG_CODES:
         raise EngineError(
@@ -99,43 +131,61 @@ def _version(package: str) -> str | None:
         return None
 
 
-class KokoroTTSEngine:
+@dataclass(frozen=True)
+class KokoroSettings(EngineSettings):
+    model: str = DEFAULT_MODEL  # a Hugging Face id or a local folder laid out like the repo
+    voices: dict[str, str] = field(default_factory=dict)  # language -> voice name or .pt path
+    speeds: dict[str, float] = field(default_factory=dict)  # language -> 0.5..2.0
+    device: str = "auto"  # "auto" (CUDA where the worker has it, else CPU), "cpu", "cuda", "cuda:N"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise EngineError(f"Kokoro model must be a Hugging Face id or a folder, not {self.model!r}")
+        for lang, voice in self.voices.items():
+            language(lang)
+            if not isinstance(voice, str) or not voice.strip():
+                raise EngineError(f"Kokoro voice for {lang} must be a voice name, not {voice!r}")
+        for lang, speed in self.speeds.items():
+            language(lang)
+            if (
+                isinstance(speed, bool)
+                or not isinstance(speed, int | float)
+                or not MIN_SPEED <= speed <= MAX_SPEED
+            ):
+                raise EngineError(f"Kokoro speed for {lang} must be {MIN_SPEED}..{MAX_SPEED}, got {speed!r}")
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise EngineError(f"Kokoro device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+
+
+class KokoroTTSEngine(BaseEngine):
     """Speaks text with Kokoro; mono float32 at 24 kHz, with word timings for English."""
+
+    name: ClassVar[str] = "kokoro"
+    role: ClassVar[str] = "tts"
+    uses_gpu: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ("torch", "kokoro")
+    settings_type = KokoroSettings
 
     def __init__(
         self,
+        settings: KokoroSettings | None = None,
         *,
-        model: str = DEFAULT_MODEL,
-        voices: dict[str, str] | None = None,
-        speeds: dict[str, float] | None = None,
-        device: str | None = None,
+        model: Any = None,
+        voices: dict[str, Any] | None = None,
     ) -> None:
-        self.model = model
-        self.voices = {language(lang): voice for lang, voice in (voices or {}).items()}
-        self.speeds = {language(lang): float(speed) for lang, speed in (speeds or {}).items()}
-        for lang, speed in self.speeds.items():
-            if not MIN_SPEED <= speed <= MAX_SPEED:
-                raise ValueError(f"Kokoro speed for {lang} must be {MIN_SPEED}..{MAX_SPEED}, got {speed!r}")
-        for lang, voice in self.voices.items():
-            if not voice.strip():
-                raise ValueError(f"Kokoro voice for {lang} is empty")
-        self.device = device
-        self._reset()
-
-    def _reset(self) -> None:
+        super().__init__(settings)
+        self.model = self.settings.model
+        self.voices = {language(lang): voice for lang, voice in self.settings.voices.items()}
+        self.speeds = {language(lang): float(speed) for lang, speed in self.settings.speeds.items()}
+        self.device = self.settings.device
         self._lock = threading.RLock()
+        self._given_model: Any = model
         self._model: Any = None
         self._pipelines: dict[str, Any] = {}
-        self._packs: dict[str, Any] = {}
+        # Voice packs by name: the injected ones, then whatever gets loaded.
+        self._given_packs = set(voices or {})
+        self._packs: dict[str, Any] = dict(voices or {})
         self._repo = self.model
-
-    # Ray pickles engines to ship them to actors: send the options, never a loaded model.
-    def __getstate__(self) -> dict[str, Any]:
-        return {"model": self.model, "voices": self.voices, "speeds": self.speeds, "device": self.device}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._reset()
 
     # --- model files ------------------------------------------------------------------------------
 
@@ -191,24 +241,41 @@ class KokoroTTSEngine:
         with self._lock:
             if self._model is not None:
                 return
+            require(self)
             import torch
-            from kokoro import KModel
 
-            folder = self._local_dir() or self._download()
-            config, weights = self._model_files(folder)
-            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            repo = self._repo_id(weights)
-            try:
-                model = KModel(repo_id=repo, config=str(config), model=str(weights))
-            except Exception as exc:
-                raise EngineError(f"Kokoro model {self.model!r} failed to load: {exc}") from None
+            device = _resolve_device(torch, self.device)
+            if self._given_model is not None:
+                model, repo = self._given_model, self._given_repo()
+            else:
+                model, repo = self._load_model()
             try:
                 # float32 even on CUDA: KModel builds float32 tensors of its own (alignments, LSTM
                 # inputs) that meet its weights, so a bfloat16 model fails; 82 M parameters fit anyway.
-                self._model = model.to(device).eval()
+                self._model = model.to(device).float().eval()
             except (RuntimeError, AssertionError) as exc:
                 raise EngineError(f"Kokoro cannot run on device {device!r}: {exc}") from None
+            self._given_model = None
             self._repo = repo
+
+    def _load_model(self) -> tuple[Any, str]:
+        from kokoro import KModel
+
+        folder = self._local_dir() or self._download()
+        config, weights = self._model_files(folder)
+        repo = self._repo_id(weights)
+        try:
+            return KModel(repo_id=repo, config=str(config), model=str(weights)), repo
+        except Exception as exc:
+            raise EngineError(f"Kokoro model {self.model!r} failed to load: {exc}") from None
+
+    def _given_repo(self) -> str:
+        """The repo whose G2P an injected model gets: its settings' Hub id, else Kokoro-82M's."""
+        try:
+            local = self._local_dir()
+        except EngineError:
+            local = None
+        return self.model if local is None and self.model in _CHECKPOINTS else DEFAULT_MODEL
 
     def _pipeline(self, lang: str) -> Any:
         with self._lock:
@@ -238,6 +305,23 @@ class KokoroTTSEngine:
 
     def speed_for(self, lang: str) -> float:
         return self.speeds.get(language(lang), 1.0)
+
+    def check_voice(self, lang: str) -> None:
+        lang = language(lang)
+        voice = self.voice_for(lang)
+        if voice in self._given_packs:
+            return
+        path = self._voice_file(voice)  # a path or a local folder's voice: EngineError if missing
+        every = [name for names in OFFICIAL_VOICES.values() for name in names]
+        if path is not None or self.model != DEFAULT_MODEL or voice in every:
+            return  # another Hub repo's voices cannot be listed offline: its download will tell
+        close = difflib.get_close_matches(voice, every, n=3, cutoff=0.6)
+        similar = f"similar: {', '.join(close)}; " if close else ""
+        raise EngineError(
+            f"Kokoro has no voice {voice!r} ({similar}its {lang} voices: "
+            f"{', '.join(OFFICIAL_VOICES[LANG_CODES[lang]])}; {len(every)} in all, see {DEFAULT_MODEL}'s "
+            "VOICES.md)"
+        )
 
     def _voice_file(self, voice: str) -> Path | None:
         """The voice pack on disk when it is a path or lives in a local model folder (None: from the Hub)."""
@@ -381,7 +465,7 @@ class KokoroTTSEngine:
                 start, end = getattr(token, "start_ts", None), getattr(token, "end_ts", None)
                 if start is None or end is None or not any(c.isalnum() for c in token.text):
                     continue
-                words.append(WordTiming(text=token.text, start=at + start, end=at + max(start, end)))
+                words.append(WordTiming(token.text, at + start, at + max(start, end)))
             chunk = result.audio.float().cpu().numpy()
             audio.append(chunk)
             offset += chunk.size
@@ -408,3 +492,9 @@ class KokoroTTSEngine:
                 if result.audio is not None:
                     audio.append(result.audio.float().cpu().numpy())
         return audio
+
+
+def _resolve_device(torch: Any, device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

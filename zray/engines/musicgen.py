@@ -11,20 +11,23 @@ The bed then loops: a little more than `seconds` is made and its extra end is cr
 into its head, so that the last sample leads into the first exactly as the original audio ran on.
 Sampling is seeded from the prompt and the window number, so the same prompt gives the same bed on
 the same device. The official weights are CC-BY-NC-4.0 (see LICENSE_NOTE).
+
+A ready model and processor can be handed in (`model=`, `processor=`: a benchmark builds them on the
+GPU, a test in memory); they are cast and placed as the settings say, exactly as loaded ones.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from scipy.signal import resample_poly
 
-from zray.engines.base import EngineError, seed_from
-from zray.media.audio import SAMPLE_RATE
+from zray.engines.base import BaseEngine, EngineError, EngineSettings, require, seed_from
+from zray.media.constants import SAMPLE_RATE
 
 ENGINE_VERSION = "1"
 DEFAULT_MODEL = "facebook/musicgen-small"
@@ -45,25 +48,73 @@ JOIN_CROSSFADE_S = 0.1
 GUIDANCE_SCALE = 3.0
 TOP_K = 250
 PEAK_CEILING = 10 ** (-1 / 20)  # -1 dBFS
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+# Beds made before the dtype was recorded ran in bfloat16 (on a GPU, the only place production music
+# was made): an identity without "dtype" means bfloat16, so upgrading keeps their keys.
+UNRECORDED_DTYPE = "bfloat16"
 
 
-class MusicGenEngine:
-    """A looping music bed for a text prompt: float32 (channels, n) at 48 kHz, channels as the model
-    makes them ((1, n) for the mono checkpoints, (2, n) for the stereo ones)."""
+@dataclass(frozen=True)
+class MusicGenSettings(EngineSettings):
+    """How to load and run MusicGen.
 
-    def __init__(
-        self, *, model: str = DEFAULT_MODEL, window: float = 30.0, device: str | None = None
-    ) -> None:
-        if not isinstance(model, str) or not model.strip():
-            raise ValueError(f"musicgen model must be a Hugging Face model id or a folder, got {model!r}")
-        if not isinstance(window, int | float) or not MIN_WINDOW <= window <= MAX_WINDOW:
-            raise ValueError(
+    `dtype` "auto" is resolved here, from these settings alone: float32 when `device` is "cpu",
+    else bfloat16 for the language model (EnCodec always runs in float32). It is never read from the
+    machine that computes it, so the planning host and the GPU workers agree on the bed's key.
+    """
+
+    model: str = DEFAULT_MODEL  # a Hugging Face id or a local folder
+    window: float = 30.0  # seconds MusicGen writes per call
+    device: str = "auto"  # "auto" (CUDA where the worker has it, else CPU), "cpu", "cuda", "cuda:N"
+    dtype: str = "auto"  # one of DTYPES
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise EngineError(
+                f"musicgen model must be a Hugging Face model id or a folder, got {self.model!r}"
+            )
+        window = self.window
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, int | float)
+            or not MIN_WINDOW <= window <= MAX_WINDOW
+        ):
+            raise EngineError(
                 f"musicgen window must be {MIN_WINDOW:g}..{MAX_WINDOW:g} seconds "
                 f"(MusicGen writes about 30 s at a time), got {window!r}"
             )
-        self.model = model
-        self.window = float(window)
-        self.device = device
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise EngineError(f"musicgen device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise EngineError(f"musicgen dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+
+    @property
+    def resolved_dtype(self) -> str:
+        if self.dtype != "auto":
+            return self.dtype
+        return "float32" if self.device == "cpu" else "bfloat16"
+
+
+class MusicGenEngine(BaseEngine):
+    """A looping music bed for a text prompt: float32 (channels, n) at 48 kHz, channels as the model
+    makes them ((1, n) for the mono checkpoints, (2, n) for the stereo ones)."""
+
+    name: ClassVar[str] = "musicgen"
+    role: ClassVar[str] = "music"
+    uses_gpu: ClassVar[bool] = True
+    accepts_file: ClassVar[bool] = False
+    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
+    settings_type = MusicGenSettings
+
+    def __init__(
+        self, settings: MusicGenSettings | None = None, *, model: Any = None, processor: Any = None
+    ) -> None:
+        super().__init__(settings)
+        if (model is None) != (processor is None):
+            raise EngineError("musicgen takes a ready model and its processor together, or neither")
+        self.model = self.settings.model
+        self.window = float(self.settings.window)
+        self._given = (model, processor)
         self._model: Any = None
         self._processor: Any = None
 
@@ -72,35 +123,21 @@ class MusicGenEngine:
     def load(self) -> None:
         if self._model is not None:
             return
-        try:
-            import torch
-            from transformers import AutoProcessor, MusicgenForConditionalGeneration
-        except ImportError as exc:
-            raise EngineError(
-                f"musicgen needs torch and transformers ({exc}); install them with: pip install 'zray[models]'"
-            ) from None
-        device = _torch_device(torch, self.device)
-        local = _local_folder(self.model)
-        source = str(local) if local is not None else self.model
-        try:
-            # Building the modules may draw random initial weights: keep the caller's random stream.
-            with torch.random.fork_rng(devices=[]):
-                processor = AutoProcessor.from_pretrained(source)
-                model = MusicgenForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
-        except OSError as exc:
-            raise EngineError(
-                f"musicgen model {self.model!r} cannot be loaded ({_first_line(exc)}); download it once "
-                "with network access (it is then read from the Hugging Face cache) or set the musicgen "
-                "model to a local folder"
-            ) from None
-        dtype = _dtype_for(device)
-        if dtype != torch.float32:
-            # The language model runs in half precision; EnCodec (convolutions and an LSTM, a small part
-            # of the work) stays in float32, where its decoder is known to be clean.
-            model.to(dtype)
-            model.audio_encoder.to(torch.float32)
+        require(self)
+        import torch
+
+        device = _torch_device(torch, self.settings.device)
+        model, processor = self._given
+        if model is None:
+            model, processor = _from_pretrained(self.model, torch)
+        dtype = getattr(torch, self.settings.resolved_dtype)
+        # The language model runs in the settings' dtype; EnCodec (convolutions and an LSTM, a small
+        # part of the work) stays in float32, where its decoder is known to be clean.
+        model.to(dtype)
+        model.audio_encoder.to(torch.float32)
         self._model = model.to(device).eval()
         self._processor = processor
+        self._given = (None, None)
 
     def identity(self) -> dict[str, Any]:
         identity: dict[str, Any] = {
@@ -115,20 +152,32 @@ class MusicGenEngine:
             "sample_rate": SAMPLE_RATE,
             "license": LICENSE_NOTE,
         }
+        dtype = self.settings.resolved_dtype
+        if dtype != UNRECORDED_DTYPE:
+            identity["dtype"] = dtype
         local = _local_folder(self.model)
         if local is not None:
             identity["model_files"] = _folder_digest(local)
         return identity
 
+    def identity_for(self, prompt: str, *, file: str | None = None) -> dict[str, Any]:
+        return self.identity()
+
     # -- generation ------------------------------------------------------------------------------------
 
-    def generate(self, prompt: str, *, seconds: float = 60.0) -> np.ndarray:
+    def generate(self, prompt: str, *, seconds: float = 60.0, file: str | None = None) -> np.ndarray:
+        if file is not None:
+            raise EngineError(
+                f"the musicgen engine makes its own music and cannot play music_file {file!r}; "
+                'set engines.music = "library" (tracks in library.folder) or remove music_file'
+            )
         if (
-            not isinstance(seconds, int | float)
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
             or not math.isfinite(seconds)
             or not 0 < seconds <= MAX_SECONDS
         ):
-            raise ValueError(
+            raise EngineError(
                 f"musicgen music length must be in (0, {MAX_SECONDS:g}] seconds, got {seconds!r}"
             )
         self.load()
@@ -248,25 +297,40 @@ def _join(audio: np.ndarray, out: np.ndarray, *, context: int, fade: int) -> np.
 def _resample(audio: np.ndarray, rate: int) -> np.ndarray:
     if rate == SAMPLE_RATE:
         return audio.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly
+
     divisor = math.gcd(SAMPLE_RATE, rate)
     return resample_poly(audio, SAMPLE_RATE // divisor, rate // divisor, axis=1).astype(np.float32)
 
 
-def _torch_device(torch: Any, device: str | None) -> Any:
-    if device is None:
+def _torch_device(torch: Any, device: str) -> Any:
+    if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(device)
-    except RuntimeError:
+    except (RuntimeError, ValueError):
         raise EngineError(
-            f"musicgen device {device!r} is not a torch device (use cpu, cuda or cuda:N)"
+            f"musicgen device {device!r} is not a torch device (use auto, cpu, cuda or cuda:N)"
         ) from None
 
 
-def _dtype_for(device: Any) -> Any:
-    import torch
+def _from_pretrained(model_id: str, torch: Any) -> tuple[Any, Any]:
+    from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
+    local = _local_folder(model_id)
+    source = str(local) if local is not None else model_id
+    try:
+        # Building the modules may draw random initial weights: keep the caller's random stream.
+        with torch.random.fork_rng(devices=[]):
+            processor = AutoProcessor.from_pretrained(source)
+            model = MusicgenForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
+    except OSError as exc:
+        raise EngineError(
+            f"musicgen model {model_id!r} cannot be loaded ({_first_line(exc)}); download it once "
+            "with network access (it is then read from the Hugging Face cache) or set the musicgen "
+            "model to a local folder"
+        ) from None
+    return model, processor
 
 
 def _local_folder(model: str) -> Path | None:

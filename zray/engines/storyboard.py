@@ -12,13 +12,13 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import PIL
 from PIL import Image, ImageDraw, ImageFont
 
-from zray.engines.base import seed_from
+from zray.engines.base import BaseEngine, EngineError, EngineSettings, seed_from
 
 ENGINE_VERSION = "1"
 MIN_SIDE = 16
@@ -28,18 +28,30 @@ Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 RGB = tuple[int, int, int]
 
 
-class StoryboardImageEngine:
+@dataclass(frozen=True)
+class StoryboardSettings(EngineSettings):
+    font_path: str | None = None  # a TrueType font; None: Pillow's bundled default
+
+
+class StoryboardImageEngine(BaseEngine):
     """Draws a storyboard card for a prompt at any size; the same prompt and seed give the same bytes."""
 
-    def __init__(self, *, font_path: str | Path | None = None) -> None:
-        self.font_path = Path(font_path) if font_path is not None else None
+    name: ClassVar[str] = "storyboard"
+    role: ClassVar[str] = "image"
+    uses_gpu: ClassVar[bool] = False
+    settings_type = StoryboardSettings
+
+    def __init__(self, settings: StoryboardSettings | None = None) -> None:
+        super().__init__(settings)
+        font = self.settings.font_path
+        self.font_path = Path(font) if font is not None else None
         self._loaded = False
 
     def load(self) -> None:
         if self._loaded:
             return
         if self.font_path is not None and not self.font_path.is_file():
-            raise FileNotFoundError(f"storyboard font not found: {self.font_path}")
+            raise EngineError(f"storyboard font not found: {self.font_path}")
         self._loaded = True
 
     def identity(self) -> dict[str, Any]:
@@ -54,8 +66,8 @@ class StoryboardImageEngine:
 
     def generate(self, prompt: str, *, width: int, height: int, seed: int, label: str = "") -> Image.Image:
         for name, value in (("width", width), ("height", height)):
-            if not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE:
-                raise ValueError(
+            if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE:
+                raise EngineError(
                     f"storyboard {name} must be an integer in {MIN_SIDE}..{MAX_SIDE}, got {value!r}"
                 )
         self.load()

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import Image
 
-from zray.engines.base import EngineError
+from zray.engines.base import BaseEngine, EngineError, EngineSettings, require
 
 ENGINE_VERSION = "1"
 DEFAULT_MODEL = "Tongyi-MAI/Z-Image-Turbo"
@@ -28,37 +29,74 @@ TURBO_STEPS = 8
 TURBO_GUIDANCE = 0.0
 SIZE_MULTIPLE = 16  # VAE downsampling (8) times the transformer's 2x2 patches
 MEMORY_MODES = ("resident", "model_offload", "sequential_offload")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 MIN_DIFFUSERS = (0, 40)
 
 log = logging.getLogger(__name__)
 
 
-class ZImageEngine:
-    """Z-Image-Turbo text-to-image: loaded once, kept resident, one image per prompt and seed."""
+@dataclass(frozen=True)
+class ZImageSettings(EngineSettings):
+    """How to load and run Z-Image.
 
-    def __init__(
-        self,
-        *,
-        model: str = DEFAULT_MODEL,
-        memory: str = "resident",
-        vae_tiling: bool = False,
-        steps: int | None = None,
-        device: str | None = None,
-    ) -> None:
-        if not isinstance(model, str) or not model.strip():
-            raise EngineError(f"image model must be a Hugging Face id or a local directory, not {model!r}")
-        if memory not in MEMORY_MODES:
-            raise EngineError(f"image memory mode must be one of {', '.join(MEMORY_MODES)}, not {memory!r}")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+    `dtype` "auto" is resolved here, from these settings alone: float32 when `device` is "cpu",
+    else bfloat16 (the model's own precision). It is never read from the machine that computes it,
+    so a CPU head that plans and the GPU workers that run agree on every image's cache key; a
+    CPU-only machine that should run in float32 says `device = "cpu"`.
+    """
+
+    model: str = DEFAULT_MODEL  # a Hugging Face id or a local directory
+    memory: str = "resident"  # one of MEMORY_MODES
+    vae_tiling: bool = False
+    steps: int = TURBO_STEPS  # transformer forwards per image
+    device: str = "auto"  # "auto" (CUDA where the worker has it, else CPU), "cpu", "cuda", "cuda:N"
+    dtype: str = "auto"  # one of DTYPES
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise EngineError(
+                f"image model must be a Hugging Face id or a local directory, not {self.model!r}"
+            )
+        if self.memory not in MEMORY_MODES:
+            raise EngineError(
+                f"image memory mode must be one of {', '.join(MEMORY_MODES)}, not {self.memory!r}"
+            )
+        steps = self.steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise EngineError(f"image steps must be a positive integer, not {steps!r}")
-        self.model = model
-        self.memory = memory
-        self.vae_tiling = bool(vae_tiling)
-        self.steps = steps if steps is not None else TURBO_STEPS
-        self.device = device
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise EngineError(f"image device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise EngineError(f"image dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+
+    @property
+    def resolved_dtype(self) -> str:
+        if self.dtype != "auto":
+            return self.dtype
+        return "float32" if self.device == "cpu" else "bfloat16"
+
+
+class ZImageEngine(BaseEngine):
+    """Z-Image-Turbo text-to-image: loaded once, kept resident, one image per prompt and seed.
+
+    `pipeline` hands it a ready `ZImagePipeline` (built in memory by a test or a benchmark) instead
+    of loading `settings.model`; it is cast to the settings' dtype and placed as `memory` says,
+    exactly as a loaded one, so the identity stays true.
+    """
+
+    name: ClassVar[str] = "zimage"
+    role: ClassVar[str] = "image"
+    uses_gpu: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ("torch", "diffusers", "transformers")
+    settings_type = ZImageSettings
+
+    def __init__(self, settings: ZImageSettings | None = None, *, pipeline: Any = None) -> None:
+        super().__init__(settings)
+        self.model = self.settings.model
+        self.steps = self.settings.steps
         # What load() actually did: offload modes fall back to resident without CUDA.
         self.placement: str | None = None
-        self._pipe: Any = None
+        self._pipe: Any = pipeline
         self._device: str | None = None
 
     @property
@@ -68,23 +106,29 @@ class ZImageEngine:
         return self._pipe
 
     def load(self) -> None:
-        if self._pipe is not None:
+        if self.placement is not None:
             return
+        require(self)
         import diffusers
         import torch
 
         _require_diffusers(diffusers.__version__)
-        device = self._resolved_device()
-        dtype = torch.bfloat16 if _is_cuda(device) else torch.float32
-        pipe = _from_pretrained(self.model, dtype=dtype)
+        device = _resolve_device(torch, self.settings.device)
+        dtype = getattr(torch, self.settings.resolved_dtype)
+        pipe = self._pipe if self._pipe is not None else _from_pretrained(self.model, dtype=dtype)
+        if pipe.transformer.dtype != dtype:
+            pipe.to(dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
-        self.placement = _place(pipe, memory=self.memory, device=device, vae_tiling=self.vae_tiling)
+        self.placement = _place(
+            pipe, memory=self.settings.memory, device=device, vae_tiling=self.settings.vae_tiling
+        )
         self._pipe = pipe
         self._device = device
 
     def identity(self) -> dict[str, Any]:
         # The memory mode is left out: offloading moves weights, not the arithmetic. VAE tiling decodes
-        # large images in blended tiles, which changes pixels.
+        # large images in blended tiles, which changes pixels. The device is left out too: the dtype,
+        # resolved from the settings, is what changes the arithmetic.
         local = _local_dir(self.model)
         return {
             "engine": "zimage",
@@ -94,8 +138,8 @@ class ZImageEngine:
             "model_digest": _dir_digest(local) if local else None,
             "steps": self.steps,
             "guidance": TURBO_GUIDANCE,
-            "dtype": "bfloat16" if _is_cuda(self._resolved_device()) else "float32",
-            "vae_tiling": self.vae_tiling,
+            "dtype": self.settings.resolved_dtype,
+            "vae_tiling": self.settings.vae_tiling,
         }
 
     def generate(self, prompt: str, *, width: int, height: int, seed: int, label: str = "") -> Image.Image:
@@ -145,12 +189,18 @@ class ZImageEngine:
         image: Image.Image = output.images[0]
         return image if image.mode == "RGB" else image.convert("RGB")
 
-    def _resolved_device(self) -> str:
-        if self.device is not None:
-            return self.device
-        import torch
 
+def _resolve_device(torch: Any, device: str) -> str:
+    """The torch device for a device setting, on the machine that runs the model."""
+    if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        raise EngineError(
+            f"image device {device!r} is not a torch device (use auto, cpu, cuda or cuda:N)"
+        ) from None
+    return device
 
 
 def _check_request(*, prompt: Any, width: Any, height: Any, seed: Any) -> None:

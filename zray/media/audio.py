@@ -295,17 +295,36 @@ def mix_music(
     duck: bool = False,
     sample_rate: int = SAMPLE_RATE,
     channels: int = 2,
+    fade_in: float = 0.0,
+    fade_out: float = 0.0,
 ) -> np.ndarray:
-    """Voice plus music looped to the voice's length at ``level`` (the seed's 8 %), optionally ducked."""
+    """Voice plus music looped to the voice's length at ``level`` (the seed's 8 %), optionally ducked.
+
+    The music fades in over its first ``fade_in`` seconds and out over its last ``fade_out`` (the
+    episode's tail, where the picture holds and only the music plays), reaching silence on the
+    last sample. Raised-cosine ramps: no audible corner at either end of a fade.
+    """
     if level < 0:
         raise AudioError(f"music level must be >= 0, got {level}")
+    if fade_in < 0 or fade_out < 0:
+        raise AudioError(f"fades must be >= 0 seconds, got fade_in={fade_in}, fade_out={fade_out}")
     speech = _to_channels(_as_planar(voice, what="voice"), channels)
     n = speech.shape[1]
     bed = loop_to_length(_as_planar(music, what="music"), n, sample_rate=sample_rate)
     bed = _to_channels(bed, channels) * np.float32(level)
     if duck:
         bed = bed * duck_envelope(speech, sample_rate=sample_rate)
+    fade_in_n, fade_out_n = min(round(fade_in * sample_rate), n), min(round(fade_out * sample_rate), n)
+    if fade_in_n:
+        bed[:, :fade_in_n] *= _raised_cosine(fade_in_n)
+    if fade_out_n:
+        bed[:, n - fade_out_n :] *= _raised_cosine(fade_out_n)[::-1]
     return speech + bed
+
+
+def _raised_cosine(n: int) -> np.ndarray:
+    """A ramp from 0 to 1 over n samples, flat at both ends."""
+    return (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n, dtype=np.float32))).astype(np.float32)
 
 
 def normalize_loudness(

@@ -40,9 +40,12 @@ class BatchReport:
         return not self.invalid and all(r.ok for r in self.reports)
 
 
-def find_scripts(patterns: list[str], workdir: Path) -> tuple[list[Path], dict[str, list[Problem]]]:
-    """Local paths of every script named; remote ones are copied under workdir/<project>/<name>."""
-    found: list[Path] = []
+def find_scripts(
+    patterns: list[str], workdir: Path
+) -> tuple[list[tuple[Path, str]], dict[str, list[Problem]]]:
+    """(local path, where it came from) of every script named; remote ones are copied under
+    workdir/scripts/<project>/<name> and keep their URL as their origin."""
+    found: list[tuple[Path, str]] = []
     missing: dict[str, list[Problem]] = {}
     for pattern in patterns:
         try:
@@ -53,7 +56,10 @@ def find_scripts(patterns: list[str], workdir: Path) -> tuple[list[Path], dict[s
         if not matches:
             missing[pattern] = [Problem("", "no script found there")]
         for match in matches:
-            found.append(_fetch_script(match, workdir) if "://" in match else Path(match))
+            if "://" in match:
+                found.append((_fetch_script(match, workdir), match))
+            else:
+                found.append((Path(match), str(Path(match).resolve())))
     return list(dict.fromkeys(found)), missing
 
 
@@ -64,6 +70,7 @@ def _fetch_script(url: str, workdir: Path) -> Path:
     parts = url.rstrip("/").split("/")
     project, name = parts[-2], parts[-1]
     local = fetch(url, workdir / "scripts" / project / name)
+    _fetch_studio_files(url, local)
     if (
         len(parts) > 3
         and parts[-3] == "scripts"
@@ -81,6 +88,34 @@ def _fetch_script(url: str, workdir: Path) -> Path:
     return local
 
 
+def _fetch_studio_files(url: str, local: Path) -> None:
+    """The studio files a remote script names (image_file, clip_file, thumbnail_file) come with it,
+    from beside it in the bucket; a script that does not parse is left to validation to report."""
+    try:
+        data = json.loads(local.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return
+    names: list[str] = []
+    for scene in data.get("scenes") or [] if isinstance(data, dict) else []:
+        if isinstance(scene, dict):
+            names += [scene[f] for f in ("image_file", "clip_file") if isinstance(scene.get(f), str)]
+    seo = data.get("seo") if isinstance(data, dict) else None
+    if isinstance(seo, dict):
+        names += [
+            v["thumbnail_file"]
+            for v in seo.values()
+            if isinstance(v, dict) and isinstance(v.get("thumbnail_file"), str)
+        ]
+    base = url.rsplit("/", 1)[0]
+    for name in names:
+        if "://" in name or name.startswith("/") or ".." in name.split("/"):
+            continue  # validation refuses it with its JSON path
+        try:
+            fetch(f"{base}/{name}", local.parent / name)
+        except OSError as exc:
+            log.warning("%s: cannot read %s next to it (%s)", url, name, exc)
+
+
 def run_batch(
     patterns: list[str],
     config: Config,
@@ -96,15 +131,17 @@ def run_batch(
     with tempfile.TemporaryDirectory(prefix="zray-batch-") as tmp:
         paths, invalid = find_scripts(patterns, Path(tmp))
         items: list[tuple[RunRequest, Script]] = []
-        for path in paths:
-            checked = check_file(path)
+        for path, origin in paths:
+            checked = check_file(path, limits=config.limits.script_limits())
             if checked.ok and checked.script is not None:
                 usable = [
                     lang
                     for lang in (languages or checked.script.languages)
                     if lang in checked.script.languages
                 ]
-                items.append((RunRequest(script=path, languages=usable, clean=clean), checked.script))
+                items.append(
+                    (RunRequest(script=path, languages=usable, clean=clean, source=origin), checked.script)
+                )
             else:
                 invalid[str(path)] = checked.errors
         for name, problems in invalid.items():

@@ -2,50 +2,79 @@
 
 Planning is pure: no Ray, no models, no media work. Keys chain (a node's key includes the keys of
 the nodes it consumes), so changing one line of narration changes exactly the keys downstream of
-it, and the driver can decide what to rebuild from the store alone, before Ray starts.
+it, and the driver can decide what to rebuild from the store alone, before Ray starts. Paths are
+relative to the episode folder and come from its owner, `zray.episode`.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from zray import __version__
+from zray import episode as layout
 from zray.config import Config
 from zray.engines.base import seed_from
-from zray.engines.registry import EngineChoice
 from zray.keys import content_key, safe_name
+from zray.media.constants import SAMPLE_RATE, THUMB_SIZE
+from zray.media.settings import VideoSettings
+from zray.nodes import (
+    STAGES,
+    AudioMix,
+    ImageRequest,
+    ImportRequest,
+    IntroRequest,
+    MusicRequest,
+    Node,
+    PadRequest,
+    SceneText,
+    SegmentRequest,
+    SpeechRequest,
+    SubsRequest,
+    ThumbsRequest,
+    VideoRequest,
+)
+from zray.pipeline.studio import StudioFile
 from zray.script import Script
 
-THUMB_SIZE = (1280, 720)
-# The project rate, zray.media.audio.SAMPLE_RATE; not imported so that planning (and a rerun with
-# nothing to do) never loads scipy.
-SAMPLE_RATE = 48_000
 DEFAULT_MUSIC_PROMPT = "calm cinematic ambient pads, slow, warm"
-SEGMENT_EXT = ".h264"
 
-# Progress groups, in display order.
-STAGES = ("images", "narration", "music", "thumbnails", "assembly")
+__all__ = [
+    "STAGES",
+    "Identities",
+    "Intro",
+    "Plan",
+    "build_plan",
+    "music_request",
+    "scene_labels",
+    "video_settings",
+]
 
 
 @dataclass(frozen=True)
-class Node:
-    """One unit of work: run `kind` with `params`, consuming the results of `deps`, writing `outputs`."""
+class Identities:
+    """What each engine puts into the keys of what it makes for this episode (see `Engine.identity`)."""
 
-    id: str
-    kind: str  # image | tts | music (actors); pad | segment | intro | thumbs | subs | video (tasks)
-    stage: str
-    key: str
-    outputs: tuple[str, ...]  # store keys relative to the store root
-    deps: tuple[str, ...] = ()
-    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    lang: str | None = None
-    final: bool = False  # a deliverable: always brought up to date
+    image: Mapping[str, Any]
+    music: Mapping[str, Any]  # for this episode's music prompt and music_file
+    speech: Mapping[str, Mapping[str, Any]]  # per language
+
+
+def music_request(script: Script) -> tuple[str, str | None]:
+    """The episode's music prompt, and the studio track its script names (`music_file`), if any."""
+    return script.global_music_prompt or DEFAULT_MUSIC_PROMPT, script.music_file
+
+
+@dataclass(frozen=True)
+class Intro:
+    key: str  # where the intro clip's copy lives in the episode folder
+    digest: str  # sha256 of the clip's bytes
 
 
 @dataclass
 class Plan:
-    episode: str  # store prefix of the episode folder
     nodes: dict[str, Node]
     languages: list[str]
     video_names: dict[str, str]
@@ -54,249 +83,322 @@ class Plan:
         return [n for n in self.nodes.values() if n.final]
 
 
-@dataclass(frozen=True)
-class Intro:
-    key: str  # where the uploaded intro clip lives in the store
-    digest: str  # sha256 of the clip's bytes
-
-
-def build_plan(
-    script: Script,
-    *,
-    episode: str,
-    languages: list[str],
-    engines: EngineChoice,
-    identities: dict[str, dict[str, Any]],
-    config: Config,
-    intro: Intro | None = None,
-) -> Plan:
-    """All nodes for one episode; `identities` maps engine name -> engine.identity()."""
-    nodes: dict[str, Node] = {}
-    video = config.video
-    vsettings = video.model_dump()
-    code = script.code
-    labels = _scene_labels(script)
-
-    def add(node: Node) -> Node:
-        nodes[node.id] = node
-        return node
-
-    def at(*parts: str) -> str:
-        return "/".join([episode, *parts])
-
-    music_prompt = script.global_music_prompt or DEFAULT_MUSIC_PROMPT
-    music_id = identities[engines.music.name]
-    # A script may name a track of the studio's music library (the `library` engine).
-    music_file = (script.model_extra or {}).get("music_file")
-    music_key = content_key("music", music_id, music_prompt, config.audio.music_seconds, music_file)
-    music = add(
-        Node(
-            id="music",
-            kind="music",
-            stage="music",
-            key=music_key,
-            outputs=(
-                at(
-                    "assets", "common", f"bg_music_common_{music_key[:8]}_{config.audio.music_seconds:g}s.wav"
-                ),
-            ),
-            params={"prompt": music_prompt, "seconds": config.audio.music_seconds, "file": music_file},
-        )
+def video_settings(config: Config) -> VideoSettings:
+    v = config.video
+    return VideoSettings(
+        width=v.width,
+        height=v.height,
+        fps=v.fps,
+        preset=v.preset,
+        gop=v.gop,
+        keep_metadata=v.keep_metadata,
+        sample_rate=SAMPLE_RATE,
     )
 
-    intro_node = None
-    if intro is not None:
-        intro_key = content_key("intro", intro.digest, vsettings, __version__)
-        intro_node = add(
-            Node(
-                id="intro",
-                kind="intro",
-                stage="assembly",
-                key=intro_key,
-                outputs=(at("assets", "tmp", "segments", f"intro_{intro_key}{SEGMENT_EXT}"),),
-                params={"source": intro.key, "video": vsettings},
-            )
-        )
 
-    image_id = identities[engines.image.name]
-    scene_nodes: list[tuple[Node, Node]] = []
-    for index, scene in enumerate(script.scenes):
-        label = labels[index]
-        seed = seed_from(code, str(scene.scene_id))
-        key = content_key("image", image_id, scene.image_prompt, video.width, video.height, seed)
-        image = add(
-            Node(
-                id=f"image:{label}",
-                kind="image",
-                stage="images",
-                key=key,
-                outputs=(at("assets", "common", f"img_{label}.png"),),
-                params={
-                    "prompt": scene.image_prompt,
-                    "width": video.width,
-                    "height": video.height,
-                    "seed": seed,
-                    "label": f"Scene {index + 1}",
-                },
-            )
-        )
-        seg_key = content_key("segment", key, vsettings, __version__)
-        segment = add(
-            Node(
-                id=f"segment:{label}",
-                kind="segment",
-                stage="assembly",
-                key=seg_key,
-                outputs=(at("assets", "tmp", "segments", f"seg_{label}_{seg_key}{SEGMENT_EXT}"),),
-                deps=(image.id,),
-                params={"video": vsettings},
-            )
-        )
-        scene_nodes.append((image, segment))
-
-    video_names: dict[str, str] = {}
-    for lang in languages:
-        tts_id = identities.get(f"tts:{lang}") or identities[engines.tts[lang].name]
-        pads: list[Node] = []
-        for index, scene in enumerate(script.scenes):
-            label = labels[index]
-            text = scene.narration(lang)
-            raw_key = content_key("tts", tts_id, lang, text)
-            raw = add(
-                Node(
-                    id=f"tts:{lang}:{label}",
-                    kind="tts",
-                    stage="narration",
-                    key=raw_key,
-                    outputs=(at("assets", lang, "raw", f"audio_{lang}_{label}_{raw_key}_raw.wav"),),
-                    params={"text": text, "lang": lang},
-                    lang=lang,
-                )
-            )
-            pad_key = content_key("pad", raw_key, video.fps, SAMPLE_RATE, __version__)
-            pads.append(
-                add(
-                    Node(
-                        id=f"pad:{lang}:{label}",
-                        kind="pad",
-                        stage="narration",
-                        key=pad_key,
-                        outputs=(at("assets", lang, "padding", f"audio_{lang}_{label}_{pad_key}.wav"),),
-                        deps=(raw.id,),
-                        params={"fps": video.fps},
-                        lang=lang,
-                    )
-                )
-            )
-
-        seo = script.seo_for(lang)
-        thumb_prompt = seo.thumbnail_prompt or script.scenes[0].image_prompt
-        thumb_seed = seed_from(code, "thumbnail", lang)
-        base_key = content_key("image", image_id, thumb_prompt, *THUMB_SIZE, thumb_seed)
-        base = add(
-            Node(
-                id=f"thumb_base:{lang}",
-                kind="image",
-                stage="thumbnails",
-                key=base_key,
-                outputs=(at("assets", "thumbnails", f"thumbnail_raw_{lang}.png"),),
-                params={
-                    "prompt": thumb_prompt,
-                    "width": THUMB_SIZE[0],
-                    "height": THUMB_SIZE[1],
-                    "seed": thumb_seed,
-                    "label": f"{code} {lang.upper()}",
-                },
-                lang=lang,
-            )
-        )
-        texts = [v.thumb_text or v.title for v in seo.variants]
-        variant_paths = tuple(
-            at("assets", "thumbnails", f"thumbnail_{lang}_v{n}.png") for n in range(1, len(texts) + 1)
-        )
-        add(
-            Node(
-                id=f"thumbs:{lang}",
-                kind="thumbs",
-                stage="thumbnails",
-                key=content_key("thumbs", base_key, texts, __version__),
-                outputs=(at(f"thumbnail_{lang}.png"), *variant_paths),
-                deps=(base.id,),
-                params={"texts": texts, "lang": lang},
-                lang=lang,
-                final=True,
-            )
-        )
-
-        pad_keys = [p.key for p in pads]
-        intro_deps = (intro_node.id,) if intro_node else ()
-        scene_text = [
-            {"text": s.narration(lang), "chapter": s.chapter(lang), "label": labels[i]}
-            for i, s in enumerate(script.scenes)
-        ]
-        add(
-            Node(
-                id=f"subs:{lang}",
-                kind="subs",
-                stage="assembly",
-                key=content_key(
-                    "subs",
-                    pad_keys,
-                    intro_node.key if intro_node else None,
-                    video.fps,
-                    scene_text,
-                    __version__,
-                ),
-                outputs=(
-                    at(f"subtitles_{lang}.srt"),
-                    at(f"subtitles_{lang}.vtt"),
-                    at(f"chapters_{lang}.txt"),
-                ),
-                deps=(*intro_deps, *(p.id for p in pads)),
-                params={"scenes": scene_text, "fps": video.fps, "has_intro": intro_node is not None},
-                lang=lang,
-                final=True,
-            )
-        )
-
-        name = f"{code}-{lang.upper()}-{safe_name(script.title(lang))}.mp4"
-        video_names[lang] = name
-        segments = [seg for _, seg in scene_nodes]
-        add(
-            Node(
-                id=f"video:{lang}",
-                kind="video",
-                stage="assembly",
-                key=content_key(
-                    "video",
-                    [s.key for s in segments],
-                    pad_keys,
-                    music.key,
-                    intro_node.key if intro_node else None,
-                    intro.key if intro else None,
-                    config.audio.model_dump(),
-                    vsettings,
-                    __version__,
-                ),
-                outputs=(at(name),),
-                deps=(music.id, *intro_deps, *(s.id for s in segments), *(p.id for p in pads)),
-                params={
-                    "video": vsettings,
-                    "audio": config.audio.model_dump(),
-                    "scenes": len(segments),
-                    "has_intro": intro_node is not None,
-                    "intro_source": intro.key if intro else None,
-                },
-                lang=lang,
-                final=True,
-            )
-        )
-    return Plan(episode=episode, nodes=nodes, languages=list(languages), video_names=video_names)
-
-
-def _scene_labels(script: Script) -> list[str]:
+def scene_labels(script: Script) -> list[str]:
     """File-name labels for scenes: their ids made safe, disambiguated if two collapse to one."""
     labels = [safe_name(str(s.scene_id), fallback="scene") for s in script.scenes]
     if len(set(labels)) == len(labels):
         return labels
     return [f"{i:03d}_{label}" for i, label in enumerate(labels)]
+
+
+@dataclass
+class _Builder:
+    script: Script
+    config: Config
+    identities: Identities
+    intro: Intro | None
+    studio: Mapping[str, StudioFile] = field(default_factory=dict)
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.video = video_settings(self.config)
+        # Keys of what the encoder makes depend on the output format, written as it always was.
+        self.vkey = {
+            "width": self.video.width,
+            "height": self.video.height,
+            "fps": self.video.fps,
+            "preset": self.video.preset,
+            "gop": self.video.gop,
+            "keep_metadata": self.video.keep_metadata,
+        }
+        self.labels = scene_labels(self.script)
+
+    def add(self, node: Node) -> Node:
+        self.nodes[node.id] = node
+        return node
+
+    # --- shared by every language --------------------------------------------------------------
+
+    def music(self) -> Node:
+        prompt, file = music_request(self.script)
+        seconds = self.config.audio.music_seconds
+        key = content_key("music", dict(self.identities.music), prompt, seconds, file)
+        request = MusicRequest(
+            prompt=prompt, seconds=seconds, file=file, output=layout.music_bed(key, seconds)
+        )
+        return self.add(Node(id="music", stage="music", key=key, request=request))
+
+    def intro_segment(self) -> Node | None:
+        if self.intro is None:
+            return None
+        key = content_key("intro", self.intro.digest, self.vkey, __version__)
+        request = IntroRequest(
+            source=self.intro.key,
+            digest=self.intro.digest,
+            video=self.video,
+            output=layout.segment("intro", key),
+        )
+        return self.add(Node(id="intro", stage="assembly", key=key, request=request))
+
+    def imported(self, node_id: str, name: str, output: str, *, lang: str | None = None) -> Node:
+        """A studio's own picture in place of a generated one: keyed by its content, not its path."""
+        item = self.studio[name]
+        return self.add(
+            Node(
+                id=node_id,
+                stage="images",
+                key=content_key("image-file", item.digest, __version__),
+                request=ImportRequest(source=item.key, digest=item.digest, output=output),
+                lang=lang,
+            )
+        )
+
+    def scene_picture(self, index: int) -> Node:
+        """The scene's image, and its still encoded once as a segment every language repeats."""
+        scene, label = self.script.scenes[index], self.labels[index]
+        seed = seed_from(self.script.code, str(scene.scene_id))
+        v = self.video
+        key = content_key("image", dict(self.identities.image), scene.image_prompt, v.width, v.height, seed)
+        if scene.image_file:
+            image = self.imported(f"image:{label}", scene.image_file, layout.scene_image(label))
+        else:
+            image = self.add(
+                Node(
+                    id=f"image:{label}",
+                    stage="images",
+                    key=key,
+                    request=ImageRequest(
+                        prompt=scene.image_prompt,
+                        width=v.width,
+                        height=v.height,
+                        seed=seed,
+                        label=f"Scene {index + 1}",
+                        output=layout.scene_image(label),
+                    ),
+                )
+            )
+        key = image.key
+        seg_key = content_key("segment", key, self.vkey, __version__)
+        return self.add(
+            Node(
+                id=f"segment:{label}",
+                stage="assembly",
+                key=seg_key,
+                request=SegmentRequest(video=v, output=layout.segment(f"seg_{label}", seg_key)),
+                inputs={"image": image.id},
+            )
+        )
+
+    # --- per language --------------------------------------------------------------------------
+
+    def frames(self, seconds: float) -> int:
+        """Seconds as whole frames, rounded up (a pause is never shorter than asked)."""
+        return math.ceil(seconds * self.video.fps - 1e-9)
+
+    def pacing(self, index: int) -> tuple[int, int]:
+        """(lead, gap) frames of scene `index`: a lead before the first scene's narration; after each
+        scene its gap (the script's `gap`, else audio.scene_gap), after the last the episode's tail."""
+        audio, scenes = self.config.audio, self.script.scenes
+        lead = self.frames(audio.lead) if index == 0 else 0
+        if index == len(scenes) - 1:
+            return lead, self.frames(audio.tail)
+        gap = scenes[index].gap
+        return lead, self.frames(audio.scene_gap if gap is None else gap)
+
+    def narration(self, lang: str) -> list[Node]:
+        """Each scene's speech, and the same padded to whole frames with its pauses."""
+        identity = dict(self.identities.speech[lang])
+        pads = []
+        for index, scene in enumerate(self.script.scenes):
+            label = self.labels[index]
+            text = scene.narration(lang)
+            raw_key = content_key("tts", identity, lang, text)
+            speech = self.add(
+                Node(
+                    id=f"tts:{lang}:{label}",
+                    stage="narration",
+                    key=raw_key,
+                    request=SpeechRequest(
+                        text=text, lang=lang, output=layout.raw_speech(lang, label, raw_key)
+                    ),
+                    lang=lang,
+                )
+            )
+            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, __version__)
+            pads.append(
+                self.add(
+                    Node(
+                        id=f"pad:{lang}:{label}",
+                        stage="narration",
+                        key=pad_key,
+                        request=PadRequest(
+                            fps=self.video.fps, output=layout.padded_speech(lang, label, pad_key)
+                        ),
+                        inputs={"speech": speech.id},
+                        lang=lang,
+                    )
+                )
+            )
+        return pads
+
+    def thumbnails(self, lang: str) -> Node:
+        seo = self.script.seo_for(lang)
+        prompt = seo.thumbnail_prompt or self.script.scenes[0].image_prompt
+        seed = seed_from(self.script.code, "thumbnail", lang)
+        if seo.thumbnail_file:
+            base = self.imported(
+                f"thumb_base:{lang}", seo.thumbnail_file, layout.thumbnail_base(lang), lang=lang
+            )
+        else:
+            base = self.add(
+                Node(
+                    id=f"thumb_base:{lang}",
+                    stage="thumbnails",
+                    key=content_key("image", dict(self.identities.image), prompt, *THUMB_SIZE, seed),
+                    request=ImageRequest(
+                        prompt=prompt,
+                        width=THUMB_SIZE[0],
+                        height=THUMB_SIZE[1],
+                        seed=seed,
+                        label=f"{self.script.code} {lang.upper()}",
+                        output=layout.thumbnail_base(lang),
+                    ),
+                    lang=lang,
+                )
+            )
+        base_key = base.key
+        texts = tuple(v.thumb_text or v.title for v in seo.variants)
+        return self.add(
+            Node(
+                id=f"thumbs:{lang}",
+                stage="thumbnails",
+                key=content_key("thumbs", base_key, list(texts), __version__),
+                request=ThumbsRequest(
+                    texts=texts,
+                    lang=lang,
+                    official=layout.thumbnail(lang),
+                    variants=tuple(layout.thumbnail_variant(lang, n) for n in range(1, len(texts) + 1)),
+                ),
+                inputs={"base": base.id},
+                lang=lang,
+                final=True,
+            )
+        )
+
+    def subtitles(self, lang: str, pads: list[Node], intro: Node | None) -> Node:
+        scenes = tuple(
+            SceneText(text=s.narration(lang), chapter=s.chapter(lang), label=self.labels[i])
+            for i, s in enumerate(self.script.scenes)
+        )
+        key = content_key(
+            "subs",
+            [p.key for p in pads],
+            intro.key if intro else None,
+            self.video.fps,
+            [{"text": s.text, "chapter": s.chapter, "label": s.label} for s in scenes],
+            __version__,
+        )
+        return self.add(
+            Node(
+                id=f"subs:{lang}",
+                stage="assembly",
+                key=key,
+                request=SubsRequest(
+                    lang=lang,
+                    scenes=scenes,
+                    fps=self.video.fps,
+                    srt=layout.subtitles(lang, "srt"),
+                    vtt=layout.subtitles(lang, "vtt"),
+                    chapters=layout.chapters(lang),
+                    words=layout.subtitles(lang, "words.json"),
+                ),
+                inputs={"pads": tuple(p.id for p in pads), "intro": intro.id if intro else None},
+                lang=lang,
+                final=True,
+            )
+        )
+
+    def video_file(
+        self, lang: str, *, music: Node, intro: Node | None, segments: list[Node], pads: list[Node]
+    ) -> Node:
+        audio = self.config.audio
+        mix = AudioMix(
+            music_level=audio.music_level,
+            duck=audio.duck,
+            target_lufs=audio.target_lufs,
+            peak_dbfs=audio.peak_dbfs,
+        )
+        key = content_key(
+            "video",
+            [s.key for s in segments],
+            [p.key for p in pads],
+            music.key,
+            intro.key if intro else None,
+            self.intro.key if self.intro else None,
+            audio.model_dump(),
+            self.vkey,
+            __version__,
+        )
+        name = layout.video(self.script.code, lang, self.script.title(lang))
+        return self.add(
+            Node(
+                id=f"video:{lang}",
+                stage="assembly",
+                key=key,
+                request=VideoRequest(
+                    video=self.video,
+                    audio=mix,
+                    lang=lang,
+                    output=name,
+                    audio_cache=f"{layout.AUDIO_CACHE_DIR}/{lang}",
+                    intro_source=self.intro.key if self.intro else None,
+                ),
+                inputs={
+                    "music": music.id,
+                    "segments": tuple(s.id for s in segments),
+                    "pads": tuple(p.id for p in pads),
+                    "intro": intro.id if intro else None,
+                },
+                lang=lang,
+                final=True,
+            )
+        )
+
+
+def build_plan(
+    script: Script,
+    *,
+    languages: list[str],
+    identities: Identities,
+    config: Config,
+    intro: Intro | None = None,
+    studio: Mapping[str, StudioFile] | None = None,
+) -> Plan:
+    """All nodes for one episode, in an order where every node comes after its inputs.
+
+    `studio`: the studio's own files the script names (see `zray.pipeline.studio`), by name."""
+    b = _Builder(script, config, identities, intro, dict(studio or {}))
+    music = b.music()
+    intro_node = b.intro_segment()
+    segments = [b.scene_picture(i) for i in range(len(script.scenes))]
+    names: dict[str, str] = {}
+    for lang in languages:
+        pads = b.narration(lang)
+        b.thumbnails(lang)
+        b.subtitles(lang, pads, intro_node)
+        video = b.video_file(lang, music=music, intro=intro_node, segments=segments, pads=pads)
+        names[lang] = video.outputs[0]
+    return Plan(nodes=b.nodes, languages=list(languages), video_names=names)

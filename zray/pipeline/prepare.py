@@ -1,34 +1,38 @@
-"""Everything decided before Ray starts: engines, the episode's plan, and what is stale.
+"""Everything decided about one episode before any work: its folder, identity, plan and stale nodes.
 
-Everything a user can get wrong (script, config, intro, output, languages, engines) is checked
-here, and a rerun with nothing to do is decided from the store alone.
+Everything a user can get wrong about the episode (languages, intro, a folder another script
+claims) is checked here, and a rerun with nothing to do is decided from the store alone, without
+reading a file's bytes unless its fingerprint changed. The episode's lock is taken here and held
+until the run finishes, so nothing below races another writer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zray import episode as layout
 from zray.config import Config
-from zray.engines.base import EngineError
-from zray.engines.registry import EngineChoice, choose_engines
+from zray.episode import Identity
+from zray.errors import RunError
 from zray.keys import safe_name
-from zray.media import video
-from zray.pipeline.manifest import Manifest, stale_nodes
-from zray.pipeline.plan import Intro, Node, Plan, build_plan
+from zray.lock import EpisodeLock
+from zray.nodes import Node
+from zray.pipeline import studio
+from zray.pipeline.engine_setup import EngineSetup
+from zray.pipeline.plan import Identities, Intro, Plan, build_plan, music_request
+from zray.pipeline.records import RunRecord, stale_nodes
+from zray.pipeline.studio import StudioFile
 from zray.script import Script
 from zray.store import Store, StoreError
 
 log = logging.getLogger("zray")
-KEEP_ON_CLEAN = {"published.json"}
-
-
-class RunError(RuntimeError):
-    """A run that cannot start or finish; the message is one line with the fix."""
+# An intro longer than this is almost certainly a wrong file (or timestamps that lie).
+MAX_INTRO_SECONDS = 120.0
 
 
 @dataclass
@@ -37,10 +41,20 @@ class RunRequest:
     languages: list[str] = field(default_factory=list)
     intro: Path | None = None
     clean: bool = False
+    force: bool = False  # let this script take over a folder another script's record claims
+    source: str | None = None  # where the script came from (a URL for a script read from a bucket)
+
+    @property
+    def origin(self) -> str:
+        return self.source or str(self.script.resolve())
 
 
 def project_name(script_path: Path, config: Config) -> str:
     return safe_name(config.project or script_path.resolve().parent.name, fallback="default")
+
+
+def episode_prefix(script_path: Path, config: Config) -> str:
+    return f"{project_name(script_path, config)}/{safe_name(script_path.stem)}"
 
 
 def find_intro(script_path: Path, project: str) -> Path | None:
@@ -52,156 +66,84 @@ def find_intro(script_path: Path, project: str) -> Path | None:
     return candidates[0] if candidates else None
 
 
-def resolve_profile(config: Config, *, gpus: float | None = None) -> str:
-    if config.profile != "auto":
-        return config.profile
-    if gpus is None:
-        gpus = local_gpu_count()
-    return "production" if gpus > 0 else "draft"
+def check_intro(path: Path, *, flag: str = "--intro") -> None:
+    """An intro must be a video clip: frames, a sane length. Checked before any work."""
+    from zray.media import video
 
-
-def local_gpu_count() -> int:
-    """GPUs Ray would see on this machine, without starting Ray."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1"):
-        return 0
-    try:
-        from ray._private.accelerators import NvidiaGPUAcceleratorManager
-
-        return int(NvidiaGPUAcceleratorManager.get_current_node_num_accelerators())
-    except Exception:  # no driver, no NVML: no GPU for our purposes
-        return 0
-
-
-def prepare_engines(
-    languages: list[str], config: Config, profile: str
-) -> tuple[EngineChoice, dict[str, dict[str, Any]]]:
-    """Choose engines, check each can serve its languages, and collect identities for cache keys.
-
-    Identities are keyed by engine name, plus `tts:<lang>` for what decides one language's voice.
-    """
-    try:
-        choice = choose_engines(config, languages, profile=profile)
-        choice = _google_key_fallback(choice, config)
-        identities: dict[str, dict[str, Any]] = {}
-        for spec in {choice.image, choice.music, *choice.tts.values()}:
-            engine = spec.create()
-            identities[spec.name] = engine.identity()
-            for lang, lang_spec in choice.tts.items():
-                if lang_spec != spec:
-                    continue
-                if not engine.supports(lang):
-                    raise EngineError(
-                        f"the {spec.name} voice engine has no voice for language {lang!r}; "
-                        f"set engines.tts.{lang} to another engine or run with --lang to skip it"
-                    )
-                if hasattr(engine, "identity_for"):
-                    identities[f"tts:{lang}"] = engine.identity_for(lang)
-    except EngineError as exc:
-        raise RunError(str(exc)) from None
-    return choice, identities
-
-
-def _google_key_fallback(choice: EngineChoice, config: Config) -> EngineChoice:
-    """Google Cloud TTS without GOOGLE_API_KEY: say so once, now, and use the fallback (or refuse)."""
-    google = [lang for lang, spec in choice.tts.items() if spec.name == "google"]
-    if not google:
-        return choice
-    from zray.engines.google_tts import api_key_available
-
-    if api_key_available():
-        return choice
-    fallback = config.google_tts.fallback
-    if not fallback:
-        raise RunError(
-            f"GOOGLE_API_KEY is not set (environment or .env) and Google Cloud TTS voices {', '.join(google)}; "
-            'set it, or set google_tts.fallback = "espeak"'
-        )
-    log.warning(
-        "GOOGLE_API_KEY is not set: narrating %s with %s instead of Google Cloud TTS",
-        ", ".join(google),
-        fallback,
-    )
-    with_fallback = choose_engines(
-        config.model_copy(
-            update={
-                "engines": config.engines.model_copy(
-                    update={"tts": {**config.engines.tts, **dict.fromkeys(google, fallback)}}
-                )
-            }
-        ),
-        list(choice.tts),
-        profile=choice.profile,
-    )
-    return with_fallback
-
-
-def _check_intro(path: Path) -> None:
     try:
         info = video.probe(path)
     except (OSError, ValueError) as exc:
         raise RunError(
-            f"--intro {path}: cannot read it as a video ({exc}); fix the file or leave --intro out"
+            f"{flag} {path}: cannot read it as a video ({exc}); fix the file or leave {flag} out"
         ) from None
-    if not getattr(info, "video_frames", 1) and not getattr(info, "frames", 1):
-        raise RunError(f"--intro {path}: it has no video frames")
-
-
-def _intro_ref(path: Path, episode: str) -> Intro:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Intro(
-        key=f"{episode}/assets/common/intro_{digest[:16]}{path.suffix.lower() or '.mp4'}", digest=digest
-    )
-
-
-def _clean(store: Store, episode: str) -> None:
-    for key in store.list(episode):
-        if key.rsplit("/", 1)[-1] not in KEEP_ON_CLEAN:
-            store.remove(key)
-    log.info("%s: --clean removed the generated files", episode)
-
-
-def _apply_renames(store: Store, manifest: Manifest, plan: Plan, existing: set[str]) -> None:
-    """A changed title renames the finished video instead of rebuilding it."""
-    for node, old in manifest.renamed(plan, existing):
-        for src, dst in zip(old, node.outputs, strict=True):
-            if src != dst:
-                store.move(src, dst)
-                existing.discard(src)
-                existing.add(dst)
-                log.info("%s: renamed %s -> %s", plan.episode, src.rsplit("/", 1)[-1], dst.rsplit("/", 1)[-1])
-        manifest.record(node, {**manifest.result(node.id), "path": node.outputs[0]})
-    manifest.flush(force=True)
+    if info.video_codec is None or info.frames == 0:
+        raise RunError(f"{flag} {path}: it has no video frames (an audio file?); give a video clip")
+    if info.video_codec in ("png", "mjpeg", "bmp", "tiff", "webp") and info.frames <= 1:
+        raise RunError(f"{flag} {path}: it is a still image, not a clip; give a video clip")
+    if info.video_duration > MAX_INTRO_SECONDS:
+        raise RunError(
+            f"{flag} {path}: it claims to last {info.video_duration:.0f} s (more than {MAX_INTRO_SECONDS:.0f} s); "
+            "re-encode it, or check it is the intro you meant"
+        )
 
 
 @dataclass
 class Prepared:
-    """One episode, planned: its store prefix, plan, record, and the stale nodes to run."""
+    """One episode, planned: its folder, plan, record, and the stale nodes to run."""
 
     request: RunRequest
     script: Script
-    episode: str
+    episode: str  # the folder, relative to the output root
+    store: Store  # rooted at the episode folder
+    identity: Identity
     plan: Plan
-    manifest: Manifest
+    record: RunRecord
     stale: list[Node]
+    reasons: dict[str, str]  # why each stale node must run
     intro: Intro | None
     intro_path: Path | None
+    studio: dict[str, StudioFile]  # the studio's own files the script names, with their hashes
+    lock: EpisodeLock | None
     languages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
-def episode_prefix(script_path: Path, config: Config) -> str:
-    return f"{project_name(script_path, config)}/{safe_name(script_path.stem)}"
+def identities_for(engines: EngineSetup, script: Script, languages: list[str]) -> Identities:
+    """The engine identities this episode's keys are made from; a `music_file` the music engine
+    cannot play is refused here, before any work."""
+    prompt, file = music_request(script)
+    engines.check_music_file(file)
+    return Identities(
+        image=engines.identities.image,
+        music=engines.music_identity(prompt=prompt, file=file),
+        speech={lang: engines.identities.tts[lang] for lang in languages},
+    )
+
+
+def identity_of(script: Script, request: RunRequest, config: Config) -> Identity:
+    return Identity(project_name(request.script, config), script.saga or 0, script.episode or 0)
 
 
 def prepare_episode(
     request: RunRequest,
     script: Script,
     config: Config,
-    store: Store,
-    engines: EngineChoice,
-    identities: dict[str, dict[str, Any]],
+    root: Store,
+    engines: EngineSetup,
+    *,
+    readonly: bool = False,
 ) -> Prepared:
-    """Check the episode's own inputs, plan it, and find what is stale (reads only, unless --clean)."""
+    """Check the episode's own inputs, lock its folder, plan it, and find what is stale.
+
+    Reads only, unless --clean (which deletes what the record says zray generated) or a record
+    must be set aside. `readonly` (for --explain and --clean --dry-run) takes no lock and writes
+    nothing.
+    """
     languages = request.languages or script.languages
     unknown = [lang for lang in languages if lang not in script.languages]
     if unknown:
@@ -209,29 +151,93 @@ def prepare_episode(
             f"--lang {', '.join(unknown)}: the script has no narration in that language "
             f"(it has {', '.join(script.languages)})"
         )
-    project = project_name(request.script, config)
+    identity = identity_of(script, request, config)
     episode = episode_prefix(request.script, config)
-    intro_path = request.intro or find_intro(request.script, project)
+    intro_path = request.intro or find_intro(request.script, identity.project)
     if intro_path is not None:
-        _check_intro(intro_path)
-    if request.clean:
-        _clean(store, episode)
-    intro = _intro_ref(intro_path, episode) if intro_path else None
-    plan = build_plan(
-        script,
+        check_intro(intro_path)
+    intro = _intro_ref(intro_path) if intro_path else None
+    folder = request.script.resolve().parent
+    studio.check(script, folder)
+    identities = identities_for(engines, script, languages)
+
+    store = root.child(episode)
+    held = None if readonly else EpisodeLock(store, command=f"zray run {request.script.name}").acquire()
+    try:
+        opened = RunRecord.open(store, identity, request.origin, force=request.force, readonly=readonly)
+        record, warnings = opened.record, list(opened.warnings)
+        files = studio.digests(script, folder, record.data.get(studio.RECORD_FIELD))
+        plan = build_plan(
+            script, languages=languages, identities=identities, config=config, intro=intro, studio=files
+        )
+        if request.clean and not readonly:
+            clean(store, record, dry_run=False)
+        if not readonly:
+            store.sweep_temps()  # under the lock: only a killed writer can have left these
+        stamps = store.stamps()
+        if not readonly:
+            _apply_renames(store, record, plan, stamps)
+        staleness = stale_nodes(plan.nodes, record, stamps)
+        warnings += staleness.warnings
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
+    for warning in warnings:
+        log.warning("%s: %s", episode, warning, extra={"episode": episode})
+    return Prepared(
+        request=request,
+        script=script,
         episode=episode,
-        languages=languages,
-        engines=engines,
-        identities=identities,
-        config=config,
+        store=store,
+        identity=identity,
+        plan=plan,
+        record=record,
+        stale=staleness.nodes,
+        reasons=staleness.reasons,
         intro=intro,
+        intro_path=intro_path,
+        studio=files,
+        lock=held,
+        languages=languages,
+        warnings=warnings,
     )
-    manifest = Manifest.load(store, episode)
-    store.sweep_temps(episode)
-    existing = set(store.list(episode))
-    _apply_renames(store, manifest, plan, existing)
-    stale = stale_nodes(plan, manifest, existing)
-    return Prepared(request, script, episode, plan, manifest, stale, intro, intro_path, languages)
+
+
+def _intro_ref(path: Path) -> Intro:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Intro(key=layout.intro_copy(digest, path.suffix), digest=digest)
+
+
+def clean(store: Store, record: RunRecord, *, dry_run: bool) -> list[str]:
+    """Delete exactly the files the record says zray generated (inside the folder, never a
+    publishing or review record, never a file of the user's), then forget them."""
+    paths = [p for p in layout.generated_paths(record.data | {"nodes": record.nodes}) if p != layout.RUN_FILE]
+    existing = set(store.stamps())
+    doomed = [p for p in paths if p in existing]
+    if dry_run:
+        return doomed
+    for path in doomed:
+        store.remove(path)
+    record.forget(list(record.nodes))
+    record.set(generated=[], outputs={})
+    record.flush(force=True)
+    log.info("%s: --clean removed %d generated files", store.root_url, len(doomed))
+    return doomed
+
+
+def _apply_renames(store: Store, record: RunRecord, plan: Plan, stamps: dict[str, Any]) -> None:
+    """A changed title renames the finished video instead of rebuilding it (inside the folder only)."""
+    moves = record.renamed(plan.nodes.values(), stamps)
+    for node, old in moves:
+        for src, dst in zip(old, node.outputs, strict=True):
+            if src != dst and layout.inside(src) and layout.inside(dst):
+                store.move(src, dst)
+                stamps[dst] = stamps.pop(src)
+                log.info("%s: renamed %s -> %s", store.root_url, src, dst)
+        record.moved(node, old)
+    if moves:
+        record.flush(force=True)
 
 
 def open_store(output: str) -> Store:
@@ -241,20 +247,27 @@ def open_store(output: str) -> Store:
         raise RunError(f"--output {output}: cannot open it ({exc})") from None
 
 
-def check_writable(store: Store, episode: str) -> None:
+def check_writable(store: Store) -> None:
     try:
-        store.check_writable(episode)
+        store.check_writable()
     except StoreError as exc:
         raise RunError(f"{exc}; choose another --output or fix its permissions") from None
 
 
-def cluster_gpus(config: Config) -> float | None:
-    """GPUs for --profile auto: the cluster's when joining one, else this machine's."""
-    if config.profile != "auto" or not config.address:
-        return None
-    import ray
+def put_inputs(prep: Prepared) -> None:
+    """Keep the intro and the studio's files beside the episode (workers on other machines read
+    them there), remembering their hashes for the next run."""
+    put_intro(prep)
+    kept = studio.copy_into(prep.store, prep.studio, prep.record.data.get(studio.RECORD_FIELD))
+    prep.record.set(**{studio.RECORD_FIELD: kept})
+    prep.record.add_generated(*(item.key for item in prep.studio.values()))
 
-    from zray.pipeline.cluster import connect
 
-    connect(config)
-    return float(ray.cluster_resources().get("GPU", 0))
+def put_intro(prep: Prepared) -> None:
+    """Keep the intro beside the episode (workers on other machines read it there)."""
+    if prep.intro is None or prep.intro_path is None:
+        return
+    with contextlib.suppress(OSError):
+        if prep.store.exists(prep.intro.key) and prep.store.checksum(prep.intro.key) == prep.intro.digest:
+            return
+    prep.store.put(prep.intro_path, prep.intro.key)

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from zray.pipeline.plan import STAGES, Node
+from zray.nodes import STAGES, Node
 
 log = logging.getLogger("zray")
 

@@ -1,15 +1,20 @@
 """`zray run` and `zray batch`: scripts in, finished videos out.
 
-Every episode is planned before Ray starts; a rerun with nothing to do never starts Ray. The
-episodes that have work share one Ray session, one set of resident engine actors and one driver.
+Every episode is planned before any work; a rerun with nothing to do starts nothing. The episodes
+that have work share one executor: Ray (one session, one set of resident engine actors), or this
+process when the only stale steps are a few that need no GPU (a changed title, a deleted MP4, one
+edited line), where starting Ray would cost more than the work.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
+import contextlib
+import json
 import logging
+import os
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,27 +22,34 @@ from typing import Any
 from rich.console import Console
 
 from zray import __version__
+from zray import episode as layout
+from zray.actors.workers import WORKERS
 from zray.config import Config
-from zray.engines.registry import EngineChoice
-from zray.keys import content_key, safe_name
-from zray.pipeline.manifest import Manifest
-from zray.pipeline.plan import Intro, Plan
+from zray.errors import ZrayError
+from zray.nodes import MODEL_KINDS, ROLES, Node
+from zray.pipeline.driver import Driver, Job
+from zray.pipeline.engine_setup import EngineSetup, EngineSetupError, prepare_engines, unserved_languages
+from zray.pipeline.executor import Executor, InProcessExecutor
 from zray.pipeline.prepare import (
     Prepared,
     RunError,
     RunRequest,
     check_writable,
-    cluster_gpus,
+    episode_prefix,
     open_store,
-    prepare_engines,
     prepare_episode,
-    resolve_profile,
+    put_inputs,
 )
+from zray.pipeline.profile import cluster_gpus, resolve_profile
 from zray.pipeline.progress import EpisodeProgress, StageProgress, setup_logging, summary_table
+from zray.pipeline.runlog import RunLog
 from zray.script import Script, load_script
-from zray.store import Store, StoreError
+from zray.store import Store
 
 log = logging.getLogger("zray")
+
+# At most this many stale steps, none needing a GPU, run in this process instead of on Ray.
+IN_PROCESS_MAX_STEPS = 12
 
 __all__ = ["RunError", "RunReport", "RunRequest", "execute", "run_episode"]
 
@@ -52,12 +64,16 @@ class RunReport:
     built: int = 0
     cached: int = 0
     seconds: float = 0.0
-    ray_started: bool = False
+    executor: str | None = None  # None: nothing ran
     video_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def ray_started(self) -> bool:
+        return self.executor == "ray"
 
 
 def run_episode(request: RunRequest, config: Config, *, console: Console | None = None) -> RunReport:
@@ -65,13 +81,22 @@ def run_episode(request: RunRequest, config: Config, *, console: Console | None 
     console = console or Console(stderr=True)
     setup_logging(console, quiet=config.quiet)
     started = time.monotonic()
-    script, warnings = load_script(request.script)
+    script, warnings = load_script(request.script, limits=config.limits.script_limits())
     for warning in warnings:
         log.warning("%s", warning.render(str(request.script)))
     report = execute([(request, script)], config, console=console, isolate=False)[0]
     report.seconds = time.monotonic() - started
-    print_summary(console, report)
+    print_summary(report)
     return report
+
+
+def preview(request: RunRequest, config: Config) -> Prepared:
+    """The episode planned against its folder without changing anything: for --explain and
+    --clean --dry-run."""
+    script, _ = load_script(request.script, limits=config.limits.script_limits())
+    languages = request.languages or script.languages
+    engines, _ = _engines(languages, config, isolate=False)
+    return prepare_episode(request, script, config, open_store(config.output), engines, readonly=True)
 
 
 def execute(
@@ -82,209 +107,370 @@ def execute(
     isolate: bool,
     max_jobs: int = 1,
 ) -> list[RunReport]:
-    """Plan every episode, then run all the stale work on one Ray session.
+    """Plan every episode, then run all the stale work on one executor.
 
-    With `isolate`, an episode that cannot start (a broken intro, a bad --lang) is reported failed
-    and the others go on; without it, its error is raised.
+    With `isolate` (a batch), an episode that cannot start (a broken intro, a bad --lang, a folder
+    another script claims) is reported failed and the others go on; without it, its error is raised.
     """
+    wall = time.monotonic()
     store = open_store(config.output)
-    languages = list(
-        dict.fromkeys(lang for request, script in items for lang in (request.languages or script.languages))
-    )
-    profile = resolve_profile(config, gpus=cluster_gpus(config))
-    try:
-        engines, identities = prepare_engines(languages, config, profile)
-        unserved: dict[str, str] = {}
-    except RunError:
-        unserved = _unserved_languages(languages, config, profile) if isolate else {}
-        if not unserved or len(unserved) == len(languages):
-            raise
-        served = [lang for lang in languages if lang not in unserved]
-        engines, identities = prepare_engines(served, config, profile)
-    log.info("engines: %s", engines.describe())
-    if engines.music.name == "musicgen":
-        log.warning("MusicGen weights are licensed CC-BY-NC-4.0: not for monetised videos")
-
+    _check_cluster(store, config)  # before anything touches the output
+    runlog = RunLog()
+    log.addHandler(runlog)
     reports: dict[int, RunReport] = {}
     prepared: dict[int, Prepared] = {}
-    for index, (request, script) in enumerate(items):
-        missing = [lang for lang in request.languages or script.languages if lang in unserved]
-        if missing:
-            log.error("%s: %s", request.script, unserved[missing[0]])
-            reports[index] = RunReport(
-                script=request.script, episode="", failed={missing[0]: unserved[missing[0]]}
-            )
-            continue
-        try:
-            prepared[index] = prepare_episode(request, script, config, store, engines, identities)
-        except RunError as exc:
-            if not isolate:
-                raise
-            log.error("%s: %s", request.script, exc)
-            reports[index] = RunReport(script=request.script, episode="", failed={"all": str(exc)})
-
-    stale = {i: p for i, p in prepared.items() if p.stale}
-    capture = _LogCapture()
-    log.addHandler(capture)
     try:
+        for index, reason in _collisions(items, config).items():
+            if not isolate:
+                raise RunError(reason)
+            log.error("%s", reason)
+            reports[index] = RunReport(script=items[index][0].script, episode="", failed={"all": reason})
+        languages = list(
+            dict.fromkeys(
+                lang for request, script in items for lang in (request.languages or script.languages)
+            )
+        )
+        engines, unserved = _engines(languages, config, isolate=isolate)
+        log.info("engines: %s", engines.describe())
+        if engines.music.name == "musicgen":
+            log.warning("MusicGen weights are licensed CC-BY-NC-4.0: not for monetised videos")
+        for index, (request, script) in enumerate(items):
+            if index in reports:
+                continue
+            wanted = request.languages or script.languages
+            missing = [lang for lang in wanted if lang in unserved]
+            if missing:
+                log.error("%s: %s", request.script, unserved[missing[0]])
+                reports[index] = RunReport(
+                    script=request.script, episode="", failed={missing[0]: unserved[missing[0]]}
+                )
+                continue
+            try:
+                prepared[index] = prepare_episode(request, script, config, store, engines)
+            except RunError as exc:
+                if not isolate:
+                    raise
+                log.error("%s: %s", request.script, exc)
+                reports[index] = RunReport(script=request.script, episode="", failed={"all": str(exc)})
+
+        stale = {i: p for i, p in prepared.items() if p.stale}
         if stale:
-            _run_on_ray(
+            _run(
                 stale,
                 store,
                 config,
                 engines,
-                identities,
                 console,
-                capture,
+                runlog,
                 reports,
                 isolate=isolate,
                 max_jobs=max_jobs,
+                wall=wall,
             )
         for index, prep in prepared.items():
             if index not in stale:
                 log.info("%s: everything is up to date (%d steps cached)", prep.episode, len(prep.plan.nodes))
-                reports[index] = finish(prep, store, config, identities, profile, capture, job=None)
+                reports[index] = _report(prep, job=None, executor=None)
+                prep.record.flush()  # only if checking found something to remember (a new fingerprint)
     finally:
-        log.removeHandler(capture)
+        for prep in prepared.values():
+            prep.release()
+        log.removeHandler(runlog)
     return [reports[i] for i in range(len(items))]
 
 
-def _unserved_languages(languages: list[str], config: Config, profile: str) -> dict[str, str]:
-    """Languages no engine serves, each with its reason: in a batch, the episodes that need one
-    fail alone instead of stopping the batch."""
-    unserved: dict[str, str] = {}
-    for lang in languages:
+def _check_cluster(store: Store, config: Config) -> None:
+    """Joining a cluster: it answers, and a local output is one every node sees. An embedded
+    instance is this machine alone, so it needs neither check (nor Ray started to make them)."""
+    if config.address:
+        from zray.actors.cluster import check_reachable
+
+        check_reachable(config.address)
+    elif "ray" not in sys.modules or not sys.modules["ray"].is_initialized():
+        return
+    from zray.actors.cluster import check_shared_storage, connect
+
+    connect(config)
+    check_shared_storage(store, config)
+
+
+def _collisions(items: list[tuple[RunRequest, Script]], config: Config) -> dict[int, str]:
+    """Different scripts that would write the same episode folder: refused, all of them, before any work."""
+    by_folder: dict[str, list[int]] = {}
+    for index, (request, _) in enumerate(items):
+        by_folder.setdefault(episode_prefix(request.script, config), []).append(index)
+    refused: dict[int, str] = {}
+    for folder, indexes in by_folder.items():
+        origins = list(dict.fromkeys(items[i][0].origin for i in indexes))
+        if len(origins) > 1:
+            reason = (
+                f"{' and '.join(origins)} would both write the episode folder {folder}; "
+                "rename one script or give it another --project"
+            )
+            refused.update(dict.fromkeys(indexes, reason))
+    return refused
+
+
+def _engines(languages: list[str], config: Config, *, isolate: bool) -> tuple[EngineSetup, dict[str, str]]:
+    profile = resolve_profile(config, gpus=cluster_gpus(config))
+    try:
+        return prepare_engines(languages, config, profile), {}
+    except EngineSetupError:
+        unserved = unserved_languages(languages, config, profile) if isolate else {}
+        if not unserved or len(unserved) == len(languages):
+            raise
+        served = [lang for lang in languages if lang not in unserved]
+        return prepare_engines(served, config, profile), unserved
+
+
+def _choose_executor(stale: dict[int, Prepared], config: Config, engines: EngineSetup) -> str:
+    if config.executor != "auto":
+        return config.executor
+    if config.address:
+        return "ray"
+    nodes = [n for prep in stale.values() for n in prep.stale]
+    gpu = any(_spec_of(n, engines).uses_gpu for n in nodes if n.kind in MODEL_KINDS)
+    return "in-process" if not gpu and len(nodes) <= IN_PROCESS_MAX_STEPS else "ray"
+
+
+def _spec_of(node: Node, engines: EngineSetup) -> Any:
+    role = ROLES[node.kind]
+    return engines.tts[node.lang or ""] if role == "tts" else getattr(engines, role)
+
+
+@contextlib.contextmanager
+def _executor(
+    kind: str, config: Config, engines: EngineSetup, roles: set[str], store: Store
+) -> Iterator[Executor]:
+    from zray.pipeline.steps import STEPS  # media libraries: only when there is work
+
+    if kind == "in-process":
+        args = {"image": (engines.image,), "tts": (engines.tts,), "music": (engines.music,)}
+        factories = {role: (lambda role=role: WORKERS[role](*args[role])) for role in roles}
+        executor = InProcessExecutor(steps=STEPS, workers=factories, threads=os.cpu_count() or 1)
         try:
-            prepare_engines([lang], config, profile)
-        except RunError as exc:
-            unserved[lang] = str(exc)
-    return unserved
-
-
-def _run_on_ray(
-    stale: dict[int, Prepared],
-    store: Store,
-    config: Config,
-    engines: EngineChoice,
-    identities: dict[str, dict[str, Any]],
-    console: Console,
-    capture: _LogCapture,
-    reports: dict[int, RunReport],
-    *,
-    isolate: bool,
-    max_jobs: int,
-) -> None:
+            yield executor
+        finally:
+            executor.close()
+        return
     import ray
 
+    from zray.actors.cluster import check_shared_storage, connect
+    from zray.actors.executor import RayExecutor
     from zray.actors.pool import ActorPool
-    from zray.pipeline.cluster import check_shared_storage, connect
-    from zray.pipeline.driver import Driver, Job
 
-    # Everything that can refuse the run does so before the first write.
     embedded = connect(config)
     try:
         check_shared_storage(store, config)
-        jobs: list[Job] = []
-        by_job: dict[int, int] = {}
-        for index, prep in stale.items():
-            try:
-                check_writable(store, prep.episode)
-            except RunError as exc:
-                if not isolate:
-                    raise
-                reports[index] = RunReport(
-                    script=prep.request.script, episode=prep.episode, failed={"all": str(exc)}
-                )
-                continue
-            if prep.intro is not None and prep.intro_path is not None and not store.exists(prep.intro.key):
-                store.put(prep.intro_path, prep.intro.key)
-            log.info(
-                "%s: %d of %d steps to run; %d cached",
-                prep.episode,
-                len(prep.stale),
-                len(prep.plan.nodes),
-                len(prep.plan.nodes) - len(prep.stale),
-            )
-            job = Job(name=prep.episode, plan=prep.plan, manifest=prep.manifest, stale=prep.stale)
-            job.old_outputs = {n.id: prep.manifest.previous_outputs(n.id) for n in prep.stale if n.final}
-            by_job[id(job)] = index
-            jobs.append(job)
-        roles = {n.kind for job in jobs for n in job.stale if n.kind in ("image", "tts", "music")}
-        pool = ActorPool(config, engines, roles)
-        progress_cls = StageProgress if len(stale) == 1 else EpisodeProgress
-        progress = progress_cls(console, jobs, enabled=not config.quiet)
-
-        def job_done(job: Job) -> None:
-            index = by_job[id(job)]
-            prep = stale[index]
-            _remove_replaced(store, prep.plan, job.old_outputs, set(job.built))
-            reports[index] = finish(prep, store, config, identities, engines.profile, capture, job=job)
-            progress.job_done(job, reports[index])
-
-        driver = Driver(
-            store,
-            pool,
-            max_in_flight=config.max_in_flight,
-            task_retries=config.task_retries,
-            max_jobs=max_jobs,
-            on_node=progress.node_done,
-            on_job=job_done,
+        ray_executor = RayExecutor(
+            ActorPool(config, engines, roles), steps=STEPS, task_retries=config.task_retries
         )
         try:
-            with progress:
-                driver.run(jobs)
+            yield ray_executor
         finally:
-            pool.shutdown()
+            ray_executor.close()
     finally:
         if embedded:
             ray.shutdown()
 
 
-def finish(
-    prep: Prepared,
+def _run(
+    stale: dict[int, Prepared],
     store: Store,
     config: Config,
-    identities: dict[str, Any],
-    profile: str,
-    capture: _LogCapture,
+    engines: EngineSetup,
+    console: Console,
+    runlog: RunLog,
+    reports: dict[int, RunReport],
     *,
-    job: Any,
+    isolate: bool,
+    max_jobs: int,
+    wall: float,
+) -> None:
+    kind = _choose_executor(stale, config, engines)
+    jobs: list[Job] = []
+    by_job: dict[str, int] = {}
+    for index, prep in stale.items():
+        try:
+            check_writable(prep.store)
+            put_inputs(prep)
+        except RunError as exc:
+            if not isolate:
+                raise
+            reports[index] = RunReport(
+                script=prep.request.script, episode=prep.episode, failed={"all": str(exc)}
+            )
+            continue
+        log.info(
+            "%s: %d of %d steps to run; %d cached (%s)",
+            prep.episode,
+            len(prep.stale),
+            len(prep.plan.nodes),
+            len(prep.plan.nodes) - len(prep.stale),
+            kind,
+            extra={"episode": prep.episode},
+        )
+        job = Job(name=prep.episode, plan=prep.plan, record=prep.record, stale=prep.stale, store=prep.store)
+        job.old_outputs = {n.id: prep.record.previous_outputs(n.id) for n in prep.stale if n.final}
+        by_job[job.name] = index
+        jobs.append(job)
+    if not jobs:
+        return
+    roles = {ROLES[n.kind] for job in jobs for n in job.stale if n.kind in MODEL_KINDS}
+    progress_cls = StageProgress if len(jobs) == 1 else EpisodeProgress
+    progress = progress_cls(console, jobs, enabled=not config.quiet)
+    finished: set[str] = set()
+
+    def job_done(job: Job) -> None:
+        index = by_job[job.name]
+        finished.add(job.name)
+        reports[index] = _finish(stale[index], job, config, engines, runlog, executor=kind, wall=wall)
+        progress.job_done(job, reports[index])
+
+    try:
+        with _executor(kind, config, engines, roles, store) as executor, progress:
+            Driver(
+                executor,
+                max_in_flight=config.max_in_flight,
+                max_jobs=max_jobs,
+                on_node=progress.node_done,
+                on_job=job_done,
+            ).run(jobs)
+    finally:
+        # An interrupted or failed run still leaves its log and its record of what it finished.
+        for job in jobs:
+            if job.name not in finished:
+                index = by_job[job.name]
+                job.failed.setdefault("all", "interrupted")
+                try:
+                    reports[index] = _finish(
+                        stale[index], job, config, engines, runlog, executor=kind, wall=wall
+                    )
+                except ZrayError as exc:  # the storage itself failing: the error on its way up says it
+                    log.error("%s: %s", job.name, exc)
+
+
+def _finish(
+    prep: Prepared,
+    job: Job,
+    config: Config,
+    engines: EngineSetup,
+    runlog: RunLog,
+    *,
+    executor: str,
+    wall: float,
 ) -> RunReport:
-    """Record the episode: script.json, run.json with outputs and checksums, and its log."""
-    failed = dict(job.failed) if job is not None else {}
-    plan, manifest = prep.plan, prep.manifest
-    _save_script(store, prep.episode, prep.request.script)
-    outputs = _outputs(store, manifest, plan)
-    timings = {stage: round(seconds, 3) for stage, seconds in (job.timings.items() if job else [])}
-    manifest.flush(
-        force=True,
+    """Record the episode: script.json, run.json with outputs and how each step ran, and its log."""
+    record, plan, store = prep.record, prep.plan, prep.store
+    _remove_replaced(store, plan.nodes, job.old_outputs, set(job.built))
+    _save_script(store, prep.request.script)
+    outputs = _outputs(prep)
+    steps: dict[str, Any] = {}
+    for node in plan.nodes.values():
+        steps[node.id] = job.steps.get(node.id) or (
+            {"state": "cached"} if node.id in record.nodes else {"state": "not run"}
+        )
+    run = {
+        "version": __version__,
+        "command": " ".join(["zray", *sys.argv[1:]]),
+        "executor": executor,
+        "profile": engines.profile,
+        "options": effective_options(config, prep),
+        "wall_seconds": round(time.monotonic() - wall, 3),
+        "step_seconds_by_stage": {stage: round(seconds, 3) for stage, seconds in job.timings.items()},
+        "steps": steps,
+        "warnings": runlog.warnings_for(prep.episode),
+        "notes": list(job.notes),
+        "failed": dict(job.failed),
+    }
+    record.set(
         zray=__version__,
-        script=str(prep.request.script),
-        inputs=_inputs_hash(prep.request.script, config, prep.languages, prep.intro),
-        finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        profile=profile,
-        engines=identities,
-        timings=timings,
-        cache={"hits": len(plan.nodes) - len(prep.stale), "built": len(job.built) if job else 0},
+        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        profile=engines.profile,
+        engines=engines.identities.records(),
+        cache={"hits": len(plan.nodes) - len(prep.stale), "built": len(job.built)},
         outputs=outputs,
-        failed=failed,
+        failed=dict(job.failed),
+        last_run=run,
     )
-    _write_log(store, prep.episode, prep.script, capture.lines_for(prep.episode))
+    record.add_generated(layout.SCRIPT_FILE, *(p.intro.key for p in [prep] if p.intro))
+    report = _report(prep, job=job, executor=executor, outputs=outputs)
+    extra = [
+        f"engine {name}: {json.dumps(identity, sort_keys=True)}"
+        for name, identity in engines.identities.records().items()
+    ]
+    extra += [f"step {node_id}: {_step_line(info)}" for node_id, info in steps.items()]
+    extra += [
+        f"stage {stage}: {seconds:.2f} s of steps" for stage, seconds in run["step_seconds_by_stage"].items()
+    ]
+    extra += [*(f"result {line}" for line in summary_lines(report)), f"wall time {run['wall_seconds']:.1f} s"]
+    log_key = runlog.write(store, title=prep.script.project_title, episode=prep.episode, extra=extra)
+    if log_key:
+        record.add_generated(log_key)
+    record.flush(force=True)
+    return report
+
+
+def _step_line(info: dict[str, Any]) -> str:
+    parts = [info.get("state", "")]
+    if "seconds" in info:
+        parts.append(f"{info['seconds']:.2f} s")
+    for name in ("executor", "worker", "node", "gpu"):
+        if info.get(name):
+            parts.append(f"{name}={info[name]}")
+    if info.get("error"):
+        parts.append(f"error: {info['error']}")
+    return ", ".join(parts)
+
+
+def effective_options(config: Config, prep: Prepared) -> dict[str, Any]:
+    """What a rebuild needs to run this episode again the same way (no secrets: config holds none)."""
+    return {
+        "script": prep.request.origin,
+        "languages": prep.languages,
+        "intro": str(prep.intro_path) if prep.intro_path else None,
+        "config": config.model_dump(mode="json", exclude={"quiet", "dashboard"}),
+    }
+
+
+def _report(
+    prep: Prepared, *, job: Job | None, executor: str | None, outputs: dict[str, Any] | None = None
+) -> RunReport:
     return RunReport(
         script=prep.request.script,
-        episode=store.url(prep.episode),
-        outputs=outputs,
-        failed=failed,
+        episode=prep.store.root_url,
+        outputs=outputs if outputs is not None else _outputs(prep),
+        failed=dict(job.failed) if job else {},
         languages=prep.languages,
-        built=len(prep.stale),
-        cached=len(plan.nodes) - len(prep.stale),
-        seconds=(job.finished - job.started) if job else 0.0,
-        ray_started=job is not None,
-        video_names=dict(plan.video_names),
+        built=len(prep.stale) if job else 0,
+        cached=len(prep.plan.nodes) - (len(prep.stale) if job else 0),
+        seconds=(job.finished - job.started) if job and job.finished else 0.0,
+        executor=executor,
+        video_names=dict(prep.plan.video_names),
     )
 
 
-def print_summary(console: Console, report: RunReport) -> None:
+def summary_lines(report: RunReport) -> list[str]:
+    """The final table as plain lines (for the run log)."""
+    return [
+        " | ".join(str(row.get(c, "")) for c in ("language", "file", "duration", "size", "status"))
+        for row in _rows(report)
+    ]
+
+
+def print_summary(report: RunReport) -> None:
+    """The final table goes to stdout (it is the result); progress and logs went to stderr."""
+    console = Console()
+    console.print(summary_table(_rows(report)))
+    console.print(
+        f"{report.episode}: {report.built} steps run, {report.cached} cached, {report.seconds:.1f} s"
+        + (f" ({report.executor})" if report.executor else ""),
+        highlight=False,
+        markup=False,
+    )
+
+
+def _rows(report: RunReport) -> list[dict[str, str]]:
     rows = []
     for lang in report.languages:
         name = report.video_names.get(lang, "")
@@ -302,11 +488,7 @@ def print_summary(console: Console, report: RunReport) -> None:
                     "status": "ok",
                 }
             )
-    console.print(summary_table(rows))
-    console.print(
-        f"{report.episode}: {report.built} steps run, {report.cached} cached, {report.seconds:.1f} s",
-        highlight=False,
-    )
+    return rows
 
 
 def clock(seconds: float) -> str:
@@ -318,75 +500,41 @@ def clock(seconds: float) -> str:
 
 
 def _remove_replaced(
-    store: Store, plan: Plan, old_outputs: dict[str, tuple[str, ...]], built: set[str]
+    store: Store, nodes: dict[str, Node], old_outputs: dict[str, tuple[str, ...]], built: set[str]
 ) -> None:
-    """Delete what a rebuilt deliverable replaced under another name (an old title's video)."""
+    """Delete what a rebuilt deliverable replaced under another name (an old title's video): only
+    files inside the folder that this episode's own record said it made."""
     for node_id, old in old_outputs.items():
         if node_id not in built:
             continue
-        for path in set(old) - set(plan.nodes[node_id].outputs):
-            store.remove(path)
-            log.info("removed %s (replaced)", path.rsplit("/", 1)[-1])
+        for path in set(old) - set(nodes[node_id].outputs):
+            if layout.inside(path):
+                store.remove(path)
+                log.info("removed %s (replaced)", path)
 
 
-def _outputs(store: Store, manifest: Manifest, plan: Plan) -> dict[str, dict[str, Any]]:
-    previous = manifest.data.get("outputs", {})
+def _outputs(prep: Prepared) -> dict[str, dict[str, Any]]:
+    """The deliverables with their sizes and hashes, as recorded when they were written."""
     outputs: dict[str, dict[str, Any]] = {}
-    for node in plan.targets():
-        entry = manifest.nodes.get(node.id)
+    for node in prep.plan.targets():
+        entry = prep.record.nodes.get(node.id)
         if entry is None or entry.get("key") != node.key:
             continue
+        files = prep.record.files(node.id)
         for path in node.outputs:
-            name = path[len(plan.episode) + 1 :]
-            old = previous.get(name, {})
-            size = store.size(path)
-            checksum = old.get("sha256") if old.get("key") == node.key and old.get("size") == size else None
-            outputs[name] = {
-                "key": node.key,
-                "size": size,
-                "sha256": checksum or store.checksum(path),
-                **({"duration": entry["result"].get("duration")} if node.kind == "video" else {}),
-            }
+            rec = files.get(path)
+            if rec is None:
+                continue
+            outputs[path] = {"key": node.key, "size": rec.size, "sha256": rec.sha256}
+            if node.id.startswith("video:"):
+                outputs[path]["duration"] = entry.get("result", {}).get("duration")
     return outputs
 
 
-def _save_script(store: Store, episode: str, path: Path) -> None:
+def _save_script(store: Store, path: Path) -> None:
     """Keep the script as run beside its outputs, so upload and publish need only the folder."""
-    key = f"{episode}/script.json"
     data = path.read_bytes()
-    if not store.exists(key) or store.read_bytes(key) != data:
-        store.write_bytes(key, data)
-
-
-def _inputs_hash(script_path: Path, config: Config, languages: list[str], intro: Intro | None) -> str:
-    return content_key(
-        hashlib.sha256(script_path.read_bytes()).hexdigest(),
-        config.model_dump(mode="json", exclude={"quiet", "dashboard"}),
-        languages,
-        intro.digest if intro else None,
-    )
-
-
-class _LogCapture(logging.Handler):
-    """The run's log lines, so each episode's log file gets its own lines and the shared ones."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[tuple[str, str]] = []
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append((record.getMessage(), self.format(record)))
-
-    def lines_for(self, episode: str) -> list[str]:
-        prefixes = ("engines:", "MusicGen", "GOOGLE_API_KEY")
-        return [line for message, line in self.records if message.startswith((episode, *prefixes))]
-
-
-def _write_log(store: Store, episode: str, script: Script, lines: list[str]) -> None:
-    stamp = dt.datetime.now().strftime("%Y%m%d_%H%M%S")
-    key = f"{episode}/logs/{safe_name(script.project_title)}_{stamp}.log"
-    try:
-        store.write_text(key, "\n".join(lines) + "\n")
-    except (OSError, StoreError):
-        log.warning("could not write the run log to %s", store.url(key))
+    with contextlib.suppress(FileNotFoundError):
+        if store.read_bytes(layout.SCRIPT_FILE) == data:
+            return
+    store.write_bytes(layout.SCRIPT_FILE, data)

@@ -18,13 +18,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import google.auth.exceptions
-import httplib2
-from google.oauth2.credentials import Credentials
-from google_auth_httplib2 import Request as HttplibRequest
-
 from zray.keys import safe_name
-from zray.publish.errors import AuthError
+from zray.publish.errors import PUBLISH_EXTRA_HINT, AuthError, MissingExtra
+
+try:
+    import google.auth.exceptions
+    import httplib2
+    from google.oauth2.credentials import Credentials
+    from google_auth_httplib2 import Request as HttplibRequest
+except ImportError as exc:  # a base install: one line saying which extra to add
+    raise MissingExtra(
+        f"YouTube needs {exc.name or 'the Google client libraries'}: {PUBLISH_EXTRA_HINT}"
+    ) from None
+
 from zray.publish.settings import YouTubeConfig
 
 SCOPES = (

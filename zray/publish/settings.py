@@ -31,6 +31,9 @@ DEFAULT_QUOTA_COSTS: dict[str, int] = {
     "captions.insert": 400,
     "captions.update": 450,
     "captions.list": 50,
+    # The look-up for an upload a lost record forgot (the channel's uploads playlist, then tags).
+    "channels.list": 1,
+    "playlistItems.list": 1,
 }
 # Methods with a daily bucket of their own (the value is `YouTubeConfig` field holding its limit).
 SEPARATE_BUCKETS: dict[str, str] = {"videos.insert": "daily_uploads"}

@@ -33,7 +33,6 @@ keep them and only set `is_complete` (from the tenth episode on) and `cover` (on
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ import yaml
 
 from zray.config import WebConfig
 from zray.episode import Episode
+from zray.errors import ZrayError
 from zray.keys import safe_name
 from zray.script import Script
 from zray.store import Store, StoreError
@@ -54,7 +54,6 @@ LAYOUTS: tuple[str, ...] = ("seed", "hugo")
 DEFAULT_ESSAYS = Path("inputs/essays")
 
 __all__ = ["PublishError", "PublishReport", "WebConfig", "publish_episode"]
-PUBLISHED_FILE = "published.json"
 COMPLETE_FROM = 10  # the seed calls a saga complete once its tenth episode is out
 # Hugo's own front matter fields; everything else goes under `params`, as Hugo recommends.
 _HUGO_FIELDS = ("title", "description", "date", "tags", "keywords")
@@ -62,7 +61,7 @@ _FENCES = {"---": ("---", "..."), "+++": ("+++",)}
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}")
 
 
-class PublishError(ValueError):
+class PublishError(ZrayError, ValueError):
     """The episode cannot be published as asked (bad option, missing file, unreadable site file)."""
 
 
@@ -225,32 +224,25 @@ def _date(value: datetime | None) -> str | None:
 
 def _languages(episode: Episode, langs: list[str] | None) -> list[str]:
     ready = episode.languages
-    unknown = [lang for lang in langs or [] if lang not in ready]
+    by_case = {lang.casefold(): lang for lang in ready}  # `--lang EN` is `--lang en`
+    unknown = [lang for lang in langs or [] if lang.casefold() not in by_case]
     if unknown:
         raise PublishError(
             f"--lang {', '.join(unknown)}: the episode has no finished video in that language "
             f"(it has {', '.join(ready) or 'none'})"
         )
-    chosen = langs or ready
+    chosen = [by_case[lang.casefold()] for lang in langs] if langs else ready
     if not chosen:
         raise PublishError(f"{episode.url}: no language has a finished video; run `zray run` first")
     return list(dict.fromkeys(chosen))
 
 
 def _youtube_ids(episode: Episode) -> dict[str, str]:
-    if not episode.store.exists(PUBLISHED_FILE):
-        return {}
-    try:
-        data = json.loads(episode.store.read_text(PUBLISHED_FILE))
-    except ValueError as exc:
-        raise PublishError(f"{episode.store.url(PUBLISHED_FILE)}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        return {}
-    return {
-        str(lang): str(entry["video_id"])
-        for lang, entry in data.items()
-        if isinstance(entry, dict) and entry.get("video_id")
-    }
+    """Each language's long video on YouTube, from the episode's own upload record: a record that
+    cannot be read, or another episode's (a copied folder), is refused in one line (RecordError)."""
+    record = episode.published()
+    # Entries of a language's Shorts are named `<lang>/short-<nn>`; the page links the long video.
+    return {name: str(entry["video_id"]) for name, entry in record.entries.items() if "/" not in name}
 
 
 # --- the files ---------------------------------------------------------------------------------

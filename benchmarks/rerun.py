@@ -1,0 +1,194 @@
+"""Benchmark: reruns cost what changed (issue 11), zray against moviepy, in one run.
+
+    python benchmarks/rerun.py                 # 12 scenes, about 4 minutes, English, 1920x1072
+    python benchmarks/rerun.py --skip-moviepy
+
+The episode is made here (not the demo): 12 scenes of English narration (espeak-ng, the draft
+profile), x264 medium CRF 18 (`final`), 1920x1072. Timed, each as a fresh `zray run` process as a
+user would start it:
+
+1. the first run (Ray start-up included);
+2. the same command after the language's MP4 was deleted (only the assembly is stale);
+3. moviepy assembling the same scene images and padded narration at the same settings;
+4. the same command after one sentence was appended to scene 6 (so its length changes).
+
+Printed: each time, reassembly against moviepy (goal: at least 10x) and the edit against the first
+run (goal: at most 25 %). The output is then checked: every frame decodes, the scene cuts before the
+edit are on the same frames as before, and the true peak (libavfilter's ebur128) is at most
+`audio.peak_dbfs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from assembly import run_moviepy
+
+REPO = Path(__file__).resolve().parent.parent
+PEAK_DBFS = -1.0
+
+SENTENCES = [
+    "The forest at the edge of the world grows in a light that no human eye has ever seen.",
+    "Its leaves are black, because a black leaf drinks every colour a red star can give.",
+    "Far below, the roots reach into warm stone, and the stone remembers an ancient ocean.",
+    "Every evening the wind carries a slow song through the branches, older than any language.",
+    "Small animals with enormous eyes move between the trunks, careful and quiet, listening.",
+]
+
+
+def narration(scene: int) -> str:
+    """About twenty seconds of speech per scene, different for every scene."""
+    words = [SENTENCES[(scene + k) % len(SENTENCES)] for k in range(4)]
+    return f"Scene {scene + 1}. " + " ".join(words)
+
+
+def make_script(folder: Path, *, scenes: int, extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {
+        "project_title": "Rerun benchmark",
+        "saga": 1,
+        "episode": 1,
+        "global_music_prompt": "slow warm ambient pads",
+        "scenes": [
+            {
+                "scene_id": i,
+                "image_prompt": f"An alien forest, view {i}",
+                "script_en": narration(i) + (f" {extra}" if extra and i == 5 else ""),
+                "chapter_en": f"Part {i // 3 + 1}",
+            }
+            for i in range(scenes)
+        ],
+        "seo": {"en": {"variants": [{"title": "Rerun benchmark"}]}},
+    }
+    path = folder / "SAGA_01_Episode_01.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def zray_run(script: Path, output: Path) -> float:
+    cmd = [sys.executable, "-m", "zray", "run", str(script), "--output", str(output), "--profile", "draft"]
+    cmd += ["--preset", "final", "--quiet"]
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def scene_cuts(record: dict, scenes: int) -> list[int]:
+    intro = record["nodes"].get("intro", {}).get("result", {}).get("frames", 0)
+    cuts, at = [], intro
+    for i in range(scenes):
+        cuts.append(at)
+        at += record["nodes"][f"pad:en:{i}"]["result"]["frames"]
+    return cuts
+
+
+def true_peak(path: Path) -> float:
+    """The MP4's true peak in dBTP, measured by libavfilter's ebur128 (PyAV's filter graphs)."""
+    graph = av.filter.Graph()
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        source = graph.add_abuffer(template=stream)
+        meter = graph.add("ebur128", "peak=true:metadata=1")
+        sink = graph.add("abuffersink")
+        source.link_to(meter)
+        meter.link_to(sink)
+        graph.configure()
+        peak = -np.inf
+        for frame in container.decode(stream):
+            graph.push(frame)
+            while True:
+                try:
+                    out = graph.pull()
+                except (av.error.BlockingIOError, av.error.EOFError):
+                    break
+                for key, value in out.metadata.items():
+                    if key.startswith("lavfi.r128.true_peaks_ch"):
+                        peak = max(peak, 20 * np.log10(max(float(value), 1e-12)))
+    return float(peak)
+
+
+def decoded_frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scenes", type=int, default=12)
+    parser.add_argument("--skip-moviepy", action="store_true")
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.workdir or Path(scratch)
+        script = make_script(work / "scripts" / "bench", scenes=args.scenes)
+        out = work / "out"
+        folder = out / "bench" / "SAGA_01_Episode_01"
+
+        first = zray_run(script, out)
+        record = json.loads((folder / "run.json").read_text())
+        video = folder / record["nodes"]["video:en"]["outputs"][0]
+        frames = record["nodes"]["video:en"]["result"]["frames"]
+        print(
+            f"episode: {args.scenes} scenes, {frames} frames ({frames / 24:.0f} s), English, draft, final preset"
+        )
+        print(f"first run:           {first:7.2f} s")
+
+        video.unlink()
+        reassemble = zray_run(script, out)
+        print(f"reassemble (MP4 deleted): {reassemble:7.2f} s")
+
+        if not args.skip_moviepy:
+            images = [folder / f"assets/common/img_{i}.png" for i in range(args.scenes)]
+            pads = [record["nodes"][f"pad:en:{i}"] for i in range(args.scenes)]
+            from zray.media import audio
+
+            voice = np.concatenate(
+                [audio.decode_audio(folder / p["outputs"][0], channels=2) for p in pads], axis=1
+            )
+            moviepy_s, _, _ = run_moviepy(images, [p["result"]["frames"] for p in pads], voice, work)
+            print(f"moviepy assembling the same: {moviepy_s:7.2f} s")
+            print(
+                f"ratio: zray reassembly is {moviepy_s / reassemble:.1f}x faster than moviepy (goal >= 10x)"
+            )
+
+        before = scene_cuts(record, args.scenes)
+        script = make_script(
+            work / "scripts" / "bench",
+            scenes=args.scenes,
+            extra="And then, for a moment, everything was still.",
+        )
+        edit = zray_run(script, out)
+        print(
+            f"one sentence appended to scene 6: {edit:7.2f} s = {100 * edit / first:.0f} % of the first run (goal <= 25 %)"
+        )
+
+        record = json.loads((folder / "run.json").read_text())
+        video = folder / record["nodes"]["video:en"]["outputs"][0]
+        after = scene_cuts(record, args.scenes)
+        same = after[:6] == before[:6]
+        count = decoded_frames(video)
+        peak = true_peak(video)
+        print(
+            f"check: {count} frames decoded (expected {record['nodes']['video:en']['result']['frames']}); scene cuts before "
+            f"the edit {'unchanged' if same else 'MOVED'}; true peak {peak:.2f} dBTP (ceiling {PEAK_DBFS})"
+        )
+        run = record["last_run"]
+        print(
+            f"executor of the edit: {run['executor']}; steps built: {[k for k, v in run['steps'].items() if v['state'] == 'built']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Starting or joining Ray."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+from zray.config import Config
+from zray.errors import ZrayError
+
+log = logging.getLogger("zray")
+
+
+class ClusterError(ZrayError):
+    pass
+
+
+def connect(config: Config) -> bool:
+    """Join `config.address` or start an embedded Ray sized to this machine; True if we started it.
+
+    An already-initialized Ray (a test session, a `ray job` entrypoint) is used as it is.
+    """
+    import ray
+
+    if config.address:
+        check_reachable(config.address)
+    if ray.is_initialized():
+        return False
+    if config.address:
+        try:
+            ray.init(address=config.address, logging_level=logging.WARNING, log_to_driver=False)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+            raise ClusterError(
+                f"--address {config.address}: cannot reach a Ray cluster there ({_first_line(exc)}); "
+                "check the address, or leave --address out to run on this machine"
+            ) from None
+        return False
+    # "local": always a fresh instance, never a cluster someone started on this machine with `ray start`
+    # (joining one is what --address auto is for). What can be bound to the loopback is: the
+    # dashboard (see the README for the ports Ray itself opens on all interfaces).
+    _quiet_token_notice()
+    try:
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=config.dashboard,
+            dashboard_host="127.0.0.1",
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    except BaseException:
+        # Ctrl-C (or a failure) half-way through start-up: stop what did start.
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        raise
+    _reap_when_we_die()
+    return True
+
+
+class _TokenNotice(logging.Filter):
+    """Ray says at every local start that token authentication is on; for the instance zray starts
+    for itself that is a detail, not news (the token stays on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Token authentication is enabled for this Ray cluster" not in record.getMessage()
+
+
+def _quiet_token_notice() -> None:
+    target = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _TokenNotice) for f in target.filters):
+        target.addFilter(_TokenNotice())
+
+
+def _reap_when_we_die() -> None:
+    """A watchdog for the embedded instance: if this process dies without shutting Ray down (kill -9),
+    the Ray processes it started (GCS, raylet, dashboard and runtime-env agents, workers) go with it
+    instead of living on. Ray's own shutdown, on a normal exit, makes the watchdog pointless and it
+    leaves with its parent either way."""
+    import subprocess
+    import sys
+
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is None:
+        return
+    pids = [p.process.pid for procs in node.all_processes.values() for p in procs if p.process is not None]
+    if not pids:
+        return
+    # It keeps a list of every process under Ray's own (agents and workers are the raylet's
+    # children, and would be orphaned, out of reach, once the raylet is gone).
+    script = (
+        "import sys, time\n"
+        "import psutil\n"
+        "parent, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]\n"
+        "known = {}\n"
+        "def look():\n"
+        "    for pid in roots:\n"
+        "        try:\n"
+        "            root = psutil.Process(pid)\n"
+        "            for proc in [root, *root.children(recursive=True)]:\n"
+        "                known[(proc.pid, proc.create_time())] = proc\n"
+        "        except psutil.Error:\n"
+        "            pass\n"
+        "while psutil.pid_exists(parent):\n"
+        "    look()\n"
+        "    if not any(psutil.pid_exists(p) for p in roots):\n"
+        "        sys.exit(0)\n"
+        "    time.sleep(0.5)\n"
+        "look()\n"
+        "for proc in known.values():\n"
+        "    try:\n"
+        "        proc.kill()\n"
+        "    except psutil.Error:\n"
+        "        pass\n"
+    )
+    subprocess.Popen(
+        [sys.executable, "-c", script, str(os.getpid()), *map(str, pids)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # not in our process group: a signal to the group must not take it
+    )
+
+
+def check_shared_storage(store: Any, config: Config) -> None:
+    """A local output on a multi-node cluster would scatter files across machines: refuse it."""
+    if not store.is_local or config.shared_storage:
+        return
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1:
+        raise ClusterError(
+            f"--output {store.root_url} is a local folder but the cluster has {len(nodes)} nodes; "
+            "use s3:// or gs:// storage, or set shared_storage = true if every node mounts that path"
+        )
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not minutes: Ray itself keeps retrying an address that never answers."""
+    if address == "auto":
+        return
+    host_port = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address}: expected auto, host:port or ray://host:port")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"--address {address}: cannot reach a Ray cluster there ({exc.strerror or exc}); "
+            "check the address, or leave --address out to run on this machine"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,455 @@
+"""The contract between the planner, the scheduler and the steps: node kinds and their typed I/O.
+
+A node is one unit of work. Its kind fixes three types: a request (everything the step needs
+besides its inputs, output paths included), the inputs it consumes, named (each the result of
+another node), and the result it returns. Steps and workers take a request and inputs and return
+a result; nothing is passed or unpacked by position. Results are recorded in run.json and read
+back for cached nodes, so they are plain dataclasses that round-trip through JSON.
+
+Stdlib only: planning a rerun with nothing to do imports no media library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar
+
+from zray.media.settings import VideoSettings
+from zray.media.words import WordTiming
+
+
+class Kind(StrEnum):
+    IMAGE = "image"
+    IMPORT = "import"  # a studio's own picture, instead of a generated one
+    SPEECH = "tts"
+    MUSIC = "music"
+    PAD = "pad"
+    SEGMENT = "segment"
+    INTRO = "intro"
+    THUMBS = "thumbs"
+    SUBS = "subs"
+    VIDEO = "video"
+
+
+# Kinds served by resident engine actors (model calls), by the role of the engine they use.
+ROLES: dict[Kind, str] = {Kind.IMAGE: "image", Kind.SPEECH: "tts", Kind.MUSIC: "music"}
+MODEL_KINDS = frozenset(ROLES)
+
+# Progress groups, in display order.
+STAGES = ("images", "narration", "music", "thumbnails", "assembly")
+
+
+# --- JSON round trip -------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if isinstance(value, WordTiming):
+            return value.to_json()
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    return value
+
+
+def from_json(cls: type[T], data: Any) -> T:
+    """Build a result dataclass from its JSON; raises ValueError on the wrong shape."""
+    return typing.cast(T, _convert(cls, data, cls.__name__))
+
+
+def _convert(hint: Any, data: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if data is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, data, where)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError("; ".join(errors) or f"{where}: unexpected {data!r}")
+    if hint is WordTiming:
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: a word timing must be an object")
+        try:
+            return WordTiming.from_json(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: bad word timing ({exc})") from None
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+        hints = typing.get_type_hints(hint)
+        values = {}
+        for f in dataclasses.fields(hint):
+            if f.name in data:
+                values[f.name] = _convert(hints[f.name], data[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{where}: missing {f.name}")
+        return hint(**values)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(data, list | tuple):
+            raise ValueError(f"{where}: expected a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[]") for v in data)
+        if len(args) != len(data):
+            raise ValueError(f"{where}: expected {len(args)} items")
+        return tuple(_convert(a, v, f"{where}[]") for a, v in zip(args, data, strict=True))
+    if origin is dict or hint is dict:
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected an object")
+        return dict(data)
+    if hint is Any:
+        return data
+    if hint is float:
+        if isinstance(data, int | float) and not isinstance(data, bool):
+            return float(data)
+        raise ValueError(f"{where}: expected a number, got {data!r}")
+    if hint is int:
+        if isinstance(data, int) and not isinstance(data, bool):
+            return data
+        raise ValueError(f"{where}: expected a whole number, got {data!r}")
+    if hint in (str, bool):
+        if isinstance(data, hint):
+            return data
+        raise ValueError(f"{where}: expected {hint.__name__}, got {data!r}")
+    raise ValueError(f"{where}: cannot read {hint!r}")
+
+
+# --- results ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a step returns: small, JSON-able, recorded in run.json. `note` is shown to the user."""
+
+    path: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ImageResult(Result):
+    width: int = 0
+    height: int = 0
+
+
+@dataclass(frozen=True)
+class SpeechResult(Result):
+    seconds: float = 0.0
+    words: tuple[WordTiming, ...] | None = None
+
+
+@dataclass(frozen=True)
+class MusicResult(Result):
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PadResult(Result):
+    frames: int = 0
+    speech_seconds: float = 0.0
+    # Where the speech starts inside the padded file (a lead of silence before the first scene).
+    speech_offset: float = 0.0
+    words: tuple[WordTiming, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SegmentResult(Result):
+    pass
+
+
+@dataclass(frozen=True)
+class IntroResult(Result):
+    frames: int = 0
+
+
+@dataclass(frozen=True)
+class ThumbsResult(Result):
+    variants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SubsResult(Result):
+    cues: int = 0
+    chapters: int = 0
+    words: int = 0
+
+
+@dataclass(frozen=True)
+class VideoResult(Result):
+    frames: int = 0
+    duration: float = 0.0
+    size: int = 0
+    video_bytes: int = 0
+    audio_bytes: int = 0
+    gain_db: float = 0.0
+    true_peak_dbtp: float | None = None
+    audio_chunks_reused: int = 0
+    audio_chunks_encoded: int = 0
+
+
+# --- inputs ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoInputs:
+    pass
+
+
+@dataclass(frozen=True)
+class PadInputs:
+    speech: SpeechResult
+
+
+@dataclass(frozen=True)
+class SegmentInputs:
+    image: ImageResult
+
+
+@dataclass(frozen=True)
+class ThumbsInputs:
+    base: ImageResult
+
+
+@dataclass(frozen=True)
+class SubsInputs:
+    pads: tuple[PadResult, ...]
+    intro: IntroResult | None = None
+
+
+@dataclass(frozen=True)
+class VideoInputs:
+    music: MusicResult
+    segments: tuple[SegmentResult, ...]
+    pads: tuple[PadResult, ...]
+    intro: IntroResult | None = None
+
+
+# --- requests --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything a step needs besides its inputs; `outputs` are the files it writes."""
+
+    kind: ClassVar[Kind]
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.output,) if hasattr(self, "output") else ()
+
+
+@dataclass(frozen=True)
+class ImageRequest(Request):
+    kind = Kind.IMAGE
+    prompt: str
+    width: int
+    height: int
+    seed: int
+    label: str
+    output: str
+
+
+@dataclass(frozen=True)
+class ImportRequest(Request):
+    """A studio's own picture, copied into the episode folder, made into the scene's image."""
+
+    kind = Kind.IMPORT
+    source: str  # the file's copy in the episode folder
+    digest: str  # its sha256 when it was copied: a copy that changed is an error, not an input
+    output: str
+
+
+@dataclass(frozen=True)
+class SpeechRequest(Request):
+    kind = Kind.SPEECH
+    text: str
+    lang: str
+    output: str
+
+
+@dataclass(frozen=True)
+class MusicRequest(Request):
+    kind = Kind.MUSIC
+    prompt: str
+    seconds: float
+    output: str
+    file: str | None = None  # a track of the studio's library, named by the script
+
+
+@dataclass(frozen=True)
+class PadRequest(Request):
+    """One scene's narration on whole frames: `lead_frames` of silence, the speech, `gap_frames` of
+    silence (the pause before the next scene, or the episode's tail after the last one)."""
+
+    kind = Kind.PAD
+    fps: int
+    output: str
+    lead_frames: int = 0
+    gap_frames: int = 0
+
+
+@dataclass(frozen=True)
+class SegmentRequest(Request):
+    kind = Kind.SEGMENT
+    video: VideoSettings
+    output: str
+
+
+@dataclass(frozen=True)
+class IntroRequest(Request):
+    kind = Kind.INTRO
+    source: str  # the intro clip's copy in the episode folder
+    digest: str  # its sha256: a copy that changed is an error, not an input
+    video: VideoSettings
+    output: str
+
+
+@dataclass(frozen=True)
+class ThumbsRequest(Request):
+    kind = Kind.THUMBS
+    texts: tuple[str, ...]
+    lang: str
+    official: str
+    variants: tuple[str, ...]
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.official, *self.variants)
+
+
+@dataclass(frozen=True)
+class SceneText:
+    text: str
+    chapter: str | None
+    label: str
+
+
+@dataclass(frozen=True)
+class SubsRequest(Request):
+    kind = Kind.SUBS
+    lang: str
+    scenes: tuple[SceneText, ...]
+    fps: int
+    srt: str
+    vtt: str
+    chapters: str
+    words: str
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.srt, self.vtt, self.chapters, self.words)
+
+
+@dataclass(frozen=True)
+class AudioMix:
+    """How the language's soundtrack is mixed and levelled (the `[audio]` settings)."""
+
+    music_level: float
+    duck: bool
+    target_lufs: float
+    peak_dbfs: float
+    music_fade_in: float = 0.0  # seconds, where the music starts
+    music_fade_out: float = 0.0  # seconds: the episode's tail
+
+
+@dataclass(frozen=True)
+class VideoRequest(Request):
+    kind = Kind.VIDEO
+    video: VideoSettings
+    audio: AudioMix
+    lang: str
+    output: str
+    audio_cache: str  # folder of cached AAC chunks for this language
+    intro_source: str | None = None
+
+
+INPUTS: dict[Kind, type] = {
+    Kind.IMAGE: NoInputs,
+    Kind.IMPORT: NoInputs,
+    Kind.SPEECH: NoInputs,
+    Kind.MUSIC: NoInputs,
+    Kind.PAD: PadInputs,
+    Kind.SEGMENT: SegmentInputs,
+    Kind.INTRO: NoInputs,
+    Kind.THUMBS: ThumbsInputs,
+    Kind.SUBS: SubsInputs,
+    Kind.VIDEO: VideoInputs,
+}
+
+RESULTS: dict[Kind, type[Result]] = {
+    Kind.IMAGE: ImageResult,
+    Kind.IMPORT: ImageResult,
+    Kind.SPEECH: SpeechResult,
+    Kind.MUSIC: MusicResult,
+    Kind.PAD: PadResult,
+    Kind.SEGMENT: SegmentResult,
+    Kind.INTRO: IntroResult,
+    Kind.THUMBS: ThumbsResult,
+    Kind.SUBS: SubsResult,
+    Kind.VIDEO: VideoResult,
+}
+
+# A named input is one node id, a tuple of them (a list input), or None (an optional input left out).
+InputRef = str | tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Node:
+    """One unit of work: run `request` on `inputs` (named results of other nodes)."""
+
+    id: str
+    stage: str
+    key: str
+    request: Request
+    inputs: Mapping[str, InputRef] = field(default_factory=dict, hash=False, compare=False)
+    lang: str | None = None
+    final: bool = False  # a deliverable: always brought up to date
+
+    @property
+    def kind(self) -> Kind:
+        return self.request.kind
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.request.outputs
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        found: list[str] = []
+        for ref in self.inputs.values():
+            if isinstance(ref, str):
+                found.append(ref)
+            elif ref:
+                found.extend(ref)
+        return tuple(dict.fromkeys(found))
+
+    def resolve(self, results: Mapping[str, Result]) -> Any:
+        """This node's typed inputs, from the results of the nodes it names."""
+        values: dict[str, Any] = {}
+        for name, ref in self.inputs.items():
+            if ref is None:
+                values[name] = None
+            elif isinstance(ref, str):
+                values[name] = results[ref]
+            else:
+                values[name] = tuple(results[r] for r in ref)
+        return INPUTS[self.kind](**values)
+
+
+def read_result(kind: Kind, data: Any) -> Result:
+    """A recorded result, typed; ValueError when the record has the wrong shape."""
+    return from_json(RESULTS[kind], data)

@@ -1,0 +1,330 @@
+"""Upload a finished episode's videos, one channel per language, safe to rerun.
+
+Every video slot goes through the same steps: its metadata is built and checked against
+YouTube's limits, and its job decided from its record, before anything is sent; the quota the
+whole plan needs is checked next; then each video goes up at most once (`insert.insert_once`),
+followed by its thumbnail and captions, each recorded in published.json as soon as YouTube
+answers. One slot's failure is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+import httplib2
+from google.auth.exceptions import RefreshError
+from google.oauth2.credentials import Credentials
+
+from zray.episode import Episode, EpisodeError, KeyedRecord, published_record, upload_state
+from zray.publish import auth
+from zray.publish.errors import AuthError, UnknownLanguage
+from zray.publish.quota import QuotaLedger, plan_units
+from zray.publish.settings import Privacy, YouTubeConfig
+from zray.publish.youtube.attachments import CaptionMode, set_thumbnail, upload_captions
+from zray.publish.youtube.channel import update_video
+from zray.publish.youtube.client import Api, authorized_http, build_client, client_id, describe_failure
+from zray.publish.youtube.decisions import Job, dry_run_message, plan_slot, total_calls
+from zray.publish.youtube.insert import ProgressCallback, insert_once
+from zray.publish.youtube.metadata import MetadataError, aware, iso
+from zray.publish.youtube.records import UNKNOWN
+from zray.publish.youtube.report import UploadReport, VideoResult
+from zray.publish.youtube.slots import VideoSlot, long_video
+
+
+def project_of(episode: Episode, override: str | None = None) -> str:
+    """The project a token belongs to: the episode folder's parent folder, unless given."""
+    return override or PurePosixPath(episode.store.root.rstrip("/")).parent.name or "default"
+
+
+def choose_languages(episode: Episode, langs: Iterable[str] | None) -> list[str]:
+    """The languages asked for (any case: `EN` is `en`), refused in one line when the episode lacks one."""
+    available = episode.languages
+    if langs is None:
+        return list(available)
+    by_case = {lang.casefold(): lang for lang in available}
+    asked = list(dict.fromkeys(langs))
+    missing = [lang for lang in asked if lang.casefold() not in by_case]
+    if missing:
+        raise UnknownLanguage(
+            f"--lang {', '.join(missing)}: {episode.url} has no finished video in that language "
+            f"(it has {', '.join(available) or 'none'})"
+        )
+    return list(dict.fromkeys(by_case[lang.casefold()] for lang in asked))
+
+
+def upload_episode(
+    episode: Episode,
+    *,
+    langs: Iterable[str] | None = None,
+    privacy: Privacy | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    replace: bool = False,
+    config: YouTubeConfig,
+    credentials_for: Callable[[str], Credentials],
+    now: datetime | None = None,
+    http_factory: Callable[[], httplib2.Http] | None = None,
+    progress: ProgressCallback | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    project: str | None = None,
+) -> UploadReport:
+    """Upload every (or the chosen) language's long video of a finished episode to its channel.
+
+    Raises UnknownLanguage for a language the episode does not have, RecordError when
+    published.json or upload_state.json cannot be trusted, and QuotaError, before any request,
+    when the planned calls would exceed today's quota. `http_factory` makes the plain
+    httplib2.Http under each channel's authorized one (tests trust a fake's certificate with it);
+    `progress(slot, acknowledged, total)` is called after every chunk YouTube acknowledged;
+    `project` only names the project in the `zray auth` hint.
+    """
+    slots: list[VideoSlot | VideoResult] = []
+    for lang in choose_languages(episode, langs):
+        try:
+            slots.append(long_video(episode, lang))
+        except EpisodeError as exc:
+            slots.append(VideoResult(lang, "failed", message=str(exc)))
+    return upload_videos(
+        episode,
+        slots,
+        privacy=privacy,
+        dry_run=dry_run,
+        force=force,
+        replace=replace,
+        config=config,
+        credentials_for=credentials_for,
+        now=now,
+        http_factory=http_factory,
+        progress=progress,
+        sleep=sleep,
+        project=project,
+    )
+
+
+def upload_videos(
+    episode: Episode,
+    slots: Sequence[VideoSlot | VideoResult],
+    *,
+    privacy: Privacy | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    replace: bool = False,
+    config: YouTubeConfig,
+    credentials_for: Callable[[str], Credentials],
+    now: datetime | None = None,
+    http_factory: Callable[[], httplib2.Http] | None = None,
+    progress: ProgressCallback | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    project: str | None = None,
+) -> UploadReport:
+    """Upload any video slots of an episode (long videos, Shorts): the engine of `upload_episode`.
+
+    A slot that could not even be described is passed as its failed result, keeping the report in
+    order. Credentials are asked per slot language (one channel per language).
+    """
+    now = aware(now or datetime.now(UTC))
+    # Read before anything else: a record that cannot be trusted stops the upload in one line.
+    published = published_record(episode.store, episode.identity)
+    state = upload_state(episode.store, episode.identity)
+    date_published = episode.script.date_published
+
+    def checksum(key: str) -> str:
+        try:
+            return episode.store.checksum(key)
+        except FileNotFoundError:
+            raise EpisodeError(
+                f"{episode.store.url(key)} is missing; run `zray run` on the script again"
+            ) from None
+
+    results: dict[str, VideoResult] = {}
+    order: list[str] = []
+    jobs: list[Job] = []
+    for item in slots:
+        if isinstance(item, VideoResult):
+            order.append(item.name)
+            results[item.name] = item
+            continue
+        order.append(item.name)
+        try:
+            jobs.append(
+                plan_slot(
+                    item,
+                    published.get(item.name),
+                    config=config,
+                    privacy=privacy,
+                    date_published=date_published,
+                    now=now,
+                    force=force,
+                    replace=replace,
+                    checksum=checksum,
+                )
+            )
+        except (MetadataError, EpisodeError) as exc:
+            results[item.name] = _result(item, "failed", message=str(exc))
+    units = plan_units(total_calls(jobs), config)
+    if dry_run:
+        with contextlib.suppress(AuthError):  # without client_secret.json there is no ledger to ask
+            QuotaLedger(client_id=auth.client_id(config), config=config, now=now).check(total_calls(jobs))
+        for job in jobs:
+            results[job.name] = _dry_result(job)
+        return UploadReport([results[name] for name in order], units=units, dry_run=True)
+
+    _forget_recorded_sessions(jobs, published, state)
+    active = [job for job in jobs if job.calls()]
+    for job in jobs:
+        if job not in active:
+            action = "skipped" if job.action == "skip" else "changed"
+            results[job.name] = _result(job.slot, action, (job.entry or {}).get("video_id"), job.message)
+
+    # Credentials first (a missing token fails its slot), then the quota check, then requests.
+    apis: dict[str, Api] = {}
+    ledgers: dict[str, QuotaLedger] = {}
+    for job in active:
+        try:
+            credentials = credentials_for(job.slot.lang)
+        except (AuthError, RefreshError) as exc:
+            results[job.name] = _result(job.slot, "failed", message=str(exc))
+            continue
+        client = client_id(credentials, config)
+        ledger = ledgers.setdefault(client, QuotaLedger(client_id=client, config=config, now=now))
+        http = authorized_http(credentials, config=config, http_factory=http_factory)
+        apis[job.name] = Api(build_client(http, config=config), http, config, ledger, sleep)
+    for ledger in ledgers.values():
+        ledger.check(
+            total_calls(job for job in active if (api := apis.get(job.name)) and api.ledger is ledger)
+        )
+
+    for job in active:
+        api = apis.get(job.name)
+        if api is None:
+            continue
+        try:
+            results[job.name] = _run(
+                job,
+                api,
+                episode,
+                published,
+                state,
+                progress=progress,
+                now=now,
+                privacy_given=privacy is not None,
+            )
+        except (AuthError, RefreshError):
+            hint = auth.auth_hint(project_of(episode, project), job.slot.lang)
+            results[job.name] = _result(job.slot, "failed", message=f"the YouTube token was refused; {hint}")
+        except Exception as exc:  # one video's failure must not stop the others
+            video_id = (published.get(job.name) or {}).get("video_id")
+            results[job.name] = _result(job.slot, "failed", video_id, describe_failure(exc))
+    return UploadReport([results[name] for name in order], units=units)
+
+
+def _result(
+    slot: VideoSlot,
+    action: str,
+    video_id: str | None = None,
+    message: str = "",
+    warnings: list[str] | None = None,
+) -> VideoResult:
+    return VideoResult(
+        slot.lang,
+        action,
+        video_id,
+        message,
+        warnings or [],
+        slot=slot.name if slot.name != slot.lang else "",
+    )
+
+
+def _forget_recorded_sessions(jobs: list[Job], published: KeyedRecord, state: KeyedRecord) -> None:
+    """A session whose video the record already names (a crash came between the two writes)."""
+    for job in jobs:
+        saved, entry = state.get(job.name), published.get(job.name)
+        if saved and entry and saved.get("session_uri") == entry.get("session_uri"):
+            state.put(job.name, None)
+
+
+def _dry_result(job: Job) -> VideoResult:
+    video_id = (job.entry or {}).get("video_id")
+    if not job.calls():
+        return _result(job.slot, "skipped" if job.action == "skip" else "changed", video_id, job.message)
+    return _result(job.slot, "planned", video_id, dry_run_message(job))
+
+
+def _run(
+    job: Job,
+    api: Api,
+    episode: Episode,
+    published: KeyedRecord,
+    state: KeyedRecord,
+    *,
+    progress: ProgressCallback | None,
+    now: datetime,
+    privacy_given: bool,
+) -> VideoResult:
+    slot, body = job.slot, job.body
+    status = body["status"]
+    entry = dict(job.entry or {})
+    captions: CaptionMode = "adopt"  # an entry without captions may hide a track a crash left unrecorded
+    message = job.message
+    if job.action in ("upload", "replace"):
+        placed = insert_once(
+            api, job, store=episode.store, published=published, state=state, now=now, progress=progress
+        )
+        entry = placed.entry
+        if placed.restored:
+            action = "restored"
+            message = _restored_message(placed.how, entry, job)
+            if entry.get("content_key") != slot.content_key:
+                return _result(slot, action, entry["video_id"], message)
+        else:
+            action = "replaced" if job.action == "replace" else placed.how
+            captions = "insert"
+    elif job.action == "update":
+        update_video(api, entry["video_id"], body, privacy_given=privacy_given)
+        entry.update(
+            title=body["snippet"]["title"],
+            metadata=job.fingerprint,
+            metadata_for=slot.content_key,
+            updated_at=iso(now),
+        )
+        entry.pop("thumbnail", None)
+        published.put(slot.name, entry)
+        action, captions = "updated", "update"
+    else:
+        action = "completed"
+
+    video_id = entry["video_id"]
+    warnings: list[str] = []
+    if slot.thumbnail and "thumbnail" not in entry:
+        warning = set_thumbnail(api, video_id, episode.store.read_bytes(slot.thumbnail))
+        entry["thumbnail"] = "refused" if warning else "set"
+        warnings += [warning] if warning else []
+        published.put(slot.name, entry)
+    if slot.subtitles and ("captions" not in entry or job.action == "update"):
+        srt = episode.store.read_bytes(slot.subtitles)
+        entry["captions"] = upload_captions(api, video_id, slot.lang, srt, mode=captions)
+        published.put(slot.name, entry)
+    if not message and action != "completed" and "publishAt" in status:
+        message = f"scheduled for {status['publishAt']}"
+    return _result(slot, action, video_id, message, warnings)
+
+
+def _restored_message(how: str, entry: dict[str, Any], job: Job) -> str:
+    where = (
+        "an earlier run's upload had finished (its saved session said so)"
+        if how == "finished"
+        else f"found on the channel by its tag {job.slot.tag}"
+    )
+    if entry.get("content_key") != job.slot.content_key:
+        return (
+            f"{where}; its record is restored, but the video changed since it was uploaded: nothing more "
+            "done; --force updates that video's title, description, thumbnail and captions, --replace "
+            "uploads the new video"
+        )
+    if entry.get("metadata") in (UNKNOWN, None) or entry.get("metadata") != job.fingerprint:
+        return f"{where}; its record is restored; its metadata differs from the script's: --force updates it"
+    return f"{where}; its record is restored, nothing uploaded twice"
