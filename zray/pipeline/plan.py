@@ -8,6 +8,7 @@ relative to the episode folder and come from its owner, `zray.episode`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,21 +19,26 @@ from zray import episode as layout
 from zray.config import Config
 from zray.engines.base import seed_from
 from zray.keys import content_key, safe_name
+from zray.media import moves, shots
 from zray.media.constants import SAMPLE_RATE, THUMB_SIZE
 from zray.media.settings import VideoSettings
 from zray.nodes import (
     STAGES,
     AudioMix,
+    Clip,
     ImageRequest,
     ImportRequest,
     IntroRequest,
+    MotionRequest,
     MusicRequest,
     Node,
     PadRequest,
     SceneText,
     SegmentRequest,
+    Shot,
     SpeechRequest,
     SubsRequest,
+    TailRequest,
     ThumbsRequest,
     VideoRequest,
 )
@@ -78,6 +84,7 @@ class Plan:
     nodes: dict[str, Node]
     languages: list[str]
     video_names: dict[str, str]
+    warnings: list[str] = field(default_factory=list)  # things worth telling before the run
 
     def targets(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.final]
@@ -104,6 +111,33 @@ def scene_labels(script: Script) -> list[str]:
     return [f"{i:03d}_{label}" for i, label in enumerate(labels)]
 
 
+@dataclass(frozen=True)
+class Picture:
+    """A scene's picture: the node that makes it (None for a clip), its key, how its frames move."""
+
+    node: Node | None
+    key: str
+    shot: Shot
+
+
+def _json(value: Any) -> Any:
+    return (
+        dataclasses.asdict(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type)
+        else value
+    )
+
+
+def resolve_motion(config: Config, profile: str) -> tuple[str, float]:
+    """`video.motion` and `video.transition` with `auto` decided by the profile: production moves
+    and crossfades, draft stays a slideshow (fast to make, and a draft is for checking content)."""
+    production = profile == "production"
+    motion = config.video.motion if config.video.motion != "auto" else ("gentle" if production else "none")
+    transition = config.video.transition
+    seconds = float(transition) if transition != "auto" else (0.5 if production else 0.0)
+    return motion, seconds
+
+
 @dataclass
 class _Builder:
     script: Script
@@ -111,10 +145,13 @@ class _Builder:
     identities: Identities
     intro: Intro | None
     studio: Mapping[str, StudioFile] = field(default_factory=dict)
+    profile: str = "draft"
     nodes: dict[str, Node] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.video = video_settings(self.config)
+        self.motion, self.transition = resolve_motion(self.config, self.profile)
         # Keys of what the encoder makes depend on the output format, written as it always was.
         self.vkey = {
             "width": self.video.width,
@@ -166,15 +203,27 @@ class _Builder:
             )
         )
 
-    def scene_picture(self, index: int) -> Node:
-        """The scene's image, and its still encoded once as a segment every language repeats."""
+    def scene_picture(self, index: int) -> Picture:
+        """The scene's picture (generated, the studio's own, or a clip) and how its frames move."""
         scene, label = self.script.scenes[index], self.labels[index]
+        if scene.clip_file:
+            item = self.studio[scene.clip_file]
+            clip = Clip(
+                source=item.key,
+                digest=item.digest,
+                fit=self.config.video.fit,
+                fill=self.config.video.clip_fill,
+            )
+            # Clips move by themselves: no camera move on top.
+            return Picture(node=None, key=content_key("clip-file", item.digest), shot=Shot(clip=clip))
         seed = seed_from(self.script.code, str(scene.scene_id))
         v = self.video
-        key = content_key("image", dict(self.identities.image), scene.image_prompt, v.width, v.height, seed)
         if scene.image_file:
             image = self.imported(f"image:{label}", scene.image_file, layout.scene_image(label))
         else:
+            key = content_key(
+                "image", dict(self.identities.image), scene.image_prompt, v.width, v.height, seed
+            )
             image = self.add(
                 Node(
                     id=f"image:{label}",
@@ -190,15 +239,138 @@ class _Builder:
                     ),
                 )
             )
-        key = image.key
-        seg_key = content_key("segment", key, self.vkey, __version__)
+        if (scene.motion or self.motion) != "gentle":
+            return Picture(node=image, key=image.key, shot=Shot())
+        if scene.image_file:
+            self.warn_if_small(index, scene.image_file)
+        return Picture(node=image, key=image.key, shot=Shot(move=moves.choose_move(image.key)))
+
+    def warn_if_small(self, index: int, name: str) -> None:
+        size = self.studio[name].size
+        if size is None:
+            return
+        v, deepest = self.video, 1.0 + moves.ZOOM
+        if max(v.width / size[0], v.height / size[1]) * deepest > 1.0:
+            self.warnings.append(
+                f"scenes.{index}.image_file: {name} is {size[0]}x{size[1]}; the camera move shows it "
+                f"enlarged, soft at {v.width}x{v.height} (give at least "
+                f"{math.ceil(v.width * deepest)}x{math.ceil(v.height * deepest)}, or motion none for the scene)"
+            )
+
+    def still_segment(self, index: int, picture: Picture) -> Node:
+        """A still's picture encoded once as a GOP that every language repeats."""
+        assert picture.node is not None
+        label = self.labels[index]
+        seg_key = content_key("segment", picture.key, self.vkey, __version__)
         return self.add(
             Node(
                 id=f"segment:{label}",
                 stage="assembly",
                 key=seg_key,
-                request=SegmentRequest(video=v, output=layout.segment(f"seg_{label}", seg_key)),
-                inputs={"image": image.id},
+                request=SegmentRequest(video=self.video, output=layout.segment(f"seg_{label}", seg_key)),
+                inputs={"image": picture.node.id},
+            )
+        )
+
+    def moving_segment(self, index: int, picture: Picture, pads: list[Node]) -> Node:
+        """A moving scene encoded once, as long as its longest language needs (its pads, in every
+        language, decide how long)."""
+        label = self.labels[index]
+        out = self.transition_out(index)
+        key = content_key(
+            "motion", picture.key, _json(picture.shot), [p.key for p in pads], out, self.vkey, __version__
+        )
+        return self.add(
+            Node(
+                id=f"motion:{label}",
+                stage="assembly",
+                key=key,
+                request=MotionRequest(
+                    video=self.video,
+                    shot=picture.shot,
+                    transition=out,
+                    output=layout.segment(f"mov_{label}", key),
+                ),
+                inputs={
+                    "pads": tuple(p.id for p in pads),
+                    "image": picture.node.id if picture.node else None,
+                },
+            )
+        )
+
+    def transition_in(self, index: int) -> int:
+        """Frames of the crossfade into scene `index`, inside the previous scene's gap (into the
+        first scene from the intro: clamped to the intro's length by the step that knows it)."""
+        if index == 0:
+            return shots.transition_frames(self.transition, fps=self.video.fps, room=10**6)
+        return shots.transition_frames(self.transition, fps=self.video.fps, room=self.pacing(index - 1)[1])
+
+    def transition_out(self, index: int) -> int:
+        return self.transition_in(index + 1) if index + 1 < len(self.script.scenes) else 0
+
+    def tail(self, index: int, pictures: list[Picture], pad: Node | None, lang: str | None) -> Node | None:
+        """What follows scene `index`'s shared segment in one language: for a moving scene the rest
+        of it and its crossfade (per language); for a still only the crossfade (shared by every
+        language, its frames do not depend on the scene's length); None for a still that cuts."""
+        label, picture, out = self.labels[index], pictures[index], self.transition_out(index)
+        moving = picture.shot.moves
+        if not moving and not out:
+            return None
+        following = pictures[index + 1] if index + 1 < len(pictures) else None
+        key = content_key(
+            "tail",
+            picture.key,
+            _json(picture.shot),
+            pad.key if moving and pad else None,
+            out,
+            following.key if following else None,
+            _json(following.shot) if following else None,
+            self.vkey,
+            __version__,
+        )
+        node_id = f"tail:{lang}:{label}" if moving else f"tail:{label}"
+        if node_id in self.nodes:
+            return self.nodes[node_id]
+        return self.add(
+            Node(
+                id=node_id,
+                stage="assembly",
+                key=key,
+                request=TailRequest(
+                    video=self.video,
+                    shot=picture.shot,
+                    next=following.shot if following else None,
+                    transition=out,
+                    output=layout.segment(f"tail_{label}", key),
+                ),
+                inputs={
+                    "image": picture.node.id if picture.node else None,
+                    "pad": pad.id if moving and pad else None,
+                    "next_image": following.node.id if following and following.node else None,
+                },
+                lang=lang if moving else None,
+            )
+        )
+
+    def intro_tail(self, intro: Node | None, first: Picture) -> Node | None:
+        """The intro's last frames fading into the first scene's first frame, shared by every language."""
+        frames = self.transition_in(0)
+        if intro is None or not frames:
+            return None
+        key = content_key("tail", intro.key, frames, first.key, _json(first.shot), self.vkey, __version__)
+        return self.add(
+            Node(
+                id="tail:intro",
+                stage="assembly",
+                key=key,
+                request=TailRequest(
+                    video=self.video,
+                    shot=Shot(),
+                    next=first.shot,
+                    transition=frames,
+                    output=layout.segment("tail_intro", key),
+                ),
+                inputs={"intro": intro.id, "next_image": first.node.id if first.node else None},
             )
         )
 
@@ -237,7 +409,11 @@ class _Builder:
                     lang=lang,
                 )
             )
-            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, __version__)
+            lead, gap = self.pacing(index)
+            clip, level = self.clip_sound(index)
+            # Keyed as before when nothing is added, so narration padded by an older version is kept.
+            extra = [lead, gap, _json(clip), level] if lead or gap or clip else []
+            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, __version__, *extra)
             pads.append(
                 self.add(
                     Node(
@@ -245,7 +421,12 @@ class _Builder:
                         stage="narration",
                         key=pad_key,
                         request=PadRequest(
-                            fps=self.video.fps, output=layout.padded_speech(lang, label, pad_key)
+                            fps=self.video.fps,
+                            output=layout.padded_speech(lang, label, pad_key),
+                            lead_frames=lead,
+                            gap_frames=gap,
+                            clip=clip,
+                            clip_level=level,
                         ),
                         inputs={"speech": speech.id},
                         lang=lang,
@@ -253,6 +434,17 @@ class _Builder:
                 )
             )
         return pads
+
+    def clip_sound(self, index: int) -> tuple[Clip | None, float]:
+        """The scene's clip and the level its own sound plays at, when the script asks for it."""
+        scene = self.script.scenes[index]
+        if not scene.clip_file or not scene.clip_audio:
+            return None, 0.0
+        item = self.studio[scene.clip_file]
+        clip = Clip(
+            source=item.key, digest=item.digest, fit=self.config.video.fit, fill=self.config.video.clip_fill
+        )
+        return clip, float(scene.clip_audio)
 
     def thumbnails(self, lang: str) -> Node:
         seo = self.script.seo_for(lang)
@@ -273,7 +465,9 @@ class _Builder:
                         width=THUMB_SIZE[0],
                         height=THUMB_SIZE[1],
                         seed=seed,
-                        label=f"{self.script.code} {lang.upper()}",
+                        # No label: an unlabelled storyboard card is a bare picture, without the
+                        # prompt band the headline would be drawn over (image engines ignore labels).
+                        label="",
                         output=layout.thumbnail_base(lang),
                     ),
                     lang=lang,
@@ -332,7 +526,15 @@ class _Builder:
         )
 
     def video_file(
-        self, lang: str, *, music: Node, intro: Node | None, segments: list[Node], pads: list[Node]
+        self,
+        lang: str,
+        *,
+        music: Node,
+        intro: Node | None,
+        segments: list[Node],
+        pads: list[Node],
+        tails: list[Node | None],
+        intro_tail: Node | None,
     ) -> Node:
         audio = self.config.audio
         mix = AudioMix(
@@ -340,6 +542,9 @@ class _Builder:
             duck=audio.duck,
             target_lufs=audio.target_lufs,
             peak_dbfs=audio.peak_dbfs,
+            music_fade_in=audio.music_fade_in,
+            # Over the episode's tail: the last scene's gap, on whole frames.
+            music_fade_out=self.pacing(len(self.script.scenes) - 1)[1] / self.video.fps,
         )
         key = content_key(
             "video",
@@ -351,6 +556,11 @@ class _Builder:
             audio.model_dump(),
             self.vkey,
             __version__,
+            *(
+                [[t.key if t else None for t in tails], intro_tail.key if intro_tail else None]
+                if any(tails) or intro_tail
+                else []
+            ),
         )
         name = layout.video(self.script.code, lang, self.script.title(lang))
         return self.add(
@@ -371,6 +581,15 @@ class _Builder:
                     "segments": tuple(s.id for s in segments),
                     "pads": tuple(p.id for p in pads),
                     "intro": intro.id if intro else None,
+                    # A slideshow of cuts (no motion, no crossfades) has no tails.
+                    **(
+                        {
+                            "tails": tuple(t.id if t else None for t in tails),
+                            "intro_tail": intro_tail.id if intro_tail else None,
+                        }
+                        if any(tails) or intro_tail
+                        else {}
+                    ),
                 },
                 lang=lang,
                 final=True,
@@ -386,19 +605,37 @@ def build_plan(
     config: Config,
     intro: Intro | None = None,
     studio: Mapping[str, StudioFile] | None = None,
+    profile: str = "draft",
 ) -> Plan:
     """All nodes for one episode, in an order where every node comes after its inputs.
 
-    `studio`: the studio's own files the script names (see `zray.pipeline.studio`), by name."""
-    b = _Builder(script, config, identities, intro, dict(studio or {}))
+    `studio`: the studio's own files the script names (see `zray.pipeline.studio`), by name.
+    `profile` (draft or production) decides what `auto` motion and transitions mean."""
+    b = _Builder(script, config, identities, intro, dict(studio or {}), profile)
     music = b.music()
     intro_node = b.intro_segment()
-    segments = [b.scene_picture(i) for i in range(len(script.scenes))]
+    pictures = [b.scene_picture(i) for i in range(len(script.scenes))]
+    pads = {lang: b.narration(lang) for lang in languages}
+    segments = [
+        b.moving_segment(i, picture, [pads[lang][i] for lang in languages])
+        if picture.shot.moves
+        else b.still_segment(i, picture)
+        for i, picture in enumerate(pictures)
+    ]
+    intro_tail = b.intro_tail(intro_node, pictures[0])
     names: dict[str, str] = {}
     for lang in languages:
-        pads = b.narration(lang)
+        tails = [b.tail(i, pictures, pads[lang][i], lang) for i in range(len(pictures))]
         b.thumbnails(lang)
-        b.subtitles(lang, pads, intro_node)
-        video = b.video_file(lang, music=music, intro=intro_node, segments=segments, pads=pads)
+        b.subtitles(lang, pads[lang], intro_node)
+        video = b.video_file(
+            lang,
+            music=music,
+            intro=intro_node,
+            segments=segments,
+            pads=pads[lang],
+            tails=tails,
+            intro_tail=intro_tail,
+        )
         names[lang] = video.outputs[0]
-    return Plan(nodes=b.nodes, languages=list(languages), video_names=names)
+    return Plan(nodes=b.nodes, languages=list(languages), video_names=names, warnings=b.warnings)

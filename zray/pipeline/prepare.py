@@ -168,8 +168,15 @@ def prepare_episode(
         record, warnings = opened.record, list(opened.warnings)
         files = studio.digests(script, folder, record.data.get(studio.RECORD_FIELD))
         plan = build_plan(
-            script, languages=languages, identities=identities, config=config, intro=intro, studio=files
+            script,
+            languages=languages,
+            identities=identities,
+            config=config,
+            intro=intro,
+            studio=files,
+            profile=engines.profile,
         )
+        warnings += plan.warnings
         if request.clean and not readonly:
             clean(store, record, dry_run=False)
         if not readonly:
