@@ -222,36 +222,35 @@ class ClipFrames:
         return _packed(out_y, out_u, out_v)
 
     def _pass(self, start: int) -> Iterator[np.ndarray]:
-        """The clip's grid frames from `start` to its end, each decoded frame fitted once; records
-        the clip's length and its last frame, fitted, once the pass is through."""
+        """The clip's grid frames from `start` to its end, each decoded frame fitted once; then
+        records the clip's length and its last frame, fitted (held past its end)."""
         last: av.VideoFrame | None = None
         fitted: np.ndarray | None = None
         count = 0
-        for index, frame in enumerate(self._ticks()):
-            count = index + 1
-            if index >= start and (frame is not last or fitted is None):
-                fitted = self._fitted(frame)
-            elif frame is not last:
-                fitted = None
+        for count, frame in enumerate(self._ticks(), start=1):
+            if count > start:
+                if frame is not last or fitted is None:
+                    fitted = self._fitted(frame)
+                yield fitted
             last = frame
-            if index >= start:
-                yield fitted  # type: ignore[misc]
         self._length = count
-        # Held: the clip's own last frame, which the grid may have stepped over.
+        # The clip's own last frame, which the frame grid may have stepped over.
         final = self._final
-        self._last = fitted if final is last and fitted is not None else self._fitted(final)  # type: ignore[arg-type]
+        assert final is not None  # _ticks raises for a clip without frames
+        self._last = fitted if final is last and fitted is not None else self._fitted(final)
 
     def frames(self, start: int, count: int) -> Iterator[np.ndarray]:
         produced, index = 0, start
         while produced < count:
-            looping = self.fill == "loop" and self._length is not None
-            for frame in self._pass(index % self._length if looping else index):  # type: ignore[operator]
+            offset = index % self._length if self.fill == "loop" and self._length else index
+            for frame in self._pass(offset):
                 yield frame
                 produced += 1
                 index += 1
                 if produced == count:
                     return
             if self.fill == "hold":
+                assert self._last is not None
                 yield from itertools.repeat(self._last, count - produced)
                 return
 

@@ -18,10 +18,13 @@ __all__ = ["MIN_TRANSITION_FRAMES", "tail_start", "transition_frames"]
 MIN_TRANSITION_FRAMES = 2
 
 
-def transition_frames(seconds: float, *, fps: int, room: int) -> int:
+def transition_frames(seconds: float, *, fps: int, room: int | None = None) -> int:
     """A crossfade of `seconds`, in whole frames, clamped to the `room` it must fit in (the
-    previous scene's gap, or the intro's frames); 0 (a hard cut) when under 2 frames."""
-    frames = min(math.floor(seconds * fps + 0.5), max(room, 0))
+    previous scene's gap, or the intro's frames; None: not yet known); 0 (a hard cut) when under
+    2 frames."""
+    frames = math.floor(seconds * fps + 0.5)
+    if room is not None:
+        frames = min(frames, max(room, 0))
     return frames if frames >= MIN_TRANSITION_FRAMES else 0
 
 

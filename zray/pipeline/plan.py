@@ -302,7 +302,7 @@ class _Builder:
         """Frames of the crossfade into scene `index`, inside the previous scene's gap (into the
         first scene from the intro: clamped to the intro's length by the step that knows it)."""
         if index == 0:
-            return shots.transition_frames(self.transition, fps=self.video.fps, room=10**6)
+            return shots.transition_frames(self.transition, fps=self.video.fps)
         return shots.transition_frames(self.transition, fps=self.video.fps, room=self.pacing(index - 1)[1])
 
     def transition_out(self, index: int) -> int:

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -133,7 +133,7 @@ def tail(store: Store, request: TailRequest, inputs: TailInputs) -> TailResult:
             source = _frame_source(stack, store, request.shot, inputs.image, settings)
         count = body - start + fade
         playing = source.frames(start, count)
-        sequence: Any = playing
+        sequence: Iterator[np.ndarray] = playing
         if fade:
             if request.next is None:
                 raise video.VideoError(f"{request.output}: a crossfade needs a next scene")
