@@ -126,7 +126,7 @@ def run_moviepy(images: list[Path], frames: list[int], audio: np.ndarray, out: P
         clips.append(clip.with_start(begin))
         at += count
     size = ImageClip(str(images[0])).size
-    video = CompositeVideoClip(clips, size=size).with_duration(at / FPS)
+    video = CompositeVideoClip(clips, size=size, bg_color=(0, 0, 0)).with_duration(at / FPS)
     video = video.with_audio(AudioArrayClip(audio.T, fps=SAMPLE_RATE))
     video.write_videofile(
         str(out),
