@@ -72,3 +72,74 @@ def test_a_bad_flag_is_named_as_the_flag_with_its_value():
             load_config(None)
         finally:
             del os.environ["ZRAY_VIDEO__GOP"]
+
+
+# Values around every edge of the video rules; the config must take exactly those the encoder takes.
+VIDEO_CANDIDATES = {
+    "fps": [-24, 0, 1, 7, 23, 24, 25, 30, 50, 60, 64, 96, 120, 125, 240],
+    "gop": [-1, 0, 1, 2, 3, 4, 48, 1000],
+    "preset": ["fast", "final", "slow", "", "FINAL"],
+    "width": [-16, 0, 16, 640, 1280, 1920, 3840],
+    "height": [-16, 0, 16, 720, 1072, 2160],
+}
+
+
+@pytest.mark.parametrize("field", sorted(VIDEO_CANDIDATES))
+def test_video_config_accepts_exactly_what_the_encoder_accepts(field, monkeypatch):
+    from zray.media.video import VideoError, VideoSettings
+
+    for value in VIDEO_CANDIDATES[field]:
+        monkeypatch.setenv(f"ZRAY_VIDEO__{field.upper()}", str(value))
+        try:
+            VideoSettings(**{field: value})
+        except VideoError as error:
+            with pytest.raises(ConfigError) as caught:
+                load_config(None)
+            # The same sentence, naming the value and the fix, from the one rule both use.
+            assert str(caught.value) == f"environment variable ZRAY_VIDEO__{field.upper()}: {error}"
+        else:
+            config = load_config(None)
+            assert getattr(config.video, field) == value
+            assert config.video.to_settings() == VideoSettings(**{field: value})
+
+
+def test_a_bad_fps_or_gop_names_the_value_and_the_fix(tmp_path):
+    path = tmp_path / "zray.toml"
+    path.write_text("[video]\nfps = 7\n")
+    with pytest.raises(
+        ConfigError, match=r"video\.fps .*fps 7 does not divide 48000 .*use 24, 25, 30, 48, 50 or 60"
+    ):
+        load_config(path)
+    for gop in (1, 2):
+        path.write_text(f"[video]\ngop = {gop}\n")
+        with pytest.raises(ConfigError, match=rf"video\.gop .*at least 3.*got {gop}"):
+            load_config(path)
+
+
+def test_image_models_still_need_sizes_in_multiples_of_16(monkeypatch):
+    from zray.media.video import VideoSettings
+
+    VideoSettings(height=1080)  # the encoder takes any even size
+    monkeypatch.setenv("ZRAY_VIDEO__HEIGHT", "1080")
+    with pytest.raises(ConfigError, match=r"height 1080 is not a multiple of 16.*try 1072"):
+        load_config(None)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("target_lufs", "nan", "target_lufs must be a finite number"),
+        ("target_lufs", "-60", "target_lufs -60 is outside -40..-5 LUFS; use -14"),
+        ("target_lufs", "0", "target_lufs 0 is outside"),
+        ("peak_dbfs", "0.5", "peak_dbfs 0.5 is outside -12..0 dBTP; use -1"),
+        ("peak_dbfs", "-inf", "peak_dbfs must be a finite number"),
+    ],
+)
+def test_loudness_settings_follow_the_mastering_rules(key, value, message, monkeypatch):
+    from zray.media import levels
+
+    monkeypatch.setenv(f"ZRAY_AUDIO__{key.upper()}", value)
+    with pytest.raises(ConfigError, match=message):
+        load_config(None)
+    with pytest.raises(levels.AudioError, match=message):
+        getattr(levels, f"check_{key}")(float(value))

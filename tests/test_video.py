@@ -15,18 +15,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from zray.media import video
 from zray.media.video import (
     PRESETS,
     Segment,
     VideoError,
     VideoSettings,
-    _packet_order,
+    aac,
     assemble,
+    bitstream,
     encode_clip,
     encode_still,
+    encoder,
     probe,
 )
+from zray.media.video.mux import _packet_order
 
 W, H, FPS, GOP = 320, 176, 24, 8
 SETTINGS = VideoSettings(width=W, height=H, fps=FPS, gop=GOP)
@@ -264,6 +266,9 @@ def test_fast_preset_and_a_clip_never_ending_on_an_idr(tmp_path: Path) -> None:
         ({"fps": 23.976}, "fps"),
         ({"preset": "slow"}, "preset"),
         ({"gop": 1}, "gop"),
+        ({"gop": 2}, "gop"),
+        ({"fps": 7}, "fps 7 does not divide 48000"),
+        ({"fps": 24, "sample_rate": 22_050}, "fps 24 does not divide 22050.*use 25, 30 or 50"),
         ({"sample_rate": 47_000}, "sample_rate"),
     ],
 )
@@ -317,7 +322,7 @@ def test_assemble_refuses_mismatched_segments_and_bad_audio(episode: dict, tmp_p
 
 def test_audio_encoded_in_parallel_chunks_matches_one_encoder(tmp_path: Path, monkeypatch) -> None:
     # Chunks of 1.25 s instead of minutes, so a 5 s track is joined at three seams.
-    monkeypatch.setattr(video, "_AUDIO_CHUNK_MIN_SECONDS", 0.5)
+    monkeypatch.setattr(aac, "_AUDIO_CHUNK_MIN_SECONDS", 0.5)
     encode_still(Image.new("RGB", (W, H)), tmp_path / "black.h264", settings=SETTINGS)
     frames = 5 * FPS
     t = np.arange(frames * 2000) / 48_000
@@ -363,8 +368,8 @@ def test_packet_order_repeats_whole_gops_and_never_ends_a_copy_on_a_lone_idr(cou
 
 def x264_full_gop(image: Image.Image, settings: VideoSettings, *, threads: int) -> list[bytes]:
     """Every packet of the still GOP the way x264 codes it when fed the whole GOP and flushed."""
-    frame = video._to_yuv(av.VideoFrame.from_image(image), settings.width, settings.height)
-    ctx = video._open_encoder(settings, still=True, threads=threads)
+    frame = encoder.to_yuv(av.VideoFrame.from_image(image), settings.width, settings.height)
+    ctx = encoder.open_encoder(settings, still=True, threads=threads)
     packets = []
     for index in range(settings.gop):
         frame.pts = index
@@ -395,7 +400,7 @@ def test_a_still_segment_is_x264s_idr_then_skip_pictures_that_copy_it(
     # The picture is the IDR that x264 writes for the whole GOP, byte for byte.
     idr = x264_full_gop(image, settings, threads=1)[0]
     assert data.startswith(idr)
-    skips = video._access_units(data[len(idr) :])
+    skips = bitstream.access_units(data[len(idr) :])
     assert len(skips) == gop - 1
     assert all(len(b"".join(units)) < 100 for units in skips)
 
@@ -417,7 +422,7 @@ def test_a_still_segment_is_x264s_idr_then_skip_pictures_that_copy_it(
 
 @given(data=st.binary(max_size=40).map(lambda payload: payload + b"\x80"))
 def test_emulation_prevention_round_trips_and_leaves_no_start_code(data: bytes) -> None:
-    escaped = video._escaped(data)
-    assert video._unescaped(b"\x41" + escaped) == data
+    escaped = bitstream.escaped(data)
+    assert bitstream.unescaped(b"\x41" + escaped) == data
     for forbidden in (b"\x00\x00\x00", b"\x00\x00\x01", b"\x00\x00\x02"):
         assert forbidden not in escaped

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from zray.errors import ZrayError
+from zray.media import levels
+from zray.media.constants import SAMPLE_RATE
+from zray.media.video import settings as video_rules
+from zray.media.video.settings import VideoSettings
 from zray.publish.settings import YouTubeConfig
 
 Profile = Literal["auto", "draft", "production"]
@@ -28,28 +34,65 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _shared_rule(check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one of media's rules for a setting and report its message as the setting's error."""
+    try:
+        return check(*args, **kwargs)
+    except ValueError as error:
+        # A custom error keeps pydantic from prefixing "Value error, " to the rule's own sentence.
+        raise PydanticCustomError("media_setting", "{reason}", {"reason": str(error)}) from None
+
+
 class VideoConfig(Strict):
-    width: int = Field(1920, gt=0)
-    height: int = Field(1072, gt=0)
-    fps: int = Field(24, gt=0, le=120)
+    """The output format; each field is checked by the rule `VideoSettings` itself applies
+    (zray.media.video.settings), so what the config accepts, the encoder accepts."""
+
+    width: int = 1920
+    height: int = 1072
+    fps: int = 24
     preset: Literal["fast", "final"] = "final"
-    gop: int = Field(48, gt=0)
+    gop: int = 48
     keep_metadata: bool = False
 
     @field_validator("width", "height")
     @classmethod
-    def _multiple_of_16(cls, value: int) -> int:
-        # Diffusion models and H.264 macroblocks both want multiples of 16.
+    def _frame_size(cls, value: int, info: ValidationInfo) -> int:
+        _shared_rule(video_rules.check_frame_size, info.field_name, value)
+        # Stricter than the encoder: diffusion models generate images in multiples of 16 pixels.
         if value % 16:
-            raise ValueError(f"{value} is not a multiple of 16 (try {value - value % 16})")
+            raise PydanticCustomError(
+                "media_setting",
+                "{name} {value} is not a multiple of 16, which image models need (try {lower})",
+                {"name": info.field_name, "value": value, "lower": value - value % 16},
+            )
         return value
+
+    @field_validator("fps")
+    @classmethod
+    def _fps(cls, value: int) -> int:
+        return _shared_rule(video_rules.check_fps, value, sample_rate=SAMPLE_RATE)
+
+    @field_validator("preset", mode="before")
+    @classmethod
+    def _preset(cls, value: object) -> object:
+        return _shared_rule(video_rules.check_preset, value)
+
+    @field_validator("gop")
+    @classmethod
+    def _gop(cls, value: int) -> int:
+        return _shared_rule(video_rules.check_gop, value)
+
+    def to_settings(self) -> VideoSettings:
+        """The media type the encoder takes, at the project sample rate."""
+        return VideoSettings(**self.model_dump(), sample_rate=SAMPLE_RATE)
 
 
 class AudioConfig(Strict):
     music_level: float = Field(0.08, ge=0, le=1)
     duck: bool = False
-    target_lufs: float = Field(-14.0, le=0)
-    peak_dbfs: float = Field(-1.0, le=0)
+    # Checked by the rules the mastering code applies (zray.media.levels).
+    target_lufs: float = -14.0
+    peak_dbfs: float = -1.0
     music_seconds: float = Field(60.0, gt=0, le=600)
     # Pacing, in seconds (each rounded up to whole frames): silence after each scene's narration,
     # before the first scene's, and after the last one's while the picture holds and the music fades.
@@ -57,6 +100,16 @@ class AudioConfig(Strict):
     lead: float = Field(0.3, ge=0, le=10)
     tail: float = Field(2.0, ge=0, le=30)
     music_fade_in: float = Field(0.5, ge=0, le=10)
+
+    @field_validator("target_lufs")
+    @classmethod
+    def _target_lufs(cls, value: float) -> float:
+        return _shared_rule(levels.check_target_lufs, value)
+
+    @field_validator("peak_dbfs")
+    @classmethod
+    def _peak_dbfs(cls, value: float) -> float:
+        return _shared_rule(levels.check_peak_dbfs, value)
 
 
 class ActorConfig(Strict):

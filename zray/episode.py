@@ -381,6 +381,9 @@ def generated_paths(record: Mapping[str, Any]) -> list[str]:
     for entry in (record.get("nodes") or {}).values():
         if isinstance(entry, dict):
             paths += [p for p in entry.get("outputs", []) if isinstance(p, str)]
+            result = entry.get("result")
+            cached = result.get("cache_files") if isinstance(result, dict) else None
+            paths += [p for p in cached or [] if isinstance(p, str)]
     generated = record.get("generated") or []
     if isinstance(generated, list):
         paths += [p for p in generated if isinstance(p, str)]

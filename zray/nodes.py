@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
-from zray.media.settings import VideoSettings
+from zray.media.video.settings import VideoSettings
 from zray.media.words import WordTiming
 
 
@@ -199,6 +199,7 @@ class VideoResult(Result):
     true_peak_dbtp: float | None = None
     audio_chunks_reused: int = 0
     audio_chunks_encoded: int = 0
+    cache_files: tuple[str, ...] = ()  # the AAC chunk records it used (generated files, not outputs)
 
 
 # --- inputs ----------------------------------------------------------------------------------------

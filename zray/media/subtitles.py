@@ -19,6 +19,10 @@ from enum import IntEnum
 
 import srt
 
+# The one shape of a word timing (zray.media.words); still importable from here. Cues take timings
+# in seconds from the start of their scene's audio.
+from zray.media.words import WordTiming
+
 __all__ = [
     "Chapter",
     "Cue",
@@ -42,15 +46,6 @@ MIN_CHAPTER_SECONDS = 10
 
 class SubtitleError(ValueError):
     """Subtitle or chapter input the pipeline cannot use; the message names the bad value."""
-
-
-@dataclass(frozen=True)
-class WordTiming:
-    """One spoken word, in seconds from the start of its scene's audio."""
-
-    word: str
-    start: float
-    end: float
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from typing import Literal, TypeAlias
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-THUMB_SIZE: tuple[int, int] = (1280, 720)
+from zray.media.constants import THUMB_SIZE
+
 FONT_PATH: Path = Path(__file__).parent / "fonts" / "Roboto-Black.ttf"
 MAX_THUMB_BYTES = 2_000_000  # YouTube rejects thumbnails over 2 MB; stay under either reading of "MB".
 

@@ -19,7 +19,7 @@ from zray.config import Config
 from zray.engines.base import seed_from
 from zray.keys import content_key, safe_name
 from zray.media.constants import SAMPLE_RATE, THUMB_SIZE
-from zray.media.settings import VideoSettings
+from zray.media.video.settings import VideoSettings
 from zray.nodes import (
     STAGES,
     AudioMix,

@@ -154,8 +154,42 @@ def subs(store: Store, request: SubsRequest, inputs: SubsInputs) -> SubsResult:
     )
 
 
+class StoreChunkCache:
+    """The AAC chunk cache (`zray.media.chunk_store.ChunkCache`) as files in the episode folder, one
+    folder per language; it remembers which records this encode used, so the rest can go."""
+
+    def __init__(self, store: Store, folder: str):
+        self.store, self.folder = store, folder
+        self.used: set[str] = set()
+
+    def _path(self, key: str) -> str:
+        return f"{self.folder}/{key}.bin"
+
+    def get(self, key: str) -> bytes | None:
+        path = self._path(key)
+        self.used.add(path)
+        try:
+            return self.store.read_bytes(path)
+        except FileNotFoundError:
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        self.used.add(path)
+        self.store.write_bytes(path, data)
+
+    def forget_unused(self) -> None:
+        """Records of earlier versions of this language's audio: no later encode can use them."""
+        for path in self.store.list(self.folder):
+            if path not in self.used:
+                self.store.remove(path)
+
+
 def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoResult:
-    """Mix narration and music, normalize loudness, and mux the language's final MP4."""
+    """Mix narration and music, master and encode the audio in cached chunks, and mux the language's
+    final MP4. Only the chunks whose samples changed are encoded again (see zray.media.mastering)."""
+    from zray.media.mastering import encode_track
+
     settings = request.video
     mix = request.audio
     voice = np.concatenate([_read(store, p.path) for p in inputs.pads], axis=1)
@@ -172,8 +206,15 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
     parts = [body]
     if inputs.intro is not None and request.intro_source is not None:
         parts.insert(0, _intro_audio(store, request.intro_source, inputs.intro.frames, settings.fps))
-    full = np.concatenate(parts, axis=1)
-    full = audio.normalize_loudness(full, target_lufs=mix.target_lufs, peak_dbfs=mix.peak_dbfs)
+    cache = StoreChunkCache(store, request.audio_cache)
+    track = encode_track(
+        np.concatenate(parts, axis=1),
+        sample_rate=SAMPLE_RATE,
+        target_lufs=mix.target_lufs,
+        peak_dbfs=mix.peak_dbfs,
+        cache=cache,
+        workers=TASK_THREADS,
+    )
 
     with contextlib.ExitStack() as stack:
         local = [stack.enter_context(store.local_copy(s.path)) for s in inputs.segments]
@@ -184,7 +225,8 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
             intro_path = stack.enter_context(store.local_copy(inputs.intro.path))
             segments.insert(0, video.Segment(path=str(intro_path), frames=inputs.intro.frames))
         with store.writer(request.output) as tmp:
-            info = video.assemble(segments, full, tmp, settings=settings, threads=TASK_THREADS)
+            info = video.assemble(segments, track.audio, tmp, settings=settings, threads=TASK_THREADS)
+    cache.forget_unused()
     frames = sum(s.frames for s in segments)
     return VideoResult(
         path=request.output,
@@ -193,6 +235,11 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
         size=info.file_bytes,
         video_bytes=info.video_bytes,
         audio_bytes=info.audio_bytes,
+        gain_db=track.gain_db,
+        true_peak_dbtp=track.true_peak_dbtp,
+        audio_chunks_reused=track.chunks_reused,
+        audio_chunks_encoded=track.chunks_encoded,
+        cache_files=tuple(sorted(cache.used)),
     )
 
 
