@@ -96,7 +96,10 @@ def test_video_config_accepts_exactly_what_the_encoder_accepts(field, monkeypatc
             with pytest.raises(ConfigError) as caught:
                 load_config(None)
             # The same sentence, naming the value and the fix, from the one rule both use.
-            assert str(caught.value) == f"environment variable ZRAY_VIDEO__{field.upper()}={str(value)!r}: {error}"
+            assert (
+                str(caught.value)
+                == f"environment variable ZRAY_VIDEO__{field.upper()}={str(value)!r}: {error}"
+            )
         else:
             config = load_config(None)
             assert getattr(config.video, field) == value
