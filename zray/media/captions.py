@@ -396,8 +396,8 @@ def _page_text(page: _Page) -> str:
 
 
 def state_at(states: Sequence[CaptionState], frame: int) -> CaptionState | None:
-    """The state showing on `frame`, or None (no caption)."""
-    index = bisect.bisect_right([s.start_frame for s in states], frame) - 1
+    """The state showing on `frame`, or None (no caption); a binary search of the ordered states."""
+    index = bisect.bisect_right(states, frame, key=lambda state: state.start_frame) - 1
     if index >= 0 and frame < states[index].end_frame:
         return states[index]
     return None
