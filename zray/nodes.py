@@ -134,10 +134,12 @@ def _convert(hint: Any, data: Any, where: str) -> Any:
 
 @dataclass(frozen=True)
 class Result:
-    """What a step returns: small, JSON-able, recorded in run.json. `note` is shown to the user."""
+    """What a step returns: small, JSON-able, recorded in run.json. `note` is shown to the user,
+    `warnings` are logged as warnings (a step may run far from the log)."""
 
     path: str
     note: str = ""
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,10 +184,21 @@ class ThumbsResult(Result):
 
 
 @dataclass(frozen=True)
+class ChapterSpan:
+    """One chapter after merging: where it runs in the final video, its title, its scenes (indexes)."""
+
+    start: float
+    end: float
+    title: str
+    scenes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class SubsResult(Result):
     cues: int = 0
     chapters: int = 0
     words: int = 0
+    ranges: tuple[ChapterSpan, ...] = ()  # kept even when the list is dropped: Shorts group by them
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from zray.errors import ZrayError
 from zray.media import audio, subtitles, thumbnail, video
 from zray.media.constants import SAMPLE_RATE
 from zray.nodes import (
+    ChapterSpan,
     ImageResult,
     ImportRequest,
     IntroRequest,
@@ -140,17 +141,22 @@ def subs(store: Store, request: SubsRequest, inputs: SubsInputs) -> SubsResult:
         cursor += padded.frames
     total = offset + cursor / fps
     cues = subtitles.scene_cues(spans, offset=offset, words=words)
-    chapters, reason = subtitles.build_chapters(starts, total=total)
+    chapters = subtitles.plan_chapters(starts, total=total)
     store.write_text(request.srt, subtitles.to_srt(cues))
     store.write_text(request.vtt, subtitles.to_vtt(cues))
-    store.write_text(request.chapters, subtitles.format_chapters(chapters))
+    store.write_text(request.chapters, subtitles.format_chapters(chapters.chapters))
     store.write_text(request.words, json.dumps([w.to_json() for w in timeline], ensure_ascii=False, indent=0))
     return SubsResult(
         path=request.srt,
         cues=len(cues),
-        chapters=len(chapters),
+        chapters=len(chapters.chapters),
         words=len(timeline),
-        note=f"no chapter list for {request.lang}: {reason}" if reason else "",
+        ranges=tuple(
+            ChapterSpan(start=r.start, end=r.end, title=r.title, scenes=tuple(r.scenes))
+            for r in chapters.ranges
+        ),
+        note=f"no chapter list for {request.lang}: {chapters.reason}" if chapters.reason else "",
+        warnings=tuple(f"chapters {request.lang}: {line}" for line in chapters.merged),
     )
 
 
