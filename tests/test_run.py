@@ -187,6 +187,7 @@ def test_title_change_renames_the_video(tmp_path):
     assert (folder / "published.json").read_text() == '{"es": {"video_id": "abc"}}'
 
 
+@pytest.mark.slow
 def test_crashed_actor_is_restarted_and_its_request_retried(ray_session, tmp_path):
     marker = tmp_path / "crashed"
     data = small_script()
@@ -198,6 +199,7 @@ def test_crashed_actor_is_restarted_and_its_request_retried(ray_session, tmp_pat
     assert len(decode_frames(episode_dir(tmp_path, script) / "S01E02-ES-Título_de_prueba.mp4")) > 0
 
 
+@pytest.mark.slow
 def test_killed_run_resumes(tmp_path):
     """kill -9 of the whole run (driver and its embedded Ray), then the same command finishes the job.
 
