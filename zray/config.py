@@ -114,6 +114,12 @@ class WebConfig(Strict):
     essays_dir: Path = Path("inputs/essays")
 
 
+class ReviewConfig(Strict):
+    """The `[review]` table: whether `upload` and `publish` need an approval from `zray review`."""
+
+    required: bool = False
+
+
 class Config(Strict):
     """Everything a run can be told; see the README for each key."""
 
@@ -140,6 +146,7 @@ class Config(Strict):
     library: LibraryConfig = LibraryConfig()
     web: WebConfig = WebConfig()
     youtube: YouTubeConfig = YouTubeConfig()
+    review: ReviewConfig = ReviewConfig()
 
 
 def load_config(

@@ -25,6 +25,7 @@ from zray.nodes import Node
 from zray.pipeline.engine_setup import EngineSetup
 from zray.pipeline.plan import Identities, Intro, Plan, build_plan, music_request
 from zray.pipeline.records import RunRecord, stale_nodes
+from zray.review.record import plan_overrides
 from zray.script import Script
 from zray.store import Store, StoreError
 
@@ -154,15 +155,16 @@ def prepare_episode(
     if intro_path is not None:
         check_intro(intro_path)
     intro = _intro_ref(intro_path) if intro_path else None
+    store = root.child(episode)
     plan = build_plan(
         script,
         languages=languages,
         identities=identities_for(engines, script, languages),
         config=config,
         intro=intro,
+        review=plan_overrides(store, identity),  # review.json travels with the folder
     )
 
-    store = root.child(episode)
     held = None if readonly else EpisodeLock(store, command=f"zray run {request.script.name}").acquire()
     try:
         opened = RunRecord.open(store, identity, request.origin, force=request.force, readonly=readonly)
