@@ -36,6 +36,18 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
+# The page's Content-Security-Policy forbids eval, which Playwright's wait_for_function polls
+# with: waits are async functions evaluated in the page instead.
+LOAD_ALL_IMAGES = """async () => {
+    const images = [...document.images];
+    images.forEach(i => { i.loading = 'eager'; });  // lazy pictures below the fold load too
+    await Promise.all(images.map(i => i.complete ? null : new Promise(done => {
+        i.addEventListener('load', done, {once: true});
+        i.addEventListener('error', done, {once: true});
+    })));
+    return images.map(i => ({src: i.getAttribute('src'), width: i.naturalWidth}));
+}"""
+
 
 def review_script() -> dict:
     """small_script with two Spanish thumbnail variants, to choose the official one from."""

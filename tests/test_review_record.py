@@ -42,7 +42,10 @@ ME = Identity("proj", 1, 2)
 
 def two_variants() -> dict:
     data = small_script()
-    data["seo"]["es"]["variants"] = [{"title": "Uno", "thumb_text": "UNO"}, {"title": "Dos", "thumb_text": "DOS"}]
+    data["seo"]["es"]["variants"] = [
+        {"title": "Uno", "thumb_text": "UNO"},
+        {"title": "Dos", "thumb_text": "DOS"},
+    ]
     return data
 
 

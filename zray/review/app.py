@@ -36,6 +36,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from zray import episode as layout
 from zray.episode import Episode, open_episode
 from zray.errors import ZrayError
 from zray.review.files import Served, allowed_files
@@ -177,9 +178,30 @@ class ReviewState:
     rebuild: Rebuild = field(default_factory=Rebuild)
     previews: Previews = field(default_factory=Previews)
     _report: tuple[str, str] | None = None
+    _opened: tuple[tuple[object, ...], Episode, dict[str, Served]] | None = None
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def _stamps(self) -> tuple[object, ...]:
+        stamps: list[object] = []
+        for key in (layout.RUN_FILE, layout.SCRIPT_FILE):
+            try:
+                stamps.append(self.store.stamp(key))
+            except FileNotFoundError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def opened(self) -> tuple[Episode, dict[str, Served]]:
+        """The episode and its file table, read again only when run.json or script.json changed
+        (a stat each, not a parse: the page asks for dozens of pictures at once)."""
+        stamps = self._stamps()
+        with self._guard:
+            if self._opened is None or self._opened[0] != stamps:
+                episode = open_episode(self.store)
+                self._opened = (stamps, episode, allowed_files(episode))
+            return self._opened[1], self._opened[2]
 
     def episode(self) -> Episode:
-        return open_episode(self.store)
+        return self.opened()[0]
 
     def report(self, episode: Episode) -> str:
         """The run report, made again only when run.json changed."""
@@ -233,8 +255,8 @@ def create_app(state: ReviewState, *, port: int, hosts: Iterable[str]) -> ASGIAp
         return Response(body, media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
 
     def files(request: Request) -> Response:
-        episode = state.episode()
-        served = allowed_files(episode).get(request.path_params["path"])
+        episode, table = state.opened()
+        served = table.get(request.path_params["path"])
         if served is None:
             return Response("not a file of this episode\n", status_code=404)
         local = episode.store.local_path(served.path)
@@ -250,8 +272,8 @@ def create_app(state: ReviewState, *, port: int, hosts: Iterable[str]) -> ASGIAp
         return Response(body, media_type=served.media_type, headers=headers)
 
     def previews(request: Request) -> Response:
-        episode = state.episode()
-        served = allowed_files(episode).get(request.path_params["path"])
+        episode, table = state.opened()
+        served = table.get(request.path_params["path"])
         if served is None or not served.picture:
             return Response("not a picture of this episode\n", status_code=404)
         try:
@@ -268,8 +290,8 @@ def create_app(state: ReviewState, *, port: int, hosts: Iterable[str]) -> ASGIAp
         )
 
     def api_episode(request: Request) -> Response:
-        episode = state.episode()
-        view = episode_view(episode, episode.review(), allowed_files(episode))
+        episode, table = state.opened()
+        view = episode_view(episode, episode.review(), table)
         view["rebuild"] = state.rebuild.status(since=10**9)
         return JSONResponse(view, headers={"Cache-Control": "no-store"})
 

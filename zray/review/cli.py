@@ -136,7 +136,7 @@ def serve(episode_dir: str, *, host: str, port: int, open_browser: bool, allow_r
         from zray.review.app import ReviewState, allowed_hosts, create_app, new_token
     except ImportError as exc:
         raise ReviewError(
-            f"zray review needs {exc.name or 'starlette and uvicorn'}: {REVIEW_EXTRA_HINT}"
+            f"zray review needs {(exc.name or 'starlette').split('.')[0]}: {REVIEW_EXTRA_HINT}"
         ) from None
     store = Store(episode_dir)
     episode = open_episode(store)  # a folder that is not a finished episode is one line, before binding
@@ -151,14 +151,17 @@ def serve(episode_dir: str, *, host: str, port: int, open_browser: bool, allow_r
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     state = ReviewState(store=store, token=new_token())
+    # Read the records and import what the page's first request needs before anyone asks.
+    from zray.review.page import episode_view
+
+    episode, table = state.opened()
+    episode_view(episode, episode.review(), table)
     app = create_app(state, port=bound, hosts=allowed_hosts(host, remote=not is_loopback(host)))
     url = f"http://{_url_host(host)}:{bound}/?token={state.token}"
     print(url, flush=True)  # the first line of stdout: scripts and tests read it
     typer.echo(f"zray: reviewing {episode.url}; Ctrl-C stops the server", err=True)
-    from zray.review.files import allowed_files
-
     threading.Thread(
-        target=state.previews.warm, args=(store, allowed_files(episode)), daemon=True, name="zray-previews"
+        target=state.previews.warm, args=(store, table), daemon=True, name="zray-previews"
     ).start()
     if open_browser:
         import webbrowser

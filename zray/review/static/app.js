@@ -185,6 +185,7 @@ function render() {
     if (Number(card.dataset.scene) >= episode.scenes.length) card.remove();
   });
   if (!$("report").getAttribute("src")) $("report").setAttribute("src", episode.report);
+  if (!document.body.dataset.loaded) performance.mark("zray-rendered");  // benchmarks/review_page.py reads it
   document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
 }
 
