@@ -159,7 +159,7 @@ def test_seeds_and_thumbnail_choices_round_trip_into_plan_overrides(tmp_path: Pa
     [
         ("not json", "not valid JSON"),
         ("[1, 2]", "must be a JSON object"),
-        ('{"approvals": {}}', "identity is missing"),
+        ('{"identity": {"project": 1}}', "identity is malformed"),
         ('{"identity": IDENT, "approvals": {"es": {"keys": "k"}}}', "approvals entry 'es'"),
         ('{"identity": IDENT, "scenes": {"1": {"seed": -1, "scene_id": "1"}}}', "scenes entry '1'"),
         ('{"identity": IDENT, "scenes": {"one": {"seed": 1, "scene_id": "1"}}}', "scene's position"),
@@ -175,6 +175,13 @@ def test_a_review_record_of_the_wrong_shape_is_one_line_naming_the_file(tmp_path
     assert problem in message and "review.json" in message and "\n" not in message
     with pytest.raises(RecordError):  # the plan refuses it too: a run would lose the chosen seeds
         plan_overrides(Store(str(tmp_path)), ME)
+
+
+def test_a_hand_written_record_without_identity_is_this_episodes(tmp_path: Path):
+    (tmp_path / "review.json").write_text('{"thumbnails": {"es": {"variant": 2}}}')
+    assert plan_overrides(Store(str(tmp_path)), ME).thumbnail_for("es", 2) == 2
+    (tmp_path / "review.json").write_text("{}")
+    assert plan_overrides(Store(str(tmp_path)), ME) == ReviewOverrides()
 
 
 def test_another_episodes_review_record_is_refused_and_ignored_by_the_plan(tmp_path: Path, caplog):

@@ -164,9 +164,10 @@ class ReviewRecord:
         fix = f"fix it or move {REVIEW_FILE} out of the folder"
         if not isinstance(data, dict):
             raise RecordError(f"{self.url}: the review record must be a JSON object; {fix}")
-        theirs = Identity.from_json(data.get("identity"))
+        # Like the other records, one written by hand without an identity is taken as this episode's.
+        theirs = Identity.from_json(data["identity"]) if "identity" in data else self.identity
         if theirs is None:
-            raise RecordError(f"{self.url}: its identity is missing or malformed; {fix}")
+            raise RecordError(f"{self.url}: its identity is malformed; {fix}")
         if theirs != self.identity:
             raise ForeignReview(
                 f"{self.url} belongs to episode {theirs}, not {self.identity} (a copied folder?); "
