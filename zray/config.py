@@ -185,6 +185,12 @@ class LimitsConfig(Strict):
         return ScriptLimits(narration_chars=self.narration_chars, script_bytes=self.script_bytes)
 
 
+class ReviewConfig(Strict):
+    """The `[review]` table: whether `upload` and `publish` need an approval from `zray review`."""
+
+    required: bool = False
+
+
 class Config(Strict):
     """Everything a run can be told; see the README for each key."""
 
@@ -212,6 +218,8 @@ class Config(Strict):
     web: WebConfig = WebConfig()
     youtube: YouTubeConfig = YouTubeConfig()
     limits: LimitsConfig = LimitsConfig()
+
+    review: ReviewConfig = ReviewConfig()
 
 
 def load_config(

@@ -25,11 +25,14 @@ import json
 import posixpath
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zray.errors import ZrayError
 from zray.keys import safe_name
 from zray.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from zray.review.record import ReviewRecord
 
 # --- file names ------------------------------------------------------------------------------------
 
@@ -484,6 +487,12 @@ class Episode:
 
     def upload_state(self) -> KeyedRecord:
         return upload_state(self.store, self.identity)
+
+    def review(self) -> ReviewRecord:
+        """review.json: approvals, scene seeds and thumbnail choices (see `zray.review.record`)."""
+        from zray.review.record import ReviewRecord
+
+        return ReviewRecord(self.store, self.identity)
 
 
 def project_of_folder(store: Store) -> str:

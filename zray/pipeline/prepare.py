@@ -27,6 +27,7 @@ from zray.pipeline.engine_setup import EngineSetup
 from zray.pipeline.plan import Identities, Intro, Plan, build_plan, music_request
 from zray.pipeline.records import RunRecord, stale_nodes
 from zray.pipeline.studio import StudioFile
+from zray.review.record import plan_overrides
 from zray.script import Script
 from zray.store import Store, StoreError
 
@@ -160,15 +161,21 @@ def prepare_episode(
     folder = request.script.resolve().parent
     studio.check(script, folder)
     identities = identities_for(engines, script, languages)
-
     store = root.child(episode)
+
     held = None if readonly else EpisodeLock(store, command=f"zray run {request.script.name}").acquire()
     try:
         opened = RunRecord.open(store, identity, request.origin, force=request.force, readonly=readonly)
         record, warnings = opened.record, list(opened.warnings)
         files = studio.digests(script, folder, record.data.get(studio.RECORD_FIELD))
         plan = build_plan(
-            script, languages=languages, identities=identities, config=config, intro=intro, studio=files
+            script,
+            languages=languages,
+            identities=identities,
+            config=config,
+            intro=intro,
+            studio=files,
+            review=plan_overrides(store, identity),  # review.json travels with the folder
         )
         if request.clean and not readonly:
             clean(store, record, dry_run=False)
