@@ -240,7 +240,8 @@ class _Builder:
                     lang=lang,
                 )
             )
-            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, __version__)
+            lead, gap = self.pacing(index)
+            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, lead, gap, __version__)
             pads.append(
                 self.add(
                     Node(
@@ -248,7 +249,10 @@ class _Builder:
                         stage="narration",
                         key=pad_key,
                         request=PadRequest(
-                            fps=self.video.fps, output=layout.padded_speech(lang, label, pad_key)
+                            fps=self.video.fps,
+                            output=layout.padded_speech(lang, label, pad_key),
+                            lead_frames=lead,
+                            gap_frames=gap,
                         ),
                         inputs={"speech": speech.id},
                         lang=lang,
@@ -347,6 +351,8 @@ class _Builder:
             duck=audio.duck,
             target_lufs=audio.target_lufs,
             peak_dbfs=audio.peak_dbfs,
+            music_fade_in=audio.music_fade_in,
+            music_fade_out=self.frames(audio.tail) / self.video.fps,
         )
         key = content_key(
             "video",
