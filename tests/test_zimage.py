@@ -403,7 +403,7 @@ def test_out_of_gpu_memory_suggests_offloading(engine, monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(ZImagePipeline, "__call__", out_of_memory)
-    with pytest.raises(EngineError, match=r"1920x1072.*model_offload"):
+    with pytest.raises(EngineError, match=r"1920x1072.*group_offload \(12 GB cards\)"):
         engine.generate("x", width=1920, height=1072, seed=1)
 
 

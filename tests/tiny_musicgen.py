@@ -39,11 +39,13 @@ def build_tiny_musicgen(dest: Path, *, stereo: bool = False) -> Path:
     return dest
 
 
-def build_tiny_musicgen_components(*, stereo: bool = False):
+def build_tiny_musicgen_components(*, stereo: bool = False, text_width: int = 16):
     """(model, processor) in memory, float32 on the CPU; same weights every time.
 
     `stereo` makes it like musicgen-stereo-*: 8 interleaved codebooks, each channel coded by the
-    mono codec, and a feature extractor that takes (2, n) audio prompts."""
+    mono codec, and a feature extractor that takes (2, n) audio prompts. A `text_width` other than
+    the decoder's 16 gives the model a projection from the text encoder to the decoder, as the
+    real checkpoints have (T5-base's 768 into musicgen-small's 1024)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import (
@@ -58,7 +60,7 @@ def build_tiny_musicgen_components(*, stereo: bool = False):
     )
 
     codes = 2048
-    text_encoder = T5Config(vocab_size=99, d_model=16, d_ff=4, num_layers=2, num_heads=4)
+    text_encoder = T5Config(vocab_size=99, d_model=text_width, d_ff=4, num_layers=2, num_heads=4)
     audio_encoder = EncodecConfig(
         hidden_size=99,
         compress=1,
