@@ -217,17 +217,19 @@ def build_musicgen(configs: dict[str, Any], size: str, *, device: str) -> tuple[
 
 
 def _unigram_tokenizer() -> Any:
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    """T5's tokenizer type over a fixed vocabulary (a trained Unigram breaks ties in thread order, so
+    two builds could tokenize a prompt differently and two identical models make different music)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import T5TokenizerFast
 
-    tokenizer = Tokenizer(models.Unigram())
+    words = sorted({w for line in _CORPUS for w in line.lower().replace(",", " ").split()})
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -8.0)]
+    vocab += [("\u2581" + word, -5.0) for word in words]
+    vocab += [(character, -10.0) for character in "abcdefghijklmnopqrstuvwxyz0123456789.,;:!?-'"]
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=2))
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=99, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
-    )
-    tokenizer.train_from_iterator(_CORPUS, trainer)
     return T5TokenizerFast(
         tokenizer_object=tokenizer, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0
     )

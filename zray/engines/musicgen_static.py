@@ -29,6 +29,7 @@ rounding of batched matrix products on a GPU).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,6 +76,19 @@ class Sampling:
             "renormalize_logits": (getattr(config, "renormalize_logits", None), (None, False)),
             "remove_invalid_values": (getattr(config, "remove_invalid_values", None), (None, False)),
             "eos_token_id": (getattr(config, "eos_token_id", None), (None,)),
+            "forced_bos_token_id": (getattr(config, "forced_bos_token_id", None), (None,)),
+            "forced_eos_token_id": (getattr(config, "forced_eos_token_id", None), (None,)),
+            "encoder_repetition_penalty": (getattr(config, "encoder_repetition_penalty", None), (None, 1.0)),
+            "encoder_no_repeat_ngram_size": (
+                getattr(config, "encoder_no_repeat_ngram_size", None),
+                (None, 0),
+            ),
+            "exponential_decay_length_penalty": (
+                getattr(config, "exponential_decay_length_penalty", None),
+                (None,),
+            ),
+            "sequence_bias": (getattr(config, "sequence_bias", None), (None,)),
+            "top_h": (getattr(config, "top_h", None), (None,)),
         }
         asked = [
             f"{name}={value!r}" for name, (value, neutral) in unsupported.items() if value not in neutral
@@ -202,7 +216,7 @@ class StaticDecoder:
         n = ids.shape[-1]
         if n >= self.length:
             raise ValueError(f"a prompt of {n} tokens leaves no room in a cache of {self.length}")
-        with torch.inference_mode():
+        with torch.inference_mode(), self._attention_kernels():
             hidden = sum(self.decoder.embed_tokens[k](ids[:, k]) for k in range(self.codebooks))
             positions = self.decoder.embed_positions.weights[:n]
             hidden = hidden + positions.to(hidden.device)
@@ -240,6 +254,19 @@ class StaticDecoder:
     # -- the step --------------------------------------------------------------------------------------
 
     def _step_body(self) -> Any:
+        with self._attention_kernels():
+            return self._step_kernels()
+
+    def _attention_kernels(self) -> Any:
+        """On CUDA, attention without cuDNN's: its per-shape plans are what made `generate`'s first
+        window slow, and kernels that need no plan are the ones safest to capture in a graph."""
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+    def _step_kernels(self) -> Any:
         import torch
 
         ids = self.ids

@@ -10,7 +10,9 @@ __version__ = "0.0.0"
 
 class _Unavailable:
     def __init__(self, *args: object, **kwargs: object) -> None:
-        raise ImportError("this is the benchmark's stand-in for segments; phonemizer's segments backend needs the real one")
+        raise ImportError(
+            "this is the benchmark's stand-in for segments; phonemizer's segments backend needs the real one"
+        )
 
 
 class Profile(_Unavailable):
