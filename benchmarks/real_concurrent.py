@@ -71,7 +71,7 @@ def music_process(spec: dict[str, Any], barrier: Any, events: tuple[Any, Any], q
         run = real_parts.Run(**spec["run"])
         state: dict[str, Any] = {}
         engine = real_parts._music_engine(run, state, "graphs")
-        engine.generate(real_parts.MUSIC_PROMPTS[1], seconds=min(4.0, run.music_seconds))  # capture
+        real_parts._warm_up(run, engine, real_parts.MUSIC_PROMPTS[:1])  # captures the graph
         barrier.wait(PHASE_TIMEOUT_S)  # 1
         barrier.wait(PHASE_TIMEOUT_S)  # 2
         _, alone = real_parts.timed(

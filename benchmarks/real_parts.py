@@ -107,7 +107,13 @@ def peak_memory() -> dict[str, float | None]:
 
 
 # What the parts keep on the device (freed between parts that need the room); other state is host data.
-MODELS = ("zimage_pipe", "musicgen_small", "musicgen_medium")
+MODELS = (
+    "zimage_pipe",
+    "musicgen_small",
+    "musicgen_small_engines",
+    "musicgen_medium",
+    "musicgen_medium_engines",
+)
 
 
 def free(state: dict[str, Any], *names: str) -> None:
@@ -354,30 +360,28 @@ def zimage_model_offload(run: Run, state: dict[str, Any]) -> dict[str, Any]:
 # --- MusicGen ---------------------------------------------------------------------------------------
 
 
-class WindowClock:
-    """Seconds and new tokens of each window an engine samples (wraps its `_windows`)."""
+@contextmanager
+def window_clock(engine: Any) -> Iterator[list[dict[str, Any]]]:
+    """Seconds and new tokens of each window the engine samples meanwhile (wraps its `_windows`)."""
+    windows: list[dict[str, Any]] = []
+    inner = engine._windows
 
-    def __init__(self, engine: Any):
-        self.windows: list[dict[str, float]] = []
-        inner = engine._windows
+    def clocked(prompts: list[str], *, index: int, tails: Any, new_tokens: int) -> Any:
+        out, seconds = timed(lambda: inner(prompts, index=index, tails=tails, new_tokens=new_tokens))
+        windows.append(
+            {"index": index, "new_tokens": new_tokens, "s": round(seconds, 3), "beds": len(prompts)}
+        )
+        return out
 
-        def windows(prompts: list[str], *, index: int, tails: Any, new_tokens: int) -> Any:
-            out, seconds = timed(lambda: inner(prompts, index=index, tails=tails, new_tokens=new_tokens))
-            self.windows.append(
-                {"index": index, "new_tokens": new_tokens, "s": round(seconds, 3), "beds": len(prompts)}
-            )
-            return out
-
-        engine._windows = windows
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "windows": self.windows,
-            "window_ms_per_step": [round(1000 * w["s"] / w["new_tokens"], 2) for w in self.windows],
-        }
+    engine._windows = clocked
+    try:
+        yield windows
+    finally:
+        del engine._windows  # the class's method again
 
 
 def _music_engine(run: Run, state: dict[str, Any], method: str, size: str = "small") -> Any:
+    """The engine for this model size and method, kept in `state` (with its captured graphs)."""
     from zray.engines.musicgen import MusicGenEngine, MusicGenSettings
 
     key = f"musicgen_{size}"
@@ -385,18 +389,20 @@ def _music_engine(run: Run, state: dict[str, Any], method: str, size: str = "sma
         state[key], state[f"{key}_build_s"] = timed(
             lambda: real_models.build_musicgen(run.configs, size, device=run.device)
         )
-    model, processor = state[key]
-    dtype = "float32" if run.tiny else "bfloat16"
-    settings = MusicGenSettings(
-        model=f"musicgen-{size}-random",
-        window=run.music_window,
-        device=run.device,
-        dtype=dtype,
-        method=method,
-    )
-    engine = MusicGenEngine(settings, model=model, processor=processor)
-    engine.load()
-    return engine
+    engines = state.setdefault(f"{key}_engines", {})
+    if method not in engines:
+        model, processor = state[key]
+        dtype = "float32" if run.tiny else "bfloat16"
+        settings = MusicGenSettings(
+            model=f"musicgen-{size}-random",
+            window=run.music_window,
+            device=run.device,
+            dtype=dtype,
+            method=method,
+        )
+        engines[method] = MusicGenEngine(settings, model=model, processor=processor)
+        engines[method].load()
+    return engines[method]
 
 
 def musicgen_diagnosis(run: Run, state: dict[str, Any]) -> dict[str, Any]:
@@ -451,12 +457,12 @@ def _decode_backend(model: Any) -> str:
 
 
 def _bed(run: Run, state: dict[str, Any], method: str, size: str = "small") -> dict[str, Any]:
-    reset_peak()
     engine = _music_engine(run, state, method, size)
-    clock = WindowClock(engine)
-    bed, seconds = timed(lambda: engine.generate(MUSIC_PROMPTS[0], seconds=run.music_seconds))
+    reset_peak()
+    with window_clock(engine) as windows:
+        bed, seconds = timed(lambda: engine.generate(MUSIC_PROMPTS[0], seconds=run.music_seconds))
     state[f"bed_{method}_{size}"] = bed
-    steps = sum(w["new_tokens"] for w in clock.windows)
+    steps = sum(w["new_tokens"] for w in windows)
     out = {
         "method": engine.method,
         "bed_s": round(seconds, 3),
@@ -464,7 +470,8 @@ def _bed(run: Run, state: dict[str, Any], method: str, size: str = "small") -> d
         "gpu_s_per_bed_s": round(seconds / run.music_seconds, 4),
         "steps": steps,
         "ms_per_step": round(1000 * seconds / steps, 2),
-        **clock.summary(),
+        "windows": windows,
+        "window_ms_per_step": [round(1000 * w["s"] / w["new_tokens"], 2) for w in windows],
         **peak_memory(),
     }
     if method == "graphs":
@@ -476,11 +483,16 @@ def _bed(run: Run, state: dict[str, Any], method: str, size: str = "small") -> d
     return out
 
 
+def _warm_up(run: Run, engine: Any, prompts: list[str]) -> float:
+    """A short bed of the same prompts: captures the graph for this batch and text length."""
+    _, seconds = timed(lambda: engine.generate_many(prompts, seconds=min(2.0, run.music_seconds)))
+    return round(seconds, 3)
+
+
 def musicgen_graphs(run: Run, state: dict[str, Any]) -> dict[str, Any]:
     """The new path: one bed through the static cache and CUDA graphs (after a capture warm-up)."""
     engine = _music_engine(run, state, "graphs")
-    _, capture_s = timed(lambda: engine.generate(MUSIC_PROMPTS[1], seconds=min(4.0, run.music_seconds)))
-    return {"warmup_short_bed_s": round(capture_s, 3), **_bed(run, state, "graphs")}
+    return {"warmup_short_bed_s": _warm_up(run, engine, MUSIC_PROMPTS[:1]), **_bed(run, state, "graphs")}
 
 
 def musicgen_generate(run: Run, state: dict[str, Any]) -> dict[str, Any]:
@@ -499,8 +511,9 @@ def musicgen_batched(run: Run, state: dict[str, Any]) -> dict[str, Any]:
     engine = _music_engine(run, state, "graphs")
     out: dict[str, Any] = {}
     for beds in sorted({min(4, run.beds), run.beds}):
-        reset_peak()
         prompts = MUSIC_PROMPTS[:beds]
+        out[f"beds_{beds}_warmup_s"] = _warm_up(run, engine, prompts)
+        reset_peak()
         many, seconds = timed(
             lambda prompts=prompts: engine.generate_many(prompts, seconds=run.music_seconds)
         )
@@ -516,11 +529,11 @@ def musicgen_batched(run: Run, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def musicgen_medium(run: Run, state: dict[str, Any]) -> dict[str, Any]:
-    free(state, "musicgen_small")
+    free(state, "musicgen_small", "musicgen_small_engines")
     engine = _music_engine(run, state, "graphs", "medium")
-    timed(lambda: engine.generate(MUSIC_PROMPTS[1], seconds=min(4.0, run.music_seconds)))
-    out = _bed(run, state, "graphs", "medium")
-    free(state, "musicgen_medium")
+    warm = _warm_up(run, engine, MUSIC_PROMPTS[:1])
+    out = {"warmup_short_bed_s": warm, **_bed(run, state, "graphs", "medium")}
+    free(state, "musicgen_medium", "musicgen_medium_engines")
     return out
 
 
