@@ -14,7 +14,10 @@ import threading
 import time
 from typing import Any
 
-PHASE_TIMEOUT_S = 600.0
+# Generous for a phase (building Z-Image and capturing graphs take seconds), short enough that a
+# stuck child cannot eat the device lease: the parent gives up after TOTAL_TIMEOUT_S.
+PHASE_TIMEOUT_S = 240.0
+TOTAL_TIMEOUT_S = 360.0
 
 
 def _setup(spec: dict[str, Any]) -> Any:
@@ -112,7 +115,7 @@ def two_at_once(run: Any, state: dict[str, Any]) -> dict[str, Any]:
     for process in processes:
         process.start()
     results: dict[str, Any] = {}
-    deadline = time.monotonic() + 3 * PHASE_TIMEOUT_S
+    deadline = time.monotonic() + (3 * PHASE_TIMEOUT_S if run.tiny else TOTAL_TIMEOUT_S)
     try:
         while len(results) < 2 and time.monotonic() < deadline:
             try:
