@@ -141,7 +141,7 @@ class ModelsConfig(Strict):
     """Production model ids (Hugging Face ids or local directories) and how to hold them."""
 
     image: str = "Tongyi-MAI/Z-Image-Turbo"
-    image_memory: Literal["resident", "model_offload", "sequential_offload"] = "resident"
+    image_memory: Literal["resident", "group_offload", "model_offload", "sequential_offload"] = "resident"
     vae_tiling: bool = False
     image_steps: int | None = Field(None, gt=0)  # None: 8 transformer forwards, the Turbo setting
     # "auto": float32 when device is "cpu", else bfloat16; decided from config, never from the host.
