@@ -21,6 +21,9 @@ from zray.config import load_config
 from zray.pipeline.batch import run_batch
 from zray.store import Store
 
+# Only Ray does this (placement, node loss, a cluster): kept apart from the fast in-process tests.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 BUCKET = "zray-test"

@@ -42,6 +42,38 @@ def test_errors_name_the_setting_and_its_source(tmp_path, monkeypatch):
         load_config(None)
 
 
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "zray.toml"
+    path.write_bytes(b'output = "caf\xe9"\n')
+    with pytest.raises(
+        ConfigError, match=r"zray.toml: the config file is not UTF-8 text \(byte 0xe9 on line 1\)"
+    ):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(tmp_path)
+
+
+def test_a_table_and_one_of_its_values_in_the_environment_conflict(monkeypatch):
+    monkeypatch.setenv("ZRAY_VIDEO", "1")
+    monkeypatch.setenv("ZRAY_VIDEO__WIDTH", "1280")
+    with pytest.raises(ConfigError, match="ZRAY_VIDEO and ZRAY_VIDEO__WIDTH conflict"):
+        load_config(None)
+
+
+def test_a_bad_flag_is_named_as_the_flag_with_its_value():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, flag_names={"video__preset": "--preset"}, video__preset="slow")
+    assert str(caught.value).startswith("--preset 'slow': ")
+    with pytest.raises(ConfigError, match=r"environment variable ZRAY_VIDEO__GOP='1'"):
+        import os
+
+        os.environ["ZRAY_VIDEO__GOP"] = "1"
+        try:
+            load_config(None)
+        finally:
+            del os.environ["ZRAY_VIDEO__GOP"]
+
+
 # Values around every edge of the video rules; the config must take exactly those the encoder takes.
 VIDEO_CANDIDATES = {
     "fps": [-24, 0, 1, 7, 23, 24, 25, 30, 50, 60, 64, 96, 120, 125, 240],
@@ -114,35 +146,3 @@ def test_loudness_settings_follow_the_mastering_rules(key, value, message, monke
         load_config(None)
     with pytest.raises(levels.AudioError, match=message):
         getattr(levels, f"check_{key}")(float(value))
-
-
-def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path):
-    path = tmp_path / "zray.toml"
-    path.write_bytes(b'output = "caf\xe9"\n')
-    with pytest.raises(
-        ConfigError, match=r"zray.toml: the config file is not UTF-8 text \(byte 0xe9 on line 1\)"
-    ):
-        load_config(path)
-    with pytest.raises(ConfigError, match="not a regular file"):
-        load_config(tmp_path)
-
-
-def test_a_table_and_one_of_its_values_in_the_environment_conflict(monkeypatch):
-    monkeypatch.setenv("ZRAY_VIDEO", "1")
-    monkeypatch.setenv("ZRAY_VIDEO__WIDTH", "1280")
-    with pytest.raises(ConfigError, match="ZRAY_VIDEO and ZRAY_VIDEO__WIDTH conflict"):
-        load_config(None)
-
-
-def test_a_bad_flag_is_named_as_the_flag_with_its_value():
-    with pytest.raises(ConfigError) as caught:
-        load_config(None, flag_names={"video__preset": "--preset"}, video__preset="slow")
-    assert str(caught.value).startswith("--preset 'slow': ")
-    with pytest.raises(ConfigError, match=r"environment variable ZRAY_VIDEO__GOP='1'"):
-        import os
-
-        os.environ["ZRAY_VIDEO__GOP"] = "1"
-        try:
-            load_config(None)
-        finally:
-            del os.environ["ZRAY_VIDEO__GOP"]

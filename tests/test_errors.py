@@ -41,10 +41,8 @@ def one_line(result, *, code: int | None = None) -> str:
     assert result.exit_code != 0, result.output
     if code is not None:
         assert result.exit_code == code, (result.exit_code, result.output)
-    assert (
-        ("Traceback" not in result.output
-        and result.exception is None)
-        or isinstance(result.exception, SystemExit)
+    assert ("Traceback" not in result.output and result.exception is None) or isinstance(
+        result.exception, SystemExit
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("zray:")]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import logging
 import math
 import pickle
+import re
 import socket
 import threading
 import wave
@@ -17,18 +19,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zray.engines.base import EngineError, TTSEngine, check_engine_class
+from zray.engines.base import EngineError, TTSEngine, WordTiming, check_engine_class
 from zray.engines.google_tts import (
     DEFAULT_VOICES,
+    MAX_TEXT_BYTES,
     GoogleTTSEngine,
     GoogleTTSSettings,
     api_key_available,
+    build_ssml,
+    words_from_marks,
 )
 from zray.engines.text import split_text
 
@@ -49,17 +55,37 @@ def tone_wav(samples: int, *, rate: int = 24_000) -> bytes:
     return buffer.getvalue()
 
 
+def read_ssml(ssml: str) -> tuple[str, list[tuple[str, int]]]:
+    """The text an SSML request speaks, and each mark's name with the UTF-8 bytes of text before it."""
+    root = ElementTree.fromstring(ssml)
+    assert root.tag == "speak"
+    text, marks = root.text or "", []
+    for child in root:
+        assert child.tag == "mark" and not list(child), child.tag
+        marks.append((child.attrib["name"], len(text.encode("utf-8"))))
+        text += child.tail or ""
+    return text, marks
+
+
 @dataclass
 class FakeGoogle:
-    """Records each request; answers from `script` (status, JSON body) first, then with a tone."""
+    """Records each request; answers from `script` (status, JSON body) first, then with a tone of
+    SAMPLES_PER_BYTE samples per byte of spoken text, and (with `marks`) each SSML mark's time: the
+    time the tone reaches the bytes before it."""
 
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
     script: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     rate: int = 24_000
+    marks: bool = True
 
     def texts(self) -> list[str]:
-        return [request["body"]["input"]["text"] for request in self.requests]
+        return [spoken(request["body"]) for request in self.requests]
+
+
+def spoken(body: dict[str, Any]) -> str:
+    source = body["input"]
+    return read_ssml(source["ssml"])[0] if "ssml" in source else source["text"]
 
 
 @pytest.fixture
@@ -75,9 +101,19 @@ def fake() -> Iterator[FakeGoogle]:
             if state.script:
                 status, reply = state.script.pop(0)
             else:
-                size = len(body["input"]["text"].encode("utf-8"))
+                size = len(spoken(body).encode("utf-8"))
                 audio = tone_wav(SAMPLES_PER_BYTE * size * state.rate // 24_000, rate=state.rate)
                 status, reply = 200, {"audioContent": base64.b64encode(audio).decode("ascii")}
+                if (
+                    "ssml" in body["input"]
+                    and body.get("enableTimePointing") == ["SSML_MARK"]
+                    and state.marks
+                ):
+                    _, marks = read_ssml(body["input"]["ssml"])
+                    reply["timepoints"] = [
+                        {"markName": name, "timeSeconds": SAMPLES_PER_BYTE * before / 24_000}
+                        for name, before in marks
+                    ]
             payload = json.dumps(reply).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -128,18 +164,27 @@ def test_synthesize_sends_the_voice_text_and_key_and_decodes_linear16(fake: Fake
     result = tts.synthesize(text, lang="ca")
 
     [request] = fake.requests
-    assert request["path"] == "/v1/text:synthesize"
+    # Only v1beta1 answers the times of SSML marks.
+    assert request["path"] == "/v1beta1/text:synthesize"
     assert request["query"] == {"key": [KEY]}
     assert request["body"] == {
-        "input": {"text": text},
+        "input": {
+            "ssml": '<speak><mark name="0"/>Bon <mark name="1"/>dia. <mark name="2"/>Això '
+            '<mark name="3"/>és <mark name="4"/>una <mark name="5"/>prova.</speak>'
+        },
         "voice": {"languageCode": "ca-ES", "name": "ca-ES-Standard-B"},
         "audioConfig": {"audioEncoding": "LINEAR16", "sampleRateHertz": 24_000},
+        "enableTimePointing": ["SSML_MARK"],
     }
     expected_samples = SAMPLES_PER_BYTE * len(text.encode())
     assert result.sample_rate == 24_000
     assert result.samples.shape == (1, expected_samples)
     assert result.samples.dtype == np.float32
-    assert result.words is None
+    # Each word starts where the fake's tone reaches it and ends where the next word starts.
+    assert [word.word for word in result.words or []] == ["Bon", "dia", "Això", "és", "una", "prova"]
+    starts = [SAMPLES_PER_BYTE * len(text[: text.index(w)].encode()) / 24_000 for w in ("Bon", "dia", "Això")]
+    assert [word.start for word in (result.words or [])[:3]] == pytest.approx(starts)
+    assert (result.words or [])[-1].end == pytest.approx(result.seconds)
     t = np.arange(expected_samples) / 24_000
     np.testing.assert_allclose(result.samples[0], 0.5 * np.sin(2 * math.pi * 440 * t), atol=1e-4)
 
@@ -187,6 +232,101 @@ def test_bad_voice_names_and_settings_are_refused(fake: FakeGoogle) -> None:
         GoogleTTSSettings(retries=-1)
     with pytest.raises(EngineError, match="endpoint"):
         GoogleTTSSettings(endpoint="texttospeech.googleapis.com")
+
+
+# --- word timings -----------------------------------------------------------------------------------
+
+
+def test_a_mark_stands_before_each_word_and_everything_is_escaped() -> None:
+    request = build_ssml("¿Ves <esto> & «aquello»? — R&D\x0bok l'estel.")
+    text, marks = read_ssml(request.ssml)  # well-formed XML, or this raises
+    assert text == "¿Ves <esto> & «aquello»? — R&D ok l'estel."
+    assert request.words == ("Ves", "esto", "aquello", "R&D", "ok", "l'estel")
+    # Marks are named by word index and stand right before their word; bare punctuation gets none.
+    assert [name for name, _ in marks] == ["0", "1", "2", "3", "4", "5"]
+    assert [text.encode()[before:].decode().split()[0] for _, before in marks] == [
+        "¿Ves",
+        "<esto>",
+        "«aquello»?",
+        "R&D",
+        "ok",
+        "l'estel.",
+    ]
+    assert "&amp;" in request.ssml and "&lt;esto&gt;" in request.ssml
+
+
+def test_marks_and_escaping_count_toward_the_request_limit(fake: FakeGoogle) -> None:
+    # 4,500 bytes of text, far more as SSML: one mark per two-letter word, and escaped ampersands.
+    text = " ".join(["yo &"] * 900)
+    assert len(text.encode()) < MAX_TEXT_BYTES < len(build_ssml(text).ssml.encode())
+    result = engine(fake).synthesize(text, lang="ca")
+    assert len(fake.requests) >= 2
+    for request in fake.requests:
+        assert len(request["body"]["input"]["ssml"].encode("utf-8")) <= MAX_TEXT_BYTES
+    assert " ".join(fake.texts()) == text
+    assert len(result.words or []) == 900
+
+
+def test_mark_times_carry_across_split_requests(fake: FakeGoogle) -> None:
+    sentences = [
+        f"Frase {i}: el vent bufava sobre les muntanyes àrides, i ningú no sabia per què." for i in range(160)
+    ]
+    text = " ".join(sentences)
+    result = engine(fake).synthesize(text, lang="ca")
+    pieces = fake.texts()
+    assert len(pieces) >= 3
+    words = result.words or []
+    assert [w.word for w in words] == [bare for token in text.split() if (bare := token.strip(":,."))]
+    # The fake times each word by the bytes before it in its own request; a later request's words are
+    # offset by the audio of the requests before it, so each word's time is the bytes before it in
+    # the whole text (the spaces between pieces are not spoken).
+    expected, before = [], 0
+    for piece in pieces:
+        for match in re.finditer(r"\S+", piece):
+            expected.append(SAMPLES_PER_BYTE * (before + len(piece[: match.start()].encode())) / 24_000)
+        before += len(piece.encode())
+    assert [w.start for w in words] == pytest.approx(expected)
+    assert all(a.end == pytest.approx(b.start) for a, b in itertools.pairwise(words))
+    assert words[-1].end == pytest.approx(result.seconds)
+
+
+def test_a_voice_that_answers_no_marks_leaves_words_untimed_and_says_so(
+    fake: FakeGoogle, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.marks = False
+    caplog.set_level(logging.INFO, logger="zray.engines.google_tts")
+    result = engine(fake).synthesize("Bon dia a tothom.", lang="ca")
+    assert result.words is None
+    assert result.samples.shape[1] == SAMPLES_PER_BYTE * len(b"Bon dia a tothom.")
+    [record] = [r for r in caplog.records if "no time" in r.getMessage()]
+    assert "ca-ES-Standard-B" in record.getMessage() and "4 of 4 words" in record.getMessage()
+
+
+def test_marks_out_of_order_or_unknown_are_left_out() -> None:
+    request = build_ssml("un dos tres quatre")
+    points = [
+        {"markName": "0", "timeSeconds": 0.0},
+        {"markName": "2", "timeSeconds": 0.5},
+        {"markName": "1", "timeSeconds": 0.9},  # after "tres": one of the two is out of order
+        {"markName": "9", "timeSeconds": 1.0},  # no such word
+        {"markName": "3", "timeSeconds": 7.0},  # past the audio
+        {"markName": "x"},
+    ]
+    # In word order, a mark earlier than the one before it is the one dropped.
+    assert words_from_marks(request, points, seconds=2.0) == [
+        WordTiming("un", 0.0, 0.9),
+        WordTiming("dos", 0.9, 2.0),
+    ]
+
+
+def test_voices_that_take_no_ssml_send_text_to_v1_with_their_old_identity(fake: FakeGoogle) -> None:
+    tts = engine(fake, voices={"en": "en-US-Chirp3-HD-Kore", "ca": "ca-ES-Standard-B"})
+    result = tts.synthesize("Hello there.", lang="en")
+    [request] = fake.requests
+    assert request["path"] == "/v1/text:synthesize" and request["body"]["input"] == {"text": "Hello there."}
+    assert "enableTimePointing" not in request["body"]
+    assert result.words is None
+    assert tts.identity_for("en")["version"] == "1" and tts.identity_for("ca")["version"] == "2"
 
 
 # --- splitting --------------------------------------------------------------------------------------
@@ -380,10 +520,12 @@ def test_identity_is_json_and_per_language_identity_ignores_other_voices() -> No
 
 
 def test_default_identity_is_pinned() -> None:
-    """Studios' Catalan narration keys: they must not change with an upgrade."""
+    """Studios' Catalan narration keys: they must not change with an upgrade. Version 2 (SSML with word
+    marks on v1beta1 instead of plain text on v1) changed them on purpose: the request changed, so the
+    audio may have."""
     assert GoogleTTSEngine().identity_for("ca") == {
         "engine": "google-tts",
-        "version": "1",
+        "version": "2",
         "model": None,
         "audio_encoding": "LINEAR16",
         "sample_rate": 24000,

@@ -104,7 +104,7 @@ def test_spanish_is_non_silent_24_khz_mono(engine: KokoroTTSEngine) -> None:
     assert result.samples.std() > 1e-3
     # Each phoneme lasts at least one 600-sample duration frame.
     assert result.samples.shape[1] >= 600 * len("ola bwenos dias")
-    assert result.words is None  # Kokoro times words in English only
+    assert [word.word for word in result.words or []] == ["Hola", "buenos", "días"]
 
 
 def test_a_saved_model_folder_loads_like_a_model_id_and_speaks_the_same(
@@ -169,6 +169,53 @@ def test_text_is_fed_in_pieces_that_fit_kokoros_phoneme_window(
 
     assert bare("".join(fed)) == bare(whole)
     assert result.samples.shape[1] > 0
+
+
+HOP = 600  # samples per predicted duration frame at 24 kHz (Kokoro's decoder)
+
+
+def spy_durations(engine: KokoroTTSEngine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[int]]]:
+    """Records each model call's phonemes and the durations Kokoro predicted for them."""
+    pipeline = engine._pipeline("es")
+    calls: list[tuple[str, list[int]]] = []
+    generate = pipeline.generate_from_tokens
+
+    def spy(phonemes: str, **options: object):  # type: ignore[no-untyped-def]
+        for result in generate(phonemes, **options):
+            calls.append((phonemes, result.pred_dur.reshape(-1).tolist()))
+            yield result
+
+    monkeypatch.setattr(pipeline, "generate_from_tokens", spy)
+    return calls
+
+
+@pytest.mark.parametrize("window", [510, 40])
+def test_spanish_words_are_timed_by_kokoros_own_durations(
+    engine: KokoroTTSEngine, monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    """The tiny model's durations are random, so the mapping is what is tested: every phoneme belongs
+    to exactly one word, in order, and the words tile the audio (in several pieces too, at window 40)."""
+    monkeypatch.setattr(kokoro_module, "_WINDOW", window)
+    calls = spy_durations(engine, monkeypatch)
+    text = "¿Y si el planeta tuviera 2.500 lunas? Hoy viajamos a ella, sin prisa — ¡qué rápido!"
+    result = engine.synthesize(text, lang="es")
+    words = result.words or []
+    expected = ["Y", "si", "el", "planeta", "tuviera", "2.500", "lunas", "Hoy", "viajamos", "a", "ella"]
+    assert [w.word for w in words] == [*expected, "sin", "prisa", "qué", "rápido"]
+    if window == 510:
+        assert len(calls) == 1
+    else:
+        assert len(calls) >= 3
+    # The durations account for every sample, and the words for every frame after the first
+    # boundary token: their total is the audio's length within one hop.
+    frames = [frame for _, durations in calls for frame in durations]
+    assert sum(frames) * HOP == result.samples.shape[1]
+    assert words[0].start == pytest.approx(calls[0][1][0] * HOP / 24_000)
+    total = sum(w.end - w.start for w in words) + words[0].start
+    assert total == pytest.approx(result.seconds, abs=HOP / 24_000)
+    assert words[-1].end == pytest.approx(result.seconds, abs=HOP / 24_000)
+    assert all(a.end == pytest.approx(b.start) for a, b in itertools.pairwise(words))
+    assert all(w.end > w.start for w in words)
 
 
 @pytest.mark.skipif(not HAS_SPACY_EN, reason="needs spaCy's en_core_web_sm (python -m spacy download)")

@@ -21,6 +21,9 @@ from zray.pipeline.prepare import RunRequest, open_store, prepare_episode
 from zray.pipeline.run import run_episode
 from zray.script import load_script
 
+# Only Ray does this (placement, node loss, a cluster): kept apart from the fast in-process tests.
+pytestmark = pytest.mark.slow
+
 ray = pytest.importorskip("ray")
 
 

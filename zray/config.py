@@ -170,7 +170,7 @@ class ModelsConfig(Strict):
     """Production model ids (Hugging Face ids or local directories) and how to hold them."""
 
     image: str = "Tongyi-MAI/Z-Image-Turbo"
-    image_memory: Literal["resident", "model_offload", "sequential_offload"] = "resident"
+    image_memory: Literal["resident", "group_offload", "model_offload", "sequential_offload"] = "resident"
     vae_tiling: bool = False
     image_steps: int | None = Field(None, gt=0)  # None: 8 transformer forwards, the Turbo setting
     # "auto": float32 when device is "cpu", else bfloat16; decided from config, never from the host.
@@ -214,6 +214,12 @@ class LimitsConfig(Strict):
         return ScriptLimits(narration_chars=self.narration_chars, script_bytes=self.script_bytes)
 
 
+class ReviewConfig(Strict):
+    """The `[review]` table: whether `upload` and `publish` need an approval from `zray review`."""
+
+    required: bool = False
+
+
 class Config(Strict):
     """Everything a run can be told; see the README for each key."""
 
@@ -241,6 +247,8 @@ class Config(Strict):
     web: WebConfig = WebConfig()
     youtube: YouTubeConfig = YouTubeConfig()
     limits: LimitsConfig = LimitsConfig()
+
+    review: ReviewConfig = ReviewConfig()
 
 
 def load_config(

@@ -25,11 +25,14 @@ import json
 import posixpath
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zray.errors import ZrayError
 from zray.keys import safe_name
 from zray.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from zray.review.record import ReviewRecord
 
 # --- file names ------------------------------------------------------------------------------------
 
@@ -381,6 +384,9 @@ def generated_paths(record: Mapping[str, Any]) -> list[str]:
     for entry in (record.get("nodes") or {}).values():
         if isinstance(entry, dict):
             paths += [p for p in entry.get("outputs", []) if isinstance(p, str)]
+            result = entry.get("result")
+            cached = result.get("cache_files") if isinstance(result, dict) else None
+            paths += [p for p in cached or [] if isinstance(p, str)]
     generated = record.get("generated") or []
     if isinstance(generated, list):
         paths += [p for p in generated if isinstance(p, str)]
@@ -481,6 +487,12 @@ class Episode:
 
     def upload_state(self) -> KeyedRecord:
         return upload_state(self.store, self.identity)
+
+    def review(self) -> ReviewRecord:
+        """review.json: approvals, scene seeds and thumbnail choices (see `zray.review.record`)."""
+        from zray.review.record import ReviewRecord
+
+        return ReviewRecord(self.store, self.identity)
 
 
 def project_of_folder(store: Store) -> str:

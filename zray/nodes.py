@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
 from zray.media.moves import Move
-from zray.media.settings import VideoSettings
+from zray.media.video.settings import VideoSettings
 from zray.media.words import WordTiming
 
 
@@ -137,10 +137,12 @@ def _convert(hint: Any, data: Any, where: str) -> Any:
 
 @dataclass(frozen=True)
 class Result:
-    """What a step returns: small, JSON-able, recorded in run.json. `note` is shown to the user."""
+    """What a step returns: small, JSON-able, recorded in run.json. `note` is shown to the user,
+    `warnings` are logged as warnings (a step may run far from the log)."""
 
     path: str
     note: str = ""
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,10 +192,21 @@ class ThumbsResult(Result):
 
 
 @dataclass(frozen=True)
+class ChapterSpan:
+    """One chapter after merging: where it runs in the final video, its title, its scenes (indexes)."""
+
+    start: float
+    end: float
+    title: str
+    scenes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class SubsResult(Result):
     cues: int = 0
     chapters: int = 0
     words: int = 0
+    ranges: tuple[ChapterSpan, ...] = ()  # kept even when the list is dropped: Shorts group by them
 
 
 @dataclass(frozen=True)
@@ -207,6 +220,7 @@ class VideoResult(Result):
     true_peak_dbtp: float | None = None
     audio_chunks_reused: int = 0
     audio_chunks_encoded: int = 0
+    cache_files: tuple[str, ...] = ()  # the AAC chunk records it used (generated files, not outputs)
 
 
 # --- inputs ----------------------------------------------------------------------------------------
@@ -407,6 +421,7 @@ class ThumbsRequest(Request):
     lang: str
     official: str
     variants: tuple[str, ...]
+    official_variant: int = 1  # which variant (from 1) the official thumbnail is a copy of
 
     @property
     def outputs(self) -> tuple[str, ...]:

@@ -14,12 +14,14 @@ user's cache, shared by every run.
 from __future__ import annotations
 
 import _ctypes
+import bisect
 import ctypes
 import difflib
 import functools
 import hashlib
 import importlib.metadata
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -31,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from zray.engines.base import BaseEngine, EngineError, EngineSettings, Synthesis, WordTiming
-from zray.engines.text import normalize_language
+from zray.engines.text import bare_word, normalize_language
 
 ENGINE_VERSION = "1"
 DEFAULT_RATE = 165
@@ -49,6 +51,8 @@ _EVENT_LIST_TERMINATED = 0
 _EVENT_WORD = 1
 _EE_OK = 0
 _RAND_SEED = 1
+_SSML = 0x10
+_TAG = re.compile(r"<[^<>]*>")
 
 
 class _Event(ctypes.Structure):
@@ -198,7 +202,9 @@ class _Espeak:
         if self.lib.espeak_SetVoiceByProperties(ctypes.byref(spec)) != _EE_OK:
             raise EngineError(f"espeak-ng has no voice named {voice!r}")
 
-    def speak(self, text: str, *, voice: str, rate: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    def speak(
+        self, text: str, *, voice: str, rate: int, ssml: bool = False
+    ) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         self._select_voice(voice)
         self.lib.espeak_SetParameter(_PARAM_RATE, rate, 0)
         # Voicing noise comes from espeak's own PRNG and from libc's rand(): seed both. libc's seed is
@@ -208,9 +214,8 @@ class _Espeak:
         self._chunks, self._words = [], []
         encoded = text.encode("utf-8")
         buffer = ctypes.create_string_buffer(encoded)
-        status = self.lib.espeak_Synth(
-            buffer, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
-        )
+        flags = _CHARS_UTF8 | (_SSML if ssml else 0)
+        status = self.lib.espeak_Synth(buffer, len(encoded) + 1, 0, _POS_CHARACTER, 0, flags, None, None)
         self.lib.espeak_Synchronize()
         if status != _EE_OK:
             raise EngineError(f"espeak-ng failed to synthesize (status {status}) with voice {voice!r}")
@@ -370,35 +375,51 @@ class EspeakTTSEngine(BaseEngine):
             raise EngineError(f"espeak-ng was given no text to speak for language {lang!r}")
         if not self.supports(lang):
             raise EngineError(f"espeak-ng has no voice for language {lang!r}")
-        voice = self.voice_for(lang)
-        with _fresh_espeak() as espeak:
-            pcm, events = espeak.speak(text, voice=voice, rate=self.rate)
-            sample_rate = espeak.sample_rate
-        if pcm.size == 0:
+        speech = speak(text, voice=self.voice_for(lang), rate=self.rate)
+        if speech.samples.size == 0:
             raise EngineError(f"espeak-ng produced no audio for {text[:40]!r} in language {lang!r}")
-        samples = (pcm.astype(np.float32) / 32768.0)[None, :]
-        return Synthesis(
-            samples=samples,
-            sample_rate=sample_rate,
-            words=_word_timings(text, events, pcm.size / sample_rate),
-        )
+        return speech
 
 
-def _word_timings(text: str, events: list[tuple[int, int, int]], seconds: float) -> list[WordTiming]:
-    """Word events to timings. espeak reports text positions in characters from 1; a number spoken as
-    several words repeats its position, so only the first event of each text span is kept."""
-    spans: list[tuple[int, int, float]] = []
-    covered = 0
+def speak(text: str, *, voice: str, rate: int, ssml: bool = False) -> Synthesis:
+    """Speech and word timings for `text` (SSML when `ssml`: the timing test's breaks of known length).
+
+    Words are timed by espeak's word events, which mark where each word's sounds begin in the audio."""
+    with _fresh_espeak() as espeak:
+        pcm, events = espeak.speak(text, voice=voice, rate=rate, ssml=ssml)
+        sample_rate = espeak.sample_rate
+    samples = (pcm.astype(np.float32) / 32768.0)[None, :]
+    return Synthesis(
+        samples=samples,
+        sample_rate=sample_rate,
+        words=_word_timings(text, events, pcm.size / sample_rate, ssml=ssml),
+    )
+
+
+def _word_timings(
+    text: str, events: list[tuple[int, int, int]], seconds: float, *, ssml: bool = False
+) -> list[WordTiming]:
+    """Word events to timings of the text's whitespace-separated words (punctuation stripped).
+
+    espeak reports text positions in characters from 1. It may speak one written word as several (a
+    number, Catalan "s'alça", "penya-segat"): a word starts at its first event and the others are
+    dropped. Each word ends where the next one starts. SSML tags are not words.
+    """
+    plain = _TAG.sub(lambda tag: " " * len(tag.group()), text) if ssml else text
+    tokens = [(match.start(), match.end()) for match in re.finditer(r"\S+", plain)]
+    starts = [token_start for token_start, _ in tokens]
+    timed: list[tuple[int, float]] = []  # (token index, start in seconds)
     for position, length, milliseconds in events:
-        start = position - 1
-        if start < covered or length <= 0:
+        if length <= 0:
             continue
-        spans.append((start, start + length, milliseconds / 1000))
-        covered = start + length
+        token = bisect.bisect_right(starts, position - 1) - 1
+        if token < 0 or (timed and token <= timed[-1][0]):
+            continue
+        timed.append((token, milliseconds / 1000))
     timings: list[WordTiming] = []
-    for index, (start, end, at) in enumerate(spans):
-        until = spans[index + 1][2] if index + 1 < len(spans) else seconds
-        word = text[start:end].strip()
+    for index, (token, at) in enumerate(timed):
+        until = timed[index + 1][1] if index + 1 < len(timed) else seconds
+        word = bare_word(plain[slice(*tokens[token])])
         if word:
             timings.append(WordTiming(word, at, max(at, until)))
     return timings

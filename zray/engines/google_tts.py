@@ -1,8 +1,15 @@
 """Narration with Google Cloud Text-to-Speech over its REST API: production's voice where Kokoro has none.
 
-Standard library only (urllib, json, wave): nothing to install. The API key is read from the environment
-(`GOOGLE_API_KEY`) or a `.env` file in the current directory at call time, so it never sits in the
-engine's pickled state (engines travel to Ray actors), its identity, a log line or an error message.
+Standard library only (urllib, json, wave, xml): nothing to install. The API key is read from the
+environment (`GOOGLE_API_KEY`) or a `.env` file in the current directory at call time, so it never sits in
+the engine's pickled state (engines travel to Ray actors), its identity, a log line or an error message.
+
+Word timings: the text goes as SSML with a `<mark>` before each word to the v1beta1 endpoint with
+`enableTimePointing: ["SSML_MARK"]`, which answers each mark's time (only v1beta1 does). The marks and
+the XML escaping count toward the request limit, so text is split by the size of its SSML; the times of
+a later request are offset by the audio of the ones before. A voice that answers no marks (and the
+voice families that take no SSML at all) leave the words untimed, and subtitles fall back to timing
+cues by their length.
 """
 
 from __future__ import annotations
@@ -20,21 +27,31 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 
-from zray.engines.base import BaseEngine, EngineError, EngineSettings, Synthesis
-from zray.engines.text import normalize_language, split_text
+from zray.engines.base import BaseEngine, EngineError, EngineSettings, Synthesis, WordTiming
+from zray.engines.text import bare_word, is_spoken, normalize_language, split_text, utf8_size
 
-ENGINE_VERSION = "1"
+# 2: SSML with word marks on v1beta1 (1 sent plain text to v1); the audio may differ, so keys change.
+ENGINE_VERSION = "2"
+# Voices that take no SSML still send plain text to v1, exactly as version 1 did: their keys stay.
+TEXT_ONLY_VERSION = "1"
 SAMPLE_RATE = 24_000
 DEFAULT_VOICES = {"ca": "ca-ES-Standard-B"}
 KEY_VARIABLE = "GOOGLE_API_KEY"
-# The API refuses input text over 5,000 bytes; the margin keeps clear of that edge.
+# The API refuses input over 5,000 bytes (SSML counted with its tags); the margin keeps clear of that edge.
 MAX_TEXT_BYTES = 4_800
+# Google documents these voice families as not accepting SSML input: they get plain text, no marks.
+TEXT_ONLY_FAMILIES = ("Journey", "Chirp")
+# XML 1.0 forbids these control characters even escaped; a request carrying one is refused.
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_SPEAK_OPEN, _SPEAK_CLOSE = "<speak>", "</speak>"
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_DELAY = 60.0
 
@@ -120,7 +137,7 @@ class _Failure(Exception):
 
 
 class GoogleTTSEngine(BaseEngine):
-    """Speaks text with Google Cloud TTS voices; mono float32 LINEAR16 at 24 kHz, no word timings."""
+    """Speaks text with Google Cloud TTS voices; mono float32 LINEAR16 at 24 kHz, words timed by marks."""
 
     name: ClassVar[str] = "google"
     role: ClassVar[str] = "tts"
@@ -156,9 +173,13 @@ class GoogleTTSEngine(BaseEngine):
         }
 
     def identity_for(self, lang: str) -> dict[str, Any]:
-        """What decides one language's audio: another language's voice does not."""
+        """What decides one language's audio: another language's voice does not, nor (for a voice that
+        takes no SSML, whose request did not change) the SSML version."""
         identity = self.identity()
-        identity["voices"] = {_normalize(lang): self.voice_for(lang)}
+        voice = self.voice_for(lang)
+        identity["voices"] = {_normalize(lang): voice}
+        if not takes_ssml(voice):
+            identity["version"] = TEXT_ONLY_VERSION
         return identity
 
     def voice_for(self, lang: str) -> str:
@@ -187,27 +208,62 @@ class GoogleTTSEngine(BaseEngine):
                 f"Google TTS needs an API key for language {lang!r}: set {KEY_VARIABLE} in the "
                 "environment or in a .env file in the current directory"
             )
-        pieces = [piece.strip() for piece in split_text(text, max_bytes=MAX_TEXT_BYTES)]
-        audio = [self._speak(piece, voice=voice, lang=lang, key=key) for piece in pieces if piece]
+        marks = takes_ssml(voice)
+        measure = (lambda piece: utf8_size(build_ssml(piece.strip()).ssml)) if marks else utf8_size
+        pieces = [piece.strip() for piece in split_text(text, max_bytes=MAX_TEXT_BYTES, measure=measure)]
+        audio: list[np.ndarray] = []
+        words: list[WordTiming] = []
+        unmarked = 0
+        offset = 0
+        for piece in pieces:
+            if not piece:
+                continue
+            if marks:
+                request = build_ssml(piece)
+                samples, timepoints = self._speak({"ssml": request.ssml}, voice=voice, lang=lang, key=key)
+                timed = words_from_marks(request, timepoints, seconds=samples.size / SAMPLE_RATE)
+                unmarked += len(request.words) - len(timed)
+                words += [word.shifted(offset / SAMPLE_RATE) for word in timed]
+            else:
+                samples, _ = self._speak({"text": piece}, voice=voice, lang=lang, key=key)
+            audio.append(samples)
+            offset += samples.size
         samples = np.concatenate(audio) if audio else np.zeros(0, dtype=np.float32)
         if samples.size == 0:
             raise EngineError(f"Google TTS returned no audio for {text[:40]!r} in language {lang!r}")
-        return Synthesis(samples=samples[None, :], sample_rate=SAMPLE_RATE, words=None)
+        if not marks:
+            log.info("Google TTS voice %s takes no SSML: subtitles time its words by their length", voice)
+        elif unmarked:
+            log.warning(
+                "Google TTS voice %s answered no time for %d of %d words in %s; subtitles time those "
+                "in proportion to their length",
+                voice,
+                unmarked,
+                unmarked + len(words),
+                lang,
+            )
+        return Synthesis(samples=samples[None, :], sample_rate=SAMPLE_RATE, words=words or None)
 
-    def _speak(self, text: str, *, voice: str, lang: str, key: str) -> np.ndarray:
-        body = json.dumps(
-            {
-                "input": {"text": text},
-                "voice": {"languageCode": _language_code(voice), "name": voice},
-                "audioConfig": {"audioEncoding": "LINEAR16", "sampleRateHertz": SAMPLE_RATE},
-            },
-            ensure_ascii=False,
-        ).encode("utf-8")
-        url = f"{self.endpoint}/v1/text:synthesize?" + urllib.parse.urlencode({"key": key})
+    def _speak(
+        self, source: dict[str, str], *, voice: str, lang: str, key: str
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Audio and the reply's timepoints for one request; `source` is {"ssml": ...} or {"text": ...}."""
+        request: dict[str, Any] = {
+            "input": source,
+            "voice": {"languageCode": _language_code(voice), "name": voice},
+            "audioConfig": {"audioEncoding": "LINEAR16", "sampleRateHertz": SAMPLE_RATE},
+        }
+        version = "v1"
+        if "ssml" in source:
+            request["enableTimePointing"] = ["SSML_MARK"]
+            version = "v1beta1"  # the only version that answers mark times
+        body = json.dumps(request, ensure_ascii=False).encode("utf-8")
+        url = f"{self.endpoint}/{version}/text:synthesize?" + urllib.parse.urlencode({"key": key})
         attempts = self.retries + 1
         for attempt in range(attempts):
             try:
-                return _decode(self._post(url, body), lang=lang)
+                reply = self._post(url, body)
+                return _decode(reply, lang=lang), _timepoints(reply)
             except _Failure as caught:
                 failure = caught
             # Raised outside the except block, so no exception that saw the URL rides along as context.
@@ -283,6 +339,69 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None  # an HTTP date: the backoff is good enough
+
+
+def takes_ssml(voice: str) -> bool:
+    """Whether a voice takes SSML, and so can time words by marks (see TEXT_ONLY_FAMILIES)."""
+    return not any(family.lower() in voice.lower() for family in TEXT_ONLY_FAMILIES)
+
+
+@dataclass(frozen=True)
+class MarkedText:
+    """One request's SSML and the words it marks: mark `str(i)` stands before `words[i]`."""
+
+    ssml: str
+    words: tuple[str, ...]
+
+
+def build_ssml(text: str) -> MarkedText:
+    """`<speak>` with a `<mark name="i"/>` before each word of `text`, everything XML-escaped.
+
+    Words are the whitespace-separated tokens that hold a letter or digit; bare punctuation ("—", a
+    French "?") is spoken around its neighbours and gets no mark. Mark names are the word's index in
+    this request, short on purpose: every byte counts toward the request limit.
+    """
+    parts: list[str] = []
+    words: list[str] = []
+    for token in _XML_INVALID.sub(" ", text).split():
+        escaped = xml_escape(token)
+        if is_spoken(token):
+            parts.append(f'<mark name="{len(words)}"/>{escaped}')
+            words.append(bare_word(token))
+        else:
+            parts.append(escaped)
+    return MarkedText(ssml=_SPEAK_OPEN + " ".join(parts) + _SPEAK_CLOSE, words=tuple(words))
+
+
+def words_from_marks(
+    request: MarkedText, timepoints: Sequence[dict[str, Any]], *, seconds: float
+) -> list[WordTiming]:
+    """The request's words at their marks' times; each ends where the next timed word starts (the last
+    where the audio ends). Marks the reply lacks, repeats, or places out of order are left out."""
+    starts: dict[int, float] = {}
+    for point in timepoints:
+        name, at = point.get("markName"), point.get("timeSeconds", 0.0)
+        if not isinstance(name, str) or not name.isdigit() or isinstance(at, bool):
+            continue
+        index = int(name)
+        if index < len(request.words) and isinstance(at, int | float) and 0 <= at <= seconds:
+            starts.setdefault(index, float(at))
+    ordered: list[tuple[int, float]] = []
+    for index in sorted(starts):
+        if not ordered or starts[index] >= ordered[-1][1]:
+            ordered.append((index, starts[index]))
+    timings: list[WordTiming] = []
+    for position, (index, at) in enumerate(ordered):
+        until = ordered[position + 1][1] if position + 1 < len(ordered) else seconds
+        timings.append(WordTiming(request.words[index], at, until))
+    return timings
+
+
+def _timepoints(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    points = reply.get("timepoints")
+    if not isinstance(points, list):
+        return []
+    return [point for point in points if isinstance(point, dict)]
 
 
 def _redact(text: str, key: str) -> str:

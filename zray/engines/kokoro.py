@@ -10,6 +10,10 @@ download attempt.
 Kokoro's Spanish and the other espeak-based languages run offline. English G2P needs spaCy's
 `en_core_web_sm`, which misaki would try to download mid-run: `english_ready()` checks for it first.
 
+Word timings come from the durations Kokoro predicts for each phoneme: English's pipeline times its own
+tokens; elsewhere each piece's phonemes are matched to its words phonemized one by one
+(`phoneme_words`). The audio is exactly what it was without them, so cache keys do not change.
+
 A ready `KModel` and voice packs (name -> [510, 1, 256] tensor) can be handed in instead (`model=`,
 `voices=`): a benchmark builds them on the GPU, a test in memory. The identity still comes from the
 settings, so whoever injects components names them there.
@@ -37,7 +41,8 @@ from zray.engines.base import (
     require,
     seed_from,
 )
-from zray.engines.text import normalize_language, split_text
+from zray.engines.phoneme_words import phoneme_owners, word_timings
+from zray.engines.text import bare_word, is_spoken, normalize_language, split_text
 
 ENGINE_VERSION = "1"
 SAMPLE_RATE = 24_000
@@ -158,7 +163,7 @@ class KokoroSettings(EngineSettings):
 
 
 class KokoroTTSEngine(BaseEngine):
-    """Speaks text with Kokoro; mono float32 at 24 kHz, with word timings for English."""
+    """Speaks text with Kokoro; mono float32 at 24 kHz, with word timings from its predicted durations."""
 
     name: ClassVar[str] = "kokoro"
     role: ClassVar[str] = "tts"
@@ -444,11 +449,11 @@ class KokoroTTSEngine(BaseEngine):
                 if lang.startswith("en"):
                     audio, words = self._english(pipeline, text, pack=pack, speed=speed)
                 else:
-                    audio, words = self._phonemized(pipeline, text, pack=pack, speed=speed), None
+                    audio, words = self._phonemized(pipeline, text, pack=pack, speed=speed)
         if not audio:
             raise EngineError(f"Kokoro produced no audio for {text[:40]!r} in language {lang!r}")
         samples = np.concatenate(audio).astype(np.float32, copy=False)
-        return Synthesis(samples=samples[None, :], sample_rate=SAMPLE_RATE, words=words)
+        return Synthesis(samples=samples[None, :], sample_rate=SAMPLE_RATE, words=words or None)
 
     def _english(
         self, pipeline: Any, text: str, *, pack: Any, speed: float
@@ -471,9 +476,14 @@ class KokoroTTSEngine(BaseEngine):
             offset += chunk.size
         return audio, words
 
-    def _phonemized(self, pipeline: Any, text: str, *, pack: Any, speed: float) -> list[np.ndarray]:
-        """Phonemize piece by piece so no piece passes Kokoro's 510-phoneme window (which would cut it)."""
+    def _phonemized(
+        self, pipeline: Any, text: str, *, pack: Any, speed: float
+    ) -> tuple[list[np.ndarray], list[WordTiming]]:
+        """Phonemize piece by piece so no piece passes Kokoro's 510-phoneme window (which would cut it),
+        and time each piece's words by the durations Kokoro predicted for their phonemes."""
         audio: list[np.ndarray] = []
+        words: list[WordTiming] = []
+        offset = 0
         pending = [piece.strip() for piece in split_text(text, max_bytes=_PIECE_BYTES)]
         while pending:
             piece = pending.pop(0)
@@ -489,9 +499,40 @@ class KokoroTTSEngine(BaseEngine):
                     continue
                 phonemes = phonemes[:_WINDOW]  # one unsplittable word: what Kokoro does anyway
             for result in pipeline.generate_from_tokens(phonemes, voice=pack, speed=speed):
-                if result.audio is not None:
-                    audio.append(result.audio.float().cpu().numpy())
-        return audio
+                if result.audio is None:
+                    continue
+                chunk = result.audio.float().cpu().numpy()
+                timed = self._piece_words(pipeline, piece, phonemes, result.pred_dur, samples=chunk.size)
+                timed = [word.shifted(offset / SAMPLE_RATE) for word in timed]
+                if words and timed:  # the pause before a piece ends the word before it, as within one
+                    words[-1] = WordTiming(words[-1].word, words[-1].start, timed[0].start)
+                words += timed
+                audio.append(chunk)
+                offset += chunk.size
+        return audio, words
+
+    def _piece_words(
+        self, pipeline: Any, piece: str, phonemes: str, durations: Any, *, samples: int
+    ) -> list[WordTiming]:
+        """The piece's words timed by `durations` (frames per model input: the boundary token, each
+        phoneme the model kept, the boundary token); none when they do not fit the phonemes."""
+        tokens = [token for token in piece.split() if is_spoken(token)]
+        if durations is None or not tokens:
+            return []
+        frames = [int(value) for value in durations.reshape(-1).tolist()]
+        # KModel drops characters its vocabulary lacks before predicting durations: so must we.
+        vocab = self._model.vocab
+        kept = "".join(character for character in phonemes if character in vocab)
+        if len(frames) != len(kept) + 2 or not kept or sum(frames) <= 0:
+            return []
+        alone = ["".join(c for c in pipeline.g2p(token)[0] if c in vocab) for token in tokens]
+        owners = phoneme_owners(kept, alone)
+        return word_timings(
+            [bare_word(token) for token in tokens],
+            owners,
+            frames,
+            frame_seconds=samples / sum(frames) / SAMPLE_RATE,
+        )
 
 
 def _resolve_device(torch: Any, device: str) -> str:

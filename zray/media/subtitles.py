@@ -1,9 +1,19 @@
 """Subtitles (SRT, WebVTT) from scene narration, and YouTube chapter lists.
 
-Narration is cut into readable cues: at most `max_lines` lines of at most `max_chars` characters, broken
-at sentence punctuation first, then commas, then spaces, never inside a word. A cue's words are never
-changed, so joining the cues gives back the narration word for word. Cues are timed across a scene in
-proportion to their length, or from per-word timings when the TTS engine reports them.
+Narration is cut into readable cues by `cue_text` (sentence ends first, then clause punctuation, then
+between words; no orphans; at most `max_lines` lines of `max_chars`). A cue's words are never changed, so
+joining the cues gives back the narration word for word. With word timings from the voice engine, a cue
+appears when its first word is spoken (never before) and stays until the next cue appears, so it may
+run into the pause after its words to be readable; the split favours cues read at no more than
+`max_cps` characters a second, but the timings always win. Without timings, cues share the scene's time
+in proportion to their length. Each cue carries its words' times, for burned-in captions.
+
+Chapters: a chapter starts where a scene's title differs from the one before; a scene without a title
+keeps the previous one, and the first chapter starts at 0:00 (taking in the intro and any untitled first
+scenes). YouTube ignores the whole list when it has fewer than 3 chapters or any is shorter than 10 s,
+so a short chapter is merged into its shorter neighbour, which keeps its own title, until every chapter
+is long enough; only if fewer than 3 remain is the list dropped. Lengths are measured on the written
+(rounded down) timestamps, which are what YouTube reads.
 """
 
 from __future__ import annotations
@@ -12,26 +22,29 @@ import itertools
 import math
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from difflib import SequenceMatcher
-from enum import IntEnum
 
 import srt
 
-# The one shape of a word timing (zray.media.words); still importable from here. Cues take timings
-# in seconds from the start of their scene's audio.
+from zray.media.cue_text import break_cues
 from zray.media.words import WordTiming
 
 __all__ = [
+    "MAX_CPS",
     "Chapter",
+    "ChapterPlan",
+    "ChapterRange",
     "Cue",
     "SubtitleError",
     "WordTiming",
     "build_chapters",
+    "chapter_ranges",
     "format_chapters",
     "format_timestamp",
     "parse_srt",
+    "plan_chapters",
     "scene_cues",
     "split_cues",
     "time_cues",
@@ -42,6 +55,8 @@ __all__ = [
 # YouTube only shows a chapter list with at least this many chapters, each at least this long.
 MIN_CHAPTERS = 3
 MIN_CHAPTER_SECONDS = 10
+# Reading speed subtitles aim for where the speech allows (characters a second, spaces included).
+MAX_CPS = 20.0
 
 
 class SubtitleError(ValueError):
@@ -50,11 +65,17 @@ class SubtitleError(ValueError):
 
 @dataclass(frozen=True)
 class Cue:
-    """One subtitle on screen from `start` to `end` (seconds); `text` holds its lines joined by '\\n'."""
+    """One subtitle on screen from `start` to `end` (seconds); `text` holds its lines joined by '\\n'.
+
+    `words` are the cue's words as written (punctuation included, in the order of `text`), each from
+    when it is spoken until the next one is (the last until the cue ends): what burned-in captions
+    highlight. Empty for cues read back from a file; not part of a cue's equality.
+    """
 
     start: float
     end: float
     text: str
+    words: tuple[WordTiming, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -65,144 +86,28 @@ class Chapter:
     title: str
 
 
+@dataclass(frozen=True)
+class ChapterRange:
+    """A chapter's span of the final video, its title, and the indexes of the scenes it covers."""
+
+    start: float
+    end: float
+    title: str
+    scenes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ChapterPlan:
+    """Chapters after merging: their ranges (kept for Shorts even when the list is dropped), the list for
+    the description (empty when `reason` says why), and one line per merge, for a warning."""
+
+    ranges: list[ChapterRange]
+    chapters: list[Chapter]
+    merged: list[str]
+    reason: str | None
+
+
 # ---------------------------------------------------------------------------------------------- splitting
-
-
-class _Break(IntEnum):
-    """How good the gap between two words is as a place to end a cue or a line."""
-
-    SENTENCE = 0
-    CLAUSE = 1
-    SPACE = 2
-    AVOID = 3  # would strand punctuation: "Quoi | ?" (French spacing), "« | Bonjour"
-
-
-_SENTENCE_END = ".!?;:…。！？"
-_CLAUSE_END = ",，、—–"
-_INVERTED = "¿¡"
-_QUOTES_OPEN = "\"'«“‘([{"
-_OPENERS = _QUOTES_OPEN + _INVERTED
-_CLOSERS = "\"'»”’)]}"
-
-# Choosing where a cue ends: score = how full the cue is (0..1) minus this. A sentence end wins over
-# filling the cue to a plain space when the cue is at least 40% full, so "Dr." rarely ends a cue.
-_CUE_PENALTY = {_Break.SENTENCE: 0.0, _Break.CLAUSE: 0.3, _Break.SPACE: 0.6, _Break.AVOID: 2.0}
-# Choosing line breaks inside a cue costs sum(line length²) + this × max_chars²: on two 42-char lines
-# a sentence break beats an even split at a space if the lines differ by up to ~16 characters, a comma
-# up to ~12.
-_LINE_PENALTY = {_Break.SENTENCE: 0.0, _Break.CLAUSE: 0.04, _Break.SPACE: 0.08, _Break.AVOID: 10.0}
-
-
-def _is_punctuation(word: str) -> bool:
-    return not any(ch.isalnum() for ch in word)
-
-
-def _break_kind(before: str, after: str) -> _Break:
-    if _is_punctuation(after) and after[0] not in _OPENERS:
-        return _Break.AVOID
-    if _is_punctuation(before) and all(ch in _OPENERS for ch in before):
-        return _Break.AVOID
-    core = before.rstrip(_CLOSERS)
-    opening = after.lstrip(_QUOTES_OPEN)
-    # Spanish opens questions and exclamations with ¿ ¡: that mark begins the next piece.
-    if (core and core[-1] in _SENTENCE_END) or (opening and opening[0] in _INVERTED):
-        return _Break.SENTENCE
-    if core and core[-1] in _CLAUSE_END:
-        return _Break.CLAUSE
-    return _Break.SPACE
-
-
-def _fit_end(lengths: Sequence[int], first: int, *, max_chars: int, max_lines: int) -> int:
-    """One past the last word that still fits in a cue starting at `first` (always takes one word).
-
-    Filling lines greedily uses the fewest lines, so this is exactly the longest prefix that fits.
-    """
-    lines, used = 1, lengths[first]
-    end = first + 1
-    while end < len(lengths):
-        if used + 1 + lengths[end] <= max_chars:
-            used += 1 + lengths[end]
-        elif lines < max_lines:
-            lines, used = lines + 1, lengths[end]
-        else:
-            break
-        end += 1
-    return end
-
-
-def _choose_cue_end(
-    lengths: Sequence[int],
-    prefix: Sequence[int],
-    kinds: Sequence[_Break],
-    first: int,
-    *,
-    max_chars: int,
-    max_lines: int,
-) -> int:
-    """Where the cue starting at word `first` should end: the best-scoring break among those that fit."""
-    n = len(lengths)
-    limit = _fit_end(lengths, first, max_chars=max_chars, max_lines=max_lines)
-    if limit == n:
-        return n
-
-    def size(a: int, b: int) -> int:  # characters of words[a:b], spaces included
-        return prefix[b] - prefix[a] - 1
-
-    best, best_score = limit, -math.inf
-    for end in range(first + 1, limit + 1):
-        if _fit_end(lengths, end, max_chars=max_chars, max_lines=max_lines) == n:
-            # Only one cue would follow: judge the pair by how evenly it splits, so the text never ends
-            # on a short orphan cue.
-            left, right = size(first, end), size(end, n)
-            fill = 2 * min(left, right) / (left + right)
-        else:
-            fill = size(first, end) / size(first, limit)
-        score = fill - _CUE_PENALTY[kinds[end]]
-        if score >= best_score:
-            best, best_score = end, score
-    return best
-
-
-def _layout_lines(words: Sequence[str], kinds: Sequence[_Break], *, max_chars: int, max_lines: int) -> str:
-    """Lay a cue's words on as few lines as possible, balanced, breaking at punctuation where it can.
-
-    `kinds[k]` is the break before `words[k]`.
-    """
-    lengths = [len(w) for w in words]
-    n = len(words)
-    needed = 1
-    start = 0
-    while (start := _fit_end(lengths, start, max_chars=max_chars, max_lines=1)) < n:
-        needed += 1
-    if needed == 1:
-        return " ".join(words)
-    assert needed <= max_lines
-
-    prefix = list(itertools.accumulate((length + 1 for length in lengths), initial=0))
-
-    def line_cost(a: int, b: int) -> float | None:
-        width = prefix[b] - prefix[a] - 1
-        return float(width * width) if width <= max_chars or b - a == 1 else None
-
-    # cost[lines][end]: cheapest layout of words[:end] on exactly `lines` lines; back[...] its last break.
-    inf = math.inf
-    cost = [[inf] * (n + 1) for _ in range(needed + 1)]
-    back = [[0] * (n + 1) for _ in range(needed + 1)]
-    cost[0][0] = 0.0
-    for lines in range(1, needed + 1):
-        for end in range(lines, n + 1):
-            for begin in range(lines - 1, end):
-                if cost[lines - 1][begin] == inf or (this := line_cost(begin, end)) is None:
-                    continue
-                penalty = _LINE_PENALTY[kinds[begin]] * max_chars * max_chars if begin else 0.0
-                total = cost[lines - 1][begin] + this + penalty
-                if total < cost[lines][end]:
-                    cost[lines][end], back[lines][end] = total, begin
-    breaks = [n]
-    for lines in range(needed, 0, -1):
-        breaks.append(back[lines][breaks[-1]])
-    breaks.reverse()
-    return "\n".join(" ".join(words[a:b]) for a, b in itertools.pairwise(breaks))
 
 
 def _check_layout(max_chars: int, max_lines: int) -> None:
@@ -221,20 +126,7 @@ def split_cues(text: str, *, max_chars: int = 42, max_lines: int = 2) -> list[st
     words = text.split()
     if not words:
         return []
-    lengths = [len(w) for w in words]
-    prefix = list(itertools.accumulate((length + 1 for length in lengths), initial=0))
-    # kinds[k] describes the gap before words[k]; the end of the text is the best break of all.
-    kinds = [_Break.SENTENCE] + [_break_kind(a, b) for a, b in itertools.pairwise(words)]
-    kinds.append(_Break.SENTENCE)
-    cues: list[str] = []
-    first = 0
-    while first < len(words):
-        end = _choose_cue_end(lengths, prefix, kinds, first, max_chars=max_chars, max_lines=max_lines)
-        cues.append(
-            _layout_lines(words[first:end], kinds[first:end], max_chars=max_chars, max_lines=max_lines)
-        )
-        first = end
-    return cues
+    return [cue.text for cue in break_cues(words, max_chars=max_chars, max_lines=max_lines)]
 
 
 # ------------------------------------------------------------------------------------------------ timing
@@ -269,6 +161,38 @@ def _check_span(start: float, end: float, *, what: str) -> None:
         raise SubtitleError(f"{what}: need finite start <= end, got start={start}, end={end}")
 
 
+def _word_times(
+    words: Sequence[str], timings: Sequence[WordTiming] | None, *, start: float, end: float
+) -> tuple[list[float], bool]:
+    """When each word starts, then `end`; and whether any of it came from the timings.
+
+    Timings (relative to `start`) are trusted only in order and inside the scene; the other words are
+    placed by their length in characters between the trusted times around them (the scene's start
+    before the first, its end after the last).
+    """
+    offsets = list(itertools.accumulate((len(w) + 1 for w in words), initial=0))
+    anchors: dict[int, float] = {}
+    if timings:
+        previous = start  # the first word may start with the scene; every later one strictly after
+        for k, spoken in enumerate(_word_starts(words, timings)):
+            if spoken is None:
+                continue
+            at = start + spoken
+            if (previous < at or (k == 0 and at == start)) and at < end:
+                anchors[k] = previous = at
+    timed = bool(anchors)
+    anchors.setdefault(0, start)
+    anchors[len(words)] = end
+    known = sorted(anchors)
+    times = [0.0] * (len(words) + 1)
+    for left, right in itertools.pairwise(known):
+        t0, t1, span = anchors[left], anchors[right], offsets[right] - offsets[left]
+        for k in range(left, right + 1):
+            times[k] = t0 + (t1 - t0) * (offsets[k] - offsets[left]) / span
+    times[-1] = end
+    return times, timed
+
+
 def time_cues(
     text: str,
     *,
@@ -277,55 +201,41 @@ def time_cues(
     words: Sequence[WordTiming] | None = None,
     max_chars: int = 42,
     max_lines: int = 2,
+    max_cps: float = MAX_CPS,
 ) -> list[Cue]:
-    """Cue one scene's narration across [start, end]; the cues tile it, first at `start`, last to `end`.
+    """Cue one scene's narration across [start, end]; the last cue runs to `end`, each other cue until
+    the next one starts.
 
-    Without `words`, each cue gets time in proportion to its length in characters. With `words` (times
-    relative to the scene start), a cue appears when its first word is spoken and stays up until the next
-    cue appears, so pauses never leave the screen blank mid-scene. Cues whose words the timings do not
-    cover, or whose timing falls out of order or outside the scene, are placed by length between their
-    timed neighbours.
+    Without `words`, the first cue starts at `start` and each gets time in proportion to its length in
+    characters. With `words` (times relative to the scene start), a cue appears when its first word is
+    spoken; words the timings miss, or time out of order or outside the scene, are placed by length
+    between their timed neighbours.
     """
     _check_span(start, end, what="scene")
+    _check_layout(max_chars, max_lines)
+    if not max_cps > 0:
+        raise SubtitleError(f"max_cps must be > 0 characters a second, got {max_cps}")
     start, end = float(start), float(end)
-    texts = split_cues(text, max_chars=max_chars, max_lines=max_lines)
-    if not texts:
+    tokens = text.split()
+    if not tokens:
         return []
     if end == start:
         raise SubtitleError(f"scene at {start} s has narration {text[:40]!r} but no duration")
-
-    # Boundary k is where cue k starts; boundary len(texts) is the end of the scene.
-    offsets = [0]
-    for cue in texts:
-        offsets.append(offsets[-1] + len(cue) + 1)
-    anchors: list[float | None] = [start] + [None] * (len(texts) - 1) + [end]
-    if words:
-        for timing in words:
-            _check_span(timing.start, timing.end, what=f"word timing {timing.word!r}")
-        starts = _word_starts(text.split(), words)
-        first_word = 0
-        previous = start
-        for k, cue in enumerate(texts):
-            count = len(cue.split())
-            if k > 0:
-                spoken = next((s for s in starts[first_word : first_word + count] if s is not None), None)
-                # Only timings strictly inside the scene and after the previous anchor can be trusted;
-                # the rest would give a cue no time at all.
-                if spoken is not None and previous < start + spoken < end:
-                    anchors[k] = previous = start + spoken
-            first_word += count
-
-    # Fill each run of unknown boundaries by length between the known ones around it.
-    known = [k for k, t in enumerate(anchors) if t is not None]
-    times = [0.0] * len(anchors)
-    for left, right in itertools.pairwise(known):
-        t0, t1 = anchors[left], anchors[right]
-        assert t0 is not None and t1 is not None
-        span = offsets[right] - offsets[left]
-        for k in range(left, right + 1):
-            times[k] = t0 + (t1 - t0) * (offsets[k] - offsets[left]) / span
-    times[-1] = end
-    return [Cue(start=times[k], end=times[k + 1], text=cue) for k, cue in enumerate(texts)]
+    for timing in words or ():
+        _check_span(timing.start, timing.end, what=f"word timing {timing.word!r}")
+    times, timed = _word_times(tokens, words, start=start, end=end)
+    pieces = break_cues(
+        tokens, max_chars=max_chars, max_lines=max_lines, times=times if timed else None, max_cps=max_cps
+    )
+    cues = []
+    for piece in pieces:
+        cue_end = times[piece.end]
+        spoken = tuple(
+            WordTiming(tokens[k], times[k], times[k + 1] if k + 1 < piece.end else cue_end)
+            for k in range(piece.first, piece.end)
+        )
+        cues.append(Cue(start=times[piece.first], end=cue_end, text=piece.text, words=spoken))
+    return cues
 
 
 def scene_cues(
@@ -335,10 +245,11 @@ def scene_cues(
     words: Sequence[Sequence[WordTiming] | None] | None = None,
     max_chars: int = 42,
     max_lines: int = 2,
+    max_cps: float = MAX_CPS,
 ) -> list[Cue]:
     """Cues for consecutive scenes given as (narration, start, end), all shifted by `offset` (the intro).
 
-    `words`, when given, holds one word-timing list (or None) per scene.
+    `words`, when given, holds one word-timing list (or None) per scene, in seconds from the scene's start.
     """
     if words is not None and len(words) != len(scenes):
         raise SubtitleError(f"got word timings for {len(words)} scenes but {len(scenes)} scenes")
@@ -353,14 +264,18 @@ def scene_cues(
             )
         begin = max(start, previous_end)
         previous_end = end
+        scene_words = words[index] if words is not None else None
+        if scene_words and begin > start:  # the scene's clock starts at its own start
+            scene_words = [timing.shifted(start - begin) for timing in scene_words]
         cues.extend(
             time_cues(
                 text,
                 start=offset + begin,
                 end=offset + max(end, begin),
-                words=words[index] if words is not None else None,
+                words=scene_words,
                 max_chars=max_chars,
                 max_lines=max_lines,
+                max_cps=max_cps,
             )
         )
     return cues
@@ -433,19 +348,9 @@ def format_timestamp(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def build_chapters(
-    scenes: Sequence[tuple[float, str | None]], *, total: float
-) -> tuple[list[Chapter], str | None]:
-    """Chapters from (start in the final video, chapter title or None) per scene, and why there are none.
-
-    A chapter starts where a scene's title differs from the one before; None keeps the previous title.
-    The first chapter starts at 0:00, taking in the intro. YouTube ignores the whole list if it has fewer
-    than 3 chapters or any chapter is shorter than 10 s, so then this returns ([], reason). Lengths are
-    checked on the written (rounded down) timestamps, which are what YouTube reads.
-    """
-    if not math.isfinite(total) or total <= 0:
-        raise SubtitleError(f"video length must be > 0 seconds, got {total}")
-    chapters: list[Chapter] = []
+def _titled_ranges(scenes: Sequence[tuple[float, str | None]], total: float) -> list[ChapterRange]:
+    ranges: list[ChapterRange] = []
+    untitled: list[int] = []  # scenes before the first title: they open the first chapter
     previous_start = 0.0
     for index, (start, raw_title) in enumerate(scenes):
         if not math.isfinite(start) or not previous_start <= start <= total:
@@ -454,22 +359,87 @@ def build_chapters(
             )
         previous_start = start
         title = " ".join(raw_title.split()) if raw_title else ""
-        if title and (not chapters or title != chapters[-1].title):
-            chapters.append(Chapter(start=float(start) if chapters else 0.0, title=title))
+        if not ranges and not title:
+            untitled.append(index)
+        elif title and (not ranges or title != ranges[-1].title):
+            at = float(start) if ranges else 0.0
+            if ranges:
+                ranges[-1] = replace(ranges[-1], end=at)
+            ranges.append(ChapterRange(start=at, end=total, title=title, scenes=(*untitled, index)))
+            untitled = []
+        else:
+            ranges[-1] = replace(ranges[-1], scenes=(*ranges[-1].scenes, index))
+    return ranges
 
-    if len(chapters) < MIN_CHAPTERS:
-        return (
-            [],
-            f"only {len(chapters)} chapter(s); YouTube shows chapters only if there are {MIN_CHAPTERS} or more",
+
+def _written_length(chapter: ChapterRange) -> int:
+    return _whole_seconds(chapter.end) - _whole_seconds(chapter.start)
+
+
+def _merge_short(ranges: list[ChapterRange], min_seconds: int) -> list[str]:
+    """Merge chapters shorter than `min_seconds` (as written) into their shorter neighbour, shortest
+    first, in place; returns one line per merge."""
+    notes: list[str] = []
+    while len(ranges) > 1:
+        lengths = [_written_length(chapter) for chapter in ranges]
+        shortest = min(range(len(ranges)), key=lambda i: (lengths[i], i))
+        if lengths[shortest] >= min_seconds:
+            break
+        short = ranges[shortest]
+        neighbours = [i for i in (shortest - 1, shortest + 1) if 0 <= i < len(ranges)]
+        # The shorter neighbour takes it; on a tie, the one before (what the short part follows on from).
+        into = min(neighbours, key=lambda i: (lengths[i], i))
+        keeper = ranges[into]
+        if into < shortest:
+            merged = replace(keeper, end=short.end, scenes=keeper.scenes + short.scenes)
+        else:
+            merged = replace(keeper, start=short.start, scenes=short.scenes + keeper.scenes)
+        notes.append(
+            f"chapter {short.title!r} at {format_timestamp(short.start)} lasts {lengths[shortest]} s "
+            f"(YouTube needs {min_seconds} s): merged into {keeper.title!r}"
         )
-    marks = [_whole_seconds(c.start) for c in chapters] + [_whole_seconds(total)]
-    for chapter, begin, finish in zip(chapters, marks, marks[1:], strict=False):
-        if finish - begin < MIN_CHAPTER_SECONDS:
-            return [], (
-                f"chapter {chapter.title!r} at {format_timestamp(begin)} lasts {finish - begin} s;"
-                f" YouTube needs every chapter to last at least {MIN_CHAPTER_SECONDS} s"
-            )
-    return chapters, None
+        low = min(into, shortest)
+        ranges[low : low + 2] = [merged]
+        # Merging may bring two parts of one title together again: they are one chapter.
+        for i in (low - 1, low):
+            if 0 <= i < len(ranges) - 1 and ranges[i].title == ranges[i + 1].title:
+                first, second = ranges[i], ranges[i + 1]
+                ranges[i : i + 2] = [replace(first, end=second.end, scenes=first.scenes + second.scenes)]
+                break
+    return notes
+
+
+def plan_chapters(
+    scenes: Sequence[tuple[float, str | None]], *, total: float, min_seconds: int = MIN_CHAPTER_SECONDS
+) -> ChapterPlan:
+    """Chapters from (start in the final video, title or None) per scene; see the module docstring."""
+    if not math.isfinite(total) or total <= 0:
+        raise SubtitleError(f"video length must be > 0 seconds, got {total}")
+    ranges = _titled_ranges(scenes, total)
+    merged = _merge_short(ranges, min_seconds)
+    if len(ranges) < MIN_CHAPTERS:
+        after = f" after merging chapters shorter than {min_seconds} s" if merged else ""
+        reason = (
+            f"only {len(ranges)} chapter(s){after}; YouTube shows chapters only if there are "
+            f"{MIN_CHAPTERS} or more"
+        )
+        return ChapterPlan(ranges=ranges, chapters=[], merged=merged, reason=reason)
+    chapters = [Chapter(start=chapter.start, title=chapter.title) for chapter in ranges]
+    return ChapterPlan(ranges=ranges, chapters=chapters, merged=merged, reason=None)
+
+
+def chapter_ranges(scenes: Sequence[tuple[float, str | None]], *, total: float) -> list[ChapterRange]:
+    """The chapters' spans after merging, each with the scenes it covers (what Shorts are grouped from)."""
+    return plan_chapters(scenes, total=total).ranges
+
+
+def build_chapters(
+    scenes: Sequence[tuple[float, str | None]], *, total: float
+) -> tuple[list[Chapter], str | None]:
+    """The chapter list for the description, or ([], why there is none). `plan_chapters` also says
+    what was merged, which callers should log as a warning."""
+    plan = plan_chapters(scenes, total=total)
+    return plan.chapters, plan.reason
 
 
 def format_chapters(chapters: Sequence[Chapter]) -> str:

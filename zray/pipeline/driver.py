@@ -191,7 +191,9 @@ class Driver:
         job.steps[node.id] = {**step, "state": "built"}
         if outcome.result.note:
             job.notes.append(outcome.result.note)
-            log.info("%s: %s", job.name, outcome.result.note)
+            log.info("%s: %s", job.name, outcome.result.note, extra={"episode": job.name})
+        for warning in outcome.result.warnings:
+            log.warning("%s: %s", job.name, warning, extra={"episode": job.name})
         job.results[node.id] = outcome.result
         job.record.record(node, outcome.result, outcome.files, step)
         job.built.append(node.id)

@@ -21,7 +21,7 @@ from zray.engines.base import seed_from
 from zray.keys import content_key, safe_name
 from zray.media import moves, shots
 from zray.media.constants import SAMPLE_RATE, THUMB_SIZE
-from zray.media.settings import VideoSettings
+from zray.media.video.settings import VideoSettings
 from zray.nodes import (
     STAGES,
     AudioMix,
@@ -43,6 +43,7 @@ from zray.nodes import (
     VideoRequest,
 )
 from zray.pipeline.studio import StudioFile
+from zray.review.record import ReviewOverrides
 from zray.script import Script
 
 DEFAULT_MUSIC_PROMPT = "calm cinematic ambient pads, slow, warm"
@@ -145,6 +146,7 @@ class _Builder:
     identities: Identities
     intro: Intro | None
     studio: Mapping[str, StudioFile] = field(default_factory=dict)
+    review: ReviewOverrides = field(default_factory=ReviewOverrides)
     profile: str = "draft"
     nodes: dict[str, Node] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -216,7 +218,8 @@ class _Builder:
             )
             # Clips move by themselves: no camera move on top.
             return Picture(node=None, key=content_key("clip-file", item.digest), shot=Shot(clip=clip))
-        seed = seed_from(self.script.code, str(scene.scene_id))
+        chosen = self.review.seed_for(index, str(scene.scene_id))  # a new picture asked for in review
+        seed = chosen if chosen is not None else seed_from(self.script.code, str(scene.scene_id))
         v = self.video
         if scene.image_file:
             image = self.imported(f"image:{label}", scene.image_file, layout.scene_image(label))
@@ -411,9 +414,9 @@ class _Builder:
             )
             lead, gap = self.pacing(index)
             clip, level = self.clip_sound(index)
-            # Keyed as before when nothing is added, so narration padded by an older version is kept.
-            extra = [lead, gap, _json(clip), level] if lead or gap or clip else []
-            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, __version__, *extra)
+            # A clip's own sound is part of the scene's narration track; keyed as before without one.
+            sound = [_json(clip), level] if clip else []
+            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, lead, gap, __version__, *sound)
             pads.append(
                 self.add(
                     Node(
@@ -475,16 +478,20 @@ class _Builder:
             )
         base_key = base.key
         texts = tuple(v.thumb_text or v.title for v in seo.variants)
+        official = self.review.thumbnail_for(lang, len(texts))  # the variant chosen in review
+        # Variant 1 keeps the key it always had; another choice changes this node's key only.
+        chosen = [official] if official != 1 else []
         return self.add(
             Node(
                 id=f"thumbs:{lang}",
                 stage="thumbnails",
-                key=content_key("thumbs", base_key, list(texts), __version__),
+                key=content_key("thumbs", base_key, list(texts), __version__, *chosen),
                 request=ThumbsRequest(
                     texts=texts,
                     lang=lang,
                     official=layout.thumbnail(lang),
                     variants=tuple(layout.thumbnail_variant(lang, n) for n in range(1, len(texts) + 1)),
+                    official_variant=official,
                 ),
                 inputs={"base": base.id},
                 lang=lang,
@@ -543,8 +550,7 @@ class _Builder:
             target_lufs=audio.target_lufs,
             peak_dbfs=audio.peak_dbfs,
             music_fade_in=audio.music_fade_in,
-            # Over the episode's tail: the last scene's gap, on whole frames.
-            music_fade_out=self.pacing(len(self.script.scenes) - 1)[1] / self.video.fps,
+            music_fade_out=self.frames(audio.tail) / self.video.fps,
         )
         key = content_key(
             "video",
@@ -605,13 +611,15 @@ def build_plan(
     config: Config,
     intro: Intro | None = None,
     studio: Mapping[str, StudioFile] | None = None,
+    review: ReviewOverrides | None = None,
     profile: str = "draft",
 ) -> Plan:
     """All nodes for one episode, in an order where every node comes after its inputs.
 
     `studio`: the studio's own files the script names (see `zray.pipeline.studio`), by name.
+    `review`: the choices made in `zray review` (a scene's seed, the official thumbnail).
     `profile` (draft or production) decides what `auto` motion and transitions mean."""
-    b = _Builder(script, config, identities, intro, dict(studio or {}), profile)
+    b = _Builder(script, config, identities, intro, dict(studio or {}), review or ReviewOverrides(), profile)
     music = b.music()
     intro_node = b.intro_segment()
     pictures = [b.scene_picture(i) for i in range(len(script.scenes))]

@@ -25,6 +25,7 @@ from zray.media import audio, frames, shots, subtitles, thumbnail, video
 from zray.media.constants import SAMPLE_RATE
 from zray.media.video.sequence import encode_frames
 from zray.nodes import (
+    ChapterSpan,
     ImageResult,
     ImportRequest,
     IntroRequest,
@@ -54,6 +55,7 @@ from zray.nodes import (
     VideoRequest,
     VideoResult,
 )
+from zray.pipeline.executor import step_threads
 from zray.store import Store
 
 # Each step runs as a one-CPU task: an encoder that spawned a thread per core would fight the
@@ -168,7 +170,8 @@ def intro(store: Store, request: IntroRequest, inputs: NoInputs) -> IntroResult:
 
 
 def thumbs(store: Store, request: ThumbsRequest, inputs: ThumbsInputs) -> ThumbsResult:
-    """Text variants of the language's thumbnail; variant 1 (or the bare image) is the official one."""
+    """Text variants of the language's thumbnail; the chosen one (variant 1 unless chosen in review,
+    or the bare image) is the official one."""
     with store.local_copy(inputs.base.path) as local:
         image = Image.open(local)
         image.load()
@@ -180,7 +183,7 @@ def thumbs(store: Store, request: ThumbsRequest, inputs: ThumbsInputs) -> Thumbs
         written = thumbnail.render_variants(image, list(request.texts), tmpdir, lang=request.lang)
         for path, key in zip(written, request.variants, strict=True):
             store.put(path, key)
-        store.put(written[0], request.official)
+        store.put(written[request.official_variant - 1], request.official)
     return ThumbsResult(path=request.official, variants=request.variants)
 
 
@@ -202,22 +205,61 @@ def subs(store: Store, request: SubsRequest, inputs: SubsInputs) -> SubsResult:
         cursor += padded.frames
     total = offset + cursor / fps
     cues = subtitles.scene_cues(spans, offset=offset, words=words)
-    chapters, reason = subtitles.build_chapters(starts, total=total)
+    chapters = subtitles.plan_chapters(starts, total=total)
     store.write_text(request.srt, subtitles.to_srt(cues))
     store.write_text(request.vtt, subtitles.to_vtt(cues))
-    store.write_text(request.chapters, subtitles.format_chapters(chapters))
+    store.write_text(request.chapters, subtitles.format_chapters(chapters.chapters))
     store.write_text(request.words, json.dumps([w.to_json() for w in timeline], ensure_ascii=False, indent=0))
     return SubsResult(
         path=request.srt,
         cues=len(cues),
-        chapters=len(chapters),
+        chapters=len(chapters.chapters),
         words=len(timeline),
-        note=f"no chapter list for {request.lang}: {reason}" if reason else "",
+        ranges=tuple(
+            ChapterSpan(start=r.start, end=r.end, title=r.title, scenes=tuple(r.scenes))
+            for r in chapters.ranges
+        ),
+        note=f"no chapter list for {request.lang}: {chapters.reason}" if chapters.reason else "",
+        warnings=tuple(f"chapters {request.lang}: {line}" for line in chapters.merged),
     )
 
 
+class StoreChunkCache:
+    """The AAC chunk cache (`zray.media.chunk_store.ChunkCache`) as files in the episode folder, one
+    folder per language; it remembers which records this encode used, so the rest can go."""
+
+    def __init__(self, store: Store, folder: str):
+        self.store, self.folder = store, folder
+        self.used: set[str] = set()
+
+    def _path(self, key: str) -> str:
+        return f"{self.folder}/{key}.bin"
+
+    def get(self, key: str) -> bytes | None:
+        path = self._path(key)
+        self.used.add(path)
+        try:
+            return self.store.read_bytes(path)
+        except FileNotFoundError:
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        self.used.add(path)
+        self.store.write_bytes(path, data)
+
+    def forget_unused(self) -> None:
+        """Records of earlier versions of this language's audio: no later encode can use them."""
+        for path in self.store.list(self.folder):
+            if path not in self.used:
+                self.store.remove(path)
+
+
 def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoResult:
-    """Mix narration and music, normalize loudness, and mux the language's final MP4."""
+    """Mix narration and music, master and encode the audio in cached chunks, and mux the language's
+    final MP4. Only the chunks whose samples changed are encoded again (see zray.media.mastering)."""
+    from zray.media.mastering import encode_track
+
     settings = request.video
     mix = request.audio
     # Stereo: a scene with a clip's own sound has it in its padded narration (mono files are doubled).
@@ -235,15 +277,23 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
     parts = [body]
     if inputs.intro is not None and request.intro_source is not None:
         parts.insert(0, _intro_audio(store, request.intro_source, inputs.intro.frames, settings.fps))
-    full = np.concatenate(parts, axis=1)
-    full = audio.normalize_loudness(full, target_lufs=mix.target_lufs, peak_dbfs=mix.peak_dbfs)
+    cache = StoreChunkCache(store, request.audio_cache)
+    track = encode_track(
+        np.concatenate(parts, axis=1),
+        sample_rate=SAMPLE_RATE,
+        target_lufs=mix.target_lufs,
+        peak_dbfs=mix.peak_dbfs,
+        cache=cache,
+        workers=step_threads(),
+    )
 
     with contextlib.ExitStack() as stack:
         segments = _video_segments(stack, store, inputs)
         with store.writer(request.output) as tmp:
             info = video.assemble(
-                segments, full, tmp, settings=settings, threads=TASK_THREADS, language=request.lang
+                segments, track.audio, tmp, settings=settings, threads=step_threads(), language=request.lang
             )
+    cache.forget_unused()
     count = sum(s.frames for s in segments)
     return VideoResult(
         path=request.output,
@@ -252,6 +302,11 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
         size=info.file_bytes,
         video_bytes=info.video_bytes,
         audio_bytes=info.audio_bytes,
+        gain_db=track.gain_db,
+        true_peak_dbtp=track.true_peak_dbtp,
+        audio_chunks_reused=track.chunks_reused,
+        audio_chunks_encoded=track.chunks_encoded,
+        cache_files=tuple(sorted(cache.used)),
     )
 
 
