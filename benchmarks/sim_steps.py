@@ -22,9 +22,13 @@ from typing import Any
 from sim_engines import SimSettings, record
 
 from zray.nodes import (
+    ImageResult,
+    ImportRequest,
     IntroRequest,
     IntroResult,
     Kind,
+    MotionInputs,
+    MotionRequest,
     PadInputs,
     PadRequest,
     PadResult,
@@ -36,6 +40,9 @@ from zray.nodes import (
     SubsInputs,
     SubsRequest,
     SubsResult,
+    TailInputs,
+    TailRequest,
+    TailResult,
     ThumbsInputs,
     ThumbsRequest,
     ThumbsResult,
@@ -77,6 +84,18 @@ def intro(store: Store, request: IntroRequest, inputs: Any) -> Result:
     return _timed(Kind.INTRO, store, request, inputs)
 
 
+def import_image(store: Store, request: ImportRequest, inputs: Any) -> Result:
+    return _timed(Kind.IMPORT, store, request, inputs)
+
+
+def motion(store: Store, request: MotionRequest, inputs: MotionInputs) -> Result:
+    return _timed(Kind.MOTION, store, request, inputs)
+
+
+def tail(store: Store, request: TailRequest, inputs: TailInputs) -> Result:
+    return _timed(Kind.TAIL, store, request, inputs)
+
+
 def thumbs(store: Store, request: ThumbsRequest, inputs: ThumbsInputs) -> Result:
     return _timed(Kind.THUMBS, store, request, inputs)
 
@@ -90,8 +109,11 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> Result
 
 
 SIM_STEPS: dict[Kind, Step] = {
+    Kind.IMPORT: import_image,
     Kind.PAD: pad,
     Kind.SEGMENT: segment,
+    Kind.MOTION: motion,
+    Kind.TAIL: tail,
     Kind.INTRO: intro,
     Kind.THUMBS: thumbs,
     Kind.SUBS: subs,
@@ -123,6 +145,21 @@ def _segment(store: Store, request: SegmentRequest, inputs: SegmentInputs) -> Se
     return SegmentResult(path=request.output)
 
 
+def _import(store: Store, request: ImportRequest, inputs: Any) -> ImageResult:
+    _write(store, request)
+    return ImageResult(path=request.output)
+
+
+def _motion(store: Store, request: MotionRequest, inputs: MotionInputs) -> SegmentResult:
+    _write(store, request)
+    return SegmentResult(path=request.output)
+
+
+def _tail(store: Store, request: TailRequest, inputs: TailInputs) -> TailResult:
+    _write(store, request)
+    return TailResult(path=request.output, frames=request.transition)
+
+
 def _intro(store: Store, request: IntroRequest, inputs: Any) -> IntroResult:
     _write(store, request)
     return IntroResult(path=request.output, frames=3 * request.video.fps)
@@ -150,8 +187,11 @@ def _assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> Video
 
 
 PLACEHOLDERS: dict[Kind, Step] = {
+    Kind.IMPORT: _import,
     Kind.PAD: _pad,
     Kind.SEGMENT: _segment,
+    Kind.MOTION: _motion,
+    Kind.TAIL: _tail,
     Kind.INTRO: _intro,
     Kind.THUMBS: _thumbs,
     Kind.SUBS: _subs,
