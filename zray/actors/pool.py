@@ -62,6 +62,10 @@ def _actor(
     }
     if strategy is not None:
         options["scheduling_strategy"] = strategy
+    # A music holder batches the requests that arrive together (see MusicWorker): it takes them at once.
+    concurrency = getattr(cls, "BATCH_MAX", 1)
+    if concurrency > 1:
+        options["max_concurrency"] = concurrency
     return _remote_class(cls).options(**options).remote(*args)
 
 

@@ -21,6 +21,9 @@ USABLE = 0.95
 IMAGE_MODES = ("resident", "group_offload", "model_offload", "sequential_offload")
 
 
+_H200 = "H200 2026-11-28 (benchmarks/results/real_size_h200_*): "
+
+
 @dataclass(frozen=True)
 class Footprint:
     engine: str  # the engine's name, with the model size for MusicGen ("musicgen-small")
@@ -31,30 +34,19 @@ class Footprint:
 
 
 FOOTPRINTS: tuple[Footprint, ...] = (
-    Footprint("zimage", "resident", 20.3, True, "H200 2026-11-27: 21.8 GB peak allocated at 1920x1072"),
+    Footprint("zimage", "resident", 28.32, True, _H200 + "1920x1072; 23.98 GiB allocated, 21.1 after load"),
     Footprint(
-        "zimage",
-        "model_offload+vae_tiling",
-        12.85,
-        True,
-        "H200 2026-11-27: 13.8 GB peak reserved at 1920x1072",
+        "zimage", "group_offload", 9.31, True, _H200 + "1920x1072, text encoder included; 3.58 s/image"
     ),
-    Footprint(
-        "zimage",
-        "group_offload",
-        6.0,
-        False,
-        "estimate: two 0.4 GB transformer blocks in flight, the 0.8 GB embedding group, the VAE decode",
-    ),
-    Footprint(
-        "zimage", "group_offload+vae_tiling", 4.0, False, "estimate: group_offload, the decode in tiles"
-    ),
-    Footprint("zimage", "sequential_offload", 4.0, False, "estimate: one layer's weights, the VAE decode"),
-    Footprint(
-        "musicgen-small", "graphs", 2.0, False, "estimate: 1.3 GB of weights, a 1,504-position static cache"
-    ),
-    Footprint("musicgen-small", "generate", 2.5, False, "estimate: 1.3 GB of weights, a growing cache"),
+    Footprint("zimage", "group_offload+vae_tiling", 9.31, True, _H200 + "1920x1072; 3.85 s/image"),
+    Footprint("zimage", "model_offload+vae_tiling", 13.89, True, _H200 + "1920x1072; 19.5 s/image"),
+    Footprint("zimage", "sequential_offload", 5.17, True, _H200 + "1920x1072; 19.8 s/image"),
+    Footprint("musicgen-small", "graphs", 4.01, True, _H200 + "60 s bed, 4.66 ms per step"),
+    Footprint("musicgen-small", "generate", 4.08, True, _H200 + "60 s bed, 54.1 ms per step"),
+    # Measured in a process that still held another model's weights, so only an upper bound was
+    # seen (26.8 GiB); the estimate stands until a run of its own.
     Footprint("musicgen-medium", "graphs", 5.0, False, "estimate: 3.3 GB of weights, a static cache"),
+    # Likewise: 4.09 GiB was the process's peak after the image and music parts had run.
     Footprint("kokoro", "resident", 1.0, False, "estimate: 82 M float32 parameters and activations"),
 )
 
