@@ -2,8 +2,8 @@
 
     python docs/make_frames.py [--keep WORKDIR]
 
-Runs `zray run` on the demo script (English, draft profile, 1280x720, `video.motion = gentle`,
-`video.transition = 0.5`), then takes from the finished MP4 two frames from the middle of scenes
+Runs `zray run` on the demo script (English, draft profile with its cards drawn bare, 1280x720,
+`video.motion = gentle`, `video.transition = 0.5`), then takes from the finished MP4 two frames from the middle of scenes
 (where the camera move is under way) and one from the middle of a crossfade, and writes them as
 small JPEGs beside this file.
 """
@@ -49,6 +49,8 @@ def main() -> None:
         out = args.keep or Path(scratch)
         env = dict(
             os.environ,
+            PYTHONPATH=os.pathsep.join([str(DOCS), os.environ.get("PYTHONPATH", "")]),
+            ZRAY_ENGINES__IMAGE="plain_cards:PlainCards",  # the picture without the draft's labels
             ZRAY_VIDEO__MOTION="gentle",
             ZRAY_VIDEO__TRANSITION="0.5",
             ZRAY_VIDEO__WIDTH="1280",
