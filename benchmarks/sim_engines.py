@@ -34,15 +34,15 @@ from zray.engines.base import BaseEngine, EngineError, Synthesis
 from zray.media.constants import SAMPLE_RATE
 
 ENV = "ZRAYBENCH_SIM"
-# What the real-size runs measured (GPU seconds). MusicGen's static-cache figure is an estimate from
-# its per-step analysis until benchmarks/real_size.py has run on a GPU: replace it with the run's
-# musicgen_graphs gpu_s_per_bed_s (or pass --music-s-per-s).
+# What the real-size runs measured (GPU seconds; benchmarks/results/real_size_h200_*).
 MEASURED = {
     "image_s": 2.69,  # 1920x1072, resident, H200 2026-11-27
     "thumb_s": 1.15,  # 1280x720
     "tts_s_per_s": 0.011,  # Kokoro-82M, Spanish
     "music_generate_s_per_s": 1.62,  # MusicGen small through generate: 97 s for a 60 s bed
-    "music_graphs_s_per_s": 0.12,  # estimate: about 2.3 ms per step for 3,112 steps of a 60 s bed
+    "music_graphs_s_per_s": 0.2418,  # the static-cache loop as a CUDA graph, one bed (H200 2026-11-28)
+    # Each more bed in the same loop: 4 beds cost 0.0648 and 10 beds 0.0328 GPU-s per bed-second.
+    "music_graphs_extra_bed": 0.0096,
     "overlap": 0.16,  # each of two model calls on one GPU at once, slower by this much
 }
 TICK_S = 0.005
@@ -179,6 +179,12 @@ class SimMusicEngine(_SimEngine):
             raise EngineError("the simulated music engine plays no music_file")
         use_gpu(self.sim, "music", seconds * self.sim.music_s_per_s)
         return _tone(min(seconds, 4.0), 110.0, channels=2)
+
+    def generate_many(self, prompts: list[str], *, seconds: float) -> list[np.ndarray]:
+        """Several beds in one loop, as the graphs path makes them: each more bed adds a little."""
+        extra = MEASURED["music_graphs_extra_bed"] * (len(prompts) - 1)
+        use_gpu(self.sim, "music", seconds * (self.sim.music_s_per_s + extra))
+        return [_tone(min(seconds, 4.0), 110.0, channels=2) for _ in prompts]
 
 
 def _tone(seconds: float, hz: float, *, channels: int) -> np.ndarray:

@@ -15,6 +15,10 @@ TESTS = Path(__file__).resolve().parent
 # process: tiny models on a busy 2-core machine run many times faster without thread contention.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Settings come from each test's own config: a developer's exported ZRAY_* settings (or a CI
+# variable that happens to share the prefix) must not change what the tests check.
+for _name in [n for n in os.environ if n.startswith("ZRAY_")]:
+    del os.environ[_name]
 
 
 @pytest.fixture(autouse=True)

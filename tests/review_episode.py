@@ -1,7 +1,7 @@
 """A real finished episode for the review tests, the `zray review` server as a process, and the
 headless Chromium the browser tests drive (Debian's package, through Playwright).
 
-`ZRAY_REQUIRE_BROWSER=1` (set by .ci/run) turns a missing Chromium or Playwright into a failure
+`REQUIRE_BROWSER=1` (set by .ci/run) turns a missing Chromium or Playwright into a failure
 instead of a skip: CI must never pass without having run the browser tests.
 """
 
@@ -170,7 +170,7 @@ def review_server(folder: Path, *args: str) -> Iterator[Server]:
 
 def browser_or_skip() -> tuple[Any, Any]:
     """(playwright, browser): headless Debian Chromium; Playwright never downloads a browser."""
-    required = os.environ.get("ZRAY_REQUIRE_BROWSER") == "1"
+    required = os.environ.get("REQUIRE_BROWSER") == "1"
     problem = None
     try:
         from playwright.sync_api import sync_playwright
@@ -180,7 +180,7 @@ def browser_or_skip() -> tuple[Any, Any]:
         problem = f"{CHROMIUM} is missing (apt-get install chromium)"
     if problem is not None:
         if required:
-            pytest.fail(f"ZRAY_REQUIRE_BROWSER=1 but {problem}")
+            pytest.fail(f"REQUIRE_BROWSER=1 but {problem}")
         pytest.skip(problem)
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     playwright = sync_playwright().start()
