@@ -8,9 +8,13 @@ relative to the episode folder and come from its owner, `zray.episode`.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from zray import __version__
@@ -18,11 +22,14 @@ from zray import episode as layout
 from zray.config import Config
 from zray.engines.base import seed_from
 from zray.keys import content_key, safe_name
+from zray.media.caption_box import LOWER_THIRD, CaptionError, parse_colour
 from zray.media.constants import SAMPLE_RATE, THUMB_SIZE
 from zray.media.video.settings import VideoSettings
 from zray.nodes import (
     STAGES,
     AudioMix,
+    CaptionedRequest,
+    CaptionSettings,
     ImageRequest,
     ImportRequest,
     IntroRequest,
@@ -31,6 +38,8 @@ from zray.nodes import (
     PadRequest,
     SceneText,
     SegmentRequest,
+    ShortsRequest,
+    ShortsScene,
     SpeechRequest,
     SubsRequest,
     ThumbsRequest,
@@ -111,6 +120,7 @@ class _Builder:
     identities: Identities
     intro: Intro | None
     studio: Mapping[str, StudioFile] = field(default_factory=dict)
+    shorts_intro: Intro | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -377,6 +387,187 @@ class _Builder:
             )
         )
 
+    # --- burned-in captions and Shorts --------------------------------------------------------
+
+    def caption_settings(self, *, shorts: bool) -> CaptionSettings:
+        captions = self.config.captions
+        font = captions.font_path()
+        box = self.config.shorts.box() if shorts else LOWER_THIRD
+        return CaptionSettings(
+            font=font,
+            font_digest=file_digest(font),
+            highlight=parse_colour(captions.highlight),
+            box=(box.left, box.top, box.right, box.bottom),
+        )
+
+    def captioned_segments(self, lang: str, pads: list[Node]) -> list[Node]:
+        """Each still scene with the language's captions burned in (`captions.burn = true`): a
+        segment per scene and language instead of the one every language repeats."""
+        captions = self.caption_settings(shorts=False)
+        nodes = []
+        for index, pad in enumerate(pads):
+            label = self.labels[index]
+            image = self.nodes[f"image:{label}"]
+            text = self.script.scenes[index].narration(lang)
+            key = content_key("captioned", image.key, pad.key, text, _plain(captions), self.vkey, __version__)
+            nodes.append(
+                self.add(
+                    Node(
+                        id=f"captioned:{lang}:{label}",
+                        stage="assembly",
+                        key=key,
+                        request=CaptionedRequest(
+                            text=text,
+                            video=self.video,
+                            captions=captions,
+                            output=layout.segment(f"cap_{lang}_{label}", key),
+                        ),
+                        inputs={"image": image.id, "pad": pad.id},
+                        lang=lang,
+                    )
+                )
+            )
+        return nodes
+
+    def shorts_video(self) -> VideoSettings:
+        """The Shorts' format: their own size, the long video's rate, preset and GOP."""
+        shorts = self.config.shorts
+        return dataclasses.replace(self.video, width=shorts.width, height=shorts.height)
+
+    def vertical_pictures(self) -> list[Node]:
+        """Each scene's picture for the Shorts: the scene's own image to pan across, or with
+        `shorts.images = "generate"` a vertical image from the same prompt and seed (GPU time)."""
+        pictures = []
+        for index, scene in enumerate(self.script.scenes):
+            label = self.labels[index]
+            image = self.nodes[f"image:{label}"]
+            if self.config.shorts.images != "generate" or scene.image_file:
+                pictures.append(image)  # a studio's own picture is what the studio chose: pan across it
+                continue
+            # Image models work in multiples of 16 pixels: made a little larger, then cover-fitted.
+            width, height = (
+                16 * math.ceil(n / 16) for n in (self.config.shorts.width, self.config.shorts.height)
+            )
+            seed = seed_from(self.script.code, str(scene.scene_id))
+            key = content_key("image", dict(self.identities.image), scene.image_prompt, width, height, seed)
+            pictures.append(
+                self.add(
+                    Node(
+                        id=f"image_v:{label}",
+                        stage="images",
+                        key=key,
+                        request=ImageRequest(
+                            prompt=scene.image_prompt,
+                            width=width,
+                            height=height,
+                            seed=seed,
+                            label=f"Scene {index + 1}",
+                            output=layout.vertical_image(label),
+                        ),
+                    )
+                )
+            )
+        return pictures
+
+    def shorts_intro_segment(self) -> Node | None:
+        """`shorts.intro` encoded at the Shorts' size, once for every language."""
+        if self.shorts_intro is None:
+            return None
+        video = self.shorts_video()
+        vkey = {**self.vkey, "width": video.width, "height": video.height}
+        key = content_key("intro", self.shorts_intro.digest, vkey, __version__)
+        request = IntroRequest(
+            source=self.shorts_intro.key,
+            digest=self.shorts_intro.digest,
+            video=video,
+            output=layout.segment("intro_shorts", key),
+        )
+        return self.add(Node(id="intro:shorts", stage="shorts", key=key, request=request))
+
+    def shorts_transition(self) -> float:
+        """Seconds of crossfade between a Short's scenes: the long video's, where it has one."""
+        return float(getattr(self, "transition", 0.0))
+
+    def shorts(
+        self,
+        lang: str,
+        *,
+        subs: Node,
+        pads: list[Node],
+        pictures: list[Node],
+        music: Node,
+        intro: Node | None,
+    ) -> Node:
+        """Every Short of one language, in one node: how the chapters group into Shorts depends on
+        the narration's lengths, known only after padding (see zray.pipeline.shorts)."""
+        config, audio = self.config.shorts, self.config.audio
+        video = self.shorts_video()
+        scenes = tuple(
+            ShortsScene(
+                label=self.labels[i], text=s.narration(lang), image_key=pictures[i].key, pad_key=pads[i].key
+            )
+            for i, s in enumerate(self.script.scenes)
+        )
+        mix = AudioMix(
+            music_level=audio.music_level,
+            duck=audio.duck,
+            target_lufs=audio.target_lufs,
+            peak_dbfs=audio.peak_dbfs,
+            music_fade_in=audio.music_fade_in,
+            music_fade_out=audio.tail,
+        )
+        request = ShortsRequest(
+            lang=lang,
+            code=self.script.code,
+            fallback_title=self.script.title(lang),
+            scenes=scenes,
+            video=video,
+            audio=mix,
+            captions=self.caption_settings(shorts=True),
+            max_seconds=config.max_seconds,
+            min_seconds=config.min_seconds,
+            lead=audio.lead,
+            tail=audio.tail,
+            transition=self.shorts_transition(),
+            music_key=music.key,
+            folder=f"{layout.SHORTS_DIR}/{lang}",
+            work=layout.shorts_work(lang),
+            intro_source=self.shorts_intro.key if intro is not None and self.shorts_intro else None,
+            intro_key=intro.key if intro is not None else None,
+        )
+        key = content_key("shorts", subs.key, _plain(request), __version__)
+        return self.add(
+            Node(
+                id=f"shorts:{lang}",
+                stage="shorts",
+                key=key,
+                request=request,
+                inputs={
+                    "subs": subs.id,
+                    "images": tuple(p.id for p in pictures),
+                    "pads": tuple(p.id for p in pads),
+                    "music": music.id,
+                    "intro": intro.id if intro is not None else None,
+                },
+                lang=lang,
+                final=True,
+            )
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass as JSON-able data, for a key."""
+    return dataclasses.asdict(value)
+
+
+@functools.lru_cache(maxsize=8)
+def file_digest(path: str) -> str:
+    """sha256 of a small file that shapes what is made (a caption font): a new file, new keys."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise CaptionError(f"captions.font {path!r} cannot be read ({exc.strerror or exc})") from None
+
 
 def build_plan(
     script: Script,
@@ -386,19 +577,27 @@ def build_plan(
     config: Config,
     intro: Intro | None = None,
     studio: Mapping[str, StudioFile] | None = None,
+    shorts_intro: Intro | None = None,
 ) -> Plan:
     """All nodes for one episode, in an order where every node comes after its inputs.
 
-    `studio`: the studio's own files the script names (see `zray.pipeline.studio`), by name."""
-    b = _Builder(script, config, identities, intro, dict(studio or {}))
+    `studio`: the studio's own files the script names (see `zray.pipeline.studio`), by name.
+    `shorts_intro`: the clip before each Short (`shorts.intro`), when Shorts are made."""
+    b = _Builder(script, config, identities, intro, dict(studio or {}), shorts_intro)
     music = b.music()
     intro_node = b.intro_segment()
     segments = [b.scene_picture(i) for i in range(len(script.scenes))]
+    making_shorts = config.shorts.enabled
+    vertical = b.vertical_pictures() if making_shorts else []
+    shorts_intro_node = b.shorts_intro_segment() if making_shorts else None
     names: dict[str, str] = {}
     for lang in languages:
         pads = b.narration(lang)
         b.thumbnails(lang)
-        b.subtitles(lang, pads, intro_node)
-        video = b.video_file(lang, music=music, intro=intro_node, segments=segments, pads=pads)
+        subs = b.subtitles(lang, pads, intro_node)
+        scenes = b.captioned_segments(lang, pads) if config.captions.on_long_video() else segments
+        video = b.video_file(lang, music=music, intro=intro_node, segments=scenes, pads=pads)
         names[lang] = video.outputs[0]
+        if making_shorts:
+            b.shorts(lang, subs=subs, pads=pads, pictures=vertical, music=music, intro=shorts_intro_node)
     return Plan(nodes=b.nodes, languages=list(languages), video_names=names)

@@ -23,6 +23,8 @@ from zray.errors import ZrayError
 from zray.media import audio, subtitles, thumbnail, video
 from zray.media.constants import SAMPLE_RATE
 from zray.nodes import (
+    CaptionedInputs,
+    CaptionedRequest,
     ChapterSpan,
     ImageResult,
     ImportRequest,
@@ -47,6 +49,7 @@ from zray.nodes import (
     VideoRequest,
     VideoResult,
 )
+from zray.pipeline.shorts import make_shorts
 from zray.store import Store
 
 # Each step runs as a one-CPU task: an encoder that spawned a thread per core would fight the
@@ -83,6 +86,30 @@ def segment(store: Store, request: SegmentRequest, inputs: SegmentInputs) -> Seg
     """One still scene encoded once as a closed GOP; every language repeats it."""
     with store.local_copy(inputs.image.path) as local, store.writer(request.output) as tmp:
         video.encode_still(local, tmp, settings=request.video, threads=TASK_THREADS)
+    return SegmentResult(path=request.output)
+
+
+def captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) -> SegmentResult:
+    """A still scene with one language's captions burned in (`captions.burn = true`): every frame of
+    its padded narration encoded, the spoken word highlighted as `subtitles_<lang>.words.json` says."""
+    from zray.media.captions import CaptionBox, CaptionStyle, caption_states
+    from zray.media.video.captioned import encode_captioned_still
+
+    settings, pad, look = request.video, inputs.pad, request.captions
+    # As the subtitles step times this scene's cues, from the scene's first frame.
+    words = [w.shifted(pad.speech_offset) for w in pad.words] if pad.words else None
+    cues = subtitles.time_cues(request.text, start=0.0, end=pad.frames / settings.fps, words=words)
+    states = caption_states(
+        cues,
+        fps=settings.fps,
+        size=(settings.width, settings.height),
+        box=CaptionBox(*look.box),
+        style=CaptionStyle(font=look.font, highlight=look.highlight),
+    )
+    with store.local_copy(inputs.image.path) as local, store.writer(request.output) as tmp:
+        encode_captioned_still(
+            local, tmp, frames=pad.frames, states=states, settings=settings, threads=TASK_THREADS
+        )
     return SegmentResult(path=request.output)
 
 
@@ -259,6 +286,8 @@ STEPS: dict[Kind, Step] = {
     Kind.THUMBS: thumbs,
     Kind.SUBS: subs,
     Kind.VIDEO: assemble,
+    Kind.CAPTIONED: captioned,
+    Kind.SHORTS: make_shorts,
 }
 
 
