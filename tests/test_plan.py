@@ -150,3 +150,17 @@ def test_upgrading_keeps_the_keys_of_images_narration_and_music():
         "tts:ca:2": "25a4aa132c992360",
         "thumb_base:ca": "bb8a144971a91ea4",
     }
+
+
+def test_pacing_lives_in_the_padded_narration():
+    """A lead before the first scene, a gap after each (a scene's own `gap` wins), the tail after the
+    last, each rounded up to whole frames; the music fades out over the tail."""
+    data = small_script()
+    data["scenes"][1]["gap"] = 1.01
+    plan = plan_for(data, audio={"lead": 0.3, "scene_gap": 0.5, "tail": 2.0}, video={"fps": 24})
+    pads = [plan.nodes[f"pad:es:{i}"].request for i in range(3)]
+    assert [(p.lead_frames, p.gap_frames) for p in pads] == [(8, 12), (0, 25), (0, 48)]
+    mix = plan.nodes["video:es"].request.audio
+    assert mix.music_fade_out == 2.0 and mix.music_fade_in == 0.5
+    other = plan_for(small_script(), audio={"scene_gap": 0.25})
+    assert other.nodes["pad:es:0"].key != plan_for(small_script()).nodes["pad:es:0"].key

@@ -161,6 +161,7 @@ def test_rerun_rewrites_nothing_then_one_line_rebuilds_one_language(finished, tm
         "subtitles_es.words.json",
         "chapters_es.txt",
         "script.json",  # the script as run, kept beside the outputs
+        "report.html",  # the run report, which now tells of this run
     }
     new_files = set(after) - set(before) - chunks
     assert all(

@@ -102,10 +102,13 @@ def test_each_short_is_vertical_bounded_and_in_sync(made):
     images = [np.asarray(Image.open(folder / f"assets/common/img_{i}.png").convert("RGB")) for i in range(3)]
     for lang in ("es", "ca"):
         shorts = shorts_of(folder, lang)
-        # Chapters "Uno" (merged into "Dos": under 10 s) and "Dos" make one Short, "Tres" another.
+        # Scenes 0 and 1 (chapters "Uno" and "Dos", or "Dos" alone where "Uno" was too short and
+        # merged into it) make one Short, named after its first chapter; "Tres" another.
+        ranges = record(folder)["nodes"][f"subs:{lang}"]["result"]["ranges"]
+        first = next(r["title"] for r in ranges if 0 in r["scenes"])
         assert [s["scenes"] for s in shorts] == [[0, 1], [2]]
         assert [Path(s["path"]).name for s in shorts] == [
-            f"S01E02-{lang.upper()}-01-Dos.mp4",
+            f"S01E02-{lang.upper()}-01-{first}.mp4",
             f"S01E02-{lang.upper()}-02-Tres.mp4",
         ]
         scene_pads = pads(folder, lang)
@@ -122,7 +125,7 @@ def test_each_short_is_vertical_bounded_and_in_sync(made):
                     assert _closer(frames[boundary], images[scene], images[previous])
                     assert _closer(frames[boundary - 1], images[previous], images[scene])
                 boundary += scene_pads[scene]["frames"]
-            assert boundary < len(frames)  # then the tail, where the picture holds
+            assert boundary <= len(frames)  # and any tail the last scene's own pause lacked
         assert report.outputs[shorts[0]["path"]]["duration"] == shorts[0]["duration"]
 
 
@@ -172,15 +175,15 @@ def test_captions_change_on_the_frames_where_the_words_start(made):
         for short in shorts_of(folder, lang):
             frames, _ = decoded(folder / short["path"])
             # Where words.json says each word starts, moved to where its scene plays in the Short.
-            expected, at = [], lead_frames(scene_pads[short["scenes"][0]])
+            expected, at, last_end = [], lead_frames(scene_pads[short["scenes"][0]]), 0.0
             for scene in short["scenes"]:
                 begin, end = starts[scene] / FPS, starts[scene + 1] / FPS
-                expected += [
-                    math.floor((w["start"] - begin) * FPS + at + 0.5)
-                    for w in words
-                    if begin - 1e-3 <= w["start"] < end - 1e-3  # words.json rounds to 0.1 ms
-                ]
+                spoken = [w for w in words if begin - 1e-3 <= w["start"] < end - 1e-3]  # rounded to 0.1 ms
+                expected += [math.floor((w["start"] - begin) * FPS + at + 0.5) for w in spoken]
+                last_end = spoken[-1]["end"] - begin + at / FPS
                 at += scene_pads[scene]["frames"]
+            # After the last word, the tail: the picture holds and the music fades.
+            assert short["duration"] - last_end >= 2.0 - 1 / FPS
             changes = highlight_changes(frames)
             assert len(expected) > 20
             missing = [e for e in expected if not any(abs(e - c) <= 1 for c in changes)]
@@ -277,8 +280,8 @@ def test_a_new_chapter_title_renames_its_short_without_rendering_it(made, tmp_pa
     result = record(folder)["nodes"]["shorts:es"]["result"]
     assert (result["rendered"], result["reused"]) == (0, 2)
     assert sorted(p.name for p in (folder / "shorts" / "es").iterdir()) == [
-        "S01E02-ES-01-Dos.mp4",
-        "S01E02-ES-01-Dos.srt",
+        "S01E02-ES-01-Uno.mp4",
+        "S01E02-ES-01-Uno.srt",
         "S01E02-ES-02-El_bosque.mp4",
         "S01E02-ES-02-El_bosque.srt",
     ]

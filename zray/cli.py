@@ -332,6 +332,7 @@ def _upload(
             config=cfg.youtube,
             credentials_for=credentials_provider(name, cfg.youtube, interactive=sys.stdin.isatty()),
             project=name,
+            require_review=cfg.review.required,
         )
     for line in report.lines():
         typer.echo(line)
@@ -371,11 +372,16 @@ def _publish(episode_dir: str, cfg: Config, langs: list[str] | None) -> None:
             layout=cfg.web.layout,
             essays_dir=cfg.web.essays_dir,
             langs=langs,
+            require_review=cfg.review.required,
         )
+    for line in report.skipped:
+        typer.echo(line)
     typer.echo(
         f"published to {report.site} ({report.layout}): {len(report.written)} files written, "
         f"{len(report.unchanged)} unchanged"
     )
+    if report.skipped:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -505,3 +511,9 @@ def user_errors() -> Iterator[None]:
 
 def main() -> None:
     app()
+
+
+from zray.review.cli import report_command, review_command  # noqa: E402  (they use user_errors above)
+
+app.command(name="review")(review_command)
+app.command(name="report")(report_command)

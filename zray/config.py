@@ -258,6 +258,12 @@ class LimitsConfig(Strict):
         return ScriptLimits(narration_chars=self.narration_chars, script_bytes=self.script_bytes)
 
 
+class ReviewConfig(Strict):
+    """The `[review]` table: whether `upload` and `publish` need an approval from `zray review`."""
+
+    required: bool = False
+
+
 class Config(Strict):
     """Everything a run can be told; see the README for each key."""
 
@@ -287,6 +293,8 @@ class Config(Strict):
     limits: LimitsConfig = LimitsConfig()
     captions: CaptionsConfig = CaptionsConfig()
     shorts: ShortsConfig = ShortsConfig()
+
+    review: ReviewConfig = ReviewConfig()
 
 
 def load_config(

@@ -398,6 +398,7 @@ class ThumbsRequest(Request):
     lang: str
     official: str
     variants: tuple[str, ...]
+    official_variant: int = 1  # which variant (from 1) the official thumbnail is a copy of
 
     @property
     def outputs(self) -> tuple[str, ...]:

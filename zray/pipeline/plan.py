@@ -46,6 +46,7 @@ from zray.nodes import (
     VideoRequest,
 )
 from zray.pipeline.studio import StudioFile
+from zray.review.record import ReviewOverrides
 from zray.script import Script
 
 DEFAULT_MUSIC_PROMPT = "calm cinematic ambient pads, slow, warm"
@@ -120,6 +121,7 @@ class _Builder:
     identities: Identities
     intro: Intro | None
     studio: Mapping[str, StudioFile] = field(default_factory=dict)
+    review: ReviewOverrides = field(default_factory=ReviewOverrides)
     shorts_intro: Intro | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
 
@@ -179,7 +181,8 @@ class _Builder:
     def scene_picture(self, index: int) -> Node:
         """The scene's image, and its still encoded once as a segment every language repeats."""
         scene, label = self.script.scenes[index], self.labels[index]
-        seed = seed_from(self.script.code, str(scene.scene_id))
+        chosen = self.review.seed_for(index, str(scene.scene_id))  # a new picture asked for in review
+        seed = chosen if chosen is not None else seed_from(self.script.code, str(scene.scene_id))
         v = self.video
         key = content_key("image", dict(self.identities.image), scene.image_prompt, v.width, v.height, seed)
         if scene.image_file:
@@ -247,7 +250,8 @@ class _Builder:
                     lang=lang,
                 )
             )
-            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, __version__)
+            lead, gap = self.pacing(index)
+            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, lead, gap, __version__)
             pads.append(
                 self.add(
                     Node(
@@ -255,7 +259,10 @@ class _Builder:
                         stage="narration",
                         key=pad_key,
                         request=PadRequest(
-                            fps=self.video.fps, output=layout.padded_speech(lang, label, pad_key)
+                            fps=self.video.fps,
+                            output=layout.padded_speech(lang, label, pad_key),
+                            lead_frames=lead,
+                            gap_frames=gap,
                         ),
                         inputs={"speech": speech.id},
                         lang=lang,
@@ -291,16 +298,20 @@ class _Builder:
             )
         base_key = base.key
         texts = tuple(v.thumb_text or v.title for v in seo.variants)
+        official = self.review.thumbnail_for(lang, len(texts))  # the variant chosen in review
+        # Variant 1 keeps the key it always had; another choice changes this node's key only.
+        chosen = [official] if official != 1 else []
         return self.add(
             Node(
                 id=f"thumbs:{lang}",
                 stage="thumbnails",
-                key=content_key("thumbs", base_key, list(texts), __version__),
+                key=content_key("thumbs", base_key, list(texts), __version__, *chosen),
                 request=ThumbsRequest(
                     texts=texts,
                     lang=lang,
                     official=layout.thumbnail(lang),
                     variants=tuple(layout.thumbnail_variant(lang, n) for n in range(1, len(texts) + 1)),
+                    official_variant=official,
                 ),
                 inputs={"base": base.id},
                 lang=lang,
@@ -350,6 +361,8 @@ class _Builder:
             duck=audio.duck,
             target_lufs=audio.target_lufs,
             peak_dbfs=audio.peak_dbfs,
+            music_fade_in=audio.music_fade_in,
+            music_fade_out=self.frames(audio.tail) / self.video.fps,
         )
         key = content_key(
             "video",
@@ -448,7 +461,8 @@ class _Builder:
             width, height = (
                 16 * math.ceil(n / 16) for n in (self.config.shorts.width, self.config.shorts.height)
             )
-            seed = seed_from(self.script.code, str(scene.scene_id))
+            chosen = self.review.seed_for(index, str(scene.scene_id))  # as the scene's own picture
+            seed = chosen if chosen is not None else seed_from(self.script.code, str(scene.scene_id))
             key = content_key("image", dict(self.identities.image), scene.image_prompt, width, height, seed)
             pictures.append(
                 self.add(
@@ -577,13 +591,17 @@ def build_plan(
     config: Config,
     intro: Intro | None = None,
     studio: Mapping[str, StudioFile] | None = None,
+    review: ReviewOverrides | None = None,
     shorts_intro: Intro | None = None,
 ) -> Plan:
     """All nodes for one episode, in an order where every node comes after its inputs.
 
     `studio`: the studio's own files the script names (see `zray.pipeline.studio`), by name.
+    `review`: the choices made in `zray review` (a scene's seed, the official thumbnail).
     `shorts_intro`: the clip before each Short (`shorts.intro`), when Shorts are made."""
-    b = _Builder(script, config, identities, intro, dict(studio or {}), shorts_intro)
+    b = _Builder(
+        script, config, identities, intro, dict(studio or {}), review or ReviewOverrides(), shorts_intro
+    )
     music = b.music()
     intro_node = b.intro_segment()
     segments = [b.scene_picture(i) for i in range(len(script.scenes))]

@@ -27,6 +27,7 @@ from zray.pipeline.engine_setup import EngineSetup
 from zray.pipeline.plan import Identities, Intro, Plan, build_plan, music_request
 from zray.pipeline.records import RunRecord, stale_nodes
 from zray.pipeline.studio import StudioFile
+from zray.review.record import plan_overrides
 from zray.script import Script
 from zray.store import Store, StoreError
 
@@ -164,8 +165,8 @@ def prepare_episode(
     studio.check(script, folder)
     check_caption_fonts(script, languages, config)
     identities = identities_for(engines, script, languages)
-
     store = root.child(episode)
+
     held = None if readonly else EpisodeLock(store, command=f"zray run {request.script.name}").acquire()
     try:
         opened = RunRecord.open(store, identity, request.origin, force=request.force, readonly=readonly)
@@ -178,6 +179,7 @@ def prepare_episode(
             config=config,
             intro=intro,
             studio=files,
+            review=plan_overrides(store, identity),  # review.json travels with the folder
             shorts_intro=shorts_intro,
         )
         if request.clean and not readonly:

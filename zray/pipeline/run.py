@@ -410,8 +410,21 @@ def _finish(
     log_key = runlog.write(store, title=prep.script.project_title, episode=prep.episode, extra=extra)
     if log_key:
         record.add_generated(log_key)
+    record.add_generated(layout.REPORT_FILE)
     record.flush(force=True)
+    _write_report(store)
     return report
+
+
+def _write_report(store: Store) -> None:
+    """report.html from the run.json just written; a report that cannot be made is a warning, not
+    a failed run."""
+    from zray.review.report import write_report
+
+    try:
+        write_report(store)
+    except (ZrayError, OSError, ValueError) as exc:
+        log.warning("could not write the run report %s: %s", store.url(layout.REPORT_FILE), exc)
 
 
 def _step_line(info: dict[str, Any]) -> str:

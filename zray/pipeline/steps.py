@@ -134,7 +134,8 @@ def intro(store: Store, request: IntroRequest, inputs: NoInputs) -> IntroResult:
 
 
 def thumbs(store: Store, request: ThumbsRequest, inputs: ThumbsInputs) -> ThumbsResult:
-    """Text variants of the language's thumbnail; variant 1 (or the bare image) is the official one."""
+    """Text variants of the language's thumbnail; the chosen one (variant 1 unless chosen in review,
+    or the bare image) is the official one."""
     with store.local_copy(inputs.base.path) as local:
         image = Image.open(local)
         image.load()
@@ -146,7 +147,7 @@ def thumbs(store: Store, request: ThumbsRequest, inputs: ThumbsInputs) -> Thumbs
         written = thumbnail.render_variants(image, list(request.texts), tmpdir, lang=request.lang)
         for path, key in zip(written, request.variants, strict=True):
             store.put(path, key)
-        store.put(written[0], request.official)
+        store.put(written[request.official_variant - 1], request.official)
     return ThumbsResult(path=request.official, variants=request.variants)
 
 

@@ -46,6 +46,7 @@ from zray.config import WebConfig
 from zray.episode import Episode
 from zray.errors import ZrayError
 from zray.keys import safe_name
+from zray.review.record import not_approved_line, unapproved
 from zray.script import Script
 from zray.store import Store, StoreError
 
@@ -71,6 +72,7 @@ class PublishReport:
     layout: str
     written: list[str] = field(default_factory=list)  # site keys, in the order written
     unchanged: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # one line per language the review gate held back
 
 
 @dataclass(frozen=True)
@@ -99,21 +101,29 @@ def publish_episode(
     layout: str = "seed",
     essays_dir: Path | None = None,
     langs: list[str] | None = None,
+    require_review: bool = False,
 ) -> PublishReport:
-    """Write the episode's pages, videos and thumbnails into the site at `site` (any fsspec URL)."""
+    """Write the episode's pages, videos and thumbnails into the site at `site` (any fsspec URL).
+
+    `require_review` (the `review.required` setting): a language whose current video is not
+    approved in `zray review` is left out, with one line in `skipped`."""
     if layout not in LAYOUTS:
         raise PublishError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     # Everything is read and checked before the first write, so a bad episode leaves the site alone.
     youtube = _youtube_ids(episode)
+    chosen = _languages(episode, langs)
+    held = unapproved(episode, chosen) if require_review else []
     pages = [
         episode_page(episode, lang, essays_dir=essays_dir or DEFAULT_ESSAYS, youtube_id=youtube.get(lang))
-        for lang in _languages(episode, langs)
+        for lang in chosen
+        if lang not in held
     ]
     try:
         store = Store(site)
     except (ValueError, ImportError) as exc:
         raise PublishError(f"--site {site!r}: {exc}") from None
     writer = _SiteWriter(store, PublishReport(site=store.root_url, layout=layout))
+    writer.report.skipped = [not_approved_line(lang, episode.url) for lang in held]
     for page in pages:
         _publish_page(writer, episode.store, page, hugo=layout == "hugo")
     return writer.report

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 @dataclass
 class VideoResult:
     lang: str
-    # uploaded, resumed, restored, replaced, updated, completed, skipped, changed, planned, failed
+    # uploaded, resumed, restored, replaced, updated, completed, skipped, changed, planned, failed,
+    # unapproved (held back by the review gate: its message is the whole line)
     action: str
     video_id: str | None = None
     message: str = ""
@@ -21,9 +22,11 @@ class VideoResult:
 
     @property
     def failed(self) -> bool:
-        return self.action == "failed"
+        return self.action in ("failed", "unapproved")
 
     def line(self) -> str:
+        if self.action == "unapproved":
+            return self.message
         where = f" https://youtu.be/{self.video_id}" if self.video_id else ""
         text = f"{self.name}: {self.action}{where}"
         return f"{text}: {self.message}" if self.message else text

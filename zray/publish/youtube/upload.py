@@ -34,6 +34,7 @@ from zray.publish.youtube.metadata import MetadataError, aware, iso
 from zray.publish.youtube.records import UNKNOWN
 from zray.publish.youtube.report import UploadReport, VideoResult
 from zray.publish.youtube.slots import VideoSlot, long_video
+from zray.review.record import not_approved_line, unapproved
 
 
 def project_of(episode: Episode, override: str | None = None) -> str:
@@ -72,6 +73,7 @@ def upload_episode(
     progress: ProgressCallback | None = None,
     sleep: Callable[[float], None] = time.sleep,
     project: str | None = None,
+    require_review: bool = False,
 ) -> UploadReport:
     """Upload every (or the chosen) language's long video of a finished episode to its channel.
 
@@ -80,10 +82,17 @@ def upload_episode(
     when the planned calls would exceed today's quota. `http_factory` makes the plain
     httplib2.Http under each channel's authorized one (tests trust a fake's certificate with it);
     `progress(slot, acknowledged, total)` is called after every chunk YouTube acknowledged;
-    `project` only names the project in the `zray auth` hint.
+    `project` only names the project in the `zray auth` hint. `require_review` (the
+    `review.required` setting): a language whose current video is not approved in `zray review`
+    is not uploaded, and counts as a failure.
     """
     slots: list[VideoSlot | VideoResult] = []
-    for lang in choose_languages(episode, langs):
+    chosen = choose_languages(episode, langs)
+    held = unapproved(episode, chosen) if require_review else []
+    for lang in chosen:
+        if lang in held:
+            slots.append(VideoResult(lang, "unapproved", message=not_approved_line(lang, episode.url)))
+            continue
         try:
             slots.append(long_video(episode, lang))
         except EpisodeError as exc:
