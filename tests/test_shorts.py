@@ -326,3 +326,18 @@ def test_a_language_the_caption_font_cannot_write_is_refused_before_any_work(tmp
         check_caption_fonts(
             loaded, ["es"], config(tmp_path, shorts={"enabled": False}, captions={"burn": True})
         )
+
+
+def test_a_shorts_record_naming_a_file_outside_its_folder_is_not_trusted(made, tmp_path):
+    script, folder = copy_episode(made, tmp_path)
+    data = record(folder)
+    data["nodes"]["shorts:es"]["result"]["shorts"][0]["path"] = "S01E02-ES-Título_de_prueba.mp4"
+    (folder / "run.json").write_text(json.dumps(data, ensure_ascii=False))
+    before = mtimes(folder)
+    report = run(tmp_path, script)
+    assert report.ok and report.built == 1  # the step runs again and lists its own files
+    result = record(folder)["nodes"]["shorts:es"]["result"]
+    assert (result["rendered"], result["reused"]) == (0, 2)
+    assert all(s["path"].startswith("shorts/es/S01E02-ES-0") for s in result["shorts"])
+    assert all(mtimes(folder)[s["path"]] == before[s["path"]] for s in result["shorts"])
+    assert (folder / "S01E02-ES-Título_de_prueba.mp4").exists()
