@@ -3,6 +3,7 @@ and samples, their captions against `words.json`, and what a rerun rebuilds."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -19,9 +20,11 @@ from zray.episode import open_episode
 from zray.errors import RunError
 from zray.media import subtitles
 from zray.pipeline.prepare import check_caption_fonts
-from zray.pipeline.run import RunRequest, run_episode
+from zray.pipeline.run import RunRequest, preview, run_episode
+from zray.pipeline.shorts import make_shorts
 from zray.script import load_script
 
+INTRO = Path(__file__).resolve().parent.parent / "inputs" / "assets" / "demo" / "intro.mp4"
 FPS = 24
 SIZE = (180, 320)
 MAX_SECONDS = 25.0
@@ -341,3 +344,50 @@ def test_a_shorts_record_naming_a_file_outside_its_folder_is_not_trusted(made, t
     assert all(s["path"].startswith("shorts/es/S01E02-ES-0") for s in result["shorts"])
     assert all(mtimes(folder)[s["path"]] == before[s["path"]] for s in result["shorts"])
     assert (folder / "S01E02-ES-Título_de_prueba.mp4").exists()
+
+
+def test_crossfades_between_a_short_s_scenes_end_on_the_boundary_frame(made, tmp_path):
+    """The step with `video.transition` seconds of crossfade (the plan passes the long video's)."""
+    script, folder = copy_episode(made, tmp_path)
+    prep = preview(RunRequest(script=script), config(tmp_path))
+    node = prep.plan.nodes["shorts:es"]
+    inputs = node.resolve({dep: prep.record.result(prep.plan.nodes[dep]) for dep in node.deps})
+    result = make_shorts(prep.store, dataclasses.replace(node.request, transition=0.5), inputs)
+    # The Short of two scenes has a crossfade now: rendered again; the one-scene Short is the same.
+    assert (result.rendered, result.reused) == (1, 1)
+    first = result.shorts[0]
+    frames, _ = decoded(folder / first.path)
+    images = [np.asarray(Image.open(folder / f"assets/common/img_{i}.png").convert("RGB")) for i in (0, 1)]
+    scene_pads = pads(folder, "es")
+    boundary = lead_frames(scene_pads[0]) + scene_pads[0]["frames"]
+    fade = 12  # 0.5 s, inside the scene's pause of 0.5 s
+
+    def towards_second(index: int) -> float:
+        shown = frames[index][: int(SIZE[1] * 0.55)].reshape(-1, 3).mean(axis=0)
+        near = [np.abs(shown - i[: int(i.shape[0] * 0.8)].reshape(-1, 3).mean(axis=0)).sum() for i in images]
+        return float(near[0] - near[1])
+
+    assert _closer(frames[boundary - fade - 1], images[0], images[1])  # before it: the first picture
+    assert _closer(frames[boundary], images[1], images[0])  # on the boundary: the second, whole
+    steps = [towards_second(i) for i in range(boundary - fade, boundary + 1)]
+    assert steps == sorted(steps) and steps[0] < steps[-1]  # a fade, frame by frame
+    with av.open(str(folder / first.path)) as container:
+        assert container.streams.video[0].frames == first.frames
+
+
+def test_a_shorts_intro_plays_before_each_short(tmp_path):
+    data = small_script()
+    data["scenes"] = data["scenes"][2:]
+    script = write_script(tmp_path / "scripts" / "proj", data)
+    report = run(tmp_path, script, shorts={"intro": str(INTRO)})
+    assert report.ok, report.failed
+    folder = folder_of(tmp_path, script)
+    nodes = record(folder)["nodes"]
+    intro_frames = nodes["intro:shorts"]["result"]["frames"]
+    [short] = shorts_of(folder, "es")
+    frames, audio_seconds = decoded(folder / short["path"])
+    pad = nodes["pad:es:2"]["result"]
+    assert len(frames) == short["frames"] == intro_frames + lead_frames(pad) + pad["frames"]
+    assert abs(audio_seconds - len(frames) / FPS) <= 1 / FPS
+    assert (frames[0].shape[1], frames[0].shape[0]) == SIZE
+    assert "intro" not in nodes  # the long video keeps its own (none here)

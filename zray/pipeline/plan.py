@@ -499,7 +499,8 @@ class _Builder:
         return self.add(Node(id="intro:shorts", stage="shorts", key=key, request=request))
 
     def shorts_transition(self) -> float:
-        """Seconds of crossfade between a Short's scenes: the long video's, where it has one."""
+        """Seconds of crossfade between a Short's scenes: the long video's `video.transition`, which
+        the plan resolves (by profile) with the motion settings; a plan without them cuts."""
         return float(getattr(self, "transition", 0.0))
 
     def shorts(
