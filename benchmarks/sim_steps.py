@@ -1,154 +1,159 @@
 """zray's CPU steps with a simulated cost, so the benchmark measures scheduling, not two busy cores.
 
-Two modes, picked by `SimSettings.real_steps`:
+Typed steps like zray's own (`step(store, request, inputs) -> result`), handed to `execute(...,
+steps=SIM_STEPS)`: the executor runs them wherever it runs the real ones (Ray tasks, by reference,
+so workers need this folder on their PYTHONPATH). Two modes, picked by `SimSettings.real_steps`:
 
 - simulated (the default): the step sleeps for its cost and writes small placeholder files at every
   output path, returning results shaped like the real step's (frame counts from the narration's
-  length), so the driver, the manifest and everything downstream run unchanged;
+  length), so the driver, the records and everything downstream run unchanged;
 - real: the real step runs on the benchmark's tiny media, then sleeps out the rest of its cost. On
-  this 2-core machine the real audio work of many simultaneous steps overruns its cost, which the
+  a 2-core machine the real audio work of many simultaneous steps overruns its cost, which the
   events file records, so that mode is for checking the outputs rather than for scaling figures.
-
-`installed()` swaps these into `zray.pipeline.steps.STEPS`, the table the Driver turns into Ray
-tasks when it is built; the functions travel to workers by reference, so workers need this folder
-on their PYTHONPATH.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from sim_engines import SimSettings, record
 
-from zray.pipeline import steps
-from zray.pipeline.plan import Node
+from zray.nodes import (
+    IntroRequest,
+    IntroResult,
+    Kind,
+    PadInputs,
+    PadRequest,
+    PadResult,
+    Request,
+    Result,
+    SegmentInputs,
+    SegmentRequest,
+    SegmentResult,
+    SubsInputs,
+    SubsRequest,
+    SubsResult,
+    ThumbsInputs,
+    ThumbsRequest,
+    ThumbsResult,
+    VideoInputs,
+    VideoRequest,
+    VideoResult,
+)
 from zray.store import Store
 
-Result = dict[str, Any]
+Step = Callable[[Store, Any, Any], Result]
 
 
-def _timed(kind: str, step: Callable[..., Result], store: Store, node: Node, *deps: Result) -> Result:
+def _timed(kind: Kind, store: Store, request: Request, inputs: Any) -> Result:
     settings = SimSettings.from_env()
-    cost = settings.cpu_s.get(kind, 0.0)
+    cost = settings.cpu_s.get(kind.value, 0.0) * settings.time_scale
     start = time.time()
-    result = step(store, node, *deps) if settings.real_steps else PLACEHOLDERS[kind](store, node, *deps)
+    if settings.real_steps:
+        from zray.pipeline.steps import STEPS  # media libraries: only in this mode
+
+        result = STEPS[kind](store, request, inputs)
+    else:
+        result = PLACEHOLDERS[kind](store, request, inputs)
     real = time.time() - start
     if real < cost:
         time.sleep(cost - real)
-    record(settings, kind, start, time.time(), gpu=False, nominal=cost, real=real)
+    record(settings, kind.value, start, time.time(), gpu=False, nominal=cost, real=real)
     return result
 
 
-def pad(store: Store, node: Node, raw: Result) -> Result:
-    return _timed("pad", steps.pad, store, node, raw)
+def pad(store: Store, request: PadRequest, inputs: PadInputs) -> Result:
+    return _timed(Kind.PAD, store, request, inputs)
 
 
-def segment(store: Store, node: Node, image: Result) -> Result:
-    return _timed("segment", steps.segment, store, node, image)
+def segment(store: Store, request: SegmentRequest, inputs: SegmentInputs) -> Result:
+    return _timed(Kind.SEGMENT, store, request, inputs)
 
 
-def intro(store: Store, node: Node) -> Result:
-    return _timed("intro", steps.intro, store, node)
+def intro(store: Store, request: IntroRequest, inputs: Any) -> Result:
+    return _timed(Kind.INTRO, store, request, inputs)
 
 
-def thumbs(store: Store, node: Node, base: Result) -> Result:
-    return _timed("thumbs", steps.thumbs, store, node, base)
+def thumbs(store: Store, request: ThumbsRequest, inputs: ThumbsInputs) -> Result:
+    return _timed(Kind.THUMBS, store, request, inputs)
 
 
-def subs(store: Store, node: Node, *deps: Result) -> Result:
-    return _timed("subs", steps.subs, store, node, *deps)
+def subs(store: Store, request: SubsRequest, inputs: SubsInputs) -> Result:
+    return _timed(Kind.SUBS, store, request, inputs)
 
 
-def assemble(store: Store, node: Node, *deps: Result) -> Result:
-    return _timed("video", steps.assemble, store, node, *deps)
+def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> Result:
+    return _timed(Kind.VIDEO, store, request, inputs)
 
 
-SIM_STEPS: dict[str, Callable[..., Result]] = {
-    "pad": pad,
-    "segment": segment,
-    "intro": intro,
-    "thumbs": thumbs,
-    "subs": subs,
-    "video": assemble,
+SIM_STEPS: dict[Kind, Step] = {
+    Kind.PAD: pad,
+    Kind.SEGMENT: segment,
+    Kind.INTRO: intro,
+    Kind.THUMBS: thumbs,
+    Kind.SUBS: subs,
+    Kind.VIDEO: assemble,
 }
-
-
-@contextlib.contextmanager
-def installed() -> Iterator[None]:
-    """Run zray with the simulated steps; the real table is restored afterwards."""
-    real = dict(steps.STEPS)
-    if set(real) != set(SIM_STEPS):
-        raise RuntimeError(f"zray's steps changed ({sorted(real)}); update benchmarks/sim_steps.py")
-    steps.STEPS.update(SIM_STEPS)
-    try:
-        yield
-    finally:
-        steps.STEPS.update(real)
 
 
 # --- placeholders: what each step returns, without the media work --------------------------------
 
 
-def _write(store: Store, node: Node) -> None:
-    for key in node.outputs:
-        store.write_bytes(key, f"simulated {node.kind} {node.key}\n".encode())
+def _write(store: Store, request: Request) -> None:
+    for key in request.outputs:
+        store.write_bytes(key, f"simulated {request.kind.value} {key}\n".encode())
 
 
-def _pad(store: Store, node: Node, raw: Result) -> Result:
-    _write(store, node)
-    frames = math.ceil(raw["seconds"] * node.params["fps"]) + 1  # the seed's frame-perfect padding
-    return {
-        "path": node.outputs[0],
-        "frames": frames,
-        "speech_seconds": raw["seconds"],
-        "words": raw.get("words"),
-    }
+def _pad(store: Store, request: PadRequest, inputs: PadInputs) -> PadResult:
+    _write(store, request)
+    seconds = inputs.speech.seconds
+    return PadResult(
+        path=request.output,
+        frames=math.ceil(seconds * request.fps) + 1,  # the seed's frame-perfect padding
+        speech_seconds=seconds,
+        words=inputs.speech.words,
+    )
 
 
-def _segment(store: Store, node: Node, image: Result) -> Result:
-    _write(store, node)
-    return {"path": node.outputs[0]}
+def _segment(store: Store, request: SegmentRequest, inputs: SegmentInputs) -> SegmentResult:
+    _write(store, request)
+    return SegmentResult(path=request.output)
 
 
-def _intro(store: Store, node: Node) -> Result:
-    _write(store, node)
-    return {"path": node.outputs[0], "frames": 3 * node.params["video"]["fps"]}
+def _intro(store: Store, request: IntroRequest, inputs: Any) -> IntroResult:
+    _write(store, request)
+    return IntroResult(path=request.output, frames=3 * request.video.fps)
 
 
-def _thumbs(store: Store, node: Node, base: Result) -> Result:
-    _write(store, node)
-    return {"path": node.outputs[0], "variants": list(node.outputs[1:])}
+def _thumbs(store: Store, request: ThumbsRequest, inputs: ThumbsInputs) -> ThumbsResult:
+    _write(store, request)
+    return ThumbsResult(path=request.official, variants=request.variants)
 
 
-def _subs(store: Store, node: Node, *deps: Result) -> Result:
-    _write(store, node)
-    return {"path": node.outputs[0], "cues": len(node.params["scenes"]), "chapters": 0}
+def _subs(store: Store, request: SubsRequest, inputs: SubsInputs) -> SubsResult:
+    _write(store, request)
+    return SubsResult(path=request.srt, cues=len(request.scenes), chapters=0)
 
 
-def _assemble(store: Store, node: Node, *deps: Result) -> Result:
-    _write(store, node)
-    count = node.params["scenes"]
-    pads = deps[1 + node.params["has_intro"] + count :]
-    frames = sum(p["frames"] for p in pads)
-    fps = node.params["video"]["fps"]
-    return {
-        "path": node.outputs[0],
-        "frames": frames,
-        "duration": frames / fps,
-        "size": store.size(node.outputs[0]),
-        "info": {},
-    }
+def _assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoResult:
+    _write(store, request)
+    frames = sum(p.frames for p in inputs.pads) + (inputs.intro.frames if inputs.intro else 0)
+    return VideoResult(
+        path=request.output,
+        frames=frames,
+        duration=frames / request.video.fps,
+        size=store.size(request.output),
+    )
 
 
-PLACEHOLDERS: dict[str, Callable[..., Result]] = {
-    "pad": _pad,
-    "segment": _segment,
-    "intro": _intro,
-    "thumbs": _thumbs,
-    "subs": _subs,
-    "video": _assemble,
+PLACEHOLDERS: dict[Kind, Step] = {
+    Kind.PAD: _pad,
+    Kind.SEGMENT: _segment,
+    Kind.INTRO: _intro,
+    Kind.THUMBS: _thumbs,
+    Kind.SUBS: _subs,
+    Kind.VIDEO: _assemble,
 }

@@ -145,12 +145,15 @@ def test_config_reaches_the_production_settings() -> None:
         "steps": 4,
         "device": "cuda:1",
         "dtype": "float16",
+        "attention": "default",  # speed levers config does not set (yet): the engine's defaults
+        "compile": False,
     }
     assert choice.music.options == {
         "model": "facebook/musicgen-medium",
         "window": 20.0,
         "device": "cuda:1",
         "dtype": "float32",
+        "method": "auto",
     }
     assert choice.tts["es"].name == "kokoro" and choice.tts["ca"].name == "google"
     assert choice.tts["es"].options["voices"] == {"es": "em_alex"}  # not Catalan's Google voice

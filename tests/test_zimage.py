@@ -228,7 +228,77 @@ def test_memory_mode_calls_the_matching_diffusers_method(monkeypatch, memory, ex
     assert calls == [*expected, "vae.enable_tiling"]
 
 
-@pytest.mark.parametrize("memory", ["model_offload", "sequential_offload"])
+def test_group_offload_asks_diffusers_for_block_groups_on_streams_and_keeps_the_vae(monkeypatch):
+    from diffusers import AutoencoderKL, ZImagePipeline
+
+    calls: list[tuple[str, dict]] = []
+    monkeypatch.setattr(
+        ZImagePipeline, "enable_group_offload", lambda self, **kw: calls.append(("group", kw))
+    )
+    monkeypatch.setattr(
+        AutoencoderKL, "to", lambda self, device: calls.append(("vae.to", {"device": device}))
+    )
+    engine = tiny_engine(memory="group_offload", device="cuda", dtype="float32")
+    engine.load()
+    assert engine.placement == "group_offload"
+    (name, options), vae = calls
+    assert name == "group" and vae == ("vae.to", {"device": "cuda"})
+    assert options["onload_device"] == torch.device("cuda") and options["offload_device"] == torch.device(
+        "cpu"
+    )
+    assert (options["offload_type"], options["num_blocks_per_group"], options["use_stream"]) == (
+        "block_level",
+        1,
+        True,
+    )
+    assert options["exclude_modules"] == ["vae"]
+
+
+def test_group_offloaded_blocks_make_the_same_pixels(engine):
+    """diffusers' hooks really move each block in and out (here CPU to CPU, no streams): the image is
+    the resident one, bit for bit, and the text encoder and transformer carry the hooks."""
+    from zray.engines.zimage import group_offload
+
+    pipe = build_tiny_zimage_pipeline()
+    group_offload(pipe, device="cpu", use_stream=False)
+    hooked = [
+        name
+        for name, module in pipe.transformer.named_modules()
+        if getattr(module, "_diffusers_hook", None) is not None
+    ]
+    assert hooked, "no group-offload hooks on the transformer"
+    assert any(getattr(m, "_diffusers_hook", None) is not None for m in pipe.text_encoder.modules())
+    offloaded = ZImageEngine(settings(), pipeline=pipe)
+    image = offloaded.generate("A red desert", width=64, height=64, seed=2)
+    assert pixels(image) == pixels(engine.generate("A red desert", width=64, height=64, seed=2))
+
+
+def test_attention_backend_and_regional_compile_are_applied_at_load(monkeypatch):
+    from diffusers import ZImageTransformer2DModel
+
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(
+        ZImageTransformer2DModel,
+        "set_attention_backend",
+        lambda self, name: calls.append(("attention", name)),
+    )
+    monkeypatch.setattr(
+        ZImageTransformer2DModel, "compile_repeated_blocks", lambda self, **kw: calls.append(("compile", kw))
+    )
+    tiny_engine().load()
+    assert calls == []  # the defaults leave diffusers alone
+    engine = tiny_engine(attention="_native_efficient", compile=True)
+    engine.load()
+    assert calls == [("attention", "_native_efficient"), ("compile", {"fullgraph": True})]
+    assert engine.identity() == tiny_engine().identity()  # within bfloat16 noise: not in the key
+
+
+def test_an_unknown_attention_backend_is_one_engine_error_naming_it():
+    with pytest.raises(EngineError, match="no-such-backend"):
+        tiny_engine(attention="no-such-backend").load()
+
+
+@pytest.mark.parametrize("memory", ["model_offload", "group_offload", "sequential_offload"])
 def test_offload_without_cuda_stays_resident_with_a_note(engine, memory, monkeypatch, caplog):
     monkeypatch.setattr(logging.getLogger("zray"), "propagate", True)  # the CLI's rich setup turns it off
     offloaded = tiny_engine(memory=memory)
@@ -321,6 +391,8 @@ def test_old_diffusers_is_refused_with_the_upgrade(monkeypatch):
         ({"model": ""}, "''"),
         ({"dtype": "int8"}, "'int8'"),
         ({"device": ""}, "''"),
+        ({"attention": ""}, "''"),
+        ({"compile": "yes"}, "'yes'"),
     ],
 )
 def test_bad_settings_are_refused_by_name(options, named):
@@ -403,7 +475,7 @@ def test_out_of_gpu_memory_suggests_offloading(engine, monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(ZImagePipeline, "__call__", out_of_memory)
-    with pytest.raises(EngineError, match=r"1920x1072.*model_offload"):
+    with pytest.raises(EngineError, match=r"1920x1072.*group_offload \(12 GB cards\)"):
         engine.generate("x", width=1920, height=1072, seed=1)
 
 

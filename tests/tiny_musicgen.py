@@ -39,13 +39,15 @@ def build_tiny_musicgen(dest: Path, *, stereo: bool = False) -> Path:
     return dest
 
 
-def build_tiny_musicgen_components(*, stereo: bool = False):
+def build_tiny_musicgen_components(*, stereo: bool = False, text_width: int = 16):
     """(model, processor) in memory, float32 on the CPU; same weights every time.
 
     `stereo` makes it like musicgen-stereo-*: 8 interleaved codebooks, each channel coded by the
-    mono codec, and a feature extractor that takes (2, n) audio prompts."""
+    mono codec, and a feature extractor that takes (2, n) audio prompts. A `text_width` other than
+    the decoder's 16 gives the model a projection from the text encoder to the decoder, as the
+    real checkpoints have (T5-base's 768 into musicgen-small's 1024)."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import (
         EncodecConfig,
         EncodecFeatureExtractor,
@@ -58,7 +60,7 @@ def build_tiny_musicgen_components(*, stereo: bool = False):
     )
 
     codes = 2048
-    text_encoder = T5Config(vocab_size=99, d_model=16, d_ff=4, num_layers=2, num_heads=4)
+    text_encoder = T5Config(vocab_size=99, d_model=text_width, d_ff=4, num_layers=2, num_heads=4)
     audio_encoder = EncodecConfig(
         hidden_size=99,
         compress=1,
@@ -94,14 +96,10 @@ def build_tiny_musicgen_components(*, stereo: bool = False):
                 layer.codebook.embed.copy_(30 * torch.randn_like(layer.codebook.embed))
                 layer.codebook.embed_avg.copy_(layer.codebook.embed)
 
-    tokenizer = Tokenizer(models.Unigram())
+    tokenizer = Tokenizer(models.Unigram(unigram_vocab(_CORPUS), unk_id=2))
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=99, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
-    )
-    tokenizer.train_from_iterator(_CORPUS, trainer)
     processor = MusicgenProcessor(
         feature_extractor=EncodecFeatureExtractor(
             feature_size=2 if stereo else 1, sampling_rate=SAMPLING_RATE, padding_value=0.0
@@ -111,3 +109,17 @@ def build_tiny_musicgen_components(*, stereo: bool = False):
         ),
     )
     return model, processor
+
+
+def unigram_vocab(corpus: list[str]) -> list[tuple[str, float]]:
+    """A fixed Unigram vocabulary: the specials, the corpus's words, then single characters.
+
+    Written out rather than trained: the Unigram trainer breaks ties in whatever order its threads
+    finish, so two builds could tokenize a prompt differently, and then two "identical" models
+    would make different music."""
+    words = sorted({word for line in corpus for word in line.lower().replace(",", " ").split()})
+    characters = "abcdefghijklmnopqrstuvwxyz0123456789.,;:!?-'"
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -8.0)]
+    vocab += [("\u2581" + word, -5.0) for word in words]
+    vocab += [(character, -10.0) for character in characters]
+    return vocab

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from zray.config import Config
 from zray.engines.registry import KOKORO_LANGUAGES
+from zray.engines.vram import CONTEXT_GIB, USABLE, advise_image_memory, engine_footprint
 from zray.pipeline.engine_setup import EngineChoice, choose_engines
 
 
@@ -44,6 +45,7 @@ def run_checks(
     checks = [ray_check(ray_resources), *gpu_checks(), *codec_checks(), store_check(config.output)]
     choice = choose_engines(config, languages, profile=profile)
     checks += engine_checks(choice, config)
+    checks += memory_checks(choice, cards_gib())
     return checks
 
 
@@ -70,6 +72,76 @@ def gpu_checks() -> list[Check]:
         props = torch.cuda.get_device_properties(index)
         lines.append(Check(True, f"GPU {index}: {props.name}, {props.total_memory / 2**30:.0f} GiB VRAM"))
     return lines
+
+
+def cards_gib() -> list[float]:
+    """Each CUDA device's memory in GiB; empty without torch or CUDA."""
+    if importlib.util.find_spec("torch") is None:
+        return []
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [
+        torch.cuda.get_device_properties(i).total_memory / 2**30 for i in range(torch.cuda.device_count())
+    ]
+
+
+def memory_checks(choice: EngineChoice, cards: list[float]) -> list[Check]:
+    """Per GPU: the image memory mode to use, from the VRAM table (zray.engines.vram) and the card's
+    memory, with the music and voice models on the same card as zray places them; red when the
+    configured mode would not fit."""
+    if choice.image.name != "zimage" or not cards:
+        return []
+    others: dict[str, float] = {}
+    voices = list(dict.fromkeys(choice.tts.values()))
+    for label, spec in [("music", choice.music), *(("voices", s) for s in voices)]:
+        row = engine_footprint(spec.name, spec.settings) if spec.uses_gpu else None
+        if row is not None:
+            others[f"{label} ({row.engine} {row.mode})"] = row.gib
+    settings = choice.image.settings
+    configured = getattr(settings, "memory", "resident")
+    tiling = bool(getattr(settings, "vae_tiling", False))
+    own = engine_footprint("zimage", settings)
+    out = []
+    for index, card in enumerate(cards):
+        advice = advise_image_memory(card, others=others, vae_tiling=tiling)
+        where = f"GPU {index} ({card:.1f} GiB)"
+        detail = ", ".join(f"{name} {gib:g}" for name, gib in advice.parts.items())
+        if advice.mode is None:
+            out.append(
+                Check(
+                    False,
+                    f"{where} cannot hold Z-Image, music and voices together even in the leanest mode "
+                    f"(about {advice.needed_gib:g} GiB: {detail})",
+                    "give music and voices their own GPU (actors.music.num_gpus, actors.tts.num_gpus) or use "
+                    "a larger card",
+                )
+            )
+            continue
+        contexts = CONTEXT_GIB * (1 + len(others))
+        needed = None if own is None else round(own.gib + sum(others.values()) + contexts, 2)
+        fits = needed is None or needed <= USABLE * card
+        if configured == advice.mode:
+            out.append(Check(True, f"{where}: models.image_memory = {configured!r} fits ({detail} GiB)"))
+        elif fits:
+            out.append(
+                Check(
+                    True,
+                    f"{where}: models.image_memory = {configured!r} fits; {advice.mode!r} is recommended for "
+                    f"this card ({detail} GiB)",
+                )
+            )
+        else:
+            out.append(
+                Check(
+                    False,
+                    f"{where}: models.image_memory = {configured!r} needs about {needed:g} GiB with the other "
+                    "models on the card",
+                    f"set models.image_memory = {advice.mode!r} ({detail} GiB)",
+                )
+            )
+    return out
 
 
 def codec_checks() -> list[Check]:

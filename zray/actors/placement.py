@@ -9,14 +9,17 @@ actor could find no share left anywhere.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 
 from zray.actors.cluster import ClusterError
 from zray.config import ActorConfig, ActorsConfig
+from zray.engines.vram import engine_footprint, shares
 
-# Default GPU shares when all three models live on one card (see the README's VRAM budget).
+# GPU shares for roles whose engines the VRAM table (zray.engines.vram) does not know, such as a
+# custom `module:Class` engine that declares uses_gpu: one card holds one actor of each role.
 GPU_SHARE = {"image": 0.5, "tts": 0.2, "music": 0.3}
 # How long to wait for the cluster to reserve the GPUs: an autoscaler may have to start GPU nodes.
 RESERVE_TIMEOUT_S = 1800.0
@@ -24,25 +27,51 @@ RESERVE_WAIT_S = 60.0
 log = logging.getLogger("zray")
 
 
+def role_footprints(roles: dict[str, list[tuple[str, Any]]]) -> dict[str, float | None]:
+    """GiB per role from the VRAM table: role -> [(engine name, settings), ...] (the voice role may
+    hold several engines: the largest counts); None for a role with an engine the table lacks."""
+    out: dict[str, float | None] = {}
+    for role, engines in roles.items():
+        rows = [engine_footprint(name, settings) for name, settings in engines]
+        out[role] = None if not rows or None in rows else max(row.gib for row in rows if row is not None)
+    return out
+
+
+def default_shares(uses_gpu: dict[str, bool], footprints: dict[str, float | None] | None) -> dict[str, float]:
+    """GPU shares of the roles whose engines use a GPU: in proportion to their measured memory when
+    the VRAM table knows every one of them, else the fixed GPU_SHARE."""
+    gpu_roles = [role for role, gpu in uses_gpu.items() if gpu]
+    known = {role: (footprints or {}).get(role) for role in gpu_roles}
+    if gpu_roles and all(value is not None for value in known.values()):
+        return shares({role: float(value) for role, value in known.items() if value is not None})
+    return {role: GPU_SHARE[role] for role in gpu_roles}
+
+
 def actor_plans(
-    actors: ActorsConfig, uses_gpu: dict[str, bool], cluster_gpus: float
+    actors: ActorsConfig,
+    uses_gpu: dict[str, bool],
+    cluster_gpus: float,
+    *,
+    footprints: dict[str, float | None] | None = None,
 ) -> dict[str, tuple[float, int, float]]:
     """role -> (GPU share per actor, number of actors, CPUs per actor), filling in config left unset.
 
-    A role with a GPU share gets one actor per GPU slot, so every card holds a full set of models
-    and no role waits on another card. The slots are the cluster's GPUs, or more when config asks
-    for more actors of a role than there are GPUs yet (an autoscaler adds the nodes).
+    Shares left unset come from the VRAM table (`footprints`: role -> GiB, from `role_footprints`),
+    so a card's share of each actor follows what its model really takes in its mode. A role with a
+    GPU share gets one actor per GPU slot, so every card holds a full set of models and no role
+    waits on another card. The slots are the cluster's GPUs, or more when config asks for more
+    actors of a role than there are GPUs yet (an autoscaler adds the nodes).
     """
     settings: dict[str, ActorConfig] = {role: getattr(actors, role) for role in uses_gpu}
-    shares: dict[str, float] = {}
-    for role, gpu_engine in uses_gpu.items():
-        wants_gpu = gpu_engine and cluster_gpus > 0
-        default = GPU_SHARE[role] if wants_gpu else 0.0
-        shares[role] = settings[role].num_gpus if settings[role].num_gpus is not None else default
-    asked = [settings[role].count or 0 for role, share in shares.items() if share > 0]
+    defaults = default_shares({r: g and cluster_gpus > 0 for r, g in uses_gpu.items()}, footprints)
+    role_shares: dict[str, float] = {}
+    for role in uses_gpu:
+        configured = settings[role].num_gpus
+        role_shares[role] = configured if configured is not None else defaults.get(role, 0.0)
+    asked = [settings[role].count or 0 for role, share in role_shares.items() if share > 0]
     slots = max([int(cluster_gpus), *asked])
     plans = {}
-    for role, share in shares.items():
+    for role, share in role_shares.items():
         count = settings[role].count or (max(1, slots) if share > 0 else 1)
         plans[role] = (share, count, settings[role].num_cpus)
     return plans

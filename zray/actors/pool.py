@@ -16,7 +16,7 @@ import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from zray.actors.placement import actor_plans, gpu_bundles, group_nodes, reserve
+from zray.actors.placement import actor_plans, gpu_bundles, group_nodes, reserve, role_footprints
 from zray.actors.workers import WORKERS
 from zray.config import ActorConfig, Config
 from zray.pipeline.engine_setup import EngineChoice
@@ -62,6 +62,10 @@ def _actor(
     }
     if strategy is not None:
         options["scheduling_strategy"] = strategy
+    # A music holder batches the requests that arrive together (see MusicWorker): it takes them at once.
+    concurrency = getattr(cls, "BATCH_MAX", 1)
+    if concurrency > 1:
+        options["max_concurrency"] = concurrency
     return _remote_class(cls).options(**options).remote(*args)
 
 
@@ -74,7 +78,12 @@ class ActorPool:
         specs = {"image": [engines.image], "tts": list(engines.tts.values()), "music": [engines.music]}
         uses_gpu = {role: any(spec.uses_gpu for spec in role_specs) for role, role_specs in specs.items()}
         gpus = float(ray.cluster_resources().get("GPU", 0))
-        self._plans = actor_plans(config.actors, {role: uses_gpu[role] for role in sorted(roles)}, gpus)
+        footprints = role_footprints(
+            {role: [(s.name, s.settings) for s in specs[role] if s.uses_gpu] for role in sorted(roles)}
+        )
+        self._plans = actor_plans(
+            config.actors, {role: uses_gpu[role] for role in sorted(roles)}, gpus, footprints=footprints
+        )
         self._settings: dict[str, ActorConfig] = {role: getattr(config.actors, role) for role in self._plans}
         self._bundles = gpu_bundles(self._plans, int(gpus)) or []
         self.groups: list[PlacementGroup] = reserve(self._bundles) if self._bundles else []

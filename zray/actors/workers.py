@@ -8,6 +8,9 @@ so a retried request after an actor restart simply rewrites the same file.
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from zray.engines.registry import EngineSpec
@@ -73,11 +76,63 @@ class TTSWorker:
         return SpeechResult(path=request.output, seconds=speech.seconds, words=words)
 
 
+@dataclass
+class _Bed:
+    prompt: str
+    seconds: float
+    done: bool = False
+    bed: Any = None
+    error: BaseException | None = None
+
+
 class MusicWorker(_OneEngine):
+    """Music beds, several at once where the engine can (`generate_many`: MusicGen's graphs path
+    makes ten beds in about the time of one): requests that arrive while a bed is being made wait
+    and go into the next call together. The holder must take concurrent calls for that (the Ray
+    actor runs with `max_concurrency = BATCH_MAX`); one call at a time, it makes one bed a call."""
+
+    BATCH_MAX = 10
+    # The first request waits this long for others sent with it (a batch's episodes start together).
+    GATHER_S = 0.1
+
+    def __init__(self, spec: EngineSpec):
+        super().__init__(spec)
+        self._engine_lock = threading.Lock()
+        self._queue: list[_Bed] = []
+        self._queue_lock = threading.Lock()
+
     def run(self, store: Store, request: MusicRequest, inputs: NoInputs) -> MusicResult:
-        bed = self.engine.generate(request.prompt, seconds=request.seconds, file=request.file)
+        bed = self._bed(request)
         _write_wav(store, request.output, bed, SAMPLE_RATE)
         return MusicResult(path=request.output, seconds=bed.shape[-1] / SAMPLE_RATE)
+
+    def _bed(self, request: MusicRequest) -> Any:
+        if request.file or not hasattr(self.engine, "generate_many"):
+            with self._engine_lock:
+                return self.engine.generate(request.prompt, seconds=request.seconds, file=request.file)
+        mine = _Bed(request.prompt, request.seconds)
+        with self._queue_lock:
+            self._queue.append(mine)
+        time.sleep(self.GATHER_S)
+        with self._engine_lock:  # the engine makes one batch at a time; the others queue meanwhile
+            if not mine.done:
+                with self._queue_lock:
+                    batch = [b for b in self._queue if b.seconds == mine.seconds][: self.BATCH_MAX]
+                    if mine not in batch:
+                        batch = [mine, *batch[: self.BATCH_MAX - 1]]
+                    self._queue = [b for b in self._queue if b not in batch]
+                try:
+                    beds = self.engine.generate_many([b.prompt for b in batch], seconds=mine.seconds)
+                    for item, bed in zip(batch, beds, strict=True):
+                        item.bed = bed
+                except BaseException as exc:  # every request of the batch fails with it
+                    for item in batch:
+                        item.error = exc
+                for item in batch:
+                    item.done = True
+        if mine.error is not None:
+            raise mine.error
+        return mine.bed
 
 
 WORKERS: dict[str, type] = {"image": ImageWorker, "tts": TTSWorker, "music": MusicWorker}

@@ -104,6 +104,8 @@ def _zimage(config: Config, languages: list[str]) -> ZImageSettings:
         steps=models.image_steps or TURBO_STEPS,
         device=_device(config),
         dtype=models.image_dtype,
+        attention=models.image_attention,
+        compile=models.image_compile,
     )
 
 
@@ -130,7 +132,11 @@ def _google(config: Config, languages: list[str]) -> GoogleTTSSettings:
 def _musicgen(config: Config, languages: list[str]) -> MusicGenSettings:
     models = config.models
     return MusicGenSettings(
-        model=models.musicgen, window=models.music_window, device=_device(config), dtype=models.musicgen_dtype
+        model=models.musicgen,
+        window=models.music_window,
+        device=_device(config),
+        dtype=models.musicgen_dtype,
+        method=models.music_method,
     )
 
 

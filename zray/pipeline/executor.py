@@ -9,6 +9,7 @@ with (`perform`), and the in-process executor that tests, benchmarks and small r
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextvars
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,14 @@ from zray.store import DamagedFile, FileRecord, Store
 
 # A step: (episode folder, typed request, typed inputs) -> typed result.
 StepFn = Callable[[Store, Any, Any], Result]
+
+# How many threads the running step may use for its own work (x264, AAC chunks): one for a Ray
+# task, which holds one CPU; every core in this process, where only a few steps run at once.
+_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("zray_step_threads", default=1)
+
+
+def step_threads() -> int:
+    return _THREADS.get()
 
 
 @dataclass(frozen=True)
@@ -64,13 +73,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
 
-def perform(work: Work, step: StepFn) -> Outcome:
+def perform(work: Work, step: StepFn, *, threads: int = 1) -> Outcome:
     """Run one unit of work: inputs checked against their recorded hashes, outputs' records taken
     as they are written. Exceptions from the step become a one-line error, never a crash of the
     executor; exceptions that mean the process itself is going (KeyboardInterrupt) pass."""
     store = work.store.fresh()
     store.expect(dict(work.expected))
     started = time.time()
+    token = _THREADS.set(max(1, threads))
     try:
         result = step(store, work.node.request, work.inputs)
         files = {path: store.file_record(path) for path in work.node.produced(result)}
@@ -78,6 +88,8 @@ def perform(work: Work, step: StepFn) -> Outcome:
         return Outcome(None, {}, started, time.time(), error=str(exc), damaged=exc.key)
     except Exception as exc:
         return Outcome(None, {}, started, time.time(), error=describe(exc))
+    finally:
+        _THREADS.reset(token)
     return Outcome(result, files, started, time.time())
 
 
@@ -122,7 +134,8 @@ class InProcessExecutor:
         self.steps = dict(steps)
         self._factories = dict(workers or {})
         self._workers: dict[str, Any] = {}
-        self._pool = futures.ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="zray-step")
+        self.threads = max(1, threads)
+        self._pool = futures.ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="zray-step")
         self._running: dict[futures.Future[Outcome], Work] = {}
 
     def _step_for(self, work: Work) -> StepFn:
@@ -139,7 +152,7 @@ class InProcessExecutor:
         step = self._step_for(work)
 
         def run() -> Outcome:
-            outcome = perform(work, step)
+            outcome = perform(work, step, threads=self.threads)
             return dataclasses.replace(outcome, where={"executor": self.name, "worker": work.role or "task"})
 
         self._running[self._pool.submit(run)] = work

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,10 @@ from zray import episode as layout
 from zray.actors.workers import WORKERS
 from zray.config import Config
 from zray.errors import ZrayError
-from zray.nodes import MODEL_KINDS, ROLES, Node
+from zray.nodes import MODEL_KINDS, ROLES, Kind, Node
 from zray.pipeline.driver import Driver, Job
 from zray.pipeline.engine_setup import EngineSetup, EngineSetupError, prepare_engines, unserved_languages
-from zray.pipeline.executor import Executor, InProcessExecutor
+from zray.pipeline.executor import Executor, InProcessExecutor, StepFn
 from zray.pipeline.prepare import (
     Prepared,
     RunError,
@@ -107,11 +107,14 @@ def execute(
     console: Console,
     isolate: bool,
     max_jobs: int = 1,
+    steps: Mapping[Kind, StepFn] | None = None,
 ) -> list[RunReport]:
     """Plan every episode, then run all the stale work on one executor.
 
     With `isolate` (a batch), an episode that cannot start (a broken intro, a bad --lang, a folder
     another script claims) is reported failed and the others go on; without it, its error is raised.
+    `steps` replaces zray's CPU steps (`zray.pipeline.steps.STEPS`) for this call only: a benchmark
+    hands in simulated ones, which the executor runs wherever it runs the real ones.
     """
     wall = time.monotonic()
     store = open_store(config.output)
@@ -167,6 +170,7 @@ def execute(
                 isolate=isolate,
                 max_jobs=max_jobs,
                 wall=wall,
+                steps=steps,
             )
         for index, prep in prepared.items():
             if index not in stale:
@@ -241,14 +245,22 @@ def _spec_of(node: Node, engines: EngineSetup) -> Any:
 
 @contextlib.contextmanager
 def _executor(
-    kind: str, config: Config, engines: EngineSetup, roles: set[str], store: Store
+    kind: str,
+    config: Config,
+    engines: EngineSetup,
+    roles: set[str],
+    store: Store,
+    steps: Mapping[Kind, StepFn] | None = None,
 ) -> Iterator[Executor]:
-    from zray.pipeline.steps import STEPS  # media libraries: only when there is work
+    if steps is None:
+        from zray.pipeline.steps import STEPS  # media libraries: only when there is work
+
+        steps = STEPS
 
     if kind == "in-process":
         args = {"image": (engines.image,), "tts": (engines.tts,), "music": (engines.music,)}
         factories = {role: (lambda role=role: WORKERS[role](*args[role])) for role in roles}
-        executor = InProcessExecutor(steps=STEPS, workers=factories, threads=os.cpu_count() or 1)
+        executor = InProcessExecutor(steps=steps, workers=factories, threads=os.cpu_count() or 1)
         try:
             yield executor
         finally:
@@ -264,7 +276,7 @@ def _executor(
     try:
         check_shared_storage(store, config)
         ray_executor = RayExecutor(
-            ActorPool(config, engines, roles), steps=STEPS, task_retries=config.task_retries
+            ActorPool(config, engines, roles), steps=steps, task_retries=config.task_retries
         )
         try:
             yield ray_executor
@@ -287,6 +299,7 @@ def _run(
     isolate: bool,
     max_jobs: int,
     wall: float,
+    steps: Mapping[Kind, StepFn] | None = None,
 ) -> None:
     kind = _choose_executor(stale, config, engines)
     jobs: list[Job] = []
@@ -329,7 +342,7 @@ def _run(
         progress.job_done(job, reports[index])
 
     try:
-        with _executor(kind, config, engines, roles, store) as executor, progress:
+        with _executor(kind, config, engines, roles, store, steps) as executor, progress:
             Driver(
                 executor,
                 max_in_flight=config.max_in_flight,

@@ -26,7 +26,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,7 +39,11 @@ from zray.media.constants import SAMPLE_RATE
 from zray.media.short_groups import SceneSpan, ShortGroup, group_shorts
 from zray.media.words import WordTiming
 from zray.nodes import PadResult, ShortFile, ShortsInputs, ShortsRequest, ShortsResult, to_json
+from zray.pipeline.executor import step_threads
 from zray.store import TEMP_MARK, FileRecord, Store
+
+if TYPE_CHECKING:
+    from zray.pipeline.steps import StoreChunkCache
 
 __all__ = ["INDEX", "make_shorts"]
 
@@ -74,7 +78,7 @@ class _Layout:
 
 
 def make_shorts(store: Store, request: ShortsRequest, inputs: ShortsInputs) -> ShortsResult:
-    from zray.pipeline.steps import TASK_THREADS, StoreChunkCache  # the long video's helpers
+    from zray.pipeline.steps import StoreChunkCache  # the long video's chunk cache
 
     fps = request.video.fps
     scenes = [_scene(text.text, pad, fps) for text, pad in zip(request.scenes, inputs.pads, strict=True)]
@@ -100,7 +104,8 @@ def make_shorts(store: Store, request: ShortsRequest, inputs: ShortsInputs) -> S
     )
     index = _Index(store, f"{request.work}/{INDEX}")
     cache = StoreChunkCache(store, f"{request.work}/audio")
-    renderer = _Renderer(store, request, inputs, scenes, cache, threads=TASK_THREADS)
+    # x264 and the AAC chunks take the threads the executor gives a step (one on a Ray task).
+    renderer = _Renderer(store, request, inputs, scenes, cache, threads=step_threads())
 
     planned: list[tuple[ShortFile, _Layout, str]] = []  # the Short, its timeline, its captions as SRT
     for number, group in enumerate(grouping.shorts, start=1):
@@ -228,7 +233,7 @@ class _Renderer:
         request: ShortsRequest,
         inputs: ShortsInputs,
         scenes: list[_Scene],
-        cache: Any,
+        cache: StoreChunkCache,
         *,
         threads: int,
     ) -> None:

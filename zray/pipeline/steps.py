@@ -49,6 +49,7 @@ from zray.nodes import (
     VideoRequest,
     VideoResult,
 )
+from zray.pipeline.executor import step_threads
 from zray.pipeline.shorts import make_shorts
 from zray.store import Store
 
@@ -247,7 +248,7 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
         target_lufs=mix.target_lufs,
         peak_dbfs=mix.peak_dbfs,
         cache=cache,
-        workers=TASK_THREADS,
+        workers=step_threads(),
     )
 
     with contextlib.ExitStack() as stack:
@@ -259,7 +260,7 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
             intro_path = stack.enter_context(store.local_copy(inputs.intro.path))
             segments.insert(0, video.Segment(path=str(intro_path), frames=inputs.intro.frames))
         with store.writer(request.output) as tmp:
-            info = video.assemble(segments, track.audio, tmp, settings=settings, threads=TASK_THREADS)
+            info = video.assemble(segments, track.audio, tmp, settings=settings, threads=step_threads())
     cache.forget_unused()
     frames = sum(s.frames for s in segments)
     return VideoResult(
