@@ -22,9 +22,15 @@ from typing import Any
 from sim_engines import SimSettings, record
 
 from zray.nodes import (
+    CaptionedInputs,
+    CaptionedRequest,
+    ImageResult,
+    ImportRequest,
     IntroRequest,
     IntroResult,
     Kind,
+    MotionInputs,
+    MotionRequest,
     PadInputs,
     PadRequest,
     PadResult,
@@ -33,9 +39,15 @@ from zray.nodes import (
     SegmentInputs,
     SegmentRequest,
     SegmentResult,
+    ShortsInputs,
+    ShortsRequest,
+    ShortsResult,
     SubsInputs,
     SubsRequest,
     SubsResult,
+    TailInputs,
+    TailRequest,
+    TailResult,
     ThumbsInputs,
     ThumbsRequest,
     ThumbsResult,
@@ -77,6 +89,18 @@ def intro(store: Store, request: IntroRequest, inputs: Any) -> Result:
     return _timed(Kind.INTRO, store, request, inputs)
 
 
+def import_image(store: Store, request: ImportRequest, inputs: Any) -> Result:
+    return _timed(Kind.IMPORT, store, request, inputs)
+
+
+def motion(store: Store, request: MotionRequest, inputs: MotionInputs) -> Result:
+    return _timed(Kind.MOTION, store, request, inputs)
+
+
+def tail(store: Store, request: TailRequest, inputs: TailInputs) -> Result:
+    return _timed(Kind.TAIL, store, request, inputs)
+
+
 def thumbs(store: Store, request: ThumbsRequest, inputs: ThumbsInputs) -> Result:
     return _timed(Kind.THUMBS, store, request, inputs)
 
@@ -89,13 +113,26 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> Result
     return _timed(Kind.VIDEO, store, request, inputs)
 
 
+def captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) -> Result:
+    return _timed(Kind.CAPTIONED, store, request, inputs)
+
+
+def shorts(store: Store, request: ShortsRequest, inputs: ShortsInputs) -> Result:
+    return _timed(Kind.SHORTS, store, request, inputs)
+
+
 SIM_STEPS: dict[Kind, Step] = {
+    Kind.IMPORT: import_image,
     Kind.PAD: pad,
     Kind.SEGMENT: segment,
+    Kind.MOTION: motion,
+    Kind.TAIL: tail,
     Kind.INTRO: intro,
     Kind.THUMBS: thumbs,
     Kind.SUBS: subs,
     Kind.VIDEO: assemble,
+    Kind.CAPTIONED: captioned,
+    Kind.SHORTS: shorts,
 }
 
 
@@ -121,6 +158,21 @@ def _pad(store: Store, request: PadRequest, inputs: PadInputs) -> PadResult:
 def _segment(store: Store, request: SegmentRequest, inputs: SegmentInputs) -> SegmentResult:
     _write(store, request)
     return SegmentResult(path=request.output)
+
+
+def _import(store: Store, request: ImportRequest, inputs: Any) -> ImageResult:
+    _write(store, request)
+    return ImageResult(path=request.output)
+
+
+def _motion(store: Store, request: MotionRequest, inputs: MotionInputs) -> SegmentResult:
+    _write(store, request)
+    return SegmentResult(path=request.output)
+
+
+def _tail(store: Store, request: TailRequest, inputs: TailInputs) -> TailResult:
+    _write(store, request)
+    return TailResult(path=request.output, frames=request.transition)
 
 
 def _intro(store: Store, request: IntroRequest, inputs: Any) -> IntroResult:
@@ -149,11 +201,26 @@ def _assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> Video
     )
 
 
+def _captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) -> SegmentResult:
+    _write(store, request)
+    return SegmentResult(path=request.output)
+
+
+def _shorts(store: Store, request: ShortsRequest, inputs: ShortsInputs) -> ShortsResult:
+    # Its files are known only once it runs; a simulated run makes none.
+    return ShortsResult(path=request.folder)
+
+
 PLACEHOLDERS: dict[Kind, Step] = {
+    Kind.IMPORT: _import,
     Kind.PAD: _pad,
     Kind.SEGMENT: _segment,
+    Kind.MOTION: _motion,
+    Kind.TAIL: _tail,
     Kind.INTRO: _intro,
     Kind.THUMBS: _thumbs,
     Kind.SUBS: _subs,
     Kind.VIDEO: _assemble,
+    Kind.CAPTIONED: _captioned,
+    Kind.SHORTS: _shorts,
 }

@@ -151,15 +151,26 @@ def test_storyboard_different_prompts_look_different() -> None:
 def test_storyboard_draws_the_label_and_the_caption() -> None:
     engine = StoryboardImageEngine()
     labelled = _pixels(engine.generate("A quiet harbour", width=960, height=540, seed=3, label="Scene 3"))
-    plain = _pixels(engine.generate("A quiet harbour", width=960, height=540, seed=3))
-    untitled = _pixels(engine.generate("", width=960, height=540, seed=3))
+    untitled = _pixels(engine.generate("", width=960, height=540, seed=3, label="Scene 3"))
     label_fill = np.all(labelled == (250, 250, 245), axis=-1)
     assert label_fill[:100, :300].sum() > 500
-    assert not np.all(plain == (250, 250, 245), axis=-1).any()
     # The caption is white text: nothing else on a card is that bright low down (shapes and ground are
     # darker by construction), so near-white pixels in the bottom fifth are the prompt's letters.
-    assert (plain[-108:] > 240).all(axis=-1).sum() > 200
+    assert (labelled[-108:] > 240).all(axis=-1).sum() > 200
     assert (untitled[-108:] > 240).all(axis=-1).sum() == 0
+
+
+def test_an_unlabelled_card_is_the_bare_picture_for_a_thumbnail_headline() -> None:
+    """A thumbnail's base is asked for without a label: no label tab and no prompt band, where the
+    headline will be drawn; the picture itself is the labelled card's, above the band."""
+    engine = StoryboardImageEngine()
+    labelled = _pixels(engine.generate("A quiet harbour", width=960, height=540, seed=3, label="Scene 3"))
+    bare = _pixels(engine.generate("A quiet harbour", width=960, height=540, seed=3))
+    assert not np.all(bare == (250, 250, 245), axis=-1).any()
+    assert (bare[-108:] > 240).all(axis=-1).sum() == 0
+    # The band darkens the bottom of a labelled card; the bare card keeps its ground there.
+    assert bare[-60:-20, 100:-100].mean() > labelled[-60:-20, 100:-100].mean() + 10
+    assert np.abs(bare[150:300] - labelled[150:300]).mean() < 1
 
 
 @settings(max_examples=25, deadline=None)

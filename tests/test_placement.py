@@ -233,3 +233,17 @@ def test_a_lost_gpu_node_moves_its_requests_to_the_other_gpus(gpu_cluster, tmp_p
         with av.open(str(folder / name)) as container:
             frames = sum(1 for _ in container.decode(video=0))
         assert frames == record["nodes"][f"video:{lang}"]["result"]["frames"]
+
+
+def test_the_embedded_instance_keeps_a_task_slot_per_core_beside_the_actors(monkeypatch):
+    """Three resident actors at a quarter CPU each must not cost a 2-core machine one of its two
+    task slots (a moving scene's encode takes one; two scenes encode side by side)."""
+    import os
+
+    from zray.actors.cluster import local_cpus
+    from zray.config import load_config
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert local_cpus(load_config(None)) == 3
+    many = load_config(None, actors={"tts": {"num_cpus": 1.5, "count": 2}})
+    assert local_cpus(many) == 2 + 4  # 0.25 + 3.0 + 0.25, rounded up

@@ -152,6 +152,48 @@ def test_upgrading_keeps_the_keys_of_images_narration_and_music():
     }
 
 
+def test_motion_and_crossfades_are_decided_by_profile_unless_set():
+    draft = plan_for(small_script())
+    assert not [n for n in draft.nodes if n.startswith(("motion:", "tail:"))]
+    production = build_plan(
+        check_data(small_script(), filename="SAGA_01_Episode_02.json").script,
+        languages=["es", "ca"],
+        identities=IDENTITIES,
+        config=load_config(None),
+        profile="production",
+    )
+    assert {n for n in production.nodes if n.startswith("motion:")} == {"motion:0", "motion:1", "motion:2"}
+    tail = production.nodes["tail:es:0"].request
+    assert tail.transition == 12 and tail.shot.move is not None  # 0.5 s at 24 fps, inside the 0.5 s gap
+    # Set explicitly, the settings win over the profile; a scene's own `motion` wins over both.
+    data = small_script()
+    data["scenes"][1]["motion"] = "none"
+    plan = plan_for(data, video={"motion": "gentle", "transition": 2.0})
+    assert {n for n in plan.nodes if n.startswith("motion:")} == {"motion:0", "motion:2"}
+    # A crossfade never outlasts the pause it lies in (audio.scene_gap 0.5 s: 12 frames).
+    assert plan.nodes["tail:1"].request.transition == 12 and plan.nodes["tail:1"].lang is None
+    assert plan_for(data, video={"motion": "none", "transition": 0}).nodes.keys() == draft.nodes.keys()
+
+
+def test_a_moving_scene_is_keyed_by_every_languages_narration_and_a_still_crossfade_by_neither():
+    data = small_script()
+    data["scenes"][1]["motion"] = "none"
+    base = keys(plan_for(data, video={"motion": "gentle", "transition": 0.5}))
+    data["scenes"][0]["script_ca"] += " Una frase més."
+    data["scenes"][1]["script_ca"] += " Una frase més."
+    edited = keys(plan_for(data, video={"motion": "gentle", "transition": 0.5}))
+    changed = {n for n in base if base[n] != edited[n]}
+    # Scene 0 moves: its shared segment follows the longest language; Catalan's tail follows its length.
+    assert {"motion:0", "tail:ca:0", "video:ca", "video:es"} <= changed
+    assert not {"tail:es:0", "tail:1", "motion:2", "tail:es:2", "tail:ca:2", "segment:1"} & changed
+
+
+def test_the_thumbnail_base_is_asked_for_without_a_label():
+    plan = plan_for(small_script())
+    assert plan.nodes["thumb_base:es"].request.label == ""
+    assert plan.nodes["image:0"].request.label == "Scene 1"
+
+
 def test_pacing_lives_in_the_padded_narration():
     """A lead before the first scene, a gap after each (a scene's own `gap` wins), the tail after the
     last, each rounded up to whole frames; the music fades out over the tail."""

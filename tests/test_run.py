@@ -248,8 +248,14 @@ def test_killed_run_resumes(tmp_path):
             f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
         )
     finally:
+        import psutil
+
+        ray_processes = psutil.Process(proc.pid).children(recursive=True)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        # Ray's processes of the killed run go with it (zray's watchdog); a worker still dying could
+        # otherwise leave a temp file after the next run's sweep.
+        psutil.wait_procs(ray_processes, timeout=30)
     recorded = set(manifest(folder)["nodes"])
     assert len(recorded) >= 4 and not any(n.startswith("video:") for n in recorded)
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import FAST_VIDEO, small_script, write_script
 from PIL import Image
+from test_motion import write_clip
 
 from zray.config import load_config
 from zray.episode import open_episode
@@ -40,7 +41,7 @@ def config(tmp: Path, **extra):
         profile="draft",
         quiet=True,
         executor="in-process",
-        video=FAST_VIDEO,
+        video=extra.pop("video", FAST_VIDEO),
         audio={"lead": LEAD, "tail": 2.0},
         shorts=shorts,
         **extra,
@@ -391,3 +392,29 @@ def test_a_shorts_intro_plays_before_each_short(tmp_path):
     assert abs(audio_seconds - len(frames) / FPS) <= 1 / FPS
     assert (frames[0].shape[1], frames[0].shape[0]) == SIZE
     assert "intro" not in nodes  # the long video keeps its own (none here)
+
+
+def test_a_studio_clip_plays_in_its_short_cover_fitted(tmp_path):
+    folder = tmp_path / "scripts" / "proj"
+    folder.mkdir(parents=True)
+    levels = write_clip(folder / "clip.mp4", frames=45, tone=0.5)  # 1.5 s, its grey counts its frames
+    data = small_script()
+    data["scenes"][2].update(clip_file="clip.mp4", clip_audio=0.8)
+    script = write_script(folder, data)
+    report = run(tmp_path, script, video={**FAST_VIDEO, "transition": 0.5})
+    assert report.ok, report.failed
+    episode = folder_of(tmp_path, script)
+    scene_pads = pads(episode, "es")
+    [clip_short] = [s for s in shorts_of(episode, "es") if 2 in s["scenes"]]
+    frames, audio_seconds = decoded(episode / clip_short["path"])
+    # The first scene's picture covers the Short's lead too; a later one starts where its narration does.
+    first = clip_short["scenes"][0]
+    start = (
+        0
+        if first == 2
+        else lead_frames(scene_pads[first]) + sum(scene_pads[i]["frames"] for i in range(first, 2))
+    )
+    assert abs(np.median(frames[start][: SIZE[1] // 2]) - levels[0]) <= 4  # the clip's first frame, whole
+    # 30 frames later (1.25 s), the clip's frame on screen then: it plays on the Short's frame grid.
+    assert abs(np.median(frames[start + 30][: SIZE[1] // 2]) - levels[30 * 30 // FPS]) <= 4
+    assert abs(audio_seconds - len(frames) / FPS) <= 1 / FPS

@@ -27,7 +27,8 @@ def short(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = VideoSettings(width=WIDTH, height=HEIGHT, fps=FPS, preset="fast", gop=24)
     rng = np.random.default_rng(5)
     pictures = [
-        Image.fromarray(rng.integers(40, 220, (9, 16, 3), dtype=np.uint8)).resize((1920, 1072)) for _ in range(2)
+        Image.fromarray(rng.integers(40, 220, (9, 16, 3), dtype=np.uint8)).resize((1920, 1072))
+        for _ in range(2)
     ]
     scenes = [ShortScene(pictures[0], 30), ShortScene(pictures[1], 30, transition=6)]
     samples = 60 * 48_000 // FPS
@@ -36,10 +37,9 @@ def short(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = folder / "short.mp4"
     render_short(scenes, path, settings=settings, states=[], audio=sound.audio, threads=1)
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        assert stream.codec_context.coded_width == 1088  # macroblocks; the SPS crops to 1080
         frame = next(container.decode(video=0))
         assert (frame.width, frame.height) == (WIDTH, HEIGHT)
+        assert container.streams.video[0].codec_context.coded_width == 1088  # the SPS crops it to 1080
     return path
 
 
@@ -51,8 +51,11 @@ def test_a_vertical_short_plays_in_chromium(short: Path):
     try:
         page = browser.new_page()
         page.set_default_timeout(0)  # no wall-clock limits in tests: the machine is shared
-        url = f"http://127.0.0.1:{server.server_address[1]}/{short.name}"
-        page.set_content(f'<video id="v" src="{url}" muted playsinline></video>')
+        # A page of the same origin as the video, so its frames may be read back from a canvas.
+        (short.parent / "play.html").write_text(
+            f'<video id="v" src="{short.name}" muted playsinline></video>'
+        )
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/play.html")
         seen = page.evaluate(
             """async () => {
               const v = document.getElementById('v');

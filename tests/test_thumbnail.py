@@ -90,6 +90,21 @@ def test_latin_glyphs_are_real_not_notdef_boxes():
         assert not np.array_equal(bitmap, notdef), f"{char!r} renders as the .notdef box"
 
 
+def test_a_catalan_headline_shows_its_accents_and_cedilla():
+    """The glyph test the demo once carried as a headline: every accented capital is its base letter
+    plus a mark, never the .notdef box, and the marks reach the rendered thumbnail."""
+    font = ImageFont.truetype(str(FONT_PATH), 100)
+    notdef = glyph_bitmap(font, "\ue000")
+    for accented, plain in zip("ÀÉÍÒÓÚÇ", "AEIOOUC", strict=True):
+        marked, bare = glyph_bitmap(font, accented) > 127, glyph_bitmap(font, plain) > 127
+        assert not np.array_equal(glyph_bitmap(font, accented), notdef), accented
+        assert (bare & ~marked).sum() < 0.05 * bare.sum(), f"{accented!r} lost its base letter"
+        assert (marked & ~bare).sum() > 100, f"{accented!r} has no mark"
+    headline = pixels(render_thumbnail(textured_base(), "NO SERIA VERD · ÀÉÍÒÓÚÇ"))
+    unmarked = pixels(render_thumbnail(textured_base(), "NO SERIA VERD · AEIOOUC"))
+    assert np.abs(headline - unmarked).mean() > 0.5
+
+
 # --- cover_crop ---------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ environment: `ZRAY_VIDEO__WIDTH=1280`, `ZRAY_VOICES__ES=es`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from zray.publish.settings import YouTubeConfig
 
 Profile = Literal["auto", "draft", "production"]
 ModelDtype = Literal["auto", "bfloat16", "float16", "float32"]
+# A crossfade longer than this would eat most of a scene's pause and read as a slow dissolve.
+MAX_TRANSITION_SECONDS = 5.0
 
 
 class ConfigError(ZrayError, ValueError):
@@ -54,6 +57,31 @@ class VideoConfig(Strict):
     preset: Literal["fast", "final"] = "final"
     gop: int = 48
     keep_metadata: bool = False
+    # How scenes move and change (see zray.media.moves and zray.media.shots); "auto" is decided by
+    # the profile: gentle motion and 0.5 s crossfades in production, a still slideshow in draft.
+    motion: Literal["auto", "none", "gentle"] = "auto"
+    transition: float | Literal["auto"] = "auto"  # seconds of crossfade into each scene; 0 = a cut
+    fit: Literal["contain", "cover"] = "cover"  # how a studio clip fills the frame
+    clip_fill: Literal["hold", "loop"] = "hold"  # a clip shorter than its scene: hold its last frame, or loop
+
+    @field_validator("transition", mode="before")
+    @classmethod
+    def _transition(cls, value: object) -> object:
+        if value == "auto":
+            return value
+        seconds = value
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                seconds = float(value)
+        if isinstance(seconds, bool) or not (
+            isinstance(seconds, int | float) and 0 <= seconds <= MAX_TRANSITION_SECONDS
+        ):
+            raise PydanticCustomError(
+                "media_setting",
+                "transition must be auto or seconds from 0 (a hard cut) to {most}, got {value}; 0.5 is usual",
+                {"most": MAX_TRANSITION_SECONDS, "value": value},
+            )
+        return float(seconds)
 
     @field_validator("width", "height")
     @classmethod
@@ -85,7 +113,8 @@ class VideoConfig(Strict):
 
     def to_settings(self) -> VideoSettings:
         """The media type the encoder takes, at the project sample rate."""
-        return VideoSettings(**self.model_dump(), sample_rate=SAMPLE_RATE)
+        fields = ("width", "height", "fps", "preset", "gop", "keep_metadata")
+        return VideoSettings(**self.model_dump(include=set(fields)), sample_rate=SAMPLE_RATE)
 
 
 class AudioConfig(Strict):

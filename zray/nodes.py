@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
+from zray.media.moves import Move
 from zray.media.video.settings import VideoSettings
 from zray.media.words import WordTiming
 
@@ -30,6 +31,8 @@ class Kind(StrEnum):
     MUSIC = "music"
     PAD = "pad"
     SEGMENT = "segment"
+    MOTION = "motion"  # a moving scene (camera move or clip), encoded once at its longest language's length
+    TAIL = "tail"  # the rest of a moving scene in one language, and the crossfade into the next scene
     INTRO = "intro"
     THUMBS = "thumbs"
     SUBS = "subs"
@@ -185,6 +188,11 @@ class IntroResult(Result):
 
 
 @dataclass(frozen=True)
+class TailResult(Result):
+    frames: int = 0  # the output frames it fills: the scene's last frames and its crossfade
+
+
+@dataclass(frozen=True)
 class ThumbsResult(Result):
     variants: tuple[str, ...] = ()
 
@@ -270,6 +278,22 @@ class SegmentInputs:
 
 
 @dataclass(frozen=True)
+class MotionInputs:
+    pads: tuple[PadResult, ...]  # the scene's padded narration in every language: their lengths
+    image: ImageResult | None = None  # the scene's picture; None for a clip
+
+
+@dataclass(frozen=True)
+class TailInputs:
+    """What a tail's frames come from: this scene's picture (or the intro) and the next one's."""
+
+    image: ImageResult | None = None  # this scene's picture (None: a clip, or the intro)
+    pad: PadResult | None = None  # this scene's narration in the tail's language, for a moving scene
+    intro: IntroResult | None = None  # the intro, for the crossfade from it into the first scene
+    next_image: ImageResult | None = None  # the next scene's picture (None: a clip, or no next scene)
+
+
+@dataclass(frozen=True)
 class ThumbsInputs:
     base: ImageResult
 
@@ -282,22 +306,30 @@ class SubsInputs:
 
 @dataclass(frozen=True)
 class VideoInputs:
+    """Per scene, in order: its segment (a still's GOP or a moving scene's shared segment), its
+    padded narration and its tail (None for a still scene that cuts to the next)."""
+
     music: MusicResult
     segments: tuple[SegmentResult, ...]
     pads: tuple[PadResult, ...]
     intro: IntroResult | None = None
+    tails: tuple[TailResult | None, ...] = ()
+    intro_tail: TailResult | None = None
 
 
 @dataclass(frozen=True)
 class CaptionedInputs:
-    image: ImageResult
-    pad: PadResult
+    pad: PadResult  # the scene's narration in the language: its length and word timings
+    image: ImageResult | None = None  # the scene's picture (None: a clip)
+    next_image: ImageResult | None = None  # the next scene's, for the crossfade into it
 
 
 @dataclass(frozen=True)
 class ShortsInputs:
     subs: SubsResult  # the merged chapters and the scenes each covers
-    images: tuple[ImageResult, ...]  # per scene: its picture (vertical, with shorts.images = "generate")
+    images: tuple[
+        ImageResult, ...
+    ]  # the scenes' pictures (vertical with shorts.images = "generate"); see ShortsScene
     pads: tuple[PadResult, ...]  # per scene: its padded narration and word timings
     music: MusicResult
     intro: IntroResult | None = None  # shorts.intro, encoded at the Shorts' size
@@ -364,6 +396,16 @@ class MusicRequest(Request):
 
 
 @dataclass(frozen=True)
+class Clip:
+    """A studio clip as a scene's picture."""
+
+    source: str  # its copy in the episode folder
+    digest: str  # its sha256: a copy that changed is an error, not an input
+    fit: str  # "cover" or "contain"
+    fill: str  # "hold" or "loop": what shows past its end
+
+
+@dataclass(frozen=True)
 class PadRequest(Request):
     """One scene's narration on whole frames: `lead_frames` of silence, the speech, `gap_frames` of
     silence (the pause before the next scene, or the episode's tail after the last one)."""
@@ -373,12 +415,55 @@ class PadRequest(Request):
     output: str
     lead_frames: int = 0
     gap_frames: int = 0
+    # A studio clip whose own sound plays under the narration at `clip_level`, from the scene's
+    # first frame (then stereo; fitted to the scene as its picture is: cut, held silent, or looped).
+    clip: Clip | None = None
+    clip_level: float = 0.0
 
 
 @dataclass(frozen=True)
 class SegmentRequest(Request):
     kind = Kind.SEGMENT
     video: VideoSettings
+    output: str
+
+
+@dataclass(frozen=True)
+class Shot:
+    """How a scene's frames come from its picture: a still (neither field), a still under a camera
+    move, or a studio clip."""
+
+    move: Move | None = None
+    clip: Clip | None = None
+
+    @property
+    def moves(self) -> bool:
+        return self.move is not None or self.clip is not None
+
+
+@dataclass(frozen=True)
+class MotionRequest(Request):
+    """A moving scene's frames from its first, in whole GOPs, as many as its longest language plays
+    before its tail (see zray.media.shots)."""
+
+    kind = Kind.MOTION
+    video: VideoSettings
+    shot: Shot
+    transition: int  # frames of the crossfade out of this scene (they are part of each tail)
+    output: str
+
+
+@dataclass(frozen=True)
+class TailRequest(Request):
+    """The frames after a scene's shared segment: for a moving scene the rest of its body in one
+    language, then `transition` frames fading into the next scene's first frame; for a still
+    scene only the crossfade; from the intro, the intro's last frames and the crossfade."""
+
+    kind = Kind.TAIL
+    video: VideoSettings
+    shot: Shot  # this scene's (ignored for the intro)
+    next: Shot | None  # the next scene's; None after the last scene
+    transition: int  # frames, already clamped to the scene's gap (to the intro's length by the step)
     output: str
 
 
@@ -464,13 +549,17 @@ class CaptionSettings:
 
 @dataclass(frozen=True)
 class CaptionedRequest(Request):
-    """A still scene with one language's captions burned in, for the whole of its padded narration."""
+    """A scene with one language's captions burned in, for the whole of its padded narration: its
+    picture (still, moving or a clip) and the crossfade into the next scene, as one segment."""
 
     kind = Kind.CAPTIONED
     text: str  # the scene's narration in the language
     video: VideoSettings
     captions: CaptionSettings
+    shot: Shot
     output: str
+    transition: int = 0  # frames of crossfade into the next scene, at the end of this one
+    next: Shot | None = None  # the next scene's shot, when there is a crossfade
 
 
 @dataclass(frozen=True)
@@ -480,8 +569,10 @@ class ShortsScene:
 
     label: str
     text: str
-    image_key: str
+    image_key: str  # of its picture (its clip's content, for a clip)
     pad_key: str
+    image: int | None = None  # its picture among the step's `images`; None for a clip
+    clip: Clip | None = None  # a studio clip shown instead of a picture (cover-fitted)
 
 
 @dataclass(frozen=True)
@@ -526,6 +617,8 @@ INPUTS: dict[Kind, type] = {
     Kind.MUSIC: NoInputs,
     Kind.PAD: PadInputs,
     Kind.SEGMENT: SegmentInputs,
+    Kind.MOTION: MotionInputs,
+    Kind.TAIL: TailInputs,
     Kind.INTRO: NoInputs,
     Kind.THUMBS: ThumbsInputs,
     Kind.SUBS: SubsInputs,
@@ -541,6 +634,8 @@ RESULTS: dict[Kind, type[Result]] = {
     Kind.MUSIC: MusicResult,
     Kind.PAD: PadResult,
     Kind.SEGMENT: SegmentResult,
+    Kind.MOTION: SegmentResult,
+    Kind.TAIL: TailResult,
     Kind.INTRO: IntroResult,
     Kind.THUMBS: ThumbsResult,
     Kind.SUBS: SubsResult,
@@ -549,8 +644,9 @@ RESULTS: dict[Kind, type[Result]] = {
     Kind.SHORTS: ShortsResult,
 }
 
-# A named input is one node id, a tuple of them (a list input), or None (an optional input left out).
-InputRef = str | tuple[str, ...] | None
+# A named input is one node id, a tuple of them (a list input, where None marks a missing item), or
+# None (an optional input left out).
+InputRef = str | tuple[str | None, ...] | None
 
 
 @dataclass(frozen=True)
@@ -591,7 +687,7 @@ class Node:
             if isinstance(ref, str):
                 found.append(ref)
             elif ref:
-                found.extend(ref)
+                found.extend(r for r in ref if r is not None)
         return tuple(dict.fromkeys(found))
 
     def resolve(self, results: Mapping[str, Result]) -> Any:
@@ -603,7 +699,7 @@ class Node:
             elif isinstance(ref, str):
                 values[name] = results[ref]
             else:
-                values[name] = tuple(results[r] for r in ref)
+                values[name] = tuple(None if r is None else results[r] for r in ref)
         return INPUTS[self.kind](**values)
 
 

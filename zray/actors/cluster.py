@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 from typing import Any
@@ -45,7 +46,7 @@ def connect(config: Config) -> bool:
     try:
         ray.init(
             address="local",
-            num_cpus=os.cpu_count() or 1,
+            num_cpus=local_cpus(config),
             include_dashboard=config.dashboard,
             dashboard_host="127.0.0.1",
             logging_level=logging.WARNING,
@@ -58,6 +59,16 @@ def connect(config: Config) -> bool:
         raise
     _reap_when_we_die()
     return True
+
+
+def local_cpus(config: Config) -> int:
+    """Logical CPUs for the embedded instance: one per core for the steps (each a one-CPU task),
+    plus what the resident engine actors reserve. The actors mostly wait on a model or a request;
+    counted against the cores, their quarter-CPU shares would keep a 2-core machine to one step at
+    a time (two scenes' encodes could not run side by side)."""
+    actors = config.actors
+    reserved = sum(role.num_cpus * (role.count or 1) for role in (actors.image, actors.tts, actors.music))
+    return (os.cpu_count() or 1) + math.ceil(reserved)
 
 
 class _TokenNotice(logging.Filter):

@@ -2,7 +2,9 @@
 
 Each scene gets a flat-colour card (gradient sky and ground, a few geometric shapes) whose palette
 and layout come from the prompt's hash, with the scene label and the prompt text written on it, so a
-draft video shows which scene is which and what the real image will depict.
+draft video shows which scene is which and what the real image will depict. A card asked for without
+a label (a thumbnail's base) is the bare picture: no label and no prompt band, since the thumbnail's
+headline goes there.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class StoryboardImageEngine(BaseEngine):
         palette = _palette(digest)
         horizon = int(height * (0.45 + 0.25 * digest[4] / 255))
         image = Image.fromarray(_backdrop(width, height, horizon, palette))
-        caption = self._caption(prompt, width=width, height=height)
+        caption = self._caption(prompt, width=width, height=height) if label else None
         floor = caption.top if caption else height
         rng = np.random.default_rng(seed_from("storyboard", prompt, str(seed)))
         draw = ImageDraw.Draw(image)

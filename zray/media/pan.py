@@ -22,12 +22,11 @@ from dataclasses import dataclass
 import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
-from PIL import Image, ImageOps
+from PIL import Image
 
-from zray.media.video.encoder import to_yuv
 from zray.media.video.settings import VideoError
 
-__all__ = ["EASE_SECONDS", "MIN_MARGIN", "SPEED", "Pan", "PanPicture", "plan_pan", "still_frame"]
+__all__ = ["EASE_SECONDS", "MIN_MARGIN", "SPEED", "Pan", "PanPicture", "plan_pan"]
 
 SPEED = 0.12  # frame widths a second at most
 EASE_SECONDS = 1.0
@@ -124,13 +123,3 @@ def plan_pan(margin: int, *, width: int, frames: int, fps: int, rightwards: bool
     if not rightwards:
         start, end = end, start
     return Pan(start=start, end=end, frames=frames, ease=round(EASE_SECONDS * fps))
-
-
-def still_frame(image: Image.Image, *, width: int, height: int) -> np.ndarray:
-    """A picture fitted to the frame exactly as `zray.media.video.encode_still` fits a still scene
-    (scaled to cover it, the overflow cut evenly), as one packed yuv420p frame: what a still scene
-    shows under burned-in captions."""
-    picture = image.convert("RGB")
-    if picture.size != (width, height):
-        picture = ImageOps.fit(picture, (width, height), method=Image.Resampling.LANCZOS)
-    return to_yuv(av.VideoFrame.from_image(picture), width, height).to_ndarray()

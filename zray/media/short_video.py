@@ -2,13 +2,15 @@
 
 Scene k fills frames [b_k, b_k+1) of the Short's body; a crossfade into scene k takes the last
 `transition` frames before b_k (the previous scene still panning, fading into scene k's first
-frame), so each scene's picture is fully shown on its boundary frame, as in the long video.
+frame, `zray.media.frames.crossfade`), so each scene's picture is fully shown on its boundary
+frame, as in the long video. A studio clip plays instead of a pan, cover-fitted to the Short.
 Pans alternate direction from scene to scene. Frames are rendered as they are encoded, never
 held all at once; only the current and the next picture are in memory.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -20,6 +22,7 @@ from PIL import Image
 
 from zray.media.caption_yuv import burn
 from zray.media.captions import CaptionState
+from zray.media.frames import FrameSource, crossfade
 from zray.media.pan import PanPicture, plan_pan
 from zray.media.video.aac import EncodedAudio
 from zray.media.video.mux import AssemblyInfo, Segment, assemble
@@ -27,34 +30,27 @@ from zray.media.video.sequence import encode_frames
 from zray.media.video.settings import VideoError, VideoSettings
 from zray.media.video.still import _load_image
 
-__all__ = ["ShortScene", "crossfade", "render_short", "short_frames"]
+__all__ = ["ShortScene", "render_short", "short_frames"]
 
 
 @dataclass(frozen=True)
 class ShortScene:
-    """One scene of a Short: its picture, the frames it fills, the frames of crossfade into it."""
+    """One scene of a Short: its picture (panned across) or its frames from elsewhere (a studio
+    clip, fitted to the Short), the frames it fills, the frames of crossfade into it."""
 
-    picture: str | os.PathLike[str] | Image.Image
+    picture: str | os.PathLike[str] | Image.Image | None
     frames: int
     transition: int = 0
+    source: FrameSource | None = None  # used instead of a picture
 
     def __post_init__(self) -> None:
+        if (self.picture is None) == (self.source is None):
+            raise VideoError("a Short's scene shows a picture or frames from a source, one of them")
         if self.frames < 1 or self.transition < 0:
             raise VideoError(
                 f"a scene fills at least one frame after a crossfade of 0 or more, got frames={self.frames}, "
                 f"transition={self.transition}"
             )
-
-
-def crossfade(outgoing: np.ndarray, incoming: np.ndarray, step: int, count: int) -> np.ndarray:
-    """Frame `step` of `count` fading from `outgoing` to `incoming`, whose full picture comes on the
-    frame after the last of them: it weighs (step + 1) / (count + 1)."""
-    weight = round(256 * (step + 1) / (count + 1))
-    mixed = outgoing.astype(np.uint16) * (256 - weight)
-    mixed += incoming.astype(np.uint16) * weight
-    mixed += 128
-    mixed >>= 8
-    return mixed.astype(np.uint8)
 
 
 def short_frames(scenes: Sequence[ShortScene], *, width: int, height: int, fps: int) -> Iterator[np.ndarray]:
@@ -65,24 +61,42 @@ def short_frames(scenes: Sequence[ShortScene], *, width: int, height: int, fps: 
                 f"the crossfade into scene {k + 2} ({scenes[k + 1].transition} frames) must be shorter "
                 f"than scene {k + 1} ({scene.frames} frames)"
             )
-    following: PanPicture | None = None
+    following: FrameSource | None = None
     for k, scene in enumerate(scenes):
-        picture = following or PanPicture(_load_image(scene.picture), width=width, height=height)
-        pan = plan_pan(picture.margin, width=width, frames=scene.frames, fps=fps, rightwards=k % 2 == 0)
+        current = following or _source(scenes, k, width=width, height=height, fps=fps)
         fade = scenes[k + 1].transition if k + 1 < len(scenes) else 0
         following, incoming = None, None
         if fade:
-            following = PanPicture(_load_image(scenes[k + 1].picture), width=width, height=height)
-            nxt = plan_pan(
-                following.margin, width=width, frames=scenes[k + 1].frames, fps=fps, rightwards=k % 2 == 1
-            )
-            incoming = following.render(nxt.at(0))
-        for index in range(scene.frames):
-            frame = picture.render(pan.at(index))
-            step = index - (scene.frames - fade)
-            if incoming is not None and step >= 0:
-                frame = crossfade(frame, incoming, step, fade)
-            yield frame
+            following = _source(scenes, k + 1, width=width, height=height, fps=fps)
+            incoming = next(following.frames(0, 1))
+        playing = current.frames(0, scene.frames)
+        if incoming is None:
+            yield from playing
+        else:
+            yield from itertools.islice(playing, scene.frames - fade)
+            yield from crossfade(playing, incoming, fade)
+
+
+class _Panned:
+    """A picture panned across for a scene's frames (alternating direction from scene to scene)."""
+
+    def __init__(self, picture: PanPicture, *, frames: int, fps: int, rightwards: bool) -> None:
+        self.picture = picture
+        self.pan = plan_pan(
+            picture.margin, width=picture.width, frames=frames, fps=fps, rightwards=rightwards
+        )
+
+    def frames(self, start: int, count: int) -> Iterator[np.ndarray]:
+        return self.picture.frames(self.pan, start, count)
+
+
+def _source(scenes: Sequence[ShortScene], k: int, *, width: int, height: int, fps: int) -> FrameSource:
+    scene = scenes[k]
+    if scene.source is not None:
+        return scene.source
+    assert scene.picture is not None  # ShortScene holds one or the other
+    picture = PanPicture(_load_image(scene.picture), width=width, height=height)
+    return _Panned(picture, frames=scene.frames, fps=fps, rightwards=k % 2 == 0)
 
 
 def render_short(

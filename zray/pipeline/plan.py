@@ -22,6 +22,7 @@ from zray import episode as layout
 from zray.config import Config
 from zray.engines.base import seed_from
 from zray.keys import content_key, safe_name
+from zray.media import moves, shots
 from zray.media.caption_box import LOWER_THIRD, CaptionError, parse_colour
 from zray.media.constants import SAMPLE_RATE, THUMB_SIZE
 from zray.media.video.settings import VideoSettings
@@ -30,9 +31,11 @@ from zray.nodes import (
     AudioMix,
     CaptionedRequest,
     CaptionSettings,
+    Clip,
     ImageRequest,
     ImportRequest,
     IntroRequest,
+    MotionRequest,
     MusicRequest,
     Node,
     PadRequest,
@@ -40,8 +43,10 @@ from zray.nodes import (
     SegmentRequest,
     ShortsRequest,
     ShortsScene,
+    Shot,
     SpeechRequest,
     SubsRequest,
+    TailRequest,
     ThumbsRequest,
     VideoRequest,
 )
@@ -88,6 +93,7 @@ class Plan:
     nodes: dict[str, Node]
     languages: list[str]
     video_names: dict[str, str]
+    warnings: list[str] = field(default_factory=list)  # things worth telling before the run
 
     def targets(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.final]
@@ -114,6 +120,33 @@ def scene_labels(script: Script) -> list[str]:
     return [f"{i:03d}_{label}" for i, label in enumerate(labels)]
 
 
+@dataclass(frozen=True)
+class Picture:
+    """A scene's picture: the node that makes it (None for a clip), its key, how its frames move."""
+
+    node: Node | None
+    key: str
+    shot: Shot
+
+
+def _json(value: Any) -> Any:
+    return (
+        dataclasses.asdict(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type)
+        else value
+    )
+
+
+def resolve_motion(config: Config, profile: str) -> tuple[str, float]:
+    """`video.motion` and `video.transition` with `auto` decided by the profile: production moves
+    and crossfades, draft stays a slideshow (fast to make, and a draft is for checking content)."""
+    production = profile == "production"
+    motion = config.video.motion if config.video.motion != "auto" else ("gentle" if production else "none")
+    transition = config.video.transition
+    seconds = float(transition) if transition != "auto" else (0.5 if production else 0.0)
+    return motion, seconds
+
+
 @dataclass
 class _Builder:
     script: Script
@@ -122,11 +155,14 @@ class _Builder:
     intro: Intro | None
     studio: Mapping[str, StudioFile] = field(default_factory=dict)
     review: ReviewOverrides = field(default_factory=ReviewOverrides)
+    profile: str = "draft"
     shorts_intro: Intro | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.video = video_settings(self.config)
+        self.motion, self.transition = resolve_motion(self.config, self.profile)
         # Keys of what the encoder makes depend on the output format, written as it always was.
         self.vkey = {
             "width": self.video.width,
@@ -178,16 +214,28 @@ class _Builder:
             )
         )
 
-    def scene_picture(self, index: int) -> Node:
-        """The scene's image, and its still encoded once as a segment every language repeats."""
+    def scene_picture(self, index: int) -> Picture:
+        """The scene's picture (generated, the studio's own, or a clip) and how its frames move."""
         scene, label = self.script.scenes[index], self.labels[index]
+        if scene.clip_file:
+            item = self.studio[scene.clip_file]
+            clip = Clip(
+                source=item.key,
+                digest=item.digest,
+                fit=self.config.video.fit,
+                fill=self.config.video.clip_fill,
+            )
+            # Clips move by themselves: no camera move on top.
+            return Picture(node=None, key=content_key("clip-file", item.digest), shot=Shot(clip=clip))
         chosen = self.review.seed_for(index, str(scene.scene_id))  # a new picture asked for in review
         seed = chosen if chosen is not None else seed_from(self.script.code, str(scene.scene_id))
         v = self.video
-        key = content_key("image", dict(self.identities.image), scene.image_prompt, v.width, v.height, seed)
         if scene.image_file:
             image = self.imported(f"image:{label}", scene.image_file, layout.scene_image(label))
         else:
+            key = content_key(
+                "image", dict(self.identities.image), scene.image_prompt, v.width, v.height, seed
+            )
             image = self.add(
                 Node(
                     id=f"image:{label}",
@@ -203,15 +251,138 @@ class _Builder:
                     ),
                 )
             )
-        key = image.key
-        seg_key = content_key("segment", key, self.vkey, __version__)
+        if (scene.motion or self.motion) != "gentle":
+            return Picture(node=image, key=image.key, shot=Shot())
+        if scene.image_file:
+            self.warn_if_small(index, scene.image_file)
+        return Picture(node=image, key=image.key, shot=Shot(move=moves.choose_move(image.key)))
+
+    def warn_if_small(self, index: int, name: str) -> None:
+        size = self.studio[name].size
+        if size is None:
+            return
+        v, deepest = self.video, 1.0 + moves.ZOOM
+        if max(v.width / size[0], v.height / size[1]) * deepest > 1.0:
+            self.warnings.append(
+                f"scenes.{index}.image_file: {name} is {size[0]}x{size[1]}; the camera move shows it "
+                f"enlarged, soft at {v.width}x{v.height} (give at least "
+                f"{math.ceil(v.width * deepest)}x{math.ceil(v.height * deepest)}, or motion none for the scene)"
+            )
+
+    def still_segment(self, index: int, picture: Picture) -> Node:
+        """A still's picture encoded once as a GOP that every language repeats."""
+        assert picture.node is not None
+        label = self.labels[index]
+        seg_key = content_key("segment", picture.key, self.vkey, __version__)
         return self.add(
             Node(
                 id=f"segment:{label}",
                 stage="assembly",
                 key=seg_key,
-                request=SegmentRequest(video=v, output=layout.segment(f"seg_{label}", seg_key)),
-                inputs={"image": image.id},
+                request=SegmentRequest(video=self.video, output=layout.segment(f"seg_{label}", seg_key)),
+                inputs={"image": picture.node.id},
+            )
+        )
+
+    def moving_segment(self, index: int, picture: Picture, pads: list[Node]) -> Node:
+        """A moving scene encoded once, as long as its longest language needs (its pads, in every
+        language, decide how long)."""
+        label = self.labels[index]
+        out = self.transition_out(index)
+        key = content_key(
+            "motion", picture.key, _json(picture.shot), [p.key for p in pads], out, self.vkey, __version__
+        )
+        return self.add(
+            Node(
+                id=f"motion:{label}",
+                stage="assembly",
+                key=key,
+                request=MotionRequest(
+                    video=self.video,
+                    shot=picture.shot,
+                    transition=out,
+                    output=layout.segment(f"mov_{label}", key),
+                ),
+                inputs={
+                    "pads": tuple(p.id for p in pads),
+                    "image": picture.node.id if picture.node else None,
+                },
+            )
+        )
+
+    def transition_in(self, index: int) -> int:
+        """Frames of the crossfade into scene `index`, inside the previous scene's gap (into the
+        first scene from the intro: clamped to the intro's length by the step that knows it)."""
+        if index == 0:
+            return shots.transition_frames(self.transition, fps=self.video.fps)
+        return shots.transition_frames(self.transition, fps=self.video.fps, room=self.pacing(index - 1)[1])
+
+    def transition_out(self, index: int) -> int:
+        return self.transition_in(index + 1) if index + 1 < len(self.script.scenes) else 0
+
+    def tail(self, index: int, pictures: list[Picture], pad: Node | None, lang: str | None) -> Node | None:
+        """What follows scene `index`'s shared segment in one language: for a moving scene the rest
+        of it and its crossfade (per language); for a still only the crossfade (shared by every
+        language, its frames do not depend on the scene's length); None for a still that cuts."""
+        label, picture, out = self.labels[index], pictures[index], self.transition_out(index)
+        moving = picture.shot.moves
+        if not moving and not out:
+            return None
+        following = pictures[index + 1] if index + 1 < len(pictures) else None
+        key = content_key(
+            "tail",
+            picture.key,
+            _json(picture.shot),
+            pad.key if moving and pad else None,
+            out,
+            following.key if following else None,
+            _json(following.shot) if following else None,
+            self.vkey,
+            __version__,
+        )
+        node_id = f"tail:{lang}:{label}" if moving else f"tail:{label}"
+        if node_id in self.nodes:
+            return self.nodes[node_id]
+        return self.add(
+            Node(
+                id=node_id,
+                stage="assembly",
+                key=key,
+                request=TailRequest(
+                    video=self.video,
+                    shot=picture.shot,
+                    next=following.shot if following else None,
+                    transition=out,
+                    output=layout.segment(f"tail_{label}", key),
+                ),
+                inputs={
+                    "image": picture.node.id if picture.node else None,
+                    "pad": pad.id if moving and pad else None,
+                    "next_image": following.node.id if following and following.node else None,
+                },
+                lang=lang if moving else None,
+            )
+        )
+
+    def intro_tail(self, intro: Node | None, first: Picture) -> Node | None:
+        """The intro's last frames fading into the first scene's first frame, shared by every language."""
+        frames = self.transition_in(0)
+        if intro is None or not frames:
+            return None
+        key = content_key("tail", intro.key, frames, first.key, _json(first.shot), self.vkey, __version__)
+        return self.add(
+            Node(
+                id="tail:intro",
+                stage="assembly",
+                key=key,
+                request=TailRequest(
+                    video=self.video,
+                    shot=Shot(),
+                    next=first.shot,
+                    transition=frames,
+                    output=layout.segment("tail_intro", key),
+                ),
+                inputs={"intro": intro.id, "next_image": first.node.id if first.node else None},
             )
         )
 
@@ -251,7 +422,10 @@ class _Builder:
                 )
             )
             lead, gap = self.pacing(index)
-            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, lead, gap, __version__)
+            clip, level = self.clip_sound(index)
+            # A clip's own sound is part of the scene's narration track; keyed as before without one.
+            sound = [_json(clip), level] if clip else []
+            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, lead, gap, __version__, *sound)
             pads.append(
                 self.add(
                     Node(
@@ -263,6 +437,8 @@ class _Builder:
                             output=layout.padded_speech(lang, label, pad_key),
                             lead_frames=lead,
                             gap_frames=gap,
+                            clip=clip,
+                            clip_level=level,
                         ),
                         inputs={"speech": speech.id},
                         lang=lang,
@@ -270,6 +446,17 @@ class _Builder:
                 )
             )
         return pads
+
+    def clip_sound(self, index: int) -> tuple[Clip | None, float]:
+        """The scene's clip and the level its own sound plays at, when the script asks for it."""
+        scene = self.script.scenes[index]
+        if not scene.clip_file or not scene.clip_audio:
+            return None, 0.0
+        item = self.studio[scene.clip_file]
+        clip = Clip(
+            source=item.key, digest=item.digest, fit=self.config.video.fit, fill=self.config.video.clip_fill
+        )
+        return clip, float(scene.clip_audio)
 
     def thumbnails(self, lang: str) -> Node:
         seo = self.script.seo_for(lang)
@@ -290,7 +477,9 @@ class _Builder:
                         width=THUMB_SIZE[0],
                         height=THUMB_SIZE[1],
                         seed=seed,
-                        label=f"{self.script.code} {lang.upper()}",
+                        # No label: an unlabelled storyboard card is a bare picture, without the
+                        # prompt band the headline would be drawn over (image engines ignore labels).
+                        label="",
                         output=layout.thumbnail_base(lang),
                     ),
                     lang=lang,
@@ -353,7 +542,15 @@ class _Builder:
         )
 
     def video_file(
-        self, lang: str, *, music: Node, intro: Node | None, segments: list[Node], pads: list[Node]
+        self,
+        lang: str,
+        *,
+        music: Node,
+        intro: Node | None,
+        segments: list[Node],
+        pads: list[Node],
+        tails: list[Node | None],
+        intro_tail: Node | None,
     ) -> Node:
         audio = self.config.audio
         mix = AudioMix(
@@ -374,6 +571,11 @@ class _Builder:
             audio.model_dump(),
             self.vkey,
             __version__,
+            *(
+                [[t.key if t else None for t in tails], intro_tail.key if intro_tail else None]
+                if any(tails) or intro_tail
+                else []
+            ),
         )
         name = layout.video(self.script.code, lang, self.script.title(lang))
         return self.add(
@@ -394,6 +596,15 @@ class _Builder:
                     "segments": tuple(s.id for s in segments),
                     "pads": tuple(p.id for p in pads),
                     "intro": intro.id if intro else None,
+                    # A slideshow of cuts (no motion, no crossfades) has no tails.
+                    **(
+                        {
+                            "tails": tuple(t.id if t else None for t in tails),
+                            "intro_tail": intro_tail.id if intro_tail else None,
+                        }
+                        if any(tails) or intro_tail
+                        else {}
+                    ),
                 },
                 lang=lang,
                 final=True,
@@ -413,16 +624,30 @@ class _Builder:
             box=(box.left, box.top, box.right, box.bottom),
         )
 
-    def captioned_segments(self, lang: str, pads: list[Node]) -> list[Node]:
-        """Each still scene with the language's captions burned in (`captions.burn = true`): a
-        segment per scene and language instead of the one every language repeats."""
+    def captioned_segments(self, lang: str, pictures: list[Picture], pads: list[Node]) -> list[Node]:
+        """Each scene with the language's captions burned in (`captions.burn = true`): one segment
+        per scene and language, its crossfade into the next scene included, instead of the still
+        GOPs and moving segments every language shares."""
         captions = self.caption_settings(shorts=False)
         nodes = []
-        for index, pad in enumerate(pads):
+        for index, (picture, pad) in enumerate(zip(pictures, pads, strict=True)):
             label = self.labels[index]
-            image = self.nodes[f"image:{label}"]
             text = self.script.scenes[index].narration(lang)
-            key = content_key("captioned", image.key, pad.key, text, _plain(captions), self.vkey, __version__)
+            fade = self.transition_out(index)
+            following = pictures[index + 1] if fade else None
+            key = content_key(
+                "captioned",
+                picture.key,
+                _json(picture.shot),
+                pad.key,
+                text,
+                _plain(captions),
+                fade,
+                following.key if following else None,
+                _json(following.shot) if following else None,
+                self.vkey,
+                __version__,
+            )
             nodes.append(
                 self.add(
                     Node(
@@ -433,9 +658,16 @@ class _Builder:
                             text=text,
                             video=self.video,
                             captions=captions,
+                            shot=picture.shot,
+                            transition=fade,
+                            next=following.shot if following else None,
                             output=layout.segment(f"cap_{lang}_{label}", key),
                         ),
-                        inputs={"image": image.id, "pad": pad.id},
+                        inputs={
+                            "pad": pad.id,
+                            "image": picture.node.id if picture.node else None,
+                            "next_image": following.node.id if following and following.node else None,
+                        },
                         lang=lang,
                     )
                 )
@@ -447,15 +679,13 @@ class _Builder:
         shorts = self.config.shorts
         return dataclasses.replace(self.video, width=shorts.width, height=shorts.height)
 
-    def vertical_pictures(self) -> list[Node]:
-        """Each scene's picture for the Shorts: the scene's own image to pan across, or with
-        `shorts.images = "generate"` a vertical image from the same prompt and seed (GPU time)."""
-        pictures = []
-        for index, scene in enumerate(self.script.scenes):
-            label = self.labels[index]
-            image = self.nodes[f"image:{label}"]
-            if self.config.shorts.images != "generate" or scene.image_file:
-                pictures.append(image)  # a studio's own picture is what the studio chose: pan across it
+    def vertical_pictures(self, pictures: list[Picture]) -> list[Picture]:
+        """Each scene's picture for the Shorts: the scene's own (a picture to pan across, or its clip),
+        or with `shorts.images = "generate"` a vertical image from the same prompt and seed (GPU time)."""
+        vertical = []
+        for index, (scene, picture) in enumerate(zip(self.script.scenes, pictures, strict=True)):
+            if self.config.shorts.images != "generate" or scene.image_file or picture.node is None:
+                vertical.append(picture)  # a studio's own picture or clip is what the studio chose
                 continue
             # Image models work in multiples of 16 pixels: made a little larger, then cover-fitted.
             width, height = (
@@ -464,24 +694,23 @@ class _Builder:
             chosen = self.review.seed_for(index, str(scene.scene_id))  # as the scene's own picture
             seed = chosen if chosen is not None else seed_from(self.script.code, str(scene.scene_id))
             key = content_key("image", dict(self.identities.image), scene.image_prompt, width, height, seed)
-            pictures.append(
-                self.add(
-                    Node(
-                        id=f"image_v:{label}",
-                        stage="images",
-                        key=key,
-                        request=ImageRequest(
-                            prompt=scene.image_prompt,
-                            width=width,
-                            height=height,
-                            seed=seed,
-                            label=f"Scene {index + 1}",
-                            output=layout.vertical_image(label),
-                        ),
-                    )
+            node = self.add(
+                Node(
+                    id=f"image_v:{self.labels[index]}",
+                    stage="images",
+                    key=key,
+                    request=ImageRequest(
+                        prompt=scene.image_prompt,
+                        width=width,
+                        height=height,
+                        seed=seed,
+                        label=f"Scene {index + 1}",
+                        output=layout.vertical_image(self.labels[index]),
+                    ),
                 )
             )
-        return pictures
+            vertical.append(Picture(node=node, key=node.key, shot=Shot()))
+        return vertical
 
     def shorts_intro_segment(self) -> Node | None:
         """`shorts.intro` encoded at the Shorts' size, once for every language."""
@@ -499,9 +728,9 @@ class _Builder:
         return self.add(Node(id="intro:shorts", stage="shorts", key=key, request=request))
 
     def shorts_transition(self) -> float:
-        """Seconds of crossfade between a Short's scenes: the long video's `video.transition`, which
-        the plan resolves (by profile) with the motion settings; a plan without them cuts."""
-        return float(getattr(self, "transition", 0.0))
+        """Seconds of crossfade between a Short's scenes: the long video's `video.transition`, as the
+        profile resolves it (a cut in draft, 0.5 s in production)."""
+        return self.transition
 
     def shorts(
         self,
@@ -509,7 +738,7 @@ class _Builder:
         *,
         subs: Node,
         pads: list[Node],
-        pictures: list[Node],
+        pictures: list[Picture],
         music: Node,
         intro: Node | None,
     ) -> Node:
@@ -517,9 +746,15 @@ class _Builder:
         the narration's lengths, known only after padding (see zray.pipeline.shorts)."""
         config, audio = self.config.shorts, self.config.audio
         video = self.shorts_video()
+        images = [p.node.id for p in pictures if p.node is not None]  # a clip has no picture node
         scenes = tuple(
             ShortsScene(
-                label=self.labels[i], text=s.narration(lang), image_key=pictures[i].key, pad_key=pads[i].key
+                label=self.labels[i],
+                text=s.narration(lang),
+                image_key=pictures[i].key,
+                pad_key=pads[i].key,
+                image=images.index(node.id) if (node := pictures[i].node) is not None else None,
+                clip=pictures[i].shot.clip,
             )
             for i, s in enumerate(self.script.scenes)
         )
@@ -559,7 +794,7 @@ class _Builder:
                 request=request,
                 inputs={
                     "subs": subs.id,
-                    "images": tuple(p.id for p in pictures),
+                    "images": tuple(images),
                     "pads": tuple(p.id for p in pads),
                     "music": music.id,
                     "intro": intro.id if intro is not None else None,
@@ -593,30 +828,63 @@ def build_plan(
     intro: Intro | None = None,
     studio: Mapping[str, StudioFile] | None = None,
     review: ReviewOverrides | None = None,
+    profile: str = "draft",
     shorts_intro: Intro | None = None,
 ) -> Plan:
     """All nodes for one episode, in an order where every node comes after its inputs.
 
     `studio`: the studio's own files the script names (see `zray.pipeline.studio`), by name.
     `review`: the choices made in `zray review` (a scene's seed, the official thumbnail).
+    `profile` (draft or production) decides what `auto` motion and transitions mean.
     `shorts_intro`: the clip before each Short (`shorts.intro`), when Shorts are made."""
     b = _Builder(
-        script, config, identities, intro, dict(studio or {}), review or ReviewOverrides(), shorts_intro
+        script,
+        config,
+        identities,
+        intro,
+        dict(studio or {}),
+        review or ReviewOverrides(),
+        profile,
+        shorts_intro,
     )
     music = b.music()
     intro_node = b.intro_segment()
-    segments = [b.scene_picture(i) for i in range(len(script.scenes))]
+    pictures = [b.scene_picture(i) for i in range(len(script.scenes))]
+    pads = {lang: b.narration(lang) for lang in languages}
+    segments = [
+        b.moving_segment(i, picture, [pads[lang][i] for lang in languages])
+        if picture.shot.moves
+        else b.still_segment(i, picture)
+        for i, picture in enumerate(pictures)
+    ]
+    intro_tail = b.intro_tail(intro_node, pictures[0])
     making_shorts = config.shorts.enabled
-    vertical = b.vertical_pictures() if making_shorts else []
+    vertical = b.vertical_pictures(pictures) if making_shorts else []
     shorts_intro_node = b.shorts_intro_segment() if making_shorts else None
     names: dict[str, str] = {}
     for lang in languages:
-        pads = b.narration(lang)
         b.thumbnails(lang)
-        subs = b.subtitles(lang, pads, intro_node)
-        scenes = b.captioned_segments(lang, pads) if config.captions.on_long_video() else segments
-        video = b.video_file(lang, music=music, intro=intro_node, segments=scenes, pads=pads)
+        subs = b.subtitles(lang, pads[lang], intro_node)
+        tails: list[Node | None]
+        if config.captions.on_long_video():
+            # Each scene of the language, captions burned in, its crossfade out included: no tails.
+            scenes = b.captioned_segments(lang, pictures, pads[lang])
+            tails = [None] * len(pictures)
+        else:
+            scenes = segments
+            tails = [b.tail(i, pictures, pads[lang][i], lang) for i in range(len(pictures))]
+        video = b.video_file(
+            lang,
+            music=music,
+            intro=intro_node,
+            segments=scenes,
+            pads=pads[lang],
+            tails=tails,
+            intro_tail=intro_tail,
+        )
         names[lang] = video.outputs[0]
         if making_shorts:
-            b.shorts(lang, subs=subs, pads=pads, pictures=vertical, music=music, intro=shorts_intro_node)
-    return Plan(nodes=b.nodes, languages=list(languages), video_names=names)
+            b.shorts(
+                lang, subs=subs, pads=pads[lang], pictures=vertical, music=music, intro=shorts_intro_node
+            )
+    return Plan(nodes=b.nodes, languages=list(languages), video_names=names, warnings=b.warnings)

@@ -180,8 +180,10 @@ def prepare_episode(
             intro=intro,
             studio=files,
             review=plan_overrides(store, identity),  # review.json travels with the folder
+            profile=engines.profile,
             shorts_intro=shorts_intro,
         )
+        warnings += plan.warnings
         if request.clean and not readonly:
             clean(store, record, dry_run=False)
         if not readonly:

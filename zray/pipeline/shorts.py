@@ -37,12 +37,14 @@ from zray.media import audio, subtitles
 from zray.media.captions import CaptionBox, CaptionStyle, caption_states
 from zray.media.constants import SAMPLE_RATE
 from zray.media.short_groups import SceneSpan, ShortGroup, group_shorts
+from zray.media.video.settings import VideoError
 from zray.media.words import WordTiming
-from zray.nodes import PadResult, ShortFile, ShortsInputs, ShortsRequest, ShortsResult, to_json
+from zray.nodes import PadResult, ShortFile, ShortsInputs, ShortsRequest, ShortsResult, ShortsScene, to_json
 from zray.pipeline.executor import step_threads
 from zray.store import TEMP_MARK, FileRecord, Store
 
 if TYPE_CHECKING:
+    from zray.media.short_video import ShortScene
     from zray.pipeline.steps import StoreChunkCache
 
 __all__ = ["INDEX", "make_shorts"]
@@ -275,7 +277,7 @@ class _Renderer:
 
     def render(self, short: ShortFile, timeline: _Layout) -> None:
         from zray.media.mastering import encode_track
-        from zray.media.short_video import ShortScene, render_short
+        from zray.media.short_video import render_short
         from zray.media.video import Segment
         from zray.pipeline.steps import _intro_audio
 
@@ -295,12 +297,11 @@ class _Renderer:
         size = (request.video.width, request.video.height)
         states = caption_states(self.cues(timeline), fps=self.fps, size=size, box=self.box, style=self.style)
         with contextlib.ExitStack() as stack:
-            pictures = [
-                stack.enter_context(store.local_copy(self.inputs.images[i].path)) for i in group.scenes
-            ]
             scenes = [
-                ShortScene(picture=path, frames=frames, transition=fade)
-                for path, frames, fade in zip(pictures, timeline.pictures, timeline.transitions, strict=True)
+                self._scene(stack, request.scenes[index], frames=frames, transition=fade)
+                for index, frames, fade in zip(
+                    group.scenes, timeline.pictures, timeline.transitions, strict=True
+                )
             ]
             intro = None
             if self.inputs.intro is not None:
@@ -317,21 +318,47 @@ class _Renderer:
                 threads=self.threads,
             )
 
+    def _scene(
+        self, stack: contextlib.ExitStack, scene: ShortsScene, *, frames: int, transition: int
+    ) -> ShortScene:
+        """What a scene shows in a Short: its picture, panned across, or its studio clip, cover-fitted
+        (a clip letterboxed into a vertical frame would be a strip)."""
+        from zray.media.frames import ClipFrames
+        from zray.media.short_video import ShortScene
+
+        video = self.request.video
+        if scene.clip is not None:
+            local = stack.enter_context(self.store.verified_copy(scene.clip.source, scene.clip.digest))
+            source = ClipFrames(
+                local,
+                width=video.width,
+                height=video.height,
+                fps=video.fps,
+                fit="cover",
+                fill=scene.clip.fill,  # type: ignore[arg-type]  # "hold" or "loop", as the config allows
+            )
+            return ShortScene(picture=None, source=source, frames=frames, transition=transition)
+        if scene.image is None:
+            raise VideoError(f"scene {scene.label}: a Short needs its picture or its clip")
+        path = stack.enter_context(self.store.local_copy(self.inputs.images[scene.image].path))
+        return ShortScene(picture=path, frames=frames, transition=transition)
+
     def _soundtrack(self, timeline: _Layout) -> np.ndarray:
         """Narration with the Short's lead and tail, and the music under it, faded in and out."""
         from zray.pipeline.steps import _read
 
         per_frame = audio.samples_per_frame(sample_rate=SAMPLE_RATE, fps=self.fps)
         group = timeline.group
-        parts = [np.zeros((1, group.lead * per_frame), np.float32)]
+        # Stereo, as the long video reads it: a scene with a clip's own sound has it in its narration.
+        parts = [np.zeros((2, group.lead * per_frame), np.float32)]
         for index in group.scenes:
-            voice = _read(self.store, self.inputs.pads[index].path)
+            voice = _read(self.store, self.inputs.pads[index].path, channels=2)
             if group.cut is not None:
                 voice = voice[:, : group.cut * per_frame].copy()
                 fade = min(voice.shape[1], round(_CUT_FADE_SECONDS * SAMPLE_RATE))
                 voice[:, voice.shape[1] - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
             parts.append(voice)
-        parts.append(np.zeros((1, group.tail * per_frame), np.float32))
+        parts.append(np.zeros((2, group.tail * per_frame), np.float32))
         speech = np.concatenate(parts, axis=1)
         if self._bed is None:
             self._bed = _read(self.store, self.inputs.music.path, channels=None)

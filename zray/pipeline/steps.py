@@ -10,9 +10,10 @@ tells the store what to expect), so a damaged file is never used.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,9 @@ import soundfile
 from PIL import Image, ImageOps
 
 from zray.errors import ZrayError
-from zray.media import audio, subtitles, thumbnail, video
+from zray.media import audio, frames, shots, subtitles, thumbnail, video
 from zray.media.constants import SAMPLE_RATE
+from zray.media.video.sequence import encode_frames
 from zray.nodes import (
     CaptionedInputs,
     CaptionedRequest,
@@ -31,6 +33,8 @@ from zray.nodes import (
     IntroRequest,
     IntroResult,
     Kind,
+    MotionInputs,
+    MotionRequest,
     NoInputs,
     PadInputs,
     PadRequest,
@@ -39,9 +43,13 @@ from zray.nodes import (
     SegmentInputs,
     SegmentRequest,
     SegmentResult,
+    Shot,
     SubsInputs,
     SubsRequest,
     SubsResult,
+    TailInputs,
+    TailRequest,
+    TailResult,
     ThumbsInputs,
     ThumbsRequest,
     ThumbsResult,
@@ -72,6 +80,8 @@ def pad(store: Store, request: PadRequest, inputs: PadInputs) -> PadResult:
         ],
         axis=1,
     )
+    if request.clip is not None and request.clip_level > 0:
+        padded = padded + _clip_sound(store, request, padded.shape[1]) * np.float32(request.clip_level)
     with store.writer(request.output) as tmp:
         audio.write_wav(tmp, padded, sample_rate=SAMPLE_RATE)
     return PadResult(
@@ -90,13 +100,66 @@ def segment(store: Store, request: SegmentRequest, inputs: SegmentInputs) -> Seg
     return SegmentResult(path=request.output)
 
 
-def captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) -> SegmentResult:
-    """A still scene with one language's captions burned in (`captions.burn = true`): every frame of
-    its padded narration encoded, the spoken word highlighted as `subtitles_<lang>.words.json` says."""
-    from zray.media.captions import CaptionBox, CaptionStyle, caption_states
-    from zray.media.video.captioned import encode_captioned_still
+def motion(store: Store, request: MotionRequest, inputs: MotionInputs) -> SegmentResult:
+    """A moving scene's first frames, in whole GOPs, as many as its longest language shows before
+    its tail; each language plays the GOPs it needs (see zray.media.shots)."""
+    settings, fade = request.video, request.transition
+    longest = max(shots.tail_start(p.frames - fade, gop=settings.gop, transition=fade) for p in inputs.pads)
+    count = max(settings.gop, longest)
+    with contextlib.ExitStack() as stack:
+        source = _frame_source(stack, store, request.shot, inputs.image, settings)
+        with store.writer(request.output) as tmp:
+            encode_frames(source.frames(0, count), tmp, count=count, settings=settings, threads=TASK_THREADS)
+    return SegmentResult(path=request.output)
 
-    settings, pad, look = request.video, inputs.pad, request.captions
+
+def tail(store: Store, request: TailRequest, inputs: TailInputs) -> TailResult:
+    """The frames after a scene's shared segment: the rest of a moving scene (or of the intro) in
+    one language, then the crossfade into the next scene's first frame."""
+    settings, fade = request.video, request.transition
+    with contextlib.ExitStack() as stack:
+        source: frames.FrameSource
+        if inputs.intro is not None:
+            # The crossfade lies inside the intro: at most all of it but its first two frames.
+            fade = shots.transition_frames(
+                fade / settings.fps, fps=settings.fps, room=inputs.intro.frames - 2
+            )
+            body = inputs.intro.frames - fade
+            start = shots.tail_start(body, gop=settings.gop, transition=fade)
+            source = frames.SegmentFrames(stack.enter_context(store.local_copy(inputs.intro.path)))
+        elif request.shot.moves:
+            if inputs.pad is None:
+                raise video.VideoError(f"{request.output}: a moving scene's tail needs its narration")
+            body = inputs.pad.frames - fade
+            start = shots.tail_start(body, gop=settings.gop, transition=fade)
+            source = _frame_source(stack, store, request.shot, inputs.image, settings)
+        else:  # a still: only the crossfade, whatever the scene's length
+            body = start = 0
+            source = _frame_source(stack, store, request.shot, inputs.image, settings)
+        count = body - start + fade
+        playing = source.frames(start, count)
+        sequence: Iterator[np.ndarray] = playing
+        if fade:
+            if request.next is None:
+                raise video.VideoError(f"{request.output}: a crossfade needs a next scene")
+            incoming = _frame_source(stack, store, request.next, inputs.next_image, settings)
+            first = next(incoming.frames(0, 1))
+            sequence = itertools.chain(
+                itertools.islice(playing, body - start), frames.crossfade(playing, first, fade)
+            )
+        with store.writer(request.output) as tmp:
+            encode_frames(sequence, tmp, count=count, settings=settings, threads=TASK_THREADS)
+    return TailResult(path=request.output, frames=count)
+
+
+def captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) -> SegmentResult:
+    """A scene of one language with its captions burned in (`captions.burn = true`): every frame of
+    its padded narration (its still, move or clip, and its crossfade into the next scene) encoded
+    with the spoken word highlighted where `subtitles_<lang>.words.json` says it starts."""
+    from zray.media.caption_yuv import burn
+    from zray.media.captions import CaptionBox, CaptionStyle, caption_states
+
+    settings, pad, look, fade = request.video, inputs.pad, request.captions, request.transition
     # As the subtitles step times this scene's cues, from the scene's first frame.
     words = [w.shifted(pad.speech_offset) for w in pad.words] if pad.words else None
     cues = subtitles.time_cues(request.text, start=0.0, end=pad.frames / settings.fps, words=words)
@@ -107,10 +170,21 @@ def captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) 
         box=CaptionBox(*look.box),
         style=CaptionStyle(font=look.font, highlight=look.highlight),
     )
-    with store.local_copy(inputs.image.path) as local, store.writer(request.output) as tmp:
-        encode_captioned_still(
-            local, tmp, frames=pad.frames, states=states, settings=settings, threads=TASK_THREADS
-        )
+    with contextlib.ExitStack() as stack:
+        playing = _frame_source(stack, store, request.shot, inputs.image, settings).frames(0, pad.frames)
+        sequence: Iterator[np.ndarray] = playing
+        if fade:
+            if request.next is None:
+                raise video.VideoError(f"{request.output}: a crossfade needs a next scene")
+            incoming = _frame_source(stack, store, request.next, inputs.next_image, settings)
+            first = next(incoming.frames(0, 1))
+            sequence = itertools.chain(
+                itertools.islice(playing, pad.frames - fade), frames.crossfade(playing, first, fade)
+            )
+        with store.writer(request.output) as tmp:
+            encode_frames(
+                burn(sequence, states), tmp, count=pad.frames, settings=settings, threads=TASK_THREADS
+            )
     return SegmentResult(path=request.output)
 
 
@@ -227,7 +301,8 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
 
     settings = request.video
     mix = request.audio
-    voice = np.concatenate([_read(store, p.path) for p in inputs.pads], axis=1)
+    # Stereo: a scene with a clip's own sound has it in its padded narration (mono files are doubled).
+    voice = np.concatenate([_read(store, p.path, channels=2) for p in inputs.pads], axis=1)
     bed = _read(store, inputs.music.path, channels=None)
     body = audio.mix_music(
         voice,
@@ -252,21 +327,17 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
     )
 
     with contextlib.ExitStack() as stack:
-        local = [stack.enter_context(store.local_copy(s.path)) for s in inputs.segments]
-        segments = [
-            video.Segment(path=str(path), frames=p.frames) for path, p in zip(local, inputs.pads, strict=True)
-        ]
-        if inputs.intro is not None:
-            intro_path = stack.enter_context(store.local_copy(inputs.intro.path))
-            segments.insert(0, video.Segment(path=str(intro_path), frames=inputs.intro.frames))
+        segments = _video_segments(stack, store, inputs)
         with store.writer(request.output) as tmp:
-            info = video.assemble(segments, track.audio, tmp, settings=settings, threads=step_threads())
+            info = video.assemble(
+                segments, track.audio, tmp, settings=settings, threads=step_threads(), language=request.lang
+            )
     cache.forget_unused()
-    frames = sum(s.frames for s in segments)
+    count = sum(s.frames for s in segments)
     return VideoResult(
         path=request.output,
-        frames=frames,
-        duration=frames / settings.fps,
+        frames=count,
+        duration=count / settings.fps,
         size=info.file_bytes,
         video_bytes=info.video_bytes,
         audio_bytes=info.audio_bytes,
@@ -284,6 +355,8 @@ STEPS: dict[Kind, Step] = {
     Kind.IMPORT: import_image,
     Kind.PAD: pad,
     Kind.SEGMENT: segment,
+    Kind.MOTION: motion,
+    Kind.TAIL: tail,
     Kind.INTRO: intro,
     Kind.THUMBS: thumbs,
     Kind.SUBS: subs,
@@ -294,6 +367,84 @@ STEPS: dict[Kind, Step] = {
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+def _video_segments(stack: contextlib.ExitStack, store: Store, inputs: VideoInputs) -> list[video.Segment]:
+    """The language's picture, in order: the intro, then per scene its segment for the frames
+    before its tail (a still's GOP repeats, a moving scene's first whole GOPs play), then its tail."""
+    out: list[video.Segment] = []
+
+    def play(result: Result, count: int) -> None:
+        if count:
+            out.append(
+                video.Segment(path=str(stack.enter_context(store.local_copy(result.path))), frames=count)
+            )
+
+    if inputs.intro is not None:
+        ending = inputs.intro_tail
+        play(inputs.intro, inputs.intro.frames - (ending.frames if ending else 0))
+        if ending is not None:
+            play(ending, ending.frames)
+    tails = inputs.tails or (None,) * len(inputs.pads)
+    for segment_result, padded, ending in zip(inputs.segments, inputs.pads, tails, strict=True):
+        before = padded.frames - (ending.frames if ending else 0)
+        # One frame would be a lone IDR picture right before the tail's (H.264 7.4.3).
+        if before < 0 or before == 1:
+            raise video.VideoError(
+                f"{padded.path}: {padded.frames} frames cannot hold a tail of {ending.frames if ending else 0}"
+            )
+        play(segment_result, before)
+        if ending is not None:
+            play(ending, ending.frames)
+    return out
+
+
+def _frame_source(
+    stack: contextlib.ExitStack,
+    store: Store,
+    shot: Shot,
+    image: ImageResult | None,
+    settings: video.VideoSettings,
+) -> frames.FrameSource:
+    """The frames of a scene's picture: its clip, or its still under its move (or none)."""
+    if shot.clip is not None:
+        local = stack.enter_context(store.verified_copy(shot.clip.source, shot.clip.digest))
+        return frames.ClipFrames(
+            local,
+            width=settings.width,
+            height=settings.height,
+            fps=settings.fps,
+            fit=shot.clip.fit,  # type: ignore[arg-type]
+            fill=shot.clip.fill,  # type: ignore[arg-type]
+        )
+    if image is None:
+        raise video.VideoError("a still scene needs its picture")
+    with store.local_copy(image.path) as local, Image.open(local) as opened:
+        opened.load()
+        picture = frames.Picture(
+            opened,
+            width=settings.width,
+            height=settings.height,
+            zoom=shot.move.max_zoom if shot.move else 1.0,
+        )
+    return frames.MovingStill(picture, shot.move, fps=settings.fps)
+
+
+def _clip_sound(store: Store, request: PadRequest, samples: int) -> np.ndarray:
+    """A clip's own sound over a scene of `samples`, stereo: cut at the scene's end, or looped like
+    its picture; silence where it has none."""
+    assert request.clip is not None
+    with store.verified_copy(request.clip.source, request.clip.digest) as local:
+        try:
+            sound = audio.decode_audio(local, sample_rate=SAMPLE_RATE, channels=2)
+        except audio.AudioError:  # a clip without a sound track
+            return np.zeros((2, samples), np.float32)
+    if sound.shape[1] == 0:
+        return np.zeros((2, samples), np.float32)
+    if request.clip.fill == "loop" or sound.shape[1] >= samples:
+        # A short crossfade at each loop point and a fade where it is cut: no clicks.
+        return audio.loop_to_length(sound, samples, sample_rate=SAMPLE_RATE, crossfade=0.05)
+    return np.pad(audio.apply_fades(sound, fade_in=0.0), ((0, 0), (0, samples - sound.shape[1])))
 
 
 def _read(store: Store, key: str, *, channels: int | None = 1) -> np.ndarray:

@@ -31,6 +31,7 @@ class StudioFile:
     local: Path
     digest: str  # sha256
     kind: str  # "image" or "clip"
+    size: tuple[int, int] | None = None  # a picture's width and height (read from its header)
 
     @property
     def key(self) -> str:
@@ -74,6 +75,19 @@ def _check_image(where: str, path: Path) -> None:
         raise RunError(f"{where}: {path.name} is not a picture zray can read ({exc})") from None
 
 
+def _picture_size(path: Path) -> tuple[int, int] | None:
+    """Width and height as the picture is shown (EXIF rotation applied); reads only its header."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(ImageOps.ExifTags.Base.Orientation, 1)
+    except Exception:  # checked before; a file that changed since is caught where it is used
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def _check_clip(where: str, path: Path) -> None:
     from zray.media import video
 
@@ -103,7 +117,13 @@ def digests(script: Script, folder: Path, remembered: Any) -> dict[str, StudioFi
             digest = seen["sha256"]
         else:
             digest = file_digest(path)
-        out[name] = StudioFile(name=name, local=path, digest=digest, kind=kind)
+        out[name] = StudioFile(
+            name=name,
+            local=path,
+            digest=digest,
+            kind=kind,
+            size=_picture_size(path) if kind == "image" else None,
+        )
     return out
 
 

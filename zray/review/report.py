@@ -40,6 +40,8 @@ _STAGE_OF = {
     "thumb_base": "thumbnails",
     "thumbs": "thumbnails",
     "segment": "assembly",
+    "motion": "assembly",
+    "tail": "assembly",
     "intro": "assembly",
     "subs": "assembly",
     "video": "assembly",

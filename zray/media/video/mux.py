@@ -77,6 +77,26 @@ def _read_segment(segment: Segment, *, keep_metadata: bool) -> _SegmentPackets:
     return _SegmentPackets(name, segment.frames, packets, keyframes, headers)
 
 
+# ISO 639-1 codes (as scripts name languages) to the ISO 639-2/T codes an MP4 track's language
+# box holds; players show it and pick a track by it.
+_ISO639_2 = {
+    "ar": "ara", "ca": "cat", "cs": "ces", "da": "dan", "de": "deu", "el": "ell", "en": "eng",
+    "es": "spa", "eu": "eus", "fi": "fin", "fr": "fra", "gl": "glg", "he": "heb", "hi": "hin",
+    "hu": "hun", "id": "ind", "it": "ita", "ja": "jpn", "ko": "kor", "nl": "nld", "no": "nor",
+    "pl": "pol", "pt": "por", "ro": "ron", "ru": "rus", "sv": "swe", "th": "tha", "tr": "tur",
+    "uk": "ukr", "vi": "vie", "zh": "zho",
+}  # fmt: skip
+
+
+def track_language(lang: str | None) -> str:
+    """The ISO 639-2 code for a script's language (`es`, `pt-br`, or already three letters);
+    `und` (undetermined) for one not in the table."""
+    base = (lang or "").lower().split("-")[0]
+    if len(base) == 3 and base.isalpha() and base.isascii():
+        return base
+    return _ISO639_2.get(base, "und")
+
+
 def _packet_order(count: int, frames: int) -> Iterator[int]:
     """Indices into a segment's packets that fill `frames` frames, playing the packets cyclically.
 
@@ -109,6 +129,7 @@ def assemble(
     *,
     settings: VideoSettings,
     threads: int = 0,
+    language: str | None = None,
 ) -> AssemblyInfo:
     """Mux segments, in order, and an audio track into one faststart MP4 at dest.
 
@@ -116,8 +137,9 @@ def assemble(
     stereo, padded with silence or trimmed to exactly the video's length and encoded here by up to
     `threads` AAC encoders at once (0: one per core); or an `EncodedAudio` already encoded (see
     `zray.media.mastering.encode_track`), which must last exactly as long as the video. Encoder and
-    creation metadata are left out unless `settings.keep_metadata`. dest is written in place: the
-    caller renames it into the store.
+    creation metadata are left out unless `settings.keep_metadata`. `language` (a script's code,
+    `es`) tags the audio track (`spa`, see `track_language`). dest is written in place: the caller
+    renames it into the store.
     """
     check_threads(threads)
     if not segments:
@@ -163,6 +185,8 @@ def assemble(
         # Opened only for its AudioSpecificConfig, the same as every chunk encoder's.
         sound = out.add_stream("aac", rate=settings.sample_rate, layout="stereo")
         sound.bit_rate = AUDIO_BIT_RATE
+        if language is not None:
+            sound.metadata["language"] = track_language(language)
         if settings.keep_metadata:
             out.metadata["creation_time"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
