@@ -22,6 +22,8 @@ from typing import Any
 from sim_engines import SimSettings, record
 
 from zray.nodes import (
+    CaptionedInputs,
+    CaptionedRequest,
     ImageResult,
     ImportRequest,
     IntroRequest,
@@ -37,6 +39,9 @@ from zray.nodes import (
     SegmentInputs,
     SegmentRequest,
     SegmentResult,
+    ShortsInputs,
+    ShortsRequest,
+    ShortsResult,
     SubsInputs,
     SubsRequest,
     SubsResult,
@@ -108,6 +113,14 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> Result
     return _timed(Kind.VIDEO, store, request, inputs)
 
 
+def captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) -> Result:
+    return _timed(Kind.CAPTIONED, store, request, inputs)
+
+
+def shorts(store: Store, request: ShortsRequest, inputs: ShortsInputs) -> Result:
+    return _timed(Kind.SHORTS, store, request, inputs)
+
+
 SIM_STEPS: dict[Kind, Step] = {
     Kind.IMPORT: import_image,
     Kind.PAD: pad,
@@ -118,6 +131,8 @@ SIM_STEPS: dict[Kind, Step] = {
     Kind.THUMBS: thumbs,
     Kind.SUBS: subs,
     Kind.VIDEO: assemble,
+    Kind.CAPTIONED: captioned,
+    Kind.SHORTS: shorts,
 }
 
 
@@ -186,6 +201,16 @@ def _assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> Video
     )
 
 
+def _captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) -> SegmentResult:
+    _write(store, request)
+    return SegmentResult(path=request.output)
+
+
+def _shorts(store: Store, request: ShortsRequest, inputs: ShortsInputs) -> ShortsResult:
+    # Its files are known only once it runs; a simulated run makes none.
+    return ShortsResult(path=request.folder)
+
+
 PLACEHOLDERS: dict[Kind, Step] = {
     Kind.IMPORT: _import,
     Kind.PAD: _pad,
@@ -196,4 +221,6 @@ PLACEHOLDERS: dict[Kind, Step] = {
     Kind.THUMBS: _thumbs,
     Kind.SUBS: _subs,
     Kind.VIDEO: _assemble,
+    Kind.CAPTIONED: _captioned,
+    Kind.SHORTS: _shorts,
 }

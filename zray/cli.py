@@ -58,6 +58,7 @@ FLAG_NAMES = {
     "web__site": "--site",
     "web__layout": "--layout",
     "shared_storage": "--shared-storage",
+    "shorts__enabled": "--shorts",
 }
 
 
@@ -176,6 +177,10 @@ def run(
     explain: Annotated[
         bool, flag("--explain", help="List what is stale and why, without running anything.")
     ] = False,
+    shorts: Annotated[
+        bool,
+        flag("--shorts", help="Also make vertical Shorts from the chapters (and upload them with --upload)."),
+    ] = False,
 ) -> None:
     """Make the finished videos of one episode script, for every language."""
     from zray.pipeline.run import RunRequest, run_episode
@@ -194,6 +199,7 @@ def run(
             quiet=quiet or None,
             dashboard=dashboard or None,
             web__site=site,
+            shorts__enabled=shorts or None,
         )
         request = RunRequest(script=script, languages=languages(lang), intro=intro, clean=clean, force=force)
         if dry_run or explain:
@@ -204,7 +210,14 @@ def run(
         uploaded_ok = True
         if upload_after and done:
             uploaded_ok = _upload(
-                report.episode, cfg, done, privacy=None, dry_run=False, force=False, replace=False
+                report.episode,
+                cfg,
+                done,
+                privacy=None,
+                dry_run=False,
+                force=False,
+                replace=False,
+                shorts=cfg.shorts.enabled,
             )
         if publish_after and done:
             _publish(report.episode, cfg, done)
@@ -282,6 +295,7 @@ def upload(
         str | None, typer.Option(help="Project whose tokens to use (default: folder).")
     ] = None,
     config: ConfigFile = None,
+    shorts: Annotated[bool, flag("--shorts", help="Then each language's Shorts too, never twice.")] = False,
 ) -> None:
     """Upload each language's video, thumbnail and captions to its channel; never twice."""
     with user_errors():
@@ -295,6 +309,7 @@ def upload(
             force=force,
             replace=replace,
             project=project,
+            shorts=shorts,
         )
     if not ok:
         raise typer.Exit(1)
@@ -310,6 +325,7 @@ def _upload(
     force: bool,
     replace: bool,
     project: str | None = None,
+    shorts: bool = False,
 ) -> bool:
     import sys
 
@@ -333,6 +349,7 @@ def _upload(
             credentials_for=credentials_provider(name, cfg.youtube, interactive=sys.stdin.isatty()),
             project=name,
             require_review=cfg.review.required,
+            shorts=shorts,
         )
     for line in report.lines():
         typer.echo(line)

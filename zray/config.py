@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from zray.errors import ZrayError
 from zray.media import levels
+from zray.media.caption_box import SHORTS_BOX, CaptionBox, parse_colour
 from zray.media.constants import SAMPLE_RATE
 from zray.media.video import settings as video_rules
 from zray.media.video.settings import VideoSettings
@@ -141,6 +142,78 @@ class AudioConfig(Strict):
         return _shared_rule(levels.check_peak_dbfs, value)
 
 
+class CaptionsConfig(Strict):
+    """Burned-in captions (zray.media.captions): drawn into the picture, the spoken word highlighted."""
+
+    # None: on the Shorts only; true: on the long video too; false: nowhere.
+    burn: bool | None = None
+    highlight: str = "#ffd60a"
+    font: str = ""  # a TrueType/OpenType file; empty: the bundled Roboto Black
+
+    @field_validator("highlight")
+    @classmethod
+    def _highlight(cls, value: str) -> str:
+        _shared_rule(parse_colour, value, setting="captions.highlight")
+        return value
+
+    def font_path(self) -> str:
+        from zray.media.thumbnail import FONT_PATH  # Pillow: only when captions are drawn
+
+        return self.font or os.fspath(FONT_PATH)
+
+    def on_long_video(self) -> bool:
+        return self.burn is True
+
+    def on_shorts(self) -> bool:
+        return self.burn is not False
+
+
+class ShortsConfig(Strict):
+    """Vertical Shorts made from each language's chapters (zray.pipeline.shorts)."""
+
+    enabled: bool = False
+    max_seconds: float = Field(60.0, gt=0, le=180)  # YouTube classifies vertical videos up to 3 min as Shorts
+    min_seconds: float = Field(10.0, ge=0)
+    width: int = 1080
+    height: int = 1920
+    images: Literal["pan", "generate"] = "pan"
+    intro: Path | None = None  # a clip before each Short; none by default
+    # Where captions go, as fractions of the frame: left, top, right, bottom (clear of the player's
+    # buttons on the right and of the title at the bottom).
+    caption_box: tuple[float, float, float, float] = (
+        SHORTS_BOX.left,
+        SHORTS_BOX.top,
+        SHORTS_BOX.right,
+        SHORTS_BOX.bottom,
+    )
+
+    @field_validator("width", "height")
+    @classmethod
+    def _frame_size(cls, value: int, info: ValidationInfo) -> int:
+        return _shared_rule(video_rules.check_frame_size, info.field_name, value)
+
+    @field_validator("caption_box")
+    @classmethod
+    def _caption_box(cls, value: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        _shared_rule(lambda box: CaptionBox(*box), value)
+        return value
+
+    @field_validator("min_seconds")
+    @classmethod
+    def _min_below_max(cls, value: float, info: ValidationInfo) -> float:
+        most = info.data.get("max_seconds")
+        if most is not None and value > most:
+            raise PydanticCustomError(
+                "media_setting",
+                "min_seconds {value} is more than max_seconds {most}",
+                {"value": value, "most": most},
+            )
+        return value
+
+    def box(self) -> CaptionBox:
+        return CaptionBox(*self.caption_box)
+
+
 class ActorConfig(Strict):
     num_cpus: float = Field(0.25, ge=0)
     # None: a share of one GPU for GPU engines when the cluster has GPUs, else none.
@@ -255,6 +328,8 @@ class Config(Strict):
     web: WebConfig = WebConfig()
     youtube: YouTubeConfig = YouTubeConfig()
     limits: LimitsConfig = LimitsConfig()
+    captions: CaptionsConfig = CaptionsConfig()
+    shorts: ShortsConfig = ShortsConfig()
 
     review: ReviewConfig = ReviewConfig()
 

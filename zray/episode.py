@@ -32,6 +32,7 @@ from zray.keys import safe_name
 from zray.store import Store, StoreError
 
 if TYPE_CHECKING:
+    from zray.nodes import ShortFile
     from zray.review.record import ReviewRecord
 
 # --- file names ------------------------------------------------------------------------------------
@@ -50,6 +51,7 @@ ASSETS_DIR = "assets"
 SEGMENTS_DIR = "assets/tmp/segments"
 AUDIO_CACHE_DIR = "assets/tmp/audio"
 SHORTS_DIR = "shorts"
+SHORTS_WORK_DIR = "assets/tmp/shorts"
 SEGMENT_EXT = ".h264"
 
 # Records a person or a channel depends on: `--clean` never touches them.
@@ -123,6 +125,16 @@ def segment(name: str, key: str) -> str:
 
 def audio_chunk(lang: str, key: str) -> str:
     return f"{AUDIO_CACHE_DIR}/{lang}/chunk_{key}.aac"
+
+
+def vertical_image(label: str) -> str:
+    """A scene's vertical picture for the Shorts (`shorts.images = "generate"`)."""
+    return f"{ASSETS_DIR}/common/img_v_{label}.png"
+
+
+def shorts_work(lang: str) -> str:
+    """The Shorts step's own records for a language: its index of rendered Shorts, their AAC chunks."""
+    return f"{SHORTS_WORK_DIR}/{lang}"
 
 
 def video(code: str, lang: str, title: str) -> str:
@@ -473,6 +485,28 @@ class Episode:
 
     def thumbnail(self, lang: str) -> str:
         return self.output(f"thumbs:{lang}")
+
+    def shorts(self, lang: str) -> list[ShortFile]:
+        """The language's Shorts as the last run made them (`zray.nodes.ShortFile`, in order); empty
+        when none were made (`shorts.enabled` off). RecordError for a record of the wrong shape."""
+        from zray.nodes import Kind, ShortsResult, read_result
+
+        entry = self.nodes.get(f"shorts:{lang}")
+        if entry is None:
+            return []
+        try:
+            result = read_result(Kind.SHORTS, entry.get("result"))
+        except ValueError as exc:
+            raise RecordError(
+                f"{self.url}/{RUN_FILE}: shorts:{lang} is malformed ({exc}); run `zray run` again"
+            ) from None
+        assert isinstance(result, ShortsResult)
+        stray = [
+            s.path for s in result.shorts if not inside(s.path) or not s.path.startswith(f"{SHORTS_DIR}/")
+        ]
+        if stray:
+            raise RecordError(f"{self.url}/{RUN_FILE}: shorts:{lang} names {stray[0]!r}, outside its folder")
+        return list(result.shorts)
 
     def subtitles(self, lang: str, *, fmt: str = "srt") -> str:
         return self.output(f"subs:{lang}", {"srt": 0, "vtt": 1}[fmt])

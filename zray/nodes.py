@@ -37,6 +37,8 @@ class Kind(StrEnum):
     THUMBS = "thumbs"
     SUBS = "subs"
     VIDEO = "video"
+    CAPTIONED = "captioned"  # a still scene of one language with its captions burned in
+    SHORTS = "shorts"  # every Short of one language: which ones is known only once it runs
 
 
 # Kinds served by resident engine actors (model calls), by the role of the engine they use.
@@ -44,7 +46,7 @@ ROLES: dict[Kind, str] = {Kind.IMAGE: "image", Kind.SPEECH: "tts", Kind.MUSIC: "
 MODEL_KINDS = frozenset(ROLES)
 
 # Progress groups, in display order.
-STAGES = ("images", "narration", "music", "thumbnails", "assembly")
+STAGES = ("images", "narration", "music", "thumbnails", "assembly", "shorts")
 
 
 # --- JSON round trip -------------------------------------------------------------------------------
@@ -144,6 +146,10 @@ class Result:
     note: str = ""
     warnings: tuple[str, ...] = ()
 
+    def files(self) -> tuple[str, ...]:
+        """The files it made that its request could not name beforehand (see `dynamic_outputs`)."""
+        return ()
+
 
 @dataclass(frozen=True)
 class ImageResult(Result):
@@ -223,6 +229,36 @@ class VideoResult(Result):
     cache_files: tuple[str, ...] = ()  # the AAC chunk records it used (generated files, not outputs)
 
 
+@dataclass(frozen=True)
+class ShortFile:
+    """One Short as made: its number and title, its MP4 and SRT, its length, its content key (what
+    its picture and sound were made from) and the scenes it shows (indexes)."""
+
+    number: int
+    title: str
+    path: str
+    srt: str
+    frames: int
+    duration: float
+    key: str
+    scenes: tuple[int, ...]
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class ShortsResult(Result):
+    """A language's Shorts (`path` is their folder); `cache_files` are the step's own records (the
+    index of rendered Shorts and their AAC chunks), generated files but not deliverables."""
+
+    shorts: tuple[ShortFile, ...] = ()
+    rendered: int = 0
+    reused: int = 0
+    cache_files: tuple[str, ...] = ()
+
+    def files(self) -> tuple[str, ...]:
+        return tuple(path for short in self.shorts for path in (short.path, short.srt))
+
+
 # --- inputs ----------------------------------------------------------------------------------------
 
 
@@ -281,6 +317,24 @@ class VideoInputs:
     intro_tail: TailResult | None = None
 
 
+@dataclass(frozen=True)
+class CaptionedInputs:
+    pad: PadResult  # the scene's narration in the language: its length and word timings
+    image: ImageResult | None = None  # the scene's picture (None: a clip)
+    next_image: ImageResult | None = None  # the next scene's, for the crossfade into it
+
+
+@dataclass(frozen=True)
+class ShortsInputs:
+    subs: SubsResult  # the merged chapters and the scenes each covers
+    images: tuple[
+        ImageResult, ...
+    ]  # the scenes' pictures (vertical with shorts.images = "generate"); see ShortsScene
+    pads: tuple[PadResult, ...]  # per scene: its padded narration and word timings
+    music: MusicResult
+    intro: IntroResult | None = None  # shorts.intro, encoded at the Shorts' size
+
+
 # --- requests --------------------------------------------------------------------------------------
 
 
@@ -289,10 +343,18 @@ class Request:
     """Everything a step needs besides its inputs; `outputs` are the files it writes."""
 
     kind: ClassVar[Kind]
+    # True for a step whose files are known only once it has run (the Shorts, grouped by narration
+    # lengths): its result lists them (`Result.files`), and they must be ones it `owns`.
+    dynamic_outputs: ClassVar[bool] = False
 
     @property
     def outputs(self) -> tuple[str, ...]:
         return (self.output,) if hasattr(self, "output") else ()
+
+    def owns(self, path: str) -> bool:
+        """Whether the step may write `path`: one of its outputs, or for dynamic outputs, a file
+        inside its folder."""
+        return path in self.outputs
 
 
 @dataclass(frozen=True)
@@ -474,6 +536,80 @@ class VideoRequest(Request):
     intro_source: str | None = None
 
 
+@dataclass(frozen=True)
+class CaptionSettings:
+    """How burned-in captions look (the `[captions]` settings): the font file and its sha256 (in
+    keys), the spoken word's colour, and the box they are drawn in (fractions of the frame)."""
+
+    font: str
+    font_digest: str
+    highlight: tuple[int, int, int]
+    box: tuple[float, float, float, float]  # left, top, right, bottom
+
+
+@dataclass(frozen=True)
+class CaptionedRequest(Request):
+    """A scene with one language's captions burned in, for the whole of its padded narration: its
+    picture (still, moving or a clip) and the crossfade into the next scene, as one segment."""
+
+    kind = Kind.CAPTIONED
+    text: str  # the scene's narration in the language
+    video: VideoSettings
+    captions: CaptionSettings
+    shot: Shot
+    output: str
+    transition: int = 0  # frames of crossfade into the next scene, at the end of this one
+    next: Shot | None = None  # the next scene's shot, when there is a crossfade
+
+
+@dataclass(frozen=True)
+class ShortsScene:
+    """A scene as the Shorts see it: its narration, and the keys of its picture and padded narration
+    (a Short is keyed by what it shows and says)."""
+
+    label: str
+    text: str
+    image_key: str  # of its picture (its clip's content, for a clip)
+    pad_key: str
+    image: int | None = None  # its picture among the step's `images`; None for a clip
+    clip: Clip | None = None  # a studio clip shown instead of a picture (cover-fitted)
+
+
+@dataclass(frozen=True)
+class ShortsRequest(Request):
+    """Every Short of one language (see zray.pipeline.shorts): grouped from the chapters once the
+    narration's lengths are known, each rendered only when what it is made from changed."""
+
+    kind = Kind.SHORTS
+    dynamic_outputs = True
+    lang: str
+    code: str  # the episode's code, S01E01, for file names
+    fallback_title: str  # the episode's title: a Short without a chapter is named after it
+    scenes: tuple[ShortsScene, ...]
+    video: VideoSettings  # the Shorts' size; fps and preset as the long video
+    audio: AudioMix
+    captions: CaptionSettings
+    max_seconds: float
+    min_seconds: float
+    lead: float  # seconds of silence before a Short's first word, at least
+    tail: float  # seconds after its last word: the picture holds, the music fades
+    transition: float  # seconds of crossfade into each scene (clamped to the pause before it)
+    music_key: str
+    folder: str  # where the Shorts go: shorts/<lang>
+    work: str  # the step's own records: the index of rendered Shorts, their AAC chunks
+    intro_source: str | None = None  # shorts.intro's copy in the episode folder (for its sound)
+    intro_key: str | None = None
+
+    def owns(self, path: str) -> bool:
+        parts = path.split("/")
+        return (
+            path.startswith(self.folder + "/")
+            and len(parts) == len(self.folder.split("/")) + 1
+            and parts[-1] not in ("", ".", "..")
+            and path.endswith((".mp4", ".srt"))
+        )
+
+
 INPUTS: dict[Kind, type] = {
     Kind.IMAGE: NoInputs,
     Kind.IMPORT: NoInputs,
@@ -487,6 +623,8 @@ INPUTS: dict[Kind, type] = {
     Kind.THUMBS: ThumbsInputs,
     Kind.SUBS: SubsInputs,
     Kind.VIDEO: VideoInputs,
+    Kind.CAPTIONED: CaptionedInputs,
+    Kind.SHORTS: ShortsInputs,
 }
 
 RESULTS: dict[Kind, type[Result]] = {
@@ -502,6 +640,8 @@ RESULTS: dict[Kind, type[Result]] = {
     Kind.THUMBS: ThumbsResult,
     Kind.SUBS: SubsResult,
     Kind.VIDEO: VideoResult,
+    Kind.CAPTIONED: SegmentResult,
+    Kind.SHORTS: ShortsResult,
 }
 
 # A named input is one node id, a tuple of them (a list input, where None marks a missing item), or
@@ -528,6 +668,17 @@ class Node:
     @property
     def outputs(self) -> tuple[str, ...]:
         return self.request.outputs
+
+    def produced(self, result: Result) -> tuple[str, ...]:
+        """The files this node made: its outputs, and for dynamic outputs those its result lists.
+        ValueError for a listed file the request does not own (a record must never name another)."""
+        if not self.request.dynamic_outputs:
+            return self.outputs
+        files = result.files()
+        stray = [path for path in files if not self.request.owns(path)]
+        if stray or len(set(files)) != len(files):
+            raise ValueError(f"{self.id}: its result names {stray[0] if stray else 'a file twice'!r}")
+        return (*self.outputs, *files)
 
     @property
     def deps(self) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from zray.errors import InvalidInput
+from zray.media.caption_box import LOWER_THIRD, SHORTS_BOX, CaptionBox, CaptionError
 from zray.media.cue_text import break_cues
 from zray.media.subtitles import Cue
 from zray.media.thumbnail import FONT_PATH
@@ -55,43 +55,6 @@ __all__ = [
 RGB = tuple[int, int, int]
 _PAGE_CACHE = 8  # pages whose glyph masks are kept: the encoder walks states in order
 _NOT_A_CHARACTER = "\U0010fffd"  # a private-use code point no font maps: its glyph is .notdef
-
-
-class CaptionError(InvalidInput):
-    """A caption setting or font that cannot work (a box outside the frame, a font without the
-    language's letters); the message names the setting."""
-
-
-@dataclass(frozen=True)
-class CaptionBox:
-    """Where captions may be drawn, as fractions of the frame's width (left, right) and height."""
-
-    left: float
-    top: float
-    right: float
-    bottom: float
-
-    def __post_init__(self) -> None:
-        if not (0 <= self.left < self.right <= 1 and 0 <= self.top < self.bottom <= 1):
-            raise CaptionError(
-                f"caption box must lie inside the frame with left < right and top < bottom (fractions "
-                f"0-1), got x {self.left}-{self.right}, y {self.top}-{self.bottom}"
-            )
-
-    def pixels(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
-        width, height = size
-        return (
-            math.ceil(self.left * width),
-            math.ceil(self.top * height),
-            math.floor(self.right * width),
-            math.floor(self.bottom * height),
-        )
-
-
-# The long video's lower third, and the Shorts player's safe area: clear of its buttons on the right
-# and of the title and description at the bottom.
-LOWER_THIRD = CaptionBox(left=0.08, top=0.72, right=0.92, bottom=0.94)
-SHORTS_BOX = CaptionBox(left=0.06, top=0.58, right=0.82, bottom=0.76)
 
 
 @dataclass(frozen=True)

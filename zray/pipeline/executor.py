@@ -83,7 +83,7 @@ def perform(work: Work, step: StepFn, *, threads: int = 1) -> Outcome:
     token = _THREADS.set(max(1, threads))
     try:
         result = step(store, work.node.request, work.inputs)
-        files = {path: store.file_record(path) for path in work.node.outputs}
+        files = {path: store.file_record(path) for path in work.node.produced(result)}
     except DamagedFile as exc:
         return Outcome(None, {}, started, time.time(), error=str(exc), damaged=exc.key)
     except Exception as exc:

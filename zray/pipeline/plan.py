@@ -9,9 +9,12 @@ relative to the episode folder and come from its owner, `zray.episode`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from zray import __version__
@@ -20,11 +23,14 @@ from zray.config import Config
 from zray.engines.base import seed_from
 from zray.keys import content_key, safe_name
 from zray.media import moves, shots
+from zray.media.caption_box import LOWER_THIRD, CaptionError, parse_colour
 from zray.media.constants import SAMPLE_RATE, THUMB_SIZE
 from zray.media.video.settings import VideoSettings
 from zray.nodes import (
     STAGES,
     AudioMix,
+    CaptionedRequest,
+    CaptionSettings,
     Clip,
     ImageRequest,
     ImportRequest,
@@ -35,6 +41,8 @@ from zray.nodes import (
     PadRequest,
     SceneText,
     SegmentRequest,
+    ShortsRequest,
+    ShortsScene,
     Shot,
     SpeechRequest,
     SubsRequest,
@@ -148,6 +156,7 @@ class _Builder:
     studio: Mapping[str, StudioFile] = field(default_factory=dict)
     review: ReviewOverrides = field(default_factory=ReviewOverrides)
     profile: str = "draft"
+    shorts_intro: Intro | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -602,6 +611,213 @@ class _Builder:
             )
         )
 
+    # --- burned-in captions and Shorts --------------------------------------------------------
+
+    def caption_settings(self, *, shorts: bool) -> CaptionSettings:
+        captions = self.config.captions
+        font = captions.font_path()
+        box = self.config.shorts.box() if shorts else LOWER_THIRD
+        return CaptionSettings(
+            font=font,
+            font_digest=file_digest(font),
+            highlight=parse_colour(captions.highlight),
+            box=(box.left, box.top, box.right, box.bottom),
+        )
+
+    def captioned_segments(self, lang: str, pictures: list[Picture], pads: list[Node]) -> list[Node]:
+        """Each scene with the language's captions burned in (`captions.burn = true`): one segment
+        per scene and language, its crossfade into the next scene included, instead of the still
+        GOPs and moving segments every language shares."""
+        captions = self.caption_settings(shorts=False)
+        nodes = []
+        for index, (picture, pad) in enumerate(zip(pictures, pads, strict=True)):
+            label = self.labels[index]
+            text = self.script.scenes[index].narration(lang)
+            fade = self.transition_out(index)
+            following = pictures[index + 1] if fade else None
+            key = content_key(
+                "captioned",
+                picture.key,
+                _json(picture.shot),
+                pad.key,
+                text,
+                _plain(captions),
+                fade,
+                following.key if following else None,
+                _json(following.shot) if following else None,
+                self.vkey,
+                __version__,
+            )
+            nodes.append(
+                self.add(
+                    Node(
+                        id=f"captioned:{lang}:{label}",
+                        stage="assembly",
+                        key=key,
+                        request=CaptionedRequest(
+                            text=text,
+                            video=self.video,
+                            captions=captions,
+                            shot=picture.shot,
+                            transition=fade,
+                            next=following.shot if following else None,
+                            output=layout.segment(f"cap_{lang}_{label}", key),
+                        ),
+                        inputs={
+                            "pad": pad.id,
+                            "image": picture.node.id if picture.node else None,
+                            "next_image": following.node.id if following and following.node else None,
+                        },
+                        lang=lang,
+                    )
+                )
+            )
+        return nodes
+
+    def shorts_video(self) -> VideoSettings:
+        """The Shorts' format: their own size, the long video's rate, preset and GOP."""
+        shorts = self.config.shorts
+        return dataclasses.replace(self.video, width=shorts.width, height=shorts.height)
+
+    def vertical_pictures(self, pictures: list[Picture]) -> list[Picture]:
+        """Each scene's picture for the Shorts: the scene's own (a picture to pan across, or its clip),
+        or with `shorts.images = "generate"` a vertical image from the same prompt and seed (GPU time)."""
+        vertical = []
+        for index, (scene, picture) in enumerate(zip(self.script.scenes, pictures, strict=True)):
+            if self.config.shorts.images != "generate" or scene.image_file or picture.node is None:
+                vertical.append(picture)  # a studio's own picture or clip is what the studio chose
+                continue
+            # Image models work in multiples of 16 pixels: made a little larger, then cover-fitted.
+            width, height = (
+                16 * math.ceil(n / 16) for n in (self.config.shorts.width, self.config.shorts.height)
+            )
+            chosen = self.review.seed_for(index, str(scene.scene_id))  # as the scene's own picture
+            seed = chosen if chosen is not None else seed_from(self.script.code, str(scene.scene_id))
+            key = content_key("image", dict(self.identities.image), scene.image_prompt, width, height, seed)
+            node = self.add(
+                Node(
+                    id=f"image_v:{self.labels[index]}",
+                    stage="images",
+                    key=key,
+                    request=ImageRequest(
+                        prompt=scene.image_prompt,
+                        width=width,
+                        height=height,
+                        seed=seed,
+                        label=f"Scene {index + 1}",
+                        output=layout.vertical_image(self.labels[index]),
+                    ),
+                )
+            )
+            vertical.append(Picture(node=node, key=node.key, shot=Shot()))
+        return vertical
+
+    def shorts_intro_segment(self) -> Node | None:
+        """`shorts.intro` encoded at the Shorts' size, once for every language."""
+        if self.shorts_intro is None:
+            return None
+        video = self.shorts_video()
+        vkey = {**self.vkey, "width": video.width, "height": video.height}
+        key = content_key("intro", self.shorts_intro.digest, vkey, __version__)
+        request = IntroRequest(
+            source=self.shorts_intro.key,
+            digest=self.shorts_intro.digest,
+            video=video,
+            output=layout.segment("intro_shorts", key),
+        )
+        return self.add(Node(id="intro:shorts", stage="shorts", key=key, request=request))
+
+    def shorts_transition(self) -> float:
+        """Seconds of crossfade between a Short's scenes: the long video's `video.transition`, as the
+        profile resolves it (a cut in draft, 0.5 s in production)."""
+        return self.transition
+
+    def shorts(
+        self,
+        lang: str,
+        *,
+        subs: Node,
+        pads: list[Node],
+        pictures: list[Picture],
+        music: Node,
+        intro: Node | None,
+    ) -> Node:
+        """Every Short of one language, in one node: how the chapters group into Shorts depends on
+        the narration's lengths, known only after padding (see zray.pipeline.shorts)."""
+        config, audio = self.config.shorts, self.config.audio
+        video = self.shorts_video()
+        images = [p.node.id for p in pictures if p.node is not None]  # a clip has no picture node
+        scenes = tuple(
+            ShortsScene(
+                label=self.labels[i],
+                text=s.narration(lang),
+                image_key=pictures[i].key,
+                pad_key=pads[i].key,
+                image=images.index(node.id) if (node := pictures[i].node) is not None else None,
+                clip=pictures[i].shot.clip,
+            )
+            for i, s in enumerate(self.script.scenes)
+        )
+        mix = AudioMix(
+            music_level=audio.music_level,
+            duck=audio.duck,
+            target_lufs=audio.target_lufs,
+            peak_dbfs=audio.peak_dbfs,
+            music_fade_in=audio.music_fade_in,
+            music_fade_out=audio.tail,
+        )
+        request = ShortsRequest(
+            lang=lang,
+            code=self.script.code,
+            fallback_title=self.script.title(lang),
+            scenes=scenes,
+            video=video,
+            audio=mix,
+            captions=self.caption_settings(shorts=True),
+            max_seconds=config.max_seconds,
+            min_seconds=config.min_seconds,
+            lead=audio.lead,
+            tail=audio.tail,
+            transition=self.shorts_transition(),
+            music_key=music.key,
+            folder=f"{layout.SHORTS_DIR}/{lang}",
+            work=layout.shorts_work(lang),
+            intro_source=self.shorts_intro.key if intro is not None and self.shorts_intro else None,
+            intro_key=intro.key if intro is not None else None,
+        )
+        key = content_key("shorts", subs.key, _plain(request), __version__)
+        return self.add(
+            Node(
+                id=f"shorts:{lang}",
+                stage="shorts",
+                key=key,
+                request=request,
+                inputs={
+                    "subs": subs.id,
+                    "images": tuple(images),
+                    "pads": tuple(p.id for p in pads),
+                    "music": music.id,
+                    "intro": intro.id if intro is not None else None,
+                },
+                lang=lang,
+                final=True,
+            )
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass as JSON-able data, for a key."""
+    return dataclasses.asdict(value)
+
+
+@functools.lru_cache(maxsize=8)
+def file_digest(path: str) -> str:
+    """sha256 of a small file that shapes what is made (a caption font): a new file, new keys."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise CaptionError(f"captions.font {path!r} cannot be read ({exc.strerror or exc})") from None
+
 
 def build_plan(
     script: Script,
@@ -613,13 +829,24 @@ def build_plan(
     studio: Mapping[str, StudioFile] | None = None,
     review: ReviewOverrides | None = None,
     profile: str = "draft",
+    shorts_intro: Intro | None = None,
 ) -> Plan:
     """All nodes for one episode, in an order where every node comes after its inputs.
 
     `studio`: the studio's own files the script names (see `zray.pipeline.studio`), by name.
     `review`: the choices made in `zray review` (a scene's seed, the official thumbnail).
-    `profile` (draft or production) decides what `auto` motion and transitions mean."""
-    b = _Builder(script, config, identities, intro, dict(studio or {}), review or ReviewOverrides(), profile)
+    `profile` (draft or production) decides what `auto` motion and transitions mean.
+    `shorts_intro`: the clip before each Short (`shorts.intro`), when Shorts are made."""
+    b = _Builder(
+        script,
+        config,
+        identities,
+        intro,
+        dict(studio or {}),
+        review or ReviewOverrides(),
+        profile,
+        shorts_intro,
+    )
     music = b.music()
     intro_node = b.intro_segment()
     pictures = [b.scene_picture(i) for i in range(len(script.scenes))]
@@ -631,19 +858,33 @@ def build_plan(
         for i, picture in enumerate(pictures)
     ]
     intro_tail = b.intro_tail(intro_node, pictures[0])
+    making_shorts = config.shorts.enabled
+    vertical = b.vertical_pictures(pictures) if making_shorts else []
+    shorts_intro_node = b.shorts_intro_segment() if making_shorts else None
     names: dict[str, str] = {}
     for lang in languages:
-        tails = [b.tail(i, pictures, pads[lang][i], lang) for i in range(len(pictures))]
         b.thumbnails(lang)
-        b.subtitles(lang, pads[lang], intro_node)
+        subs = b.subtitles(lang, pads[lang], intro_node)
+        tails: list[Node | None]
+        if config.captions.on_long_video():
+            # Each scene of the language, captions burned in, its crossfade out included: no tails.
+            scenes = b.captioned_segments(lang, pictures, pads[lang])
+            tails = [None] * len(pictures)
+        else:
+            scenes = segments
+            tails = [b.tail(i, pictures, pads[lang][i], lang) for i in range(len(pictures))]
         video = b.video_file(
             lang,
             music=music,
             intro=intro_node,
-            segments=segments,
+            segments=scenes,
             pads=pads[lang],
             tails=tails,
             intro_tail=intro_tail,
         )
         names[lang] = video.outputs[0]
+        if making_shorts:
+            b.shorts(
+                lang, subs=subs, pads=pads[lang], pictures=vertical, music=music, intro=shorts_intro_node
+            )
     return Plan(nodes=b.nodes, languages=list(languages), video_names=names, warnings=b.warnings)

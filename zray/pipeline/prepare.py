@@ -107,6 +107,8 @@ class Prepared:
     lock: EpisodeLock | None
     languages: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    shorts_intro: Intro | None = None  # `shorts.intro`, when Shorts are made with one
+    shorts_intro_path: Path | None = None
 
     def release(self) -> None:
         if self.lock is not None:
@@ -158,8 +160,10 @@ def prepare_episode(
     if intro_path is not None:
         check_intro(intro_path)
     intro = _intro_ref(intro_path) if intro_path else None
+    shorts_intro = _shorts_intro(config)
     folder = request.script.resolve().parent
     studio.check(script, folder)
+    check_caption_fonts(script, languages, config)
     identities = identities_for(engines, script, languages)
     store = root.child(episode)
 
@@ -177,6 +181,7 @@ def prepare_episode(
             studio=files,
             review=plan_overrides(store, identity),  # review.json travels with the folder
             profile=engines.profile,
+            shorts_intro=shorts_intro,
         )
         warnings += plan.warnings
         if request.clean and not readonly:
@@ -208,9 +213,35 @@ def prepare_episode(
         intro_path=intro_path,
         studio=files,
         lock=held,
+        shorts_intro=shorts_intro,
+        shorts_intro_path=config.shorts.intro if shorts_intro else None,
         languages=languages,
         warnings=warnings,
     )
+
+
+def _shorts_intro(config: Config) -> Intro | None:
+    path = config.shorts.intro
+    if not config.shorts.enabled or path is None:
+        return None
+    check_intro(path, flag="shorts.intro")
+    return _intro_ref(path)
+
+
+def check_caption_fonts(script: Script, languages: list[str], config: Config) -> None:
+    """Burned-in captions need a font that writes each language's narration: refused before any
+    work, in one line naming the setting."""
+    if not (config.captions.on_long_video() or (config.shorts.enabled and config.captions.on_shorts())):
+        return
+    from zray.media.captions import CaptionError, check_font  # Pillow: only when captions are burned
+
+    font = config.captions.font_path()
+    for lang in languages:
+        text = " ".join(scene.narration(lang) for scene in script.scenes)
+        try:
+            check_font(text, font, setting="captions.font", what=f"the {lang} narration")
+        except CaptionError as exc:
+            raise RunError(str(exc)) from None
 
 
 def _intro_ref(path: Path) -> Intro:
@@ -273,10 +304,14 @@ def put_inputs(prep: Prepared) -> None:
 
 
 def put_intro(prep: Prepared) -> None:
-    """Keep the intro beside the episode (workers on other machines read it there)."""
-    if prep.intro is None or prep.intro_path is None:
-        return
-    with contextlib.suppress(OSError):
-        if prep.store.exists(prep.intro.key) and prep.store.checksum(prep.intro.key) == prep.intro.digest:
-            return
-    prep.store.put(prep.intro_path, prep.intro.key)
+    """Keep the intro (and the Shorts' intro) beside the episode (workers on other machines read it there)."""
+    clips = [(prep.intro, prep.intro_path)]
+    if prep.shorts_intro is not None:
+        clips.append((prep.shorts_intro, prep.shorts_intro_path))
+    for intro, path in clips:
+        if intro is None or path is None:
+            continue
+        with contextlib.suppress(OSError):
+            if prep.store.exists(intro.key) and prep.store.checksum(intro.key) == intro.digest:
+                continue
+        prep.store.put(path, intro.key)

@@ -115,16 +115,18 @@ class RunRecord:
             return False, "not made yet", None
         if entry.get("key") != node.key:
             return False, "what it is made from changed", None
-        if tuple(entry.get("outputs", ())) != node.outputs:
-            return False, "its files have other names", None
-        missing = [path for path in node.outputs if path not in stamps]
-        if missing:
-            return False, f"{missing[0]} is missing", None
         try:
-            self.result(node)
+            # A step with dynamic outputs (the Shorts) is current with the files its result lists,
+            # each one it may write (inside its folder).
+            outputs = node.produced(self.result(node))
         except ValueError:
             return False, "its record is malformed", None
-        intact, warning = self._files_intact(node.id, node.outputs, stamps)
+        if tuple(entry.get("outputs", ())) != outputs:
+            return False, "its files have other names", None
+        missing = [path for path in outputs if path not in stamps]
+        if missing:
+            return False, f"{missing[0]} is missing", None
+        intact, warning = self._files_intact(node.id, outputs, stamps)
         return intact, (warning or "").split(";")[0], warning
 
     def _files_intact(self, node_id: str, paths: Iterable[str], stamps: Stamps) -> tuple[bool, str | None]:
@@ -152,6 +154,7 @@ class RunRecord:
             old = tuple(entry.get("outputs", ())) if entry else ()
             if (
                 entry
+                and not node.request.dynamic_outputs  # those rename their own files (zray.pipeline.shorts)
                 and entry.get("key") == node.key
                 and old != node.outputs
                 and len(old) == len(node.outputs)
@@ -183,7 +186,7 @@ class RunRecord:
     ) -> None:
         entry: dict[str, Any] = {
             "key": node.key,
-            "outputs": list(node.outputs),
+            "outputs": list(node.produced(result)),
             "result": to_json(result),
             "files": {path: rec.to_json() for path, rec in files.items()},
         }

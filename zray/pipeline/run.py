@@ -42,6 +42,7 @@ from zray.pipeline.prepare import (
 )
 from zray.pipeline.profile import cluster_gpus, resolve_profile
 from zray.pipeline.progress import EpisodeProgress, StageProgress, setup_logging, summary_table
+from zray.pipeline.records import RunRecord
 from zray.pipeline.runlog import RunLog
 from zray.script import Script, load_script
 from zray.store import Store
@@ -375,7 +376,7 @@ def _finish(
 ) -> RunReport:
     """Record the episode: script.json, run.json with outputs and how each step ran, and its log."""
     record, plan, store = prep.record, prep.plan, prep.store
-    _remove_replaced(store, plan.nodes, job.old_outputs, set(job.built))
+    _remove_replaced(store, record, job.old_outputs, set(job.built))
     _save_script(store, prep.request.script)
     outputs = _outputs(prep)
     steps: dict[str, Any] = {}
@@ -406,7 +407,9 @@ def _finish(
         failed=dict(job.failed),
         last_run=run,
     )
-    record.add_generated(layout.SCRIPT_FILE, *(p.intro.key for p in [prep] if p.intro))
+    record.add_generated(
+        layout.SCRIPT_FILE, *(intro.key for intro in (prep.intro, prep.shorts_intro) if intro is not None)
+    )
     report = _report(prep, job=job, executor=executor, outputs=outputs)
     extra = [
         f"engine {name}: {json.dumps(identity, sort_keys=True)}"
@@ -504,17 +507,26 @@ def _rows(report: RunReport) -> list[dict[str, str]]:
         reason = report.failed.get(lang) or report.failed.get("all")
         if reason:
             rows.append({"language": lang, "file": name, "status": f"FAILED: {reason}"})
-        elif info:
-            rows.append(
-                {
-                    "language": lang,
-                    "file": name,
-                    "duration": clock(info.get("duration") or 0),
-                    "size": f"{info['size'] / 1e6:.1f} MB",
-                    "status": "ok",
-                }
-            )
+            continue
+        if info:
+            rows.append(_row(lang, name, info))
+        shorts = f"{layout.SHORTS_DIR}/{lang}/"
+        rows += [
+            _row(lang, path, info)
+            for path, info in report.outputs.items()
+            if path.startswith(shorts) and path.endswith(".mp4")
+        ]
     return rows
+
+
+def _row(lang: str, name: str, info: dict[str, Any]) -> dict[str, str]:
+    return {
+        "language": lang,
+        "file": name,
+        "duration": clock(info.get("duration") or 0),
+        "size": f"{info['size'] / 1e6:.1f} MB",
+        "status": "ok",
+    }
 
 
 def clock(seconds: float) -> str:
@@ -526,14 +538,15 @@ def clock(seconds: float) -> str:
 
 
 def _remove_replaced(
-    store: Store, nodes: dict[str, Node], old_outputs: dict[str, tuple[str, ...]], built: set[str]
+    store: Store, record: RunRecord, old_outputs: dict[str, tuple[str, ...]], built: set[str]
 ) -> None:
     """Delete what a rebuilt deliverable replaced under another name (an old title's video): only
-    files inside the folder that this episode's own record said it made."""
+    files inside the folder that this episode's own record said it made. What it replaced them with
+    is what the record now holds (a step with dynamic outputs names its files only once it ran)."""
     for node_id, old in old_outputs.items():
         if node_id not in built:
             continue
-        for path in set(old) - set(nodes[node_id].outputs):
+        for path in set(old) - set(record.previous_outputs(node_id)):
             if layout.inside(path):
                 store.remove(path)
                 log.info("removed %s (replaced)", path)
@@ -547,14 +560,23 @@ def _outputs(prep: Prepared) -> dict[str, dict[str, Any]]:
         if entry is None or entry.get("key") != node.key:
             continue
         files = prep.record.files(node.id)
-        for path in node.outputs:
+        durations = _durations(entry.get("result") or {}) if node.request.dynamic_outputs else {}
+        for path in entry.get("outputs", []):
             rec = files.get(path)
             if rec is None:
                 continue
             outputs[path] = {"key": node.key, "size": rec.size, "sha256": rec.sha256}
             if node.id.startswith("video:"):
                 outputs[path]["duration"] = entry.get("result", {}).get("duration")
+            elif path in durations:
+                outputs[path]["duration"] = durations[path]
     return outputs
+
+
+def _durations(result: dict[str, Any]) -> dict[str, Any]:
+    """The length of each Short a Shorts result lists, by its MP4."""
+    shorts = result.get("shorts")
+    return {s.get("path"): s.get("duration") for s in shorts or [] if isinstance(s, dict)}
 
 
 def _save_script(store: Store, path: Path) -> None:

@@ -25,6 +25,8 @@ from zray.media import audio, frames, shots, subtitles, thumbnail, video
 from zray.media.constants import SAMPLE_RATE
 from zray.media.video.sequence import encode_frames
 from zray.nodes import (
+    CaptionedInputs,
+    CaptionedRequest,
     ChapterSpan,
     ImageResult,
     ImportRequest,
@@ -56,6 +58,7 @@ from zray.nodes import (
     VideoResult,
 )
 from zray.pipeline.executor import step_threads
+from zray.pipeline.shorts import make_shorts
 from zray.store import Store
 
 # Each step runs as a one-CPU task: an encoder that spawned a thread per core would fight the
@@ -147,6 +150,42 @@ def tail(store: Store, request: TailRequest, inputs: TailInputs) -> TailResult:
         with store.writer(request.output) as tmp:
             encode_frames(sequence, tmp, count=count, settings=settings, threads=TASK_THREADS)
     return TailResult(path=request.output, frames=count)
+
+
+def captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) -> SegmentResult:
+    """A scene of one language with its captions burned in (`captions.burn = true`): every frame of
+    its padded narration (its still, move or clip, and its crossfade into the next scene) encoded
+    with the spoken word highlighted where `subtitles_<lang>.words.json` says it starts."""
+    from zray.media.caption_yuv import burn
+    from zray.media.captions import CaptionBox, CaptionStyle, caption_states
+
+    settings, pad, look, fade = request.video, inputs.pad, request.captions, request.transition
+    # As the subtitles step times this scene's cues, from the scene's first frame.
+    words = [w.shifted(pad.speech_offset) for w in pad.words] if pad.words else None
+    cues = subtitles.time_cues(request.text, start=0.0, end=pad.frames / settings.fps, words=words)
+    states = caption_states(
+        cues,
+        fps=settings.fps,
+        size=(settings.width, settings.height),
+        box=CaptionBox(*look.box),
+        style=CaptionStyle(font=look.font, highlight=look.highlight),
+    )
+    with contextlib.ExitStack() as stack:
+        playing = _frame_source(stack, store, request.shot, inputs.image, settings).frames(0, pad.frames)
+        sequence: Iterator[np.ndarray] = playing
+        if fade:
+            if request.next is None:
+                raise video.VideoError(f"{request.output}: a crossfade needs a next scene")
+            incoming = _frame_source(stack, store, request.next, inputs.next_image, settings)
+            first = next(incoming.frames(0, 1))
+            sequence = itertools.chain(
+                itertools.islice(playing, pad.frames - fade), frames.crossfade(playing, first, fade)
+            )
+        with store.writer(request.output) as tmp:
+            encode_frames(
+                burn(sequence, states), tmp, count=pad.frames, settings=settings, threads=TASK_THREADS
+            )
+    return SegmentResult(path=request.output)
 
 
 def import_image(store: Store, request: ImportRequest, inputs: NoInputs) -> ImageResult:
@@ -322,6 +361,8 @@ STEPS: dict[Kind, Step] = {
     Kind.THUMBS: thumbs,
     Kind.SUBS: subs,
     Kind.VIDEO: assemble,
+    Kind.CAPTIONED: captioned,
+    Kind.SHORTS: make_shorts,
 }
 
 

@@ -125,11 +125,12 @@ def episode_view(episode: Episode, record: ReviewRecord, table: dict[str, Served
                 },
                 "shorts": [
                     {
-                        "node": node_id,
-                        "url": _url(table, next(iter(_outputs(episode, node_id)), None)),
-                        "duration": _result(episode, node_id).get("duration"),
+                        "node": name,
+                        "title": short.title,
+                        "url": _url(table, short.path),
+                        "duration": short.duration,
                     }
-                    for node_id in shorts
+                    for name, short in zip(shorts, episode.shorts(lang), strict=True)
                 ],
                 "shorts_approval": _approval(record, shorts_name(lang), shorts) if shorts else None,
             }

@@ -300,13 +300,9 @@ def video_keys(episode: Episode, lang: str) -> dict[str, str]:
 
 
 def short_keys(episode: Episode, lang: str) -> dict[str, str]:
-    """What approving a language's Shorts binds to: the content key of each of them."""
-    prefix = f"short:{lang}:"
-    return {
-        node_id: str(entry["key"])
-        for node_id, entry in sorted(episode.nodes.items())
-        if node_id.startswith(prefix)
-    }
+    """What approving a language's Shorts binds to: the content key of each of them (`short:es:01`),
+    as the language's Shorts step recorded them (`Episode.shorts`)."""
+    return {f"short:{lang}:{short.number:02d}": short.key for short in episode.shorts(lang)}
 
 
 def not_approved_line(lang: str, folder: str) -> str:

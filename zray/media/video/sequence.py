@@ -3,7 +3,10 @@
 The frames come ready (yuv420p arrays at the output size, see `zray.media.frames`) and go through
 the encoder every segment uses, so the MP4 track keeps one SPS/PPS. GOPs are closed and `gop`
 frames long, starting on the segment's first frame, so a segment's first whole GOPs can be played
-on their own (a shorter language plays only those, see `zray.media.shots`).
+on their own (a shorter language plays only those, see `zray.media.shots`). Burned-in captions
+ride here too: a changing caption band cannot ride on a still's repeated GOP (one IDR per caption
+state would cost about 0.4 s each and repeat `idr_pic_id`, which H.264 forbids), while an ordinary
+stream codes each change as a small P picture.
 """
 
 from __future__ import annotations

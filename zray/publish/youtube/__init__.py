@@ -2,7 +2,7 @@
 
 The package, one idea per module:
 
-- `slots`: a video slot, the unit uploaded exactly once (a language's long video; later a Short)
+- `slots`: a video slot, the unit uploaded exactly once (a language's long video, or one of its Shorts)
 - `metadata`: title, description, tags (zray's slot and content tags included), privacy, schedule
 - `client`: the googleapiclient resource, backoff, and quota counting per call
 - `resumable`: the resumable upload protocol (sessions saved before their first byte)
@@ -57,8 +57,24 @@ from zray.publish.youtube.metadata import (
 )
 from zray.publish.youtube.report import LanguageResult, UploadReport, VideoResult
 from zray.publish.youtube.resumable import query_session, send_video
-from zray.publish.youtube.slots import VideoSlot, long_video, short_name, short_video
-from zray.publish.youtube.upload import choose_languages, project_of, upload_episode, upload_videos
+from zray.publish.youtube.slots import (
+    VideoSlot,
+    episode_shorts,
+    long_video,
+    short_description,
+    short_name,
+    short_title,
+    short_video,
+)
+from zray.publish.youtube.upload import (
+    choose_languages,
+    planned_calls,
+    project_of,
+    short_slots,
+    upload_episode,
+    upload_shorts,
+    upload_videos,
+)
 
 __all__ = [
     "PUBLISHED_FILE",
@@ -84,23 +100,29 @@ __all__ = [
     "content_tag",
     "describe",
     "describe_failure",
+    "episode_shorts",
     "find_tagged",
     "hashtags",
     "long_video",
     "metadata_problems",
     "plan_slot",
+    "planned_calls",
     "project_of",
     "query_session",
     "schedule_time",
     "send_video",
     "set_thumbnail",
+    "short_description",
     "short_name",
+    "short_slots",
+    "short_title",
     "short_video",
     "slot_metadata",
     "thumbnail_bytes",
     "update_video",
     "upload_captions",
     "upload_episode",
+    "upload_shorts",
     "upload_videos",
     "youtube_language",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zray import limits
 from zray.episode import Episode
 
 
@@ -79,6 +80,67 @@ def short_video(
         description=description,
         tags=_tags(tags),
     )
+
+
+# "Full video" in the languages zray's demo and users' scripts speak; others get English.
+FULL_VIDEO = {
+    "es": "Vídeo completo",
+    "ca": "Vídeo complet",
+    "en": "Full video",
+    "pt": "Vídeo completo",
+    "fr": "Vidéo complète",
+    "it": "Video completo",
+    "de": "Ganzes Video",
+}
+
+
+def short_title(chapter: str, episode_title: str, *, number: int, count: int) -> str:
+    """A Short's title: its chapter and the episode's title, within YouTube's 100 characters (the
+    episode's title shortened first); a Short without a chapter of its own is numbered instead."""
+    chapter, episode_title = " ".join(chapter.split()), " ".join(episode_title.split())
+    if chapter == episode_title:
+        return _fit(episode_title, f" ({number}/{count})")
+    return _fit(chapter, f" · {episode_title}")
+
+
+def _fit(head: str, tail: str, limit: int = limits.TITLE_MAX_CHARS) -> str:
+    if len(head) + len(tail) <= limit:
+        return head + tail
+    if len(head) + 4 <= limit and tail.startswith(" · "):
+        return head + tail[: limit - len(head) - 1].rstrip() + "…"
+    return head[: limit - 1].rstrip() + "…"
+
+
+def short_description(description: str, lang: str, long_video_id: str | None) -> str:
+    """The language's description, the long video's address as text (links in a Short's description
+    are not clickable), and #Shorts."""
+    parts = [description.strip()]
+    if long_video_id:
+        label = FULL_VIDEO.get(lang.split("-")[0].lower(), FULL_VIDEO["en"])
+        parts.append(f"{label}: https://www.youtube.com/watch?v={long_video_id}")
+    parts.append("#Shorts")
+    return "\n\n".join(part for part in parts if part)
+
+
+def episode_shorts(episode: Episode, lang: str, *, long_video_id: str | None) -> list[VideoSlot]:
+    """A language's Shorts as the last run made them, one slot each (`<lang>/short-<nn>`); the long
+    video's id, when it is on YouTube, goes into their descriptions."""
+    script = episode.script
+    seo = script.seo_for(lang)
+    made = episode.shorts(lang)
+    return [
+        short_video(
+            episode,
+            lang,
+            short.number,
+            video=short.path,
+            content_key=short.key,
+            title=short_title(short.title, script.title(lang), number=short.number, count=len(made)),
+            description=short_description(seo.description, lang, long_video_id),
+            tags=tuple(seo.tags),
+        )
+        for short in made
+    ]
 
 
 def _tags(tags: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -33,8 +33,8 @@ from zray.publish.youtube.insert import ProgressCallback, insert_once
 from zray.publish.youtube.metadata import MetadataError, aware, iso
 from zray.publish.youtube.records import UNKNOWN
 from zray.publish.youtube.report import UploadReport, VideoResult
-from zray.publish.youtube.slots import VideoSlot, long_video
-from zray.review.record import not_approved_line, unapproved
+from zray.publish.youtube.slots import VideoSlot, episode_shorts, long_video, short_name
+from zray.review.record import not_approved_line, unapproved, unapproved_shorts
 
 
 def project_of(episode: Episode, override: str | None = None) -> str:
@@ -74,8 +74,10 @@ def upload_episode(
     sleep: Callable[[float], None] = time.sleep,
     project: str | None = None,
     require_review: bool = False,
+    shorts: bool = False,
 ) -> UploadReport:
-    """Upload every (or the chosen) language's long video of a finished episode to its channel.
+    """Upload every (or the chosen) language's long video of a finished episode to its channel,
+    and with `shorts` then its Shorts (see `upload_shorts`).
 
     Raises UnknownLanguage for a language the episode does not have, RecordError when
     published.json or upload_state.json cannot be trusted, and QuotaError, before any request,
@@ -97,9 +99,7 @@ def upload_episode(
             slots.append(long_video(episode, lang))
         except EpisodeError as exc:
             slots.append(VideoResult(lang, "failed", message=str(exc)))
-    return upload_videos(
-        episode,
-        slots,
+    options: dict[str, Any] = dict(
         privacy=privacy,
         dry_run=dry_run,
         force=force,
@@ -112,6 +112,83 @@ def upload_episode(
         sleep=sleep,
         project=project,
     )
+    if not shorts:
+        return upload_videos(episode, slots, **options)
+    # Both buckets must hold the Shorts too before anything starts: they are counted now, and
+    # their descriptions are made again once the long videos are up (to name them).
+    ahead = planned_calls(
+        episode,
+        short_slots(episode, chosen, require_review=require_review),
+        config=config,
+        privacy=privacy,
+        now=now,
+        force=force,
+        replace=replace,
+    )
+    first = upload_videos(episode, slots, reserve=ahead, **options)
+    second = upload_shorts(episode, chosen, require_review=require_review, **options)
+    units = {k: first.units.get(k, 0) + second.units.get(k, 0) for k in {*first.units, *second.units}}
+    return UploadReport(first.results + second.results, units=units, dry_run=dry_run)
+
+
+def short_slots(
+    episode: Episode, langs: Iterable[str], *, require_review: bool = False
+) -> list[VideoSlot | VideoResult]:
+    """Every Short of the languages, each a slot whose description names the language's long video
+    when published.json says it is on YouTube; Shorts not approved in review are held back."""
+    published = published_record(episode.store, episode.identity)
+    slots: list[VideoSlot | VideoResult] = []
+    langs = list(langs)
+    held = unapproved_shorts(episode, langs) if require_review else []
+    for lang in langs:
+        made = episode.shorts(lang)
+        if lang in held:
+            slots += [
+                VideoResult(
+                    lang,
+                    "unapproved",
+                    message=f"{short_name(lang, s.number)}: {not_approved_line(lang, episode.url)} (Shorts)",
+                    slot=short_name(lang, s.number),
+                )
+                for s in made
+            ]
+            continue
+        long_id = (published.get(lang) or {}).get("video_id")
+        slots += episode_shorts(episode, lang, long_video_id=long_id)
+    return slots
+
+
+def upload_shorts(
+    episode: Episode, langs: Iterable[str], *, require_review: bool = False, **options: Any
+) -> UploadReport:
+    """Upload the languages' Shorts to their channels through the never-twice path of long videos
+    (one slot per Short, `<lang>/short-<nn>`): no chapter list, and no captions or thumbnail calls
+    (the captions are burned in; each call would cost 450 units a Short)."""
+    return upload_videos(episode, short_slots(episode, langs, require_review=require_review), **options)
+
+
+def planned_calls(
+    episode: Episode,
+    slots: Sequence[VideoSlot | VideoResult],
+    *,
+    config: YouTubeConfig,
+    privacy: Privacy | None,
+    now: datetime | None,
+    force: bool,
+    replace: bool,
+) -> dict[str, int]:
+    """The API calls uploading these slots would make (the worst case), as their records stand."""
+    jobs, _, _ = _plan_jobs(
+        episode,
+        slots,
+        published_record(episode.store, episode.identity),
+        config=config,
+        privacy=privacy,
+        now=aware(now or datetime.now(UTC)),
+        force=force,
+        replace=replace,
+    )
+    return total_calls(jobs)
 
 
 def upload_videos(
@@ -129,55 +206,29 @@ def upload_videos(
     progress: ProgressCallback | None = None,
     sleep: Callable[[float], None] = time.sleep,
     project: str | None = None,
+    reserve: Mapping[str, int] | None = None,
 ) -> UploadReport:
     """Upload any video slots of an episode (long videos, Shorts): the engine of `upload_episode`.
 
     A slot that could not even be described is passed as its failed result, keeping the report in
-    order. Credentials are asked per slot language (one channel per language).
+    order. Credentials are asked per slot language (one channel per language). `reserve`: calls
+    that will follow these (a language's Shorts after its long video), counted in the quota check
+    before anything is sent.
     """
     now = aware(now or datetime.now(UTC))
     # Read before anything else: a record that cannot be trusted stops the upload in one line.
     published = published_record(episode.store, episode.identity)
     state = upload_state(episode.store, episode.identity)
-    date_published = episode.script.date_published
-
-    def checksum(key: str) -> str:
-        try:
-            return episode.store.checksum(key)
-        except FileNotFoundError:
-            raise EpisodeError(
-                f"{episode.store.url(key)} is missing; run `zray run` on the script again"
-            ) from None
-
-    results: dict[str, VideoResult] = {}
-    order: list[str] = []
-    jobs: list[Job] = []
-    for item in slots:
-        if isinstance(item, VideoResult):
-            order.append(item.name)
-            results[item.name] = item
-            continue
-        order.append(item.name)
-        try:
-            jobs.append(
-                plan_slot(
-                    item,
-                    published.get(item.name),
-                    config=config,
-                    privacy=privacy,
-                    date_published=date_published,
-                    now=now,
-                    force=force,
-                    replace=replace,
-                    checksum=checksum,
-                )
-            )
-        except (MetadataError, EpisodeError) as exc:
-            results[item.name] = _result(item, "failed", message=str(exc))
+    jobs, results, order = _plan_jobs(
+        episode, slots, published, config=config, privacy=privacy, now=now, force=force, replace=replace
+    )
     units = plan_units(total_calls(jobs), config)
+    ahead = dict(reserve or {})
     if dry_run:
         with contextlib.suppress(AuthError):  # without client_secret.json there is no ledger to ask
-            QuotaLedger(client_id=auth.client_id(config), config=config, now=now).check(total_calls(jobs))
+            QuotaLedger(client_id=auth.client_id(config), config=config, now=now).check(
+                _add_calls(total_calls(jobs), ahead)
+            )
         for job in jobs:
             results[job.name] = _dry_result(job)
         return UploadReport([results[name] for name in order], units=units, dry_run=True)
@@ -202,10 +253,12 @@ def upload_videos(
         ledger = ledgers.setdefault(client, QuotaLedger(client_id=client, config=config, now=now))
         http = authorized_http(credentials, config=config, http_factory=http_factory)
         apis[job.name] = Api(build_client(http, config=config), http, config, ledger, sleep)
+    if ahead and not ledgers:  # nothing to send now, but what follows must fit
+        with contextlib.suppress(AuthError):
+            QuotaLedger(client_id=auth.client_id(config), config=config, now=now).check(ahead)
     for ledger in ledgers.values():
-        ledger.check(
-            total_calls(job for job in active if (api := apis.get(job.name)) and api.ledger is ledger)
-        )
+        mine = total_calls(job for job in active if (api := apis.get(job.name)) and api.ledger is ledger)
+        ledger.check(_add_calls(mine, ahead))
 
     for job in active:
         api = apis.get(job.name)
@@ -229,6 +282,60 @@ def upload_videos(
             video_id = (published.get(job.name) or {}).get("video_id")
             results[job.name] = _result(job.slot, "failed", video_id, describe_failure(exc))
     return UploadReport([results[name] for name in order], units=units)
+
+
+def _plan_jobs(
+    episode: Episode,
+    slots: Sequence[VideoSlot | VideoResult],
+    published: KeyedRecord,
+    *,
+    config: YouTubeConfig,
+    privacy: Privacy | None,
+    now: datetime,
+    force: bool,
+    replace: bool,
+) -> tuple[list[Job], dict[str, VideoResult], list[str]]:
+    """Each slot's job, decided from its record before any request; the slots that cannot go up
+    (metadata over YouTube's limits, a missing file) as their failed results; the report's order."""
+    date_published = episode.script.date_published
+
+    def checksum(key: str) -> str:
+        try:
+            return episode.store.checksum(key)
+        except FileNotFoundError:
+            raise EpisodeError(
+                f"{episode.store.url(key)} is missing; run `zray run` on the script again"
+            ) from None
+
+    results: dict[str, VideoResult] = {}
+    order: list[str] = []
+    jobs: list[Job] = []
+    for item in slots:
+        order.append(item.name)
+        if isinstance(item, VideoResult):
+            results[item.name] = item
+            continue
+        try:
+            jobs.append(
+                plan_slot(
+                    item,
+                    published.get(item.name),
+                    config=config,
+                    privacy=privacy,
+                    date_published=date_published,
+                    now=now,
+                    force=force,
+                    replace=replace,
+                    checksum=checksum,
+                )
+            )
+        except (MetadataError, EpisodeError) as exc:
+            results[item.name] = _result(item, "failed", message=str(exc))
+    return jobs, results, order
+
+
+def _add_calls(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {method: a.get(method, 0) + b.get(method, 0) for method in {*a, *b}}
 
 
 def _result(
