@@ -140,3 +140,8 @@ def test_word_timings_cover_every_frame_after_the_first_boundary(count: int, dat
 def test_spoken_tokens_are_words_and_bare_punctuation_is_not() -> None:
     tokens = ["¿Qué", "—", "«tal»?", "25", "%", "हैं?", "d'una", "e\u0301."]
     assert [bare_word(t) for t in tokens if is_spoken(t)] == ["Qué", "tal", "25", "हैं", "d'una", "e\u0301"]
+
+
+def test_a_piece_of_only_spaces_belongs_to_the_first_word() -> None:
+    # Found by the property test: the model may read a piece whose sounds G2P dropped as bare spaces.
+    assert phoneme_owners("  ", ["ab", "cd"]) == [0, 0]

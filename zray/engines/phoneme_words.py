@@ -54,7 +54,8 @@ def phoneme_owners(phonemes: str, word_phonemes: Sequence[str]) -> list[int]:
         if owner is None:
             owners[index] = previous
         previous = owners[index]
-    first_owner = next(owner for owner in owners if owner is not None)
+    # Only spaces (a piece whose sounds were all dropped): they are the first word's pause.
+    first_owner = next((owner for owner in owners if owner is not None), 0)
     result = [first_owner if owner is None else owner for owner in owners]
     return list(itertools.accumulate(result, max))  # a guard: matches are monotonic by construction
 
