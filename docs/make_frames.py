@@ -5,7 +5,8 @@
 Runs `zray run` on the demo script (English, draft profile with its cards drawn bare, 1280x720,
 `video.motion = gentle`, `video.transition = 0.5`), then takes from the finished MP4 two frames from the middle of scenes
 (where the camera move is under way) and one from the middle of a crossfade, and writes them as
-small JPEGs beside this file.
+small JPEGs beside this file. Then the Spanish Shorts (`--shorts`, 1080x1920, captions burned in)
+and three frames of the first one, where its captions highlight a word.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ REPO = DOCS.parent
 SCRIPT = REPO / "inputs" / "scripts" / "demo" / "SAGA_01_Episode_01.json"
 FPS = 24
 WIDTH = 640  # of the JPEGs: small enough for a README, large enough to read the picture
+SHORT_WIDTH = 360
+SHORT_SECONDS = (0.9, 2.0, 14.0)  # two caption states of the first scene, one of the third
 
 
 def frames_at(path: Path, wanted: dict[int, str]) -> dict[str, Image.Image]:
@@ -73,10 +76,36 @@ def main() -> None:
         video = folder / nodes["video:en"]["outputs"][0]
         target = DOCS / "frames"
         target.mkdir(exist_ok=True)
-        for name, image in frames_at(video, wanted).items():
-            small = image.resize((WIDTH, round(WIDTH * image.height / image.width)), Image.Resampling.LANCZOS)
-            small.save(target / name, quality=82, optimize=True, progressive=True)
-            print(f"{target / name}: {(target / name).stat().st_size // 1024} KB")
+        save(frames_at(video, wanted), target, width=WIDTH)
+        shorts_env = {k: v for k, v in env.items() if not k.startswith("ZRAY_VIDEO__")}
+        shorts_env.update(ZRAY_VIDEO__MOTION="gentle", ZRAY_VIDEO__TRANSITION="0.5")
+        cmd = [
+            sys.executable,
+            "-m",
+            "zray",
+            "run",
+            str(SCRIPT),
+            "--lang",
+            "es",
+            "--profile",
+            "draft",
+            "--shorts",
+        ]
+        subprocess.run(
+            [*cmd, "--output", str(out / "shorts"), "--quiet"], check=True, env=shorts_env, cwd=REPO
+        )
+        record = json.loads((out / "shorts" / "demo" / SCRIPT.stem / "run.json").read_text())
+        first = record["nodes"]["shorts:es"]["result"]["shorts"][0]
+        short = out / "shorts" / "demo" / SCRIPT.stem / first["path"]
+        wanted = {round(seconds * FPS): f"short_{seconds}s.jpg" for seconds in SHORT_SECONDS}
+        save(frames_at(short, wanted), target, width=SHORT_WIDTH)
+
+
+def save(images: dict[str, Image.Image], target: Path, *, width: int) -> None:
+    for name, image in images.items():
+        small = image.resize((width, round(width * image.height / image.width)), Image.Resampling.LANCZOS)
+        small.save(target / name, quality=82, optimize=True, progressive=True)
+        print(f"{target / name}: {(target / name).stat().st_size // 1024} KB")
 
 
 if __name__ == "__main__":
