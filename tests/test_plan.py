@@ -1,5 +1,6 @@
 """The plan is pure: keys, layout and typed nodes, checked without running anything."""
 
+import PIL
 from conftest import FAST_VIDEO, small_script
 
 from zray.config import load_config
@@ -125,9 +126,12 @@ def test_colliding_scene_labels_are_disambiguated():
     assert "image:000_a_b" in plan.nodes and "image:001_a_b" in plan.nodes
 
 
-def test_upgrading_keeps_the_keys_of_images_narration_and_music():
+def test_upgrading_keeps_the_keys_of_images_narration_and_music(monkeypatch):
     """A studio that upgrades zray must not redo its GPU work: these keys were computed by zray 0.1.0
     (commit 54b8726) for the same script with the draft engines."""
+    # The storyboard's identity names the Pillow that drew it (its rasterizer decides the pixels), so
+    # another Pillow rightly makes new pictures; the keys were computed under Pillow 11.3.0.
+    monkeypatch.setattr(PIL, "__version__", "11.3.0")
     script = check_data(small_script(), filename="SAGA_01_Episode_02.json").script
     cfg = load_config(None, profile="draft")
     setup = prepare_engines(script.languages, cfg, "draft")
