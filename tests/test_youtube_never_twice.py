@@ -36,7 +36,7 @@ from zray.episode import open_episode
 from zray.errors import ZrayError
 from zray.publish.quota import QuotaLedger
 from zray.publish.settings import YouTubeConfig
-from zray.publish.youtube import short_video, upload_episode, upload_videos
+from zray.publish.youtube import UploadOptions, short_video, upload_episode, upload_videos
 from zray.store import Store
 
 NEW_TITLE = "Bosques bajo dos soles"
@@ -335,17 +335,16 @@ def test_a_short_is_one_more_slot_on_the_same_never_twice_path(folder, config, f
         tags=("ciencia",),
     )
 
-    def send(**options):
-        return upload_videos(
-            open_episode(str(folder)),
-            [short],
+    def send(**choices):
+        options = UploadOptions(
             config=config,
             credentials_for=credentials,
             http_factory=fake.http,
             sleep=lambda _s: None,
             now=BEFORE,
-            **options,
+            **choices,
         )
+        return upload_videos(open_episode(str(folder)), [short], options)
 
     # No thumbnail, no captions: the look-up and the insert are the whole plan.
     assert send(dry_run=True).units == {"videos.insert": 1, "shared": 9}

@@ -67,6 +67,7 @@ from zray.publish.youtube.slots import (
     short_video,
 )
 from zray.publish.youtube.upload import (
+    UploadOptions,
     choose_languages,
     planned_calls,
     project_of,
@@ -89,6 +90,7 @@ __all__ = [
     "LanguageResult",
     "MetadataError",
     "UploadFailed",
+    "UploadOptions",
     "UploadReport",
     "VideoResult",
     "VideoSlot",

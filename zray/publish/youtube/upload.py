@@ -10,8 +10,10 @@ answers. One slot's failure is reported and the others go on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -35,6 +37,28 @@ from zray.publish.youtube.records import UNKNOWN
 from zray.publish.youtube.report import UploadReport, VideoResult
 from zray.publish.youtube.slots import VideoSlot, episode_shorts, long_video, short_name
 from zray.review.record import not_approved_line, unapproved, unapproved_shorts
+
+
+@dataclass(frozen=True, kw_only=True)
+class UploadOptions:
+    """How one command uploads: the same for every video it sends (long videos and Shorts).
+
+    `http_factory` makes the plain httplib2.Http under each channel's authorized one (tests trust a
+    fake's certificate with it); `progress(slot, acknowledged, total)` is called after every chunk
+    YouTube acknowledged; `project` only names the project in the `zray auth` hint.
+    """
+
+    config: YouTubeConfig
+    credentials_for: Callable[[str], Credentials]
+    privacy: Privacy | None = None
+    dry_run: bool = False
+    force: bool = False
+    replace: bool = False
+    now: datetime | None = None
+    http_factory: Callable[[], httplib2.Http] | None = None
+    progress: ProgressCallback | None = None
+    sleep: Callable[[float], None] = time.sleep
+    project: str | None = None
 
 
 def project_of(episode: Episode, override: str | None = None) -> str:
@@ -81,10 +105,8 @@ def upload_episode(
 
     Raises UnknownLanguage for a language the episode does not have, RecordError when
     published.json or upload_state.json cannot be trusted, and QuotaError, before any request,
-    when the planned calls would exceed today's quota. `http_factory` makes the plain
-    httplib2.Http under each channel's authorized one (tests trust a fake's certificate with it);
-    `progress(slot, acknowledged, total)` is called after every chunk YouTube acknowledged;
-    `project` only names the project in the `zray auth` hint. `require_review` (the
+    when the planned calls would exceed today's quota. The other options are `UploadOptions`'s.
+    `require_review` (the
     `review.required` setting): a language whose current video is not approved in `zray review`
     is not uploaded, and counts as a failure.
     """
@@ -99,13 +121,13 @@ def upload_episode(
             slots.append(long_video(episode, lang))
         except EpisodeError as exc:
             slots.append(VideoResult(lang, "failed", message=str(exc)))
-    options: dict[str, Any] = dict(
+    options = UploadOptions(
+        config=config,
+        credentials_for=credentials_for,
         privacy=privacy,
         dry_run=dry_run,
         force=force,
         replace=replace,
-        config=config,
-        credentials_for=credentials_for,
         now=now,
         http_factory=http_factory,
         progress=progress,
@@ -113,20 +135,12 @@ def upload_episode(
         project=project,
     )
     if not shorts:
-        return upload_videos(episode, slots, **options)
+        return upload_videos(episode, slots, options)
     # Both buckets must hold the Shorts too before anything starts: they are counted now, and
     # their descriptions are made again once the long videos are up (to name them).
-    ahead = planned_calls(
-        episode,
-        short_slots(episode, chosen, require_review=require_review),
-        config=config,
-        privacy=privacy,
-        now=now,
-        force=force,
-        replace=replace,
-    )
-    first = upload_videos(episode, slots, reserve=ahead, **options)
-    second = upload_shorts(episode, chosen, require_review=require_review, **options)
+    ahead = planned_calls(episode, short_slots(episode, chosen, require_review=require_review), options)
+    first = upload_videos(episode, slots, options, reserve=ahead)
+    second = upload_shorts(episode, chosen, options, require_review=require_review)
     units = {k: first.units.get(k, 0) + second.units.get(k, 0) for k in {*first.units, *second.units}}
     return UploadReport(first.results + second.results, units=units, dry_run=dry_run)
 
@@ -159,53 +173,29 @@ def short_slots(
 
 
 def upload_shorts(
-    episode: Episode, langs: Iterable[str], *, require_review: bool = False, **options: Any
+    episode: Episode, langs: Iterable[str], options: UploadOptions, *, require_review: bool = False
 ) -> UploadReport:
     """Upload the languages' Shorts to their channels through the never-twice path of long videos
     (one slot per Short, `<lang>/short-<nn>`): no chapter list, and no captions or thumbnail calls
     (the captions are burned in; each call would cost 450 units a Short)."""
-    return upload_videos(episode, short_slots(episode, langs, require_review=require_review), **options)
+    return upload_videos(episode, short_slots(episode, langs, require_review=require_review), options)
 
 
 def planned_calls(
-    episode: Episode,
-    slots: Sequence[VideoSlot | VideoResult],
-    *,
-    config: YouTubeConfig,
-    privacy: Privacy | None,
-    now: datetime | None,
-    force: bool,
-    replace: bool,
+    episode: Episode, slots: Sequence[VideoSlot | VideoResult], options: UploadOptions
 ) -> dict[str, int]:
     """The API calls uploading these slots would make (the worst case), as their records stand."""
-    jobs, _, _ = _plan_jobs(
-        episode,
-        slots,
-        published_record(episode.store, episode.identity),
-        config=config,
-        privacy=privacy,
-        now=aware(now or datetime.now(UTC)),
-        force=force,
-        replace=replace,
-    )
+    now = aware(options.now or datetime.now(UTC))
+    published = published_record(episode.store, episode.identity)
+    jobs, _, _ = _plan_jobs(episode, slots, published, dataclasses.replace(options, now=now))
     return total_calls(jobs)
 
 
 def upload_videos(
     episode: Episode,
     slots: Sequence[VideoSlot | VideoResult],
+    options: UploadOptions,
     *,
-    privacy: Privacy | None = None,
-    dry_run: bool = False,
-    force: bool = False,
-    replace: bool = False,
-    config: YouTubeConfig,
-    credentials_for: Callable[[str], Credentials],
-    now: datetime | None = None,
-    http_factory: Callable[[], httplib2.Http] | None = None,
-    progress: ProgressCallback | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    project: str | None = None,
     reserve: Mapping[str, int] | None = None,
 ) -> UploadReport:
     """Upload any video slots of an episode (long videos, Shorts): the engine of `upload_episode`.
@@ -215,16 +205,16 @@ def upload_videos(
     that will follow these (a language's Shorts after its long video), counted in the quota check
     before anything is sent.
     """
-    now = aware(now or datetime.now(UTC))
+    now = aware(options.now or datetime.now(UTC))
+    options = dataclasses.replace(options, now=now)
+    config = options.config
     # Read before anything else: a record that cannot be trusted stops the upload in one line.
     published = published_record(episode.store, episode.identity)
     state = upload_state(episode.store, episode.identity)
-    jobs, results, order = _plan_jobs(
-        episode, slots, published, config=config, privacy=privacy, now=now, force=force, replace=replace
-    )
+    jobs, results, order = _plan_jobs(episode, slots, published, options)
     units = plan_units(total_calls(jobs), config)
     ahead = dict(reserve or {})
-    if dry_run:
+    if options.dry_run:
         with contextlib.suppress(AuthError):  # without client_secret.json there is no ledger to ask
             QuotaLedger(client_id=auth.client_id(config), config=config, now=now).check(
                 _add_calls(total_calls(jobs), ahead)
@@ -245,14 +235,14 @@ def upload_videos(
     ledgers: dict[str, QuotaLedger] = {}
     for job in active:
         try:
-            credentials = credentials_for(job.slot.lang)
+            credentials = options.credentials_for(job.slot.lang)
         except (AuthError, RefreshError) as exc:
             results[job.name] = _result(job.slot, "failed", message=str(exc))
             continue
         client = client_id(credentials, config)
         ledger = ledgers.setdefault(client, QuotaLedger(client_id=client, config=config, now=now))
-        http = authorized_http(credentials, config=config, http_factory=http_factory)
-        apis[job.name] = Api(build_client(http, config=config), http, config, ledger, sleep)
+        http = authorized_http(credentials, config=config, http_factory=options.http_factory)
+        apis[job.name] = Api(build_client(http, config=config), http, config, ledger, options.sleep)
     if ahead and not ledgers:  # nothing to send now, but what follows must fit
         with contextlib.suppress(AuthError):
             QuotaLedger(client_id=auth.client_id(config), config=config, now=now).check(ahead)
@@ -271,12 +261,12 @@ def upload_videos(
                 episode,
                 published,
                 state,
-                progress=progress,
+                progress=options.progress,
                 now=now,
-                privacy_given=privacy is not None,
+                privacy_given=options.privacy is not None,
             )
         except (AuthError, RefreshError):
-            hint = auth.auth_hint(project_of(episode, project), job.slot.lang)
+            hint = auth.auth_hint(project_of(episode, options.project), job.slot.lang)
             results[job.name] = _result(job.slot, "failed", message=f"the YouTube token was refused; {hint}")
         except Exception as exc:  # one video's failure must not stop the others
             video_id = (published.get(job.name) or {}).get("video_id")
@@ -288,15 +278,12 @@ def _plan_jobs(
     episode: Episode,
     slots: Sequence[VideoSlot | VideoResult],
     published: KeyedRecord,
-    *,
-    config: YouTubeConfig,
-    privacy: Privacy | None,
-    now: datetime,
-    force: bool,
-    replace: bool,
+    options: UploadOptions,
 ) -> tuple[list[Job], dict[str, VideoResult], list[str]]:
     """Each slot's job, decided from its record before any request; the slots that cannot go up
-    (metadata over YouTube's limits, a missing file) as their failed results; the report's order."""
+    (metadata over YouTube's limits, a missing file) as their failed results; the report's order.
+    `options.now` is set (time zone aware)."""
+    assert options.now is not None
     date_published = episode.script.date_published
 
     def checksum(key: str) -> str:
@@ -320,12 +307,12 @@ def _plan_jobs(
                 plan_slot(
                     item,
                     published.get(item.name),
-                    config=config,
-                    privacy=privacy,
+                    config=options.config,
+                    privacy=options.privacy,
                     date_published=date_published,
-                    now=now,
-                    force=force,
-                    replace=replace,
+                    now=options.now,
+                    force=options.force,
+                    replace=options.replace,
                     checksum=checksum,
                 )
             )
