@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +12,8 @@ import typer
 from zray import __version__
 from zray import script as script_mod
 from zray.config import Config, ConfigError, load_config
+from zray.review.cli import report_command, review_command
+from zray.user_errors import user_errors
 
 app = typer.Typer(
     name="zray",
@@ -492,45 +492,9 @@ def doctor(
         raise typer.Exit(1)
 
 
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Every error a user can cause or meet is one line and an exit code, never a traceback; anything
-    else is a bug, reported in one line with the path of a log file holding its traceback."""
-    from zray.errors import ZrayError, crash_report
-
-    try:
-        yield
-    except script_mod.ScriptError as exc:
-        for line in exc.lines():
-            typer.echo(line, err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except ZrayError as exc:
-        typer.echo(f"zray: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo(
-            "zray: interrupted; finished steps are saved, run the same command again to resume", err=True
-        )
-        raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort, SystemExit):
-        raise
-    except Exception as exc:
-        from zray import errors
-
-        where = crash_report(exc, folder=errors.current_folder)
-        first = (str(exc).strip().splitlines() or [""])[0]
-        typer.echo(
-            f"zray: unexpected error {type(exc).__name__}: {first} (a bug in zray; the traceback is in {where})",
-            err=True,
-        )
-        raise typer.Exit(70) from None
-
-
 def main() -> None:
     app()
 
-
-from zray.review.cli import report_command, review_command  # noqa: E402  (they use user_errors above)
 
 app.command(name="review")(review_command)
 app.command(name="report")(report_command)

@@ -41,11 +41,11 @@ from zray.media.video.settings import VideoError
 from zray.media.words import WordTiming
 from zray.nodes import PadResult, ShortFile, ShortsInputs, ShortsRequest, ShortsResult, ShortsScene, to_json
 from zray.pipeline.executor import step_threads
+from zray.pipeline.stored_audio import StoreChunkCache, intro_audio, read_audio
 from zray.store import TEMP_MARK, FileRecord, Store
 
 if TYPE_CHECKING:
     from zray.media.short_video import ShortScene
-    from zray.pipeline.steps import StoreChunkCache
 
 __all__ = ["INDEX", "make_shorts"]
 
@@ -80,8 +80,6 @@ class _Layout:
 
 
 def make_shorts(store: Store, request: ShortsRequest, inputs: ShortsInputs) -> ShortsResult:
-    from zray.pipeline.steps import StoreChunkCache  # the long video's chunk cache
-
     fps = request.video.fps
     scenes = [_scene(text.text, pad, fps) for text, pad in zip(request.scenes, inputs.pads, strict=True)]
     chapters = {index: n for n, span in enumerate(inputs.subs.ranges) for index in span.scenes}
@@ -279,12 +277,11 @@ class _Renderer:
         from zray.media.mastering import encode_track
         from zray.media.short_video import render_short
         from zray.media.video import Segment
-        from zray.pipeline.steps import _intro_audio
 
         request, store, group = self.request, self.store, timeline.group
         track = self._soundtrack(timeline)
         if self.inputs.intro is not None and request.intro_source is not None:
-            intro_sound = _intro_audio(store, request.intro_source, self.intro_frames, self.fps)
+            intro_sound = intro_audio(store, request.intro_source, self.intro_frames, self.fps)
             track = np.concatenate([intro_sound, track], axis=1)
         mastered = encode_track(
             track,
@@ -345,14 +342,12 @@ class _Renderer:
 
     def _soundtrack(self, timeline: _Layout) -> np.ndarray:
         """Narration with the Short's lead and tail, and the music under it, faded in and out."""
-        from zray.pipeline.steps import _read
-
         per_frame = audio.samples_per_frame(sample_rate=SAMPLE_RATE, fps=self.fps)
         group = timeline.group
         # Stereo, as the long video reads it: a scene with a clip's own sound has it in its narration.
         parts = [np.zeros((2, group.lead * per_frame), np.float32)]
         for index in group.scenes:
-            voice = _read(self.store, self.inputs.pads[index].path, channels=2)
+            voice = read_audio(self.store, self.inputs.pads[index].path, channels=2)
             if group.cut is not None:
                 voice = voice[:, : group.cut * per_frame].copy()
                 fade = min(voice.shape[1], round(_CUT_FADE_SECONDS * SAMPLE_RATE))
@@ -361,7 +356,7 @@ class _Renderer:
         parts.append(np.zeros((2, group.tail * per_frame), np.float32))
         speech = np.concatenate(parts, axis=1)
         if self._bed is None:
-            self._bed = _read(self.store, self.inputs.music.path, channels=None)
+            self._bed = read_audio(self.store, self.inputs.music.path, channels=None)
         last = self.scenes[group.scenes[-1]].span
         after_words = group.tail + (0 if group.cut is not None else last.trailing)
         mix = self.request.audio

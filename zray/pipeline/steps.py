@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-import soundfile
 from PIL import Image, ImageOps
 
 from zray.errors import ZrayError
@@ -59,6 +58,7 @@ from zray.nodes import (
 )
 from zray.pipeline.executor import step_threads
 from zray.pipeline.shorts import make_shorts
+from zray.pipeline.stored_audio import StoreChunkCache, intro_audio, read_audio
 from zray.store import Store
 
 # Each step runs as a one-CPU task: an encoder that spawned a thread per core would fight the
@@ -263,37 +263,6 @@ def subs(store: Store, request: SubsRequest, inputs: SubsInputs) -> SubsResult:
     )
 
 
-class StoreChunkCache:
-    """The AAC chunk cache (`zray.media.chunk_store.ChunkCache`) as files in the episode folder, one
-    folder per language; it remembers which records this encode used, so the rest can go."""
-
-    def __init__(self, store: Store, folder: str):
-        self.store, self.folder = store, folder
-        self.used: set[str] = set()
-
-    def _path(self, key: str) -> str:
-        return f"{self.folder}/{key}.bin"
-
-    def get(self, key: str) -> bytes | None:
-        path = self._path(key)
-        self.used.add(path)
-        try:
-            return self.store.read_bytes(path)
-        except FileNotFoundError:
-            return None
-
-    def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        self.used.add(path)
-        self.store.write_bytes(path, data)
-
-    def forget_unused(self) -> None:
-        """Records of earlier versions of this language's audio: no later encode can use them."""
-        for path in self.store.list(self.folder):
-            if path not in self.used:
-                self.store.remove(path)
-
-
 def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoResult:
     """Mix narration and music, master and encode the audio in cached chunks, and mux the language's
     final MP4. Only the chunks whose samples changed are encoded again (see zray.media.mastering)."""
@@ -302,8 +271,8 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
     settings = request.video
     mix = request.audio
     # Stereo: a scene with a clip's own sound has it in its padded narration (mono files are doubled).
-    voice = np.concatenate([_read(store, p.path, channels=2) for p in inputs.pads], axis=1)
-    bed = _read(store, inputs.music.path, channels=None)
+    voice = np.concatenate([read_audio(store, p.path, channels=2) for p in inputs.pads], axis=1)
+    bed = read_audio(store, inputs.music.path, channels=None)
     body = audio.mix_music(
         voice,
         bed,
@@ -315,7 +284,7 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
     )
     parts = [body]
     if inputs.intro is not None and request.intro_source is not None:
-        parts.insert(0, _intro_audio(store, request.intro_source, inputs.intro.frames, settings.fps))
+        parts.insert(0, intro_audio(store, request.intro_source, inputs.intro.frames, settings.fps))
     cache = StoreChunkCache(store, request.audio_cache)
     track = encode_track(
         np.concatenate(parts, axis=1),
@@ -445,23 +414,3 @@ def _clip_sound(store: Store, request: PadRequest, samples: int) -> np.ndarray:
         # A short crossfade at each loop point and a fade where it is cut: no clicks.
         return audio.loop_to_length(sound, samples, sample_rate=SAMPLE_RATE, crossfade=0.05)
     return np.pad(audio.apply_fades(sound, fade_in=0.0), ((0, 0), (0, samples - sound.shape[1])))
-
-
-def _read(store: Store, key: str, *, channels: int | None = 1) -> np.ndarray:
-    with store.local_copy(key) as local:
-        if channels is None:
-            channels = min(soundfile.info(str(local)).channels, 2)
-        return audio.decode_audio(local, sample_rate=SAMPLE_RATE, channels=channels)
-
-
-def _intro_audio(store: Store, key: str, frames: int, fps: int) -> np.ndarray:
-    """The intro's own sound, fitted to its frame count (silence if it has none)."""
-    n = frames * audio.samples_per_frame(sample_rate=SAMPLE_RATE, fps=fps)
-    try:
-        with store.local_copy(key) as local:
-            sound = audio.decode_audio(local, sample_rate=SAMPLE_RATE, channels=2)
-    except audio.AudioError:
-        sound = np.zeros((2, 0), dtype=np.float32)
-    if sound.shape[1] >= n:
-        return sound[:, :n]
-    return np.pad(sound, ((0, 0), (0, n - sound.shape[1])))

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from zray.errors import InvalidInput, ZrayError
+from zray.user_errors import user_errors
 
 REVIEW_EXTRA_HINT = "install the review extra: pip install 'zray[review]'"
 
@@ -53,8 +54,6 @@ def review_command(
     ] = False,
 ) -> None:
     """Review a finished episode in the browser: pictures, narration, videos, thumbnails; approve."""
-    from zray.cli import user_errors  # the CLI's one error boundary (imported late: it registers us)
-
     with user_errors():
         if approve or withdraw:
             for line in decide(episode_dir, approve=approve or [], withdraw=withdraw or [], shorts=shorts):
@@ -68,7 +67,6 @@ def report_command(
 ) -> None:
     """Write the episode's run report (report.html) again from its run.json."""
     from zray import episode as layout
-    from zray.cli import user_errors
     from zray.review.report import write_report
     from zray.store import Store
 
