@@ -160,8 +160,8 @@ def test_another_script_for_the_same_episode_needs_force(made, tmp_path):
     assert run(out, other, force=True).ok
 
 
-def test_a_second_writer_is_refused_with_who_and_since(made):
-    out, script, folder = made
+def hold_lock(folder: Path) -> subprocess.Popen:
+    """Another process that holds the episode's lock until it is killed."""
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -180,8 +180,14 @@ def test_a_second_writer_is_refused_with_who_and_since(made):
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_writer_is_refused_with_who_and_since(made):
+    out, script, folder = made
+    holder = hold_lock(folder)
     try:
-        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(LockedError) as caught:
             run(out, script)
         message = str(caught.value)
@@ -191,6 +197,33 @@ def test_a_second_writer_is_refused_with_who_and_since(made):
         holder.kill()
         holder.wait()
     assert run(out, script).ok  # the kernel released the dead holder's lock
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["upload", "--dry-run"],
+        ["publish", "--site", "SITE"],
+        ["review", "--approve", "es"],
+    ],
+    ids=["upload", "publish", "review"],
+)
+def test_every_command_that_writes_the_folder_waits_its_turn(made, tmp_path, command):
+    """Uploading, publishing and review decisions write the episode's records: while another process
+    holds the folder each is refused in one line, before it reads or writes anything."""
+    _, _, folder = made
+    before = files(folder)
+    args = [a.replace("SITE", str(tmp_path / "site")) for a in command]
+    holder = hold_lock(folder)
+    try:
+        result = CliRunner().invoke(app, [args[0], str(folder), *args[1:]])
+    finally:
+        holder.kill()
+        holder.wait()
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and len(lines) == 1, result.output
+    assert "zray upload test" in lines[0] and f"pid {holder.pid}" in lines[0]
+    assert files(folder) == before and not (tmp_path / "site").exists()
 
 
 # --- what is read back is what was written ------------------------------------------------------
