@@ -19,10 +19,10 @@ from typing import Literal, Protocol
 
 import av
 import numpy as np
-from av.video.reformatter import ColorRange, Colorspace
 from PIL import Image
 
 from zray.media.moves import Move, Window, cover_box, window
+from zray.media.video import encoder
 from zray.media.video.settings import VideoError
 
 Fit = Literal["contain", "cover"]
@@ -59,14 +59,7 @@ def to_yuv(image: Image.Image, *, width: int | None = None, height: int | None =
     rgb = image.convert("RGB")
     w = width or max(2, rgb.width // 2 * 2)
     h = height or max(2, rgb.height // 2 * 2)
-    return av.VideoFrame.from_image(rgb).reformat(
-        width=w,
-        height=h,
-        format="yuv420p",
-        dst_colorspace=Colorspace.ITU709,
-        dst_color_range=ColorRange.MPEG,
-        interpolation="BICUBIC",
-    )
+    return encoder.to_yuv(av.VideoFrame.from_image(rgb), w, h)
 
 
 class Picture:
@@ -195,16 +188,7 @@ class ClipFrames:
         scale = choose(Fraction(width) / display_w, Fraction(height, frame.height))
         fit_w = max(2, 2 * round(display_w * scale / 2))
         fit_h = max(2, 2 * round(frame.height * scale / 2))
-        y, u, v = _yuv_planes(
-            frame.reformat(
-                width=fit_w,
-                height=fit_h,
-                format="yuv420p",
-                dst_colorspace=Colorspace.ITU709,
-                dst_color_range=ColorRange.MPEG,
-                interpolation="BICUBIC",
-            )
-        )
+        y, u, v = _yuv_planes(encoder.to_yuv(frame, fit_w, fit_h))
         if self.fit == "cover":
             # Offsets stay even so the half-size chroma lines up with luma.
             x0, y0 = (fit_w - width) // 4 * 2, (fit_h - height) // 4 * 2

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
-from av.video.reformatter import ColorRange, Colorspace
 from PIL import Image
 
+from zray.media.video import encoder
 from zray.media.video.settings import VideoError
 
 __all__ = ["EASE_SECONDS", "MIN_MARGIN", "SPEED", "Pan", "PanPicture", "plan_pan"]
@@ -78,14 +78,7 @@ class PanPicture:
         scale = max(height / rgb.height, width * (1 + MIN_MARGIN) / rgb.width)
         fitted_w = max(width + 2, 2 * math.ceil(rgb.width * scale / 2))
         fitted_h = max(height, 2 * math.ceil(rgb.height * scale / 2))
-        frame = av.VideoFrame.from_image(rgb).reformat(
-            width=fitted_w,
-            height=fitted_h,
-            format="yuv420p",
-            dst_colorspace=Colorspace.ITU709,
-            dst_color_range=ColorRange.MPEG,
-            interpolation="LANCZOS",
-        )
+        frame = encoder.to_yuv(av.VideoFrame.from_image(rgb), fitted_w, fitted_h, interpolation="LANCZOS")
         packed = frame.to_ndarray()
         chroma = packed[fitted_h:].reshape(2, fitted_h // 2, fitted_w // 2)
         # The window never moves vertically: keep the middle rows (an even offset, so chroma lines

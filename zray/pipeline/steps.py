@@ -137,16 +137,15 @@ def tail(store: Store, request: TailRequest, inputs: TailInputs) -> TailResult:
             body = start = 0
             source = _frame_source(stack, store, request.shot, inputs.image, settings)
         count = body - start + fade
-        playing = source.frames(start, count)
-        sequence: Iterator[np.ndarray] = playing
-        if fade:
-            if request.next is None:
-                raise video.VideoError(f"{request.output}: a crossfade needs a next scene")
-            incoming = _frame_source(stack, store, request.next, inputs.next_image, settings)
-            first = next(incoming.frames(0, 1))
-            sequence = itertools.chain(
-                itertools.islice(playing, body - start), frames.crossfade(playing, first, fade)
-            )
+        sequence = _fade_into_next(
+            stack,
+            store,
+            source.frames(start, count),
+            keep=body - start,
+            fade=fade,
+            request=request,
+            inputs=inputs,
+        )
         with store.writer(request.output) as tmp:
             encode_frames(sequence, tmp, count=count, settings=settings, threads=TASK_THREADS)
     return TailResult(path=request.output, frames=count)
@@ -172,15 +171,9 @@ def captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) 
     )
     with contextlib.ExitStack() as stack:
         playing = _frame_source(stack, store, request.shot, inputs.image, settings).frames(0, pad.frames)
-        sequence: Iterator[np.ndarray] = playing
-        if fade:
-            if request.next is None:
-                raise video.VideoError(f"{request.output}: a crossfade needs a next scene")
-            incoming = _frame_source(stack, store, request.next, inputs.next_image, settings)
-            first = next(incoming.frames(0, 1))
-            sequence = itertools.chain(
-                itertools.islice(playing, pad.frames - fade), frames.crossfade(playing, first, fade)
-            )
+        sequence = _fade_into_next(
+            stack, store, playing, keep=pad.frames - fade, fade=fade, request=request, inputs=inputs
+        )
         with store.writer(request.output) as tmp:
             encode_frames(
                 burn(sequence, states), tmp, count=pad.frames, settings=settings, threads=TASK_THREADS
@@ -366,6 +359,27 @@ def _video_segments(stack: contextlib.ExitStack, store: Store, inputs: VideoInpu
         if ending is not None:
             play(ending, ending.frames)
     return out
+
+
+def _fade_into_next(
+    stack: contextlib.ExitStack,
+    store: Store,
+    playing: Iterator[np.ndarray],
+    *,
+    keep: int,
+    fade: int,
+    request: TailRequest | CaptionedRequest,
+    inputs: TailInputs | CaptionedInputs,
+) -> Iterator[np.ndarray]:
+    """`keep` frames of `playing`, then `fade` more of it crossfading into the next scene's first
+    frame (`request.next`); `playing` as it is when there is no crossfade."""
+    if not fade:
+        return playing
+    if request.next is None:
+        raise video.VideoError(f"{request.output}: a crossfade needs a next scene")
+    incoming = _frame_source(stack, store, request.next, inputs.next_image, request.video)
+    first = next(incoming.frames(0, 1))
+    return itertools.chain(itertools.islice(playing, keep), frames.crossfade(playing, first, fade))
 
 
 def _frame_source(

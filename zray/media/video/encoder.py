@@ -53,12 +53,14 @@ def open_encoder(settings: VideoSettings, *, still: bool, threads: int) -> av.Vi
     return ctx
 
 
-def to_yuv(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+def to_yuv(frame: av.VideoFrame, width: int, height: int, *, interpolation: str = "BICUBIC") -> av.VideoFrame:
+    """The frame scaled to width x height as what every stream here carries: BT.709, limited range,
+    yuv420p (players assume BT.709 for HD when a stream says nothing else)."""
     return frame.reformat(
         width=width,
         height=height,
         format="yuv420p",
         dst_colorspace=Colorspace.ITU709,
         dst_color_range=ColorRange.MPEG,
-        interpolation="BICUBIC",
+        interpolation=interpolation,
     )
