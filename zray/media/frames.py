@@ -22,14 +22,13 @@ import numpy as np
 from PIL import Image
 
 from zray.media.moves import Move, Window, cover_box, window
-from zray.media.video import encoder
+from zray.media.video import clip, encoder
 from zray.media.video.settings import VideoError
 
 Fit = Literal["contain", "cover"]
 Fill = Literal["hold", "loop"]
 
 # Black in limited-range BT.709: the letterbox of a clip shown whole.
-_BLACK_Y, _NEUTRAL_C = 16, 128
 
 
 class FrameSource(Protocol):
@@ -148,62 +147,33 @@ class ClipFrames:
             stream.thread_type = "AUTO"
             rate = Fraction(stream.average_rate or stream.guessed_rate or self.fps)
             self._aspect = Fraction(stream.codec_context.sample_aspect_ratio or 1)
-            shown: av.VideoFrame | None = None
-            start: Fraction | None = None
-            end, emitted = Fraction(0), 0
-            try:
+            self._final = None
+
+            def decoded() -> Iterator[av.VideoFrame]:
                 for frame in container.decode(stream):
-                    at = (
-                        Fraction(frame.pts) * frame.time_base
-                        if frame.pts is not None and frame.time_base is not None
-                        else end
-                    )
-                    if start is None:
-                        start = at
-                    at -= start
-                    # Ticks before this frame's time show the frame before it.
-                    while shown is not None and Fraction(emitted, self.fps) < at:
-                        yield shown
-                        emitted += 1
-                    shown = frame
-                    step = (
-                        Fraction(frame.duration) * frame.time_base
-                        if frame.duration and frame.time_base is not None
-                        else 1 / rate
-                    )
-                    end = at + step
+                    self._final = frame  # the grid may step over the clip's own last frame
+                    yield frame
+
+            try:
+                yield from clip.retimed(decoded(), fps=self.fps, fallback_rate=rate)
             except av.FFmpegError as error:
                 raise VideoError(f"cannot decode clip {self.path}: {error}") from error
-            if shown is None:
+            if self._final is None:
                 raise VideoError(f"clip {self.path} has no video frames")
-            self._final = shown
-            while emitted < max(1, round(end * self.fps)):
-                yield shown
-                emitted += 1
 
     def _fitted(self, frame: av.VideoFrame) -> np.ndarray:
         width, height = self.width, self.height
+        if self.fit == "contain":
+            return clip.letterboxed(frame, width=width, height=height, aspect=self._aspect).to_ndarray()
         display_w = frame.width * self._aspect  # pixels may not be square
-        choose = max if self.fit == "cover" else min
-        scale = choose(Fraction(width) / display_w, Fraction(height, frame.height))
+        scale = max(Fraction(width) / display_w, Fraction(height, frame.height))
         fit_w = max(2, 2 * round(display_w * scale / 2))
         fit_h = max(2, 2 * round(frame.height * scale / 2))
         y, u, v = _yuv_planes(encoder.to_yuv(frame, fit_w, fit_h))
-        if self.fit == "cover":
-            # Offsets stay even so the half-size chroma lines up with luma.
-            x0, y0 = (fit_w - width) // 4 * 2, (fit_h - height) // 4 * 2
-            rows, cols = slice(y0 // 2, (y0 + height) // 2), slice(x0 // 2, (x0 + width) // 2)
-            return _packed(y[y0 : y0 + height, x0 : x0 + width], u[rows, cols], v[rows, cols])
-        fit_w, fit_h = min(fit_w, width), min(fit_h, height)
-        x0, y0 = (width - fit_w) // 4 * 2, (height - fit_h) // 4 * 2
-        out_y = np.full((height, width), _BLACK_Y, np.uint8)
-        out_u = np.full((height // 2, width // 2), _NEUTRAL_C, np.uint8)
-        out_v = out_u.copy()
-        rows, cols = slice(y0 // 2, (y0 + fit_h) // 2), slice(x0 // 2, (x0 + fit_w) // 2)
-        out_y[y0 : y0 + fit_h, x0 : x0 + fit_w] = y[:fit_h, :fit_w]
-        out_u[rows, cols] = u[: fit_h // 2, : fit_w // 2]
-        out_v[rows, cols] = v[: fit_h // 2, : fit_w // 2]
-        return _packed(out_y, out_u, out_v)
+        # Cropped to the frame; offsets stay even so the half-size chroma lines up with luma.
+        x0, y0 = (fit_w - width) // 4 * 2, (fit_h - height) // 4 * 2
+        rows, cols = slice(y0 // 2, (y0 + height) // 2), slice(x0 // 2, (x0 + width) // 2)
+        return _packed(y[y0 : y0 + height, x0 : x0 + width], u[rows, cols], v[rows, cols])
 
     def _pass(self, start: int) -> Iterator[np.ndarray]:
         """The clip's grid frames from `start` to its end, each decoded frame fitted once; then

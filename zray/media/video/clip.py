@@ -40,9 +40,7 @@ def _encode_frames(
     return count
 
 
-def _retimed(
-    frames: Iterator[av.VideoFrame], *, fps: int, fallback_rate: Fraction
-) -> Iterator[av.VideoFrame]:
+def retimed(frames: Iterator[av.VideoFrame], *, fps: int, fallback_rate: Fraction) -> Iterator[av.VideoFrame]:
     """Turn decoded frames into a constant-rate sequence: output tick i shows the frame on screen at i/fps.
 
     Frames are duplicated or dropped by their timestamps; the clip keeps its length, rounded to whole frames.
@@ -94,7 +92,7 @@ def _held_off_idr(frames: Iterator[av.VideoFrame], *, gop: int) -> Iterator[av.V
             yield last
 
 
-def _letterboxed(frame: av.VideoFrame, *, width: int, height: int, aspect: Fraction) -> av.VideoFrame:
+def letterboxed(frame: av.VideoFrame, *, width: int, height: int, aspect: Fraction) -> av.VideoFrame:
     """Scale to fit inside width x height keeping the display aspect; pad the rest with black."""
     display_width = frame.width * aspect
     scale = min(Fraction(width) / display_width, Fraction(height, frame.height))
@@ -148,11 +146,11 @@ def encode_clip(
         rate = stream.average_rate or stream.guessed_rate or Fraction(settings.fps)
         # Letterbox each decoded frame once, before retiming repeats some of them.
         boxed = (
-            _letterboxed(frame, width=settings.width, height=settings.height, aspect=Fraction(aspect))
+            letterboxed(frame, width=settings.width, height=settings.height, aspect=Fraction(aspect))
             for frame in container.decode(stream)
         )
-        retimed = _retimed(boxed, fps=settings.fps, fallback_rate=Fraction(rate))
-        frames = _held_off_idr(retimed, gop=settings.gop)
+        retimed_frames = retimed(boxed, fps=settings.fps, fallback_rate=Fraction(rate))
+        frames = _held_off_idr(retimed_frames, gop=settings.gop)
         try:
             count = _encode_frames(frames, dest, open_encoder(settings, still=False, threads=threads))
         except av.FFmpegError as error:
