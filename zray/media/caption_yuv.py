@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zray.media.captions import CaptionState, Overlay
+from zray.media.captions import CaptionState, Overlay, blend
 
 __all__ = ["YuvOverlay", "burn", "composite_yuv", "to_yuv_overlay"]
 
@@ -68,19 +68,6 @@ def to_yuv_overlay(overlay: Overlay) -> YuvOverlay:
     )
 
 
-def _blend(region: np.ndarray, colour: np.ndarray, inverse: np.ndarray) -> None:
-    rows, columns = region.shape
-    mixed = region.astype(np.uint16)
-    mixed *= inverse[:rows, :columns]
-    # Exact rounding of x / 255 for 0 <= x <= 255 * 255, without a division.
-    mixed += 128
-    mixed += mixed >> 8
-    mixed >>= 8
-    mixed += colour[:rows, :columns]
-    np.minimum(mixed, 255, out=mixed)  # a premultiplied colour rounded up may pass 255 by one
-    region[...] = mixed
-
-
 def composite_yuv(frame: np.ndarray, overlay: YuvOverlay) -> None:
     """Lay the overlay on a packed yuv420p frame (height * 3 // 2, width), in place."""
     height = frame.shape[0] * 2 // 3
@@ -88,11 +75,11 @@ def composite_yuv(frame: np.ndarray, overlay: YuvOverlay) -> None:
     y_plane = frame[:height]
     chroma = frame[height:].reshape(2, height // 2, width // 2)
     h, w = overlay.luma.shape
-    _blend(y_plane[overlay.y : overlay.y + h, overlay.x : overlay.x + w], overlay.luma, overlay.luma_inverse)
+    blend(y_plane[overlay.y : overlay.y + h, overlay.x : overlay.x + w], overlay.luma, overlay.luma_inverse)
     cy, cx = overlay.y // 2, overlay.x // 2
     ch, cw = overlay.cb.shape
-    _blend(chroma[0, cy : cy + ch, cx : cx + cw], overlay.cb, overlay.chroma_inverse)
-    _blend(chroma[1, cy : cy + ch, cx : cx + cw], overlay.cr, overlay.chroma_inverse)
+    blend(chroma[0, cy : cy + ch, cx : cx + cw], overlay.cb, overlay.chroma_inverse)
+    blend(chroma[1, cy : cy + ch, cx : cx + cw], overlay.cr, overlay.chroma_inverse)
 
 
 def burn(

@@ -45,6 +45,7 @@ __all__ = [
     "CaptionState",
     "CaptionStyle",
     "Overlay",
+    "blend",
     "caption_states",
     "check_font",
     "composite",
@@ -433,14 +434,21 @@ def composite(frame: np.ndarray, overlay: Overlay, *, in_place: bool = False) ->
     out = frame if in_place else frame.copy()
     h, w = overlay.pixels.shape[:2]
     region = out[overlay.y : overlay.y + h, overlay.x : overlay.x + w]
-    rows, columns = region.shape[:2]
     inverse, rgb = overlay.blend_terms
+    blend(region, rgb, inverse)
+    return out
+
+
+def blend(region: np.ndarray, colour: np.ndarray, inverse: np.ndarray) -> None:
+    """`region` (uint8) = region * inverse / 255 + colour, in place: a premultiplied colour laid over
+    it, `inverse` being 255 - alpha; both are cut to the region (an overlay may pass the frame's edge)."""
+    rows, columns = region.shape[:2]
     mixed = region.astype(np.uint16)
     mixed *= inverse[:rows, :columns]
     # Exact rounding of x / 255 for 0 <= x <= 255 * 255, without a division.
     mixed += 128
     mixed += mixed >> 8
     mixed >>= 8
-    mixed += rgb[:rows, :columns]  # premultiplied: colour <= alpha, so this never passes 255
+    mixed += colour[:rows, :columns]
+    np.minimum(mixed, 255, out=mixed)  # a premultiplied colour rounded (as in YUV) may pass 255 by one
     region[...] = mixed
-    return out
