@@ -64,7 +64,6 @@ __all__ = [
     "build_plan",
     "music_request",
     "scene_labels",
-    "video_settings",
 ]
 
 
@@ -97,19 +96,6 @@ class Plan:
 
     def targets(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.final]
-
-
-def video_settings(config: Config) -> VideoSettings:
-    v = config.video
-    return VideoSettings(
-        width=v.width,
-        height=v.height,
-        fps=v.fps,
-        preset=v.preset,
-        gop=v.gop,
-        keep_metadata=v.keep_metadata,
-        sample_rate=SAMPLE_RATE,
-    )
 
 
 def scene_labels(script: Script) -> list[str]:
@@ -161,7 +147,7 @@ class _Builder:
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.video = video_settings(self.config)
+        self.video = self.config.video.to_settings()
         self.motion, self.transition = resolve_motion(self.config, self.profile)
         # Keys of what the encoder makes depend on the output format, written as it always was.
         self.vkey = {
