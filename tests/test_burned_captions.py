@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from caption_checks import highlight_changes
 from conftest import small_script, write_script
 
 from zray.config import load_config
@@ -17,6 +18,8 @@ from zray.pipeline.run import RunRequest, run_episode
 
 FPS = 24
 VIDEO = {"width": 640, "height": 352, "fps": FPS, "preset": "fast", "gop": 24}
+# Where the long video's captions are drawn (left, top, right, bottom), as fractions of the frame.
+LOWER_THIRD = (0.08, 0.72, 0.92, 0.94)
 
 
 def run(tmp: Path, script: Path, *, video=None, **captions):
@@ -30,34 +33,6 @@ def run(tmp: Path, script: Path, *, video=None, **captions):
         captions=captions,
     )
     return run_episode(RunRequest(script=script, languages=["es"]), cfg)
-
-
-def highlight_changes(frames: list[np.ndarray]) -> list[int]:
-    """Frames where the highlighted (yellow) word moves, appears or goes, in the lower third."""
-    height, width = frames[0].shape[:2]
-    left, top = math.ceil(0.08 * width), math.ceil(0.72 * height)
-    right, bottom = math.floor(0.92 * width), math.floor(0.94 * height)
-    centres = []
-    for frame in frames:
-        box = frame[top:bottom, left:right]
-        yellow = (
-            (box[..., 0] > 180)
-            & (box[..., 1] > 150)
-            & (box[..., 2] < 100)
-            & (box[..., 0] - box[..., 2] > 120)
-        )
-        ys, xs = np.nonzero(yellow)
-        centres.append((xs.mean(), ys.mean()) if len(xs) > 3 else None)
-    return [
-        i
-        for i in range(1, len(centres))
-        if (centres[i - 1] is None) != (centres[i] is None)
-        or (
-            centres[i - 1]
-            and centres[i]
-            and max(abs(centres[i - 1][0] - centres[i][0]), abs(centres[i - 1][1] - centres[i][1])) > 2
-        )
-    ]
 
 
 @pytest.mark.parametrize(
@@ -84,7 +59,7 @@ def test_burned_captions_on_the_long_video_follow_the_word_timings(tmp_path, vid
     assert moved > 0.5 if video else moved < 0.5, moved
     words = json.loads((folder / "subtitles_es.words.json").read_text(encoding="utf-8"))
     expected = [math.floor(w["start"] * FPS + 0.5) for w in words]
-    changes = highlight_changes(frames)
+    changes = highlight_changes(frames, box=LOWER_THIRD)
     missing = [e for e in expected if not any(abs(e - c) <= 1 for c in changes)]
     assert len(expected) > 60 and not missing, (missing, changes)
     extra = [c for c in changes if not any(abs(e - c) <= 1 for e in expected)]

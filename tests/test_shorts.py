@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from caption_checks import highlight_changes
 from conftest import FAST_VIDEO, small_script, write_script
 from PIL import Image
 from test_motion import write_clip
@@ -30,6 +31,10 @@ FPS = 24
 SIZE = (180, 320)
 MAX_SECONDS = 25.0
 LEAD = 0.3
+
+
+# shorts.caption_box's default (left, top, right, bottom), as fractions of the frame.
+CAPTION_BOX = (0.06, 0.58, 0.82, 0.76)
 
 
 def config(tmp: Path, **extra):
@@ -143,30 +148,6 @@ def _closer(frame: np.ndarray, this: np.ndarray, other: np.ndarray) -> bool:
     return distance(this) < distance(other)
 
 
-def highlight_changes(frames: list[np.ndarray]) -> list[int]:
-    """Frames where the highlighted (yellow) word moves, appears or goes, inside the caption box."""
-    height, width = frames[0].shape[:2]
-    left, top = math.ceil(0.06 * width), math.ceil(0.58 * height)
-    right, bottom = math.floor(0.82 * width), math.floor(0.76 * height)
-    centres = []
-    for frame in frames:
-        box = frame[top:bottom, left:right]
-        yellow = (
-            (box[..., 0] > 180)
-            & (box[..., 1] > 150)
-            & (box[..., 2] < 100)
-            & (box[..., 0] - box[..., 2] > 120)
-        )
-        ys, xs = np.nonzero(yellow)
-        centres.append((xs.mean(), ys.mean()) if len(xs) > 3 else None)
-    changes = []
-    for index in range(1, len(centres)):
-        a, b = centres[index - 1], centres[index]
-        if (a is None) != (b is None) or (a and b and max(abs(a[0] - b[0]), abs(a[1] - b[1])) > 2):
-            changes.append(index)
-    return changes
-
-
 def test_captions_change_on_the_frames_where_the_words_start(made):
     tmp, script, _ = made
     folder = folder_of(tmp, script)
@@ -188,7 +169,7 @@ def test_captions_change_on_the_frames_where_the_words_start(made):
                 at += scene_pads[scene]["frames"]
             # After the last word, the tail: the picture holds and the music fades.
             assert short["duration"] - last_end >= 2.0 - 1 / FPS
-            changes = highlight_changes(frames)
+            changes = highlight_changes(frames, box=CAPTION_BOX)
             assert len(expected) > 20
             missing = [e for e in expected if not any(abs(e - c) <= 1 for c in changes)]
             assert not missing, (lang, short["path"], missing, changes)
