@@ -210,14 +210,10 @@ def youtube_folder(tmp_path: Path) -> Path:
 def test_upload_skips_every_unapproved_language_with_one_line_and_fails(tmp_path: Path, youtube_folder: Path):
     pytest.importorskip("googleapiclient")
     from fake_youtube import FakeYouTube
-    from google.oauth2.credentials import Credentials
-    from youtube_episode import BEFORE, CLIENT, change_video_key, youtube_settings
+    from youtube_episode import BEFORE, change_video_key, credentials, youtube_settings
 
     from zray.publish.settings import YouTubeConfig
     from zray.publish.youtube import upload_episode
-
-    def credentials(_lang: str) -> Credentials:
-        return Credentials("test-access-token", refresh_token="r", client_id=CLIENT, client_secret="s")
 
     cert = tmp_path / "cert"
     cert.mkdir()

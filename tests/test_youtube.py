@@ -35,6 +35,7 @@ from youtube_episode import (
     LANGS,
     SRT,
     change_video_key,
+    credentials,
     noise_mp4,
     records,
     script_data,
@@ -99,12 +100,6 @@ def config(tmp_path: Path, fake: FakeYouTube) -> YouTubeConfig:
 @pytest.fixture
 def folder(tmp_path: Path, video_bytes: bytes, big_thumbnail: bytes) -> Path:
     return write_episode(tmp_path, video_bytes, big_thumbnail)
-
-
-def credentials(_lang: str = "es") -> Credentials:
-    return Credentials(
-        "test-access-token", refresh_token="test-refresh-token", client_id=CLIENT, client_secret="s"
-    )
 
 
 def upload(folder: Path, config: YouTubeConfig, fake: FakeYouTube, **options):

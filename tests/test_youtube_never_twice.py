@@ -17,7 +17,6 @@ import pytest
 pytest.importorskip("googleapiclient")
 
 from fake_youtube import GRANULE, FakeYouTube, Killed
-from google.oauth2.credentials import Credentials
 from youtube_episode import (
     BEFORE,
     CLIENT,
@@ -25,6 +24,7 @@ from youtube_episode import (
     PUBLISHED,
     UPLOAD_STATE,
     change_video_key,
+    credentials,
     edit_script,
     noise_mp4,
     records,
@@ -65,12 +65,6 @@ def folder(tmp_path: Path, video_bytes: bytes) -> Path:
     folder = write_episode(tmp_path, video_bytes, b"")
     shutil.copyfile(folder / "thumbnail_es.png", folder / "thumbnail_pt-br.png")
     return folder
-
-
-def credentials(_lang: str) -> Credentials:
-    return Credentials(
-        "test-access-token", refresh_token="test-refresh-token", client_id=CLIENT, client_secret="s"
-    )
 
 
 def upload(folder: Path, config: YouTubeConfig, fake: FakeYouTube, **options):

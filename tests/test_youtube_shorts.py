@@ -11,13 +11,12 @@ import pytest
 pytest.importorskip("googleapiclient")
 
 from fake_youtube import FakeYouTube
-from google.oauth2.credentials import Credentials
 from typer.testing import CliRunner
 from youtube_episode import (
     BEFORE,
-    CLIENT,
     LANGS,
     PUBLISHED,
+    credentials,
     noise_mp4,
     records,
     write_episode,
@@ -85,12 +84,6 @@ def folder(tmp_path: Path, video_bytes: bytes) -> Path:
     (folder / "thumbnail_pt-br.png").write_bytes((folder / "thumbnail_es.png").read_bytes())
     add_shorts(folder, video_bytes)
     return folder
-
-
-def credentials(_lang: str) -> Credentials:
-    return Credentials(
-        "test-access-token", refresh_token="test-refresh-token", client_id=CLIENT, client_secret="s"
-    )
 
 
 def upload(folder: Path, config: YouTubeConfig, fake: FakeYouTube, **options):

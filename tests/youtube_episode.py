@@ -10,9 +10,19 @@ from pathlib import Path
 
 import numpy as np
 from fake_youtube import GRANULE, FakeYouTube
+from google.oauth2.credentials import Credentials
 from PIL import Image
 
 CLIENT = "client-1.apps.googleusercontent.com"
+
+
+def credentials(_lang: str = "es") -> Credentials:
+    """The token every test channel has (the fake server takes any bearer token)."""
+    return Credentials(
+        "test-access-token", refresh_token="test-refresh-token", client_id=CLIENT, client_secret="s"
+    )
+
+
 DATE = "2027-03-01T18:00:00Z"
 BEFORE = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # the script's date is still to come
 AFTER = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
