@@ -174,7 +174,11 @@ class PadResult(Result):
     speech_seconds: float = 0.0
     # Where the speech starts inside the padded file (a lead of silence before the first scene).
     speech_offset: float = 0.0
-    words: tuple[WordTiming, ...] | None = None
+    words: tuple[WordTiming, ...] | None = None  # from the speech's start
+
+    def padded_words(self) -> list[WordTiming] | None:
+        """The word timings from the padded file's start (None: the engine gave none)."""
+        return [w.shifted(self.speech_offset) for w in self.words] if self.words else None
 
 
 @dataclass(frozen=True)

@@ -168,8 +168,7 @@ def _scene(text: str, pad: PadResult, fps: int) -> _Scene:
     ends: list[int] = []
     kept: dict[int, int] = {}
     if text.split():
-        timings = [w.shifted(pad.speech_offset) for w in pad.words] if pad.words else None
-        cues = subtitles.time_cues(text, start=0.0, end=pad.frames / fps, words=timings)
+        cues = subtitles.time_cues(text, start=0.0, end=pad.frames / fps, words=pad.padded_words())
         tokens = tuple(w for cue in cues for w in cue.words)
         if pad.words:  # without timings a cut could fall mid-word
             for i, token in enumerate(tokens[:-1]):

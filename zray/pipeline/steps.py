@@ -160,8 +160,9 @@ def captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) 
 
     settings, pad, look, fade = request.video, inputs.pad, request.captions, request.transition
     # As the subtitles step times this scene's cues, from the scene's first frame.
-    words = [w.shifted(pad.speech_offset) for w in pad.words] if pad.words else None
-    cues = subtitles.time_cues(request.text, start=0.0, end=pad.frames / settings.fps, words=words)
+    cues = subtitles.time_cues(
+        request.text, start=0.0, end=pad.frames / settings.fps, words=pad.padded_words()
+    )
     states = caption_states(
         cues,
         fps=settings.fps,
@@ -229,8 +230,7 @@ def subs(store: Store, request: SubsRequest, inputs: SubsInputs) -> SubsResult:
         start, end = cursor / fps, (cursor + padded.frames) / fps
         spans.append((scene.text, start, end))
         starts.append((offset + start if starts else 0.0, scene.chapter))
-        # Word times are from the speech's start; the padded narration may lead it with silence.
-        scene_words = [w.shifted(padded.speech_offset) for w in padded.words] if padded.words else None
+        scene_words = padded.padded_words()  # the padded narration may lead the speech with silence
         words.append(scene_words)
         if scene_words:
             timeline += [w.shifted(offset + start) for w in scene_words]
