@@ -34,6 +34,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from assembly import count_frames, write_like_zray
+
 REPO = Path(__file__).resolve().parent.parent
 FPS = 24
 SAMPLE_RATE = 48_000
@@ -128,29 +131,13 @@ def run_moviepy(images: list[Path], frames: list[int], audio: np.ndarray, out: P
     size = ImageClip(str(images[0])).size
     video = CompositeVideoClip(clips, size=size, bg_color=(0, 0, 0)).with_duration(at / FPS)
     video = video.with_audio(AudioArrayClip(audio.T, fps=SAMPLE_RATE))
-    video.write_videofile(
-        str(out),
-        fps=FPS,
-        codec="libx264",
-        preset="medium",
-        ffmpeg_params=["-crf", "18"],
-        audio_codec="aac",
-        audio_fps=SAMPLE_RATE,
-        audio_bitrate="192k",
-        logger=None,
-    )
-    video.close()
+    write_like_zray(video, out)
     return time.perf_counter() - started
 
 
 def decoded_audio(path: Path) -> np.ndarray:
     with av.open(str(path)) as container:
         return np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
-
-
-def count_frames(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 def main() -> None:

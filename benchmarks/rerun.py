@@ -32,7 +32,7 @@ import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from assembly import run_moviepy
+from assembly import count_frames, run_moviepy
 
 REPO = Path(__file__).resolve().parent.parent
 PEAK_DBFS = -1.0
@@ -117,11 +117,6 @@ def true_peak(path: Path) -> float:
     return float(peak)
 
 
-def decoded_frames(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -178,7 +173,7 @@ def main() -> None:
         video = folder / record["nodes"]["video:en"]["outputs"][0]
         after = scene_cuts(record, args.scenes)
         same = after[:6] == before[:6]
-        count = decoded_frames(video)
+        count = count_frames(video)
         peak = true_peak(video)
         print(
             f"check: {count} frames decoded (expected {record['nodes']['video:en']['result']['frames']}); scene cuts before "
