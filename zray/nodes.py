@@ -651,6 +651,26 @@ class ShortsRequest(Request):
         )
 
 
+REQUESTS: dict[Kind, type[Request]] = {
+    cls.kind: cls
+    for cls in (
+        ImageRequest,
+        ImportRequest,
+        SpeechRequest,
+        MusicRequest,
+        PadRequest,
+        SegmentRequest,
+        MotionRequest,
+        TailRequest,
+        IntroRequest,
+        ThumbsRequest,
+        SubsRequest,
+        VideoRequest,
+        CaptionedRequest,
+        ShortsRequest,
+    )
+}
+
 # Bumped whenever a kind's step starts writing other bytes for the same request and inputs (a new
 # encoder setting, a fixed bug), so exactly that kind's artifacts, and what is made from them, rebuild.
 # Version 1 is each step as it was when keys came to be derived from requests (KEY_FORMAT 2).
