@@ -785,8 +785,22 @@ def node_key(request: Request, *, inputs: Mapping[str, InputKey], engine: Engine
 
 
 def field_digests(request: Request) -> dict[str, str]:
-    """Each key field's own digest: recorded with the node, so a later run can say which changed."""
-    return {name: content_key(value) for name, value in request.key_fields().items()}
+    """A digest of each key field and of each part of it (`video.width`, `scenes.2.text`): recorded
+    with the node, so a later run can name what changed (see `zray.pipeline.explain`)."""
+    digests: dict[str, str] = {}
+
+    def walk(path: str, value: Any) -> None:
+        digests[path] = content_key(value)[:12]
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(f"{path}.{name}", item)
+        elif isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+            for index, item in enumerate(value):
+                walk(f"{path}.{index}", item)
+
+    for name, value in request.key_fields().items():
+        walk(name, value)
+    return digests
 
 
 @dataclass(frozen=True)

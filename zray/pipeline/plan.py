@@ -156,7 +156,7 @@ class _Builder:
         seconds = self.config.audio.music_seconds
         return self.add(
             make_node(
-                "music",
+                layout.node_id("music"),
                 MusicRequest(prompt=prompt, seconds=seconds, file=file),
                 stage="music",
                 engine=self.identities.music,
@@ -174,7 +174,7 @@ class _Builder:
             return None
         return self.add(
             make_node(
-                "intro",
+                layout.node_id("intro"),
                 IntroRequest(source=self.intro.key, digest=self.intro.digest, video=self.video),
                 stage="assembly",
                 outputs=lambda key: {"output": layout.segment("intro", key)},
@@ -215,7 +215,7 @@ class _Builder:
         v = self.video
         if scene.image_file:
             image = self.imported(
-                f"image:{label}",
+                layout.node_id("image", label),
                 scene.image_file,
                 layout.scene_image(label),
                 setting=f"scenes.{index}.image_file",
@@ -231,7 +231,7 @@ class _Builder:
             )
             image = self.add(
                 make_node(
-                    f"image:{label}",
+                    layout.node_id("image", label),
                     request,
                     stage="images",
                     engine=self.identities.image,
@@ -279,7 +279,7 @@ class _Builder:
         label = self.labels[index]
         return self.add(
             make_node(
-                f"segment:{label}",
+                layout.node_id("segment", label),
                 SegmentRequest(video=self.video),
                 stage="assembly",
                 inputs={"image": picture.node},
@@ -294,7 +294,7 @@ class _Builder:
         label = self.labels[index]
         return self.add(
             make_node(
-                f"motion:{label}",
+                layout.node_id("motion", label),
                 MotionRequest(video=self.video, shot=picture.shot, transition=self.transition_out(index)),
                 stage="assembly",
                 inputs={"pads": tuple(pads), "image": picture.node},
@@ -335,7 +335,7 @@ class _Builder:
         moving = picture.shot.moves
         if not moving and not out:
             return None
-        node_id = f"tail:{lang}:{label}" if moving else f"tail:{label}"
+        node_id = layout.node_id("tail", lang, label) if moving else layout.node_id("tail", label)
         if node_id in self.nodes:
             return self.nodes[node_id]
         following = pictures[index + 1] if index + 1 < len(pictures) else None
@@ -367,7 +367,7 @@ class _Builder:
             return None
         return self.add(
             make_node(
-                "tail:intro",
+                layout.node_id("tail", "intro"),
                 TailRequest(video=self.video, shot=Shot(), next=first.shot, transition=frames),
                 stage="assembly",
                 inputs={"intro": intro, "next_image": first.node},
@@ -404,7 +404,7 @@ class _Builder:
             label = self.labels[index]
             speech = self.add(
                 make_node(
-                    f"tts:{lang}:{label}",
+                    layout.node_id("tts", lang, label),
                     SpeechRequest(text=scene.narration(lang), lang=lang),
                     stage="narration",
                     engine=self.identities.speech[lang],
@@ -418,7 +418,7 @@ class _Builder:
             pads.append(
                 self.add(
                     make_node(
-                        f"pad:{lang}:{label}",
+                        layout.node_id("pad", lang, label),
                         PadRequest(
                             fps=self.video.fps, lead_frames=lead, gap_frames=gap, clip=clip, clip_level=level
                         ),
@@ -454,7 +454,7 @@ class _Builder:
         prompt = seo.thumbnail_prompt or self.script.scenes[0].image_prompt
         if seo.thumbnail_file:
             base = self.imported(
-                f"thumb_base:{lang}",
+                layout.node_id("thumb_base", lang),
                 seo.thumbnail_file,
                 layout.thumbnail_base(lang),
                 setting=f"seo.{lang}.thumbnail_file",
@@ -463,7 +463,7 @@ class _Builder:
         else:
             base = self.add(
                 make_node(
-                    f"thumb_base:{lang}",
+                    layout.node_id("thumb_base", lang),
                     ImageRequest(
                         prompt=prompt,
                         width=THUMB_SIZE[0],
@@ -489,7 +489,7 @@ class _Builder:
         official = self.review.thumbnail_for(lang, len(texts))  # the variant chosen in review
         return self.add(
             make_node(
-                f"thumbs:{lang}",
+                layout.node_id("thumbs", lang),
                 ThumbsRequest(texts=texts, lang=lang, official_variant=official),
                 stage="thumbnails",
                 inputs={"base": base},
@@ -510,7 +510,7 @@ class _Builder:
         )
         return self.add(
             make_node(
-                f"subs:{lang}",
+                layout.node_id("subs", lang),
                 SubsRequest(lang=lang, scenes=scenes, fps=self.video.fps),
                 stage="assembly",
                 inputs={"pads": tuple(pads), "intro": intro},
@@ -522,7 +522,18 @@ class _Builder:
                 },
                 lang=lang,
                 final=True,
-                sources={"scenes": f"scenes.*.script_{lang} / chapter_{lang}", "fps": "video.fps"},
+                sources={
+                    "fps": "video.fps",
+                    **{
+                        f"scenes.{i}.{part}": f"scenes.{i}.{name}"
+                        for i in range(len(scenes))
+                        for part, name in (
+                            ("text", f"script_{lang}"),
+                            ("chapter", f"chapter_{lang}"),
+                            ("label", "scene_id"),
+                        )
+                    },
+                },
             )
         )
 
@@ -553,7 +564,7 @@ class _Builder:
         moving = {"tails": tuple(tails), "intro_tail": intro_tail} if any(tails) or intro_tail else {}
         return self.add(
             make_node(
-                f"video:{lang}",
+                layout.node_id("video", lang),
                 VideoRequest(
                     video=self.video,
                     audio=mix,
@@ -574,7 +585,12 @@ class _Builder:
                 },
                 lang=lang,
                 final=True,
-                sources={"video": "video", "audio": "audio", "intro_source": "--intro"},
+                sources={
+                    "video": "video",
+                    "audio": "audio",
+                    "audio.music_fade_out": "audio.tail",
+                    "intro_source": "--intro",
+                },
             )
         )
 
@@ -604,7 +620,7 @@ class _Builder:
             nodes.append(
                 self.add(
                     make_node(
-                        f"captioned:{lang}:{label}",
+                        layout.node_id("captioned", lang, label),
                         CaptionedRequest(
                             text=self.script.scenes[index].narration(lang),
                             video=self.video,
@@ -654,7 +670,7 @@ class _Builder:
             label = self.labels[index]
             node = self.add(
                 make_node(
-                    f"image_v:{label}",
+                    layout.node_id("image_v", label),
                     ImageRequest(
                         prompt=scene.image_prompt,
                         width=width,
@@ -683,7 +699,7 @@ class _Builder:
             return None
         return self.add(
             make_node(
-                "intro:shorts",
+                layout.node_id("intro", "shorts"),
                 IntroRequest(
                     source=self.shorts_intro.key, digest=self.shorts_intro.digest, video=self.shorts_video()
                 ),
@@ -742,7 +758,7 @@ class _Builder:
         )
         return self.add(
             make_node(
-                f"shorts:{lang}",
+                layout.node_id("shorts", lang),
                 request,
                 stage="shorts",
                 inputs={
@@ -763,6 +779,12 @@ class _Builder:
                     "audio": "audio",
                     "captions": "captions",
                     "transition": "video.transition",
+                    "max_seconds": "shorts.max_seconds",
+                    "min_seconds": "shorts.min_seconds",
+                    "lead": "audio.lead",
+                    "tail": "audio.tail",
+                    "fallback_title": f"seo.{lang}.title",
+                    **{f"scenes.{i}.text": f"scenes.{i}.script_{lang}" for i in range(len(scenes))},
                 },
             )
         )

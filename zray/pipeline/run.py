@@ -26,7 +26,7 @@ from zray import episode as layout
 from zray.actors.workers import WORKERS
 from zray.config import Config
 from zray.errors import ZrayError
-from zray.nodes import MODEL_KINDS, ROLES, Kind, Node
+from zray.nodes import MODEL_KINDS, ROLES, Kind, Node, ShortsResult, VideoResult
 from zray.pipeline.driver import Driver, Job
 from zray.pipeline.engine_setup import EngineSetup, EngineSetupError, prepare_engines, unserved_languages
 from zray.pipeline.executor import Executor, InProcessExecutor, StepFn
@@ -553,30 +553,30 @@ def _remove_replaced(
 
 
 def _outputs(prep: Prepared) -> dict[str, dict[str, Any]]:
-    """The deliverables with their sizes and hashes, as recorded when they were written."""
+    """The deliverables with their sizes and hashes, as recorded when they were written, and the
+    videos' lengths (a long video's, each Short's) from their typed results."""
     outputs: dict[str, dict[str, Any]] = {}
     for node in prep.plan.targets():
         entry = prep.record.nodes.get(node.id)
-        if entry is None or entry.get("key") != node.key:
+        if entry is None or entry.key != node.key:
             continue
-        files = prep.record.files(node.id)
-        durations = _durations(entry.get("result") or {}) if node.request.dynamic_outputs else {}
-        for path in entry.get("outputs", []):
-            rec = files.get(path)
+        try:
+            result = prep.record.result(node)
+        except ValueError:
+            continue
+        durations: dict[str, float] = {}
+        if isinstance(result, VideoResult):
+            durations[result.path] = result.duration
+        elif isinstance(result, ShortsResult):
+            durations = {short.path: short.duration for short in result.shorts}
+        for path in entry.outputs:
+            rec = entry.files.get(path)
             if rec is None:
                 continue
             outputs[path] = {"key": node.key, "size": rec.size, "sha256": rec.sha256}
-            if node.id.startswith("video:"):
-                outputs[path]["duration"] = entry.get("result", {}).get("duration")
-            elif path in durations:
+            if path in durations:
                 outputs[path]["duration"] = durations[path]
     return outputs
-
-
-def _durations(result: dict[str, Any]) -> dict[str, Any]:
-    """The length of each Short a Shorts result lists, by its MP4."""
-    shorts = result.get("shorts")
-    return {s.get("path"): s.get("duration") for s in shorts or [] if isinstance(s, dict)}
 
 
 def _save_script(store: Store, path: Path) -> None:
