@@ -112,3 +112,26 @@ def test_a_format_1_node_whose_request_changed_since_is_rebuilt_and_its_video_un
     review = json.loads((folder / "review.json").read_text())
     new_key = json.loads((folder / "run.json").read_text())["nodes"]["video:es"]["key"]
     assert review["approvals"]["es"]["keys"]["video:es"] != new_key  # approved was another video
+
+
+def test_a_video_made_again_with_the_same_bytes_keeps_its_upload_record_and_approval(tmp_path, monkeypatch):
+    """A step version bump that changes nothing in this video: it is rebuilt under a new key, and
+    since its bytes are the ones uploaded and approved, the records follow it."""
+    from zray import nodes
+    from zray.nodes import Kind
+
+    script, folder = unpack(tmp_path)
+    assert run(tmp_path, script).ok
+    key = json.loads((folder / "run.json").read_text())["nodes"]["video:es"]["key"]
+    video_sha = sha(folder / "S01E02-ES-Título_de_prueba.mp4")
+
+    monkeypatch.setitem(nodes.STEP_VERSION, Kind.VIDEO, nodes.STEP_VERSION[Kind.VIDEO] + 1)
+    report = run(tmp_path, script)
+
+    assert report.ok and report.built == 1
+    after = json.loads((folder / "run.json").read_text())["nodes"]["video:es"]
+    assert after["key"] != key and after["made_from"]["step_version"] == nodes.STEP_VERSION[Kind.VIDEO]
+    assert sha(folder / "S01E02-ES-Título_de_prueba.mp4") == video_sha
+    assert json.loads((folder / "published.json").read_text())["videos"]["es"]["content_key"] == after["key"]
+    review = json.loads((folder / "review.json").read_text())
+    assert review["approvals"]["es"]["keys"] == {"video:es": after["key"]}

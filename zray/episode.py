@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zray.errors import ZrayError
-from zray.keys import safe_name
+from zray.keys import KEY_FORMAT, safe_name
 from zray.store import FileRecord, Store, StoreError
 
 if TYPE_CHECKING:
@@ -471,7 +471,7 @@ class RunFile:
             nodes=nodes,
             identity=Identity.from_json(data.get("identity")),
             script=data["script"] if isinstance(data.get("script"), str) else None,
-            key_format=key_format if isinstance(key_format, int) else (1 if nodes else 0),
+            key_format=key_format if isinstance(key_format, int) else (1 if nodes else KEY_FORMAT),
             generated=[p for p in generated if isinstance(p, str)] if isinstance(generated, list) else [],
             extra={
                 k: v
@@ -594,6 +594,55 @@ def set_aside(store: Store, key: str, reason: str) -> str:
 
 def outside_paths(paths: Iterable[str]) -> list[str]:
     return [p for p in paths if not inside(p)]
+
+
+def follow_content_keys(store: Store, moved: Mapping[str, str]) -> list[str]:
+    """Point the upload and review records at the new content keys of videos whose bytes did not
+    change (`moved`: old content key -> new; a key format upgrade, or a rebuild that made the same
+    file): what is on YouTube, and what was approved, is still the file in the folder. Returns the
+    records it rewrote. Only a string equal to an old key is changed, in the fields that name a
+    video's content key; a published entry keeps the content tag its YouTube copy carries."""
+    if not moved:
+        return []
+    from zray.publish.youtube.metadata import content_tag
+
+    changed = []
+    for name, section in ((PUBLISHED_FILE, "videos"), (UPLOAD_STATE_FILE, "sessions")):
+        data = read_json(store, name, what=name)
+        entries = data.get(section, data) if isinstance(data, dict) else None
+        if not isinstance(entries, dict):
+            continue
+        touched = False
+        for entry in entries.values():
+            if not isinstance(entry, dict):
+                continue
+            old = entry.get("content_key")
+            if isinstance(old, str) and old in moved:
+                if section == "videos":
+                    entry.setdefault("content_tag", content_tag(old))
+                entry["content_key"] = moved[old]
+                touched = True
+            if isinstance(entry.get("metadata_for"), str) and entry["metadata_for"] in moved:
+                entry["metadata_for"] = moved[entry["metadata_for"]]
+                touched = True
+        if touched:
+            write_json(store, name, data)
+            changed.append(name)
+    review = read_json(store, REVIEW_FILE, what="the review record")
+    approvals = review.get("approvals") if isinstance(review, dict) else None
+    if isinstance(approvals, dict):
+        touched = False
+        for entry in approvals.values():
+            keys = entry.get("keys") if isinstance(entry, dict) else None
+            if isinstance(keys, dict):
+                for name, key in list(keys.items()):
+                    if isinstance(key, str) and key in moved:
+                        keys[name] = moved[key]
+                        touched = True
+        if touched:
+            write_json(store, REVIEW_FILE, review)
+            changed.append(REVIEW_FILE)
+    return changed
 
 
 # --- a finished episode, read back -----------------------------------------------------------------

@@ -288,7 +288,7 @@ def _migrate_keys(store: Store, record: RunRecord, plan: Plan, config: Config, *
     if readonly:
         return
     videos = {a.old_key: a.new_key for a in adopted if plan.nodes[a.node_id].kind == Kind.VIDEO}
-    for name in migrate_keys.follow_videos(store, videos):
+    for name in layout.follow_content_keys(store, videos):
         log.info("%s: %s follows the videos' new keys", store.root_url, name)
     record.flush(force=True)
 

@@ -9,6 +9,7 @@ edited line), where starting Ray would cost more than the work.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from zray import __version__
 from zray import episode as layout
 from zray.actors.workers import WORKERS
 from zray.config import Config
+from zray.episode import NodeEntry
 from zray.errors import ZrayError
 from zray.nodes import MODEL_KINDS, ROLES, Kind, Node, ShortsResult, VideoResult
 from zray.pipeline.driver import Driver, Job
@@ -325,7 +327,11 @@ def _run(
             extra={"episode": prep.episode},
         )
         job = Job(name=prep.episode, plan=prep.plan, record=prep.record, stale=prep.stale, store=prep.store)
-        job.old_outputs = {n.id: prep.record.previous_outputs(n.id) for n in prep.stale if n.final}
+        job.old_entries = {
+            n.id: copy.deepcopy(prep.record.nodes[n.id])
+            for n in prep.stale
+            if n.final and n.id in prep.record.nodes
+        }
         by_job[job.name] = index
         jobs.append(job)
     if not jobs:
@@ -376,7 +382,8 @@ def _finish(
 ) -> RunReport:
     """Record the episode: script.json, run.json with outputs and how each step ran, and its log."""
     record, plan, store = prep.record, prep.plan, prep.store
-    _remove_replaced(store, record, job.old_outputs, set(job.built))
+    _remove_replaced(store, record, job.old_entries, set(job.built))
+    _follow_unchanged(prep, job.old_entries, set(job.built))
     _save_script(store, prep.request.script)
     outputs = _outputs(prep)
     steps: dict[str, Any] = {}
@@ -538,18 +545,47 @@ def clock(seconds: float) -> str:
 
 
 def _remove_replaced(
-    store: Store, record: RunRecord, old_outputs: dict[str, tuple[str, ...]], built: set[str]
+    store: Store, record: RunRecord, old_entries: dict[str, NodeEntry], built: set[str]
 ) -> None:
     """Delete what a rebuilt deliverable replaced under another name (an old title's video): only
     files inside the folder that this episode's own record said it made. What it replaced them with
     is what the record now holds (a step with dynamic outputs names its files only once it ran)."""
-    for node_id, old in old_outputs.items():
+    for node_id, entry in old_entries.items():
         if node_id not in built:
             continue
-        for path in set(old) - set(record.previous_outputs(node_id)):
+        for path in set(entry.outputs) - set(record.previous_outputs(node_id)):
             if layout.inside(path):
                 store.remove(path)
                 log.info("removed %s (replaced)", path)
+
+
+def _follow_unchanged(prep: Prepared, old_entries: dict[str, NodeEntry], built: set[str]) -> None:
+    """A video or Short made again with the bytes it had keeps its upload record and approval under
+    its new content key (`episode.follow_content_keys`): YouTube's copy, and the approved one, are
+    still the file in the folder."""
+    moved: dict[str, str] = {}
+    for node_id, old in old_entries.items():
+        new, node = prep.record.nodes.get(node_id), prep.plan.nodes[node_id]
+        if node_id not in built or new is None:
+            continue
+        before, after = _videos_by_sha(old, node.kind), _videos_by_sha(new, node.kind)
+        moved.update({key: after[sha] for sha, key in before.items() if sha in after and after[sha] != key})
+    for name in layout.follow_content_keys(prep.store, moved):
+        log.info("%s: %s follows videos made again with the same bytes", prep.episode, name)
+
+
+def _videos_by_sha(entry: NodeEntry, kind: Kind) -> dict[str, str]:
+    """The content key of each video a deliverable's record holds, by the sha256 of its file."""
+    if kind == Kind.VIDEO and entry.outputs and entry.outputs[0] in entry.files:
+        return {entry.files[entry.outputs[0]].sha256: entry.key}
+    if kind != Kind.SHORTS:
+        return {}
+    try:
+        result = entry.typed_result(kind)
+    except ValueError:
+        return {}
+    assert isinstance(result, ShortsResult)
+    return {entry.files[s.path].sha256: s.key for s in result.shorts if s.path in entry.files}
 
 
 def _outputs(prep: Prepared) -> dict[str, dict[str, Any]]:
