@@ -31,7 +31,7 @@ from zray.config import Config
 from zray.keys import content_key
 from zray.media.constants import SAMPLE_RATE
 from zray.media.video.settings import VideoSettings
-from zray.nodes import Kind, Node, Shot
+from zray.nodes import ImageRequest, ImportRequest, Kind, Node, Shot
 
 log = logging.getLogger("zray")
 
@@ -73,6 +73,19 @@ def adopt(nodes: Mapping[str, Node], recorded: Mapping[str, str], config: Config
 # --- the format-1 formulas -------------------------------------------------------------------------
 
 
+def format1_picture_key(
+    request: ImageRequest | ImportRequest, identity: Mapping[str, Any] | None = None
+) -> str:
+    """A picture's format-1 key: what it is drawn from (a generated picture's engine, prompt, size and
+    seed; an imported one's content). The planner also chooses camera moves from it, so an episode
+    made under format 1 keeps its moves."""
+    if isinstance(request, ImportRequest):
+        return content_key("image-file", request.digest, LEGACY_VERSION)
+    return content_key(
+        "image", dict(identity or {}), request.prompt, request.width, request.height, request.seed
+    )
+
+
 def _vkey(video: VideoSettings) -> dict[str, Any]:
     return {
         "width": video.width,
@@ -107,7 +120,7 @@ def _legacy_key(node: Node, old: Mapping[str, str | None], config: Config) -> st
         if node.inputs.get(image) is not None:
             return key_of(image)
         if shot is not None and shot.clip is not None:
-            return content_key("clip-file", shot.clip.digest)
+            return content_key("clip-file", shot.clip.digest)  # format 1's key of a clip picture
         return None
 
     kind = node.kind
@@ -116,9 +129,9 @@ def _legacy_key(node: Node, old: Mapping[str, str | None], config: Config) -> st
     if kind == Kind.IMAGE:
         if request.label and (engine or {}).get("engine") in LABEL_DRAWING_ENGINES:
             return None  # its picture shows a label the old key did not cover
-        return content_key("image", engine, request.prompt, request.width, request.height, request.seed)
+        return format1_picture_key(request, engine)
     if kind == Kind.IMPORT:
-        return content_key("image-file", request.digest, V)
+        return format1_picture_key(request)
     if kind == Kind.SPEECH:
         return content_key("tts", engine, request.lang, request.text)
     if kind == Kind.INTRO:

@@ -22,7 +22,7 @@ from typing import Any
 from zray import episode as layout
 from zray.config import Config
 from zray.engines.base import seed_from
-from zray.keys import content_key, safe_name
+from zray.keys import safe_name
 from zray.media import moves, shots
 from zray.media.caption_box import LOWER_THIRD, CaptionError, parse_colour
 from zray.media.constants import THUMB_SIZE
@@ -52,6 +52,7 @@ from zray.nodes import (
     VideoRequest,
     make_node,
 )
+from zray.pipeline.migrate_keys import format1_picture_key
 from zray.pipeline.studio import StudioFile
 from zray.review.record import ReviewOverrides
 from zray.script import Script
@@ -210,7 +211,7 @@ class _Builder:
                 fill=self.config.video.clip_fill,
             )
             # Clips move by themselves: no camera move on top.
-            return Picture(node=None, key=content_key("clip-file", item.digest), shot=Shot(clip=clip))
+            return Picture(node=None, key=item.digest, shot=Shot(clip=clip))
         seed, seed_source = self.scene_seed(index)
         v = self.video
         if scene.image_file:
@@ -220,7 +221,7 @@ class _Builder:
                 layout.scene_image(label),
                 setting=f"scenes.{index}.image_file",
             )
-            drawn_from = legacy_move_seed(image.request)
+            drawn_from = format1_picture_key(image.request)
         else:
             request = ImageRequest(
                 prompt=scene.image_prompt,
@@ -245,11 +246,13 @@ class _Builder:
                     },
                 )
             )
-            drawn_from = legacy_move_seed(request, self.identities.image)
+            drawn_from = format1_picture_key(request, self.identities.image)
         if (scene.motion or self.motion) != "gentle":
             return Picture(node=image, key=image.key, shot=Shot())
         if scene.image_file:
             self.warn_if_small(index, scene.image_file)
+        # The move is chosen from what the picture is drawn from, as zray 0.1 keyed it, so an
+        # episode made then keeps its moves (and its videos their bytes); a choice, not a key.
         return Picture(node=image, key=image.key, shot=Shot(move=moves.choose_move(drawn_from)))
 
     def scene_seed(self, index: int) -> tuple[int, str]:
@@ -788,17 +791,6 @@ class _Builder:
                 },
             )
         )
-
-
-def legacy_move_seed(request: ImageRequest | ImportRequest, identity: Mapping[str, Any] | None = None) -> str:
-    """What a picture's camera move is chosen from (`moves.choose_move`): what the picture is drawn
-    from, digested as zray 0.1 keyed pictures, so an episode made then keeps its moves (and its
-    videos their bytes). A seed for a choice, not a key: no cache decision depends on it."""
-    if isinstance(request, ImportRequest):
-        return content_key("image-file", request.digest, "0.1.0")
-    return content_key(
-        "image", dict(identity or {}), request.prompt, request.width, request.height, request.seed
-    )
 
 
 @functools.lru_cache(maxsize=8)
