@@ -360,6 +360,15 @@ def upload_state(store: Store, identity: Identity) -> KeyedRecord:
     )
 
 
+def scene_labels(script: Any) -> list[str]:
+    """File-name labels for a script's scenes (`zray.script.Script`), also in node ids: their ids made
+    safe, disambiguated if two collapse to one."""
+    labels = [safe_name(str(s.scene_id), fallback="scene") for s in script.scenes]
+    if len(set(labels)) == len(labels):
+        return labels
+    return [f"{i:03d}_{label}" for i, label in enumerate(labels)]
+
+
 # --- node ids --------------------------------------------------------------------------------------
 
 

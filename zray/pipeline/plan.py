@@ -22,7 +22,6 @@ from typing import Any
 from zray import episode as layout
 from zray.config import Config
 from zray.engines.base import seed_from
-from zray.keys import safe_name
 from zray.media import moves, shots
 from zray.media.caption_box import LOWER_THIRD, CaptionError, parse_colour
 from zray.media.constants import THUMB_SIZE
@@ -101,12 +100,8 @@ class Plan:
         return [n for n in self.nodes.values() if n.final]
 
 
-def scene_labels(script: Script) -> list[str]:
-    """File-name labels for scenes: their ids made safe, disambiguated if two collapse to one."""
-    labels = [safe_name(str(s.scene_id), fallback="scene") for s in script.scenes]
-    if len(set(labels)) == len(labels):
-        return labels
-    return [f"{i:03d}_{label}" for i, label in enumerate(labels)]
+# Scene labels name files and node ids, so the episode's layout owns them; kept here for old imports.
+scene_labels = layout.scene_labels
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,8 @@ class RunReport:
     seconds: float = 0.0
     executor: str | None = None  # None: nothing ran
     video_names: dict[str, str] = field(default_factory=dict)
+    # Why each step that ran had to (node id -> "scenes.0.script_es changed", see zray.pipeline.explain).
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -483,6 +485,7 @@ def _report(
         seconds=(job.finished - job.started) if job and job.finished else 0.0,
         executor=executor,
         video_names=dict(prep.plan.video_names),
+        reasons=dict(prep.reasons) if job else {},
     )
 
 
