@@ -883,7 +883,18 @@ def make_node(
     """A node with its key derived from `request` (built with its output paths left empty), the
     keys of its `inputs` (nodes by input name; a list input a sequence, None for a missing item or an
     optional input left out) and the `engine`'s identity; then its output paths are filled from
-    `outputs(key)` (field name -> path), so a path can embed the key."""
+    `outputs(key)` (field name -> path), so a path can embed the key. `sources` says where request
+    fields come from (a script JSON path, a setting) for `--explain`; it is not part of the key.
+
+        make_node(
+            layout.node_id("motion", label),
+            MotionRequest(video=video, shot=shot, transition=frames),
+            stage="assembly",
+            inputs={"pads": tuple(pads), "image": image_node},
+            outputs=lambda key: {"output": layout.segment(f"mov_{label}", key)},
+            sources={"shot": f"scenes.{index}.motion", "transition": "video.transition"},
+        )
+    """
     ids: dict[str, InputRef] = {}
     keys: dict[str, InputKey] = {}
     for name, value in (inputs or {}).items():
