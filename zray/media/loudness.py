@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pyloudnorm
-from scipy.signal import lfilter
 
 from zray.media.limiter import TruePeaks, gain_curve
 
@@ -35,11 +33,45 @@ _SEARCH_STEPS = 8
 _TOLERANCE_DB = 0.02
 
 
+def _biquad(
+    kind: str, *, gain_db: float, q: float, fc: float, sample_rate: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """pyloudnorm's `IIRfilter` coefficients (RBJ's cookbook), written out in its order of operations
+    so they are the same to the last bit, without importing pyloudnorm (and with it scipy.signal)."""
+    big_a = 10 ** (gain_db / 40.0)
+    w0 = 2.0 * np.pi * (fc / sample_rate)
+    alpha = np.sin(w0) / (2.0 * q)
+    if kind == "high_shelf":
+        b0 = big_a * ((big_a + 1) + (big_a - 1) * np.cos(w0) + 2 * np.sqrt(big_a) * alpha)
+        b1 = -2 * big_a * ((big_a - 1) + (big_a + 1) * np.cos(w0))
+        b2 = big_a * ((big_a + 1) + (big_a - 1) * np.cos(w0) - 2 * np.sqrt(big_a) * alpha)
+        a0 = (big_a + 1) - (big_a - 1) * np.cos(w0) + 2 * np.sqrt(big_a) * alpha
+        a1 = 2 * ((big_a - 1) - (big_a + 1) * np.cos(w0))
+        a2 = (big_a + 1) - (big_a - 1) * np.cos(w0) - 2 * np.sqrt(big_a) * alpha
+    else:  # high_pass
+        b0 = (1 + np.cos(w0)) / 2
+        b1 = -(1 + np.cos(w0))
+        b2 = (1 + np.cos(w0)) / 2
+        a0 = 1 + alpha
+        a1 = -2 * np.cos(w0)
+        a2 = 1 - alpha
+    return np.array([b0, b1, b2]) / a0, np.array([a0, a1, a2]) / a0
+
+
+def _k_weighting(sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """The BS.1770 K-weighting: pyloudnorm's shelf then high-pass, as one filter (b, a)."""
+    shelf_b, shelf_a = _biquad(
+        "high_shelf", gain_db=4.0, q=1 / np.sqrt(2), fc=1500.0, sample_rate=sample_rate
+    )
+    pass_b, pass_a = _biquad("high_pass", gain_db=0.0, q=0.5, fc=38.0, sample_rate=sample_rate)
+    return np.convolve(shelf_b, pass_b), np.convolve(shelf_a, pass_a)
+
+
 def _k_weighted(audio: np.ndarray, *, sample_rate: int) -> np.ndarray:
-    """The BS.1770 K-weighting (pyloudnorm's shelf then high-pass, as one filter), float64."""
-    shelf = pyloudnorm.IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sample_rate, "high_shelf")
-    high_pass = pyloudnorm.IIRfilter(0.0, 0.5, 38.0, sample_rate, "high_pass")
-    b, a = np.convolve(shelf.b, high_pass.b), np.convolve(shelf.a, high_pass.a)
+    """The K-weighted signal, float64."""
+    from scipy.signal import lfilter  # here: importing scipy.signal costs a second
+
+    b, a = _k_weighting(sample_rate)
     return lfilter(b, a, audio.astype(np.float64), axis=1)
 
 
