@@ -127,3 +127,30 @@ def read_plan(key: str, data: bytes | None, *, chunks: int) -> Plan | None:
 
 def plan_record(key: str, plan: Plan) -> bytes:
     return seal(key, {"steps": list(plan.steps), "keys": plan.keys, "true_peak_dbtp": plan.true_peak_dbtp})
+
+
+@dataclass(frozen=True)
+class Check:
+    """One chunk's region of the decoded stream: its true peak, and the largest true peak over the
+    ceiling (less the margin) anywhere in it and in its seam (None where none is), all linear."""
+
+    peak: float
+    over: float | None
+    seam_over: float | None
+
+
+def read_check(key: str, data: bytes | None) -> Check | None:
+    record = unseal(key, data)
+    if record is None:
+        return None
+    header = record[0]
+    peak = _number(header.get("peak"))
+    values = [header.get("over"), header.get("seam_over")]
+    if peak is None or any(value is not None and _number(value) is None for value in values):
+        return None
+    over, seam_over = (None if value is None else float(value) for value in values)
+    return Check(peak, over, seam_over)
+
+
+def check_record(key: str, check: Check) -> bytes:
+    return seal(key, {"peak": check.peak, "over": check.over, "seam_over": check.seam_over})
