@@ -2,8 +2,9 @@
 as AAC in chunks that a cache keeps, so that a rerun encodes only what changed.
 
 Gain. The loudness gain is searched over the whole mix (BS.1770 integrated loudness through the
-limiter, `loudness.loudness_gain`) and rounded to 0.1 dB, so a small edit keeps it. It is cached
-under a digest of the mix, so a rerun of an unchanged mix does no loudness work at all.
+limiter, `loudness.loudness_gain`) on a 0.1 dB grid, so a small edit keeps it. It is cached under a
+digest of the mix, so a rerun of an unchanged mix does no loudness work at all, and the measures of
+each of the mix's chunks are cached too, so an edit measures only the chunks from it on.
 
 Chunks. The track is cut on a fixed grid of `CHUNK_FRAMES` AAC frames from sample 0, so an edit
 late in an episode leaves every earlier chunk as it was. A chunk is encoded from `PREROLL_FRAMES`
@@ -47,14 +48,14 @@ from zray.media.chunk_store import ChunkCache, MemoryCache
 from zray.media.constants import AAC_FRAME
 from zray.media.levels import AudioError, check_peak_dbfs, check_target_lufs
 from zray.media.limiter import TRUE_PEAK_REACH, TruePeaks, limit, limiter_reach
-from zray.media.loudness import loudness_gain
+from zray.media.loudness import ChunkLoudness, loudness_gain
 from zray.media.video import aac
 from zray.media.video.settings import check_sample_rate
 
 __all__ = ["CHUNK_FRAMES", "ChunkCache", "EncodedTrack", "MemoryCache", "encode_track"]
 
 # Bump when anything that shapes the packets changes, so no cached chunk from before is reused.
-VERSION = 1
+VERSION = 2  # 2: the gain searched on its 0.1 dB grid, from cached chunk measures
 # 720 AAC frames, 15.36 s at 48 kHz: the pre-roll costs 13 % more encoding, and an edit that keeps
 # the track's length re-encodes the one or two chunks whose windows hold it.
 CHUNK_FRAMES = 720
@@ -119,6 +120,21 @@ def _key(kind: str, settings: Mapping[str, Any], content: bytes) -> str:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(content)
     return f"{kind}-{digest.hexdigest()}"
+
+
+class _LoudnessMemo:
+    """The loudness measures of a mix's chunks (`loudness.LoudnessMemo`), kept in the chunk cache."""
+
+    def __init__(self, cache: ChunkCache) -> None:
+        self.cache = cache
+        self.keys: list[str] = []
+
+    def get(self, key: str) -> ChunkLoudness | None:
+        self.keys.append(key)
+        return chunk_store.read_loudness(key, self.cache.get(key))
+
+    def put(self, key: str, value: ChunkLoudness) -> None:
+        self.cache.put(key, chunk_store.loudness_record(key, value))
 
 
 # --------------------------------------------------------------------------------------------- encoding
@@ -210,12 +226,21 @@ def encode_track(
     # The chunks' read windows cover the whole track, so their digests name the mix.
     mix = hashlib.sha256(samples.to_bytes(8, "big") + b"".join(digests)).digest()
     gain_key = _key("gain", {**settings, "target_lufs": target_lufs}, mix)
-    gain_db = chunk_store.read_gain(gain_key, cache.get(gain_key))
-    gain_reused = gain_db is not None
-    if gain_db is None:
+    stored_gain = chunk_store.read_gain(gain_key, cache.get(gain_key))
+    gain_reused = stored_gain is not None
+    if stored_gain is not None:
+        gain_db, measures = stored_gain
+        # Not needed now, but kept: a cache drops what an encode did not read, and an edit to a
+        # later part of the mix will want the chunks' loudness measures before it.
+        for key in measures:
+            cache.get(key)
+    else:
         ceiling = 10 ** ((peak_dbfs - AAC_HEADROOM_DB) / 20)
-        gain_db = loudness_gain(audio, sample_rate=sample_rate, target_lufs=target_lufs, ceiling=ceiling)
-        cache.put(gain_key, chunk_store.gain_record(gain_key, gain_db))
+        memo = _LoudnessMemo(cache)
+        gain_db = loudness_gain(
+            audio, sample_rate=sample_rate, target_lufs=target_lufs, ceiling=ceiling, memo=memo
+        )
+        cache.put(gain_key, chunk_store.gain_record(gain_key, gain_db, tuple(memo.keys)))
 
     chunk_settings = {
         **settings,
