@@ -1,5 +1,5 @@
-"""zray.media.loudness: BS.1770 integrated loudness as pyloudnorm measures it, and a gain, rounded to
-0.1 dB, that reaches the target through the limiter."""
+"""zray.media.loudness: BS.1770 integrated loudness as pyloudnorm measures it, and a gain, on a
+0.1 dB grid, that reaches the target through the limiter, measured in chunks a memo keeps."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ from scipy.signal import resample_poly
 from speech_like import speech_like
 
 from zray.media.limiter import limit
-from zray.media.loudness import GAIN_STEP_DB, MAX_MAKEUP_DB, integrated_loudness, loudness_gain
+from zray.media.loudness import (
+    CHUNK_STEPS,
+    GAIN_STEP_DB,
+    MAX_MAKEUP_DB,
+    ChunkLoudness,
+    _grid_search,
+    integrated_loudness,
+    loudness_gain,
+)
 
 SR = 48_000
 CEILING = 10 ** (-1.5 / 20)
@@ -68,3 +76,50 @@ def test_a_signal_of_little_but_peaks_stops_at_the_make_up_cap() -> None:
     plain_db = -14.0 - integrated_loudness(audio, sample_rate=SR)
     gain_db = loudness_gain(audio, sample_rate=SR, target_lufs=-14.0, ceiling=CEILING)
     assert gain_db == pytest.approx(plain_db + MAX_MAKEUP_DB, abs=GAIN_STEP_DB / 2 + 1e-9)
+
+
+class DictMemo:
+    """A LoudnessMemo in a dict, counting what each measure writes."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, ChunkLoudness] = {}
+        self.put_keys: list[str] = []
+
+    def get(self, key: str) -> ChunkLoudness | None:
+        return self.data.get(key)
+
+    def put(self, key: str, value: ChunkLoudness) -> None:
+        self.data[key] = value
+        self.put_keys.append(key)
+
+
+def test_chunk_measures_are_kept_and_an_edit_measures_only_the_chunks_from_it_on() -> None:
+    audio = speech_like(4 * CHUNK_STEPS * 0.1 + 3.0, seed=12)  # four whole chunks and a part
+    memo = DictMemo()
+    gain_db = loudness_gain(audio, sample_rate=SR, target_lufs=-14.0, ceiling=CEILING, memo=memo)
+    assert gain_db == loudness_gain(audio, sample_rate=SR, target_lufs=-14.0, ceiling=CEILING)
+    assert len(memo.put_keys) == 5
+
+    memo.put_keys.clear()  # unchanged: every measure is found, at the gains tried before
+    assert loudness_gain(audio, sample_rate=SR, target_lufs=-14.0, ceiling=CEILING, memo=memo) == gain_db
+    assert memo.put_keys == []
+
+    edited = audio.copy()
+    edited[:, round(2.5 * CHUNK_STEPS * 0.1 * SR) :] *= np.float32(0.999)  # from the third chunk's middle
+    fresh = loudness_gain(edited, sample_rate=SR, target_lufs=-14.0, ceiling=CEILING, memo=DictMemo())
+    again = loudness_gain(edited, sample_rate=SR, target_lufs=-14.0, ceiling=CEILING, memo=memo)
+    assert again == fresh == gain_db
+    # Measured again: the third chunk and those after it (the filter's state carries the edit on);
+    # the first two are kept, at every gain the search tried.
+    assert len(memo.put_keys) == 3
+
+
+@pytest.mark.parametrize("start", [-40, 0, 37, 80, 200])
+def test_the_grid_search_finds_the_closest_gain_wherever_it_starts(start: int) -> None:
+    def measure(tenths: int) -> float:  # the limiter flattens the rise above 3 dB
+        gain_db = tenths / 10
+        return -20.0 + gain_db if gain_db < 3 else -17.0 + 0.35 * (gain_db - 3)
+
+    best = min(range(-100, 150), key=lambda t: (abs(measure(t) - -14.3), t))
+    assert _grid_search(measure, start=start, target=-14.3, top=150) == best
+    assert _grid_search(measure, start=start, target=-14.3, top=60) == 60  # the make-up cap

@@ -18,7 +18,6 @@ import av
 import numpy as np
 import soundfile
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.ndimage import uniform_filter1d
 
 from zray.media.constants import SAMPLE_RATE
 from zray.media.levels import AudioError
@@ -263,6 +262,8 @@ def duck_envelope(
     n = audio.shape[1]
     if n == 0:
         return np.ones(0, dtype=np.float32)
+    from scipy.ndimage import uniform_filter1d  # here: importing scipy costs a second, and few mixes duck
+
     power = np.mean(np.square(audio, dtype=np.float64), axis=0)
     window = max(1, round(_GATE_WINDOW_S * sample_rate))
     rms = np.sqrt(uniform_filter1d(power, size=window, mode="constant"))

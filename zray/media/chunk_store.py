@@ -1,4 +1,5 @@
-"""What a ChunkCache holds: self-checking records of encoded AAC chunks, loudness gains and plans.
+"""What a ChunkCache holds: self-checking records of encoded AAC chunks, loudness gains, chunks'
+loudness and peak measures, and plans.
 
 A record is a magic string, the SHA-256 of the rest, a JSON header that names the key it was
 stored under, and a payload. Reading one checks all three, so a damaged or truncated file, or a
@@ -9,10 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
+from zray.media.loudness import ChunkLoudness
 from zray.media.video.aac import AacPacket
 
 _MAGIC = b"ZRAYREC1"
@@ -91,13 +96,19 @@ def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def read_gain(key: str, data: bytes | None) -> float | None:
+def read_gain(key: str, data: bytes | None) -> tuple[float, tuple[str, ...]] | None:
+    """A mix's gain, and the keys of the chunk measures it was found from."""
     record = unseal(key, data)
-    return _number(record[0].get("gain_db")) if record is not None else None
+    if record is None:
+        return None
+    gain, measures = _number(record[0].get("gain_db")), record[0].get("measures", [])
+    if gain is None or not isinstance(measures, list) or not all(isinstance(m, str) for m in measures):
+        return None
+    return gain, tuple(measures)
 
 
-def gain_record(key: str, gain_db: float) -> bytes:
-    return seal(key, {"gain_db": float(gain_db)})
+def gain_record(key: str, gain_db: float, measures: tuple[str, ...] = ()) -> bytes:
+    return seal(key, {"gain_db": float(gain_db), "measures": list(measures)})
 
 
 @dataclass(frozen=True)
@@ -127,3 +138,64 @@ def read_plan(key: str, data: bytes | None, *, chunks: int) -> Plan | None:
 
 def plan_record(key: str, plan: Plan) -> bytes:
     return seal(key, {"steps": list(plan.steps), "keys": plan.keys, "true_peak_dbtp": plan.true_peak_dbtp})
+
+
+@dataclass(frozen=True)
+class Check:
+    """One chunk's region of the decoded stream: its true peak, and the largest true peak over the
+    ceiling (less the margin) anywhere in it and in its seam (None where none is), all linear."""
+
+    peak: float
+    over: float | None
+    seam_over: float | None
+
+
+def read_check(key: str, data: bytes | None) -> Check | None:
+    record = unseal(key, data)
+    if record is None:
+        return None
+    header = record[0]
+    peak = _number(header.get("peak"))
+    values = [header.get("over"), header.get("seam_over")]
+    if peak is None or any(value is not None and _number(value) is None for value in values):
+        return None
+    over, seam_over = (None if value is None else float(value) for value in values)
+    return Check(peak, over, seam_over)
+
+
+def check_record(key: str, check: Check) -> bytes:
+    return seal(key, {"peak": check.peak, "over": check.over, "seam_over": check.seam_over})
+
+
+def loudness_record(key: str, measures: ChunkLoudness) -> bytes:
+    """A chunk's loudness measures: float64 arrays, their shapes in the header."""
+    gains = sorted(measures.changes)
+    arrays = [measures.steps, measures.state, *(measures.changes[gain] for gain in gains)]
+    header = {"shapes": [list(array.shape) for array in arrays], "gains": gains, "settled": measures.settled}
+    return seal(key, header, b"".join(np.ascontiguousarray(a, dtype="<f8").tobytes() for a in arrays))
+
+
+def read_loudness(key: str, data: bytes | None) -> ChunkLoudness | None:
+    record = unseal(key, data)
+    if record is None:
+        return None
+    header, payload = record
+    try:
+        shapes = [tuple(int(size) for size in shape) for shape in header["shapes"]]
+        gains = [int(gain) for gain in header["gains"]]
+        settled = header["settled"]
+        if settled is not None and (isinstance(settled, bool) or not isinstance(settled, int)):
+            return None
+        arrays, at = [], 0
+        for shape in shapes:
+            size = 8 * math.prod(shape)
+            arrays.append(np.frombuffer(payload[at : at + size], dtype="<f8").reshape(shape))
+            at += size
+    except (KeyError, TypeError, ValueError):
+        return None
+    if at != len(payload) or len(arrays) != 2 + len(gains) or len(arrays[0].shape) != 2:
+        return None
+    steps, state, *changes = arrays
+    if any(change.shape != steps.shape for change in changes) or state.shape[:1] != steps.shape[:1]:
+        return None
+    return ChunkLoudness(steps, state, dict(zip(gains, changes, strict=True)), settled)

@@ -2,8 +2,9 @@
 as AAC in chunks that a cache keeps, so that a rerun encodes only what changed.
 
 Gain. The loudness gain is searched over the whole mix (BS.1770 integrated loudness through the
-limiter, `loudness.loudness_gain`) and rounded to 0.1 dB, so a small edit keeps it. It is cached
-under a digest of the mix, so a rerun of an unchanged mix does no loudness work at all.
+limiter, `loudness.loudness_gain`) on a 0.1 dB grid, so a small edit keeps it. It is cached under a
+digest of the mix, so a rerun of an unchanged mix does no loudness work at all, and the measures of
+each of the mix's chunks are cached too, so an edit measures only the chunks from it on.
 
 Chunks. The track is cut on a fixed grid of `CHUNK_FRAMES` AAC frames from sample 0, so an edit
 late in an episode leaves every earlier chunk as it was. A chunk is encoded from `PREROLL_FRAMES`
@@ -20,7 +21,10 @@ seams, and the bands the encoder leaves to noise substitution, which a decoder f
 generator whose state depends on all it decoded before. So the joined stream is decoded from the
 start, as a player or ffmpeg's ebur128 does, and a chunk still over gets `STEP_DB` more limiting
 per step (its steps are part of its key) until none is. The steps are kept as the track's plan,
-under the mix's digest, with the peak found, so an unchanged rerun decodes nothing.
+under the mix's digest, with the peak found, so an unchanged rerun decodes nothing. Each chunk's
+region of the decoded stream is measured on its own and kept under the digest of every packet up to
+it (all that the decoder's state and those samples depend on), so after an edit only the regions
+from the first changed packet on are measured again; the stream is still decoded from its start.
 
 Stored chunks, gains and plans are self-checking (see `chunk_store`), so a damaged file is found,
 encoded again and never muxed.
@@ -43,15 +47,15 @@ from zray.media import chunk_store
 from zray.media.chunk_store import ChunkCache, MemoryCache
 from zray.media.constants import AAC_FRAME
 from zray.media.levels import AudioError, check_peak_dbfs, check_target_lufs
-from zray.media.limiter import TruePeaks, limit, limiter_reach
-from zray.media.loudness import loudness_gain
+from zray.media.limiter import TRUE_PEAK_REACH, TruePeaks, limit, limiter_reach
+from zray.media.loudness import ChunkLoudness, loudness_gain
 from zray.media.video import aac
 from zray.media.video.settings import check_sample_rate
 
 __all__ = ["CHUNK_FRAMES", "ChunkCache", "EncodedTrack", "MemoryCache", "encode_track"]
 
 # Bump when anything that shapes the packets changes, so no cached chunk from before is reused.
-VERSION = 1
+VERSION = 2  # 2: the gain searched on its 0.1 dB grid, from cached chunk measures
 # 720 AAC frames, 15.36 s at 48 kHz: the pre-roll costs 13 % more encoding, and an edit that keeps
 # the track's length re-encodes the one or two chunks whose windows hold it.
 CHUNK_FRAMES = 720
@@ -116,6 +120,21 @@ def _key(kind: str, settings: Mapping[str, Any], content: bytes) -> str:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(content)
     return f"{kind}-{digest.hexdigest()}"
+
+
+class _LoudnessMemo:
+    """The loudness measures of a mix's chunks (`loudness.LoudnessMemo`), kept in the chunk cache."""
+
+    def __init__(self, cache: ChunkCache) -> None:
+        self.cache = cache
+        self.keys: list[str] = []
+
+    def get(self, key: str) -> ChunkLoudness | None:
+        self.keys.append(key)
+        return chunk_store.read_loudness(key, self.cache.get(key))
+
+    def put(self, key: str, value: ChunkLoudness) -> None:
+        self.cache.put(key, chunk_store.loudness_record(key, value))
 
 
 # --------------------------------------------------------------------------------------------- encoding
@@ -207,12 +226,21 @@ def encode_track(
     # The chunks' read windows cover the whole track, so their digests name the mix.
     mix = hashlib.sha256(samples.to_bytes(8, "big") + b"".join(digests)).digest()
     gain_key = _key("gain", {**settings, "target_lufs": target_lufs}, mix)
-    gain_db = chunk_store.read_gain(gain_key, cache.get(gain_key))
-    gain_reused = gain_db is not None
-    if gain_db is None:
+    stored_gain = chunk_store.read_gain(gain_key, cache.get(gain_key))
+    gain_reused = stored_gain is not None
+    if stored_gain is not None:
+        gain_db, measures = stored_gain
+        # Not needed now, but kept: a cache drops what an encode did not read, and an edit to a
+        # later part of the mix will want the chunks' loudness measures before it.
+        for key in measures:
+            cache.get(key)
+    else:
         ceiling = 10 ** ((peak_dbfs - AAC_HEADROOM_DB) / 20)
-        gain_db = loudness_gain(audio, sample_rate=sample_rate, target_lufs=target_lufs, ceiling=ceiling)
-        cache.put(gain_key, chunk_store.gain_record(gain_key, gain_db))
+        memo = _LoudnessMemo(cache)
+        gain_db = loudness_gain(
+            audio, sample_rate=sample_rate, target_lufs=target_lufs, ceiling=ceiling, memo=memo
+        )
+        cache.put(gain_key, chunk_store.gain_record(gain_key, gain_db, tuple(memo.keys)))
 
     chunk_settings = {
         **settings,
@@ -265,12 +293,22 @@ def encode_track(
     resolve(list(range(len(chunks))))
     packets = aac.join(parts, [chunk.start for chunk in chunks[1:]])
     stream = hashlib.sha256("".join(keys).encode()).hexdigest()
+    check_settings = {**settings, "decoder": aac.encoder_identity(), "grid": chunk_settings["grid"]}
     if plan is not None and plan.keys == stream:
         true_peak_dbtp = plan.true_peak_dbtp
+        # Not needed now, but kept: a cache drops what an encode did not read, and an edit to a
+        # later part of the mix will want these regions' measures.
+        for key in _check_keys(packets, chunks, {**check_settings, "margin_db": _PEAK_MARGIN_DB}):
+            cache.get(key)
     else:
         for done in range(_ROUNDS + 1):
             true_peak_dbtp, over = _check_stream(
-                packets, chunks, peak_dbfs=peak_dbfs, sample_rate=sample_rate
+                packets,
+                chunks,
+                peak_dbfs=peak_dbfs,
+                sample_rate=sample_rate,
+                cache=cache,
+                settings=check_settings,
             )
             if not over or done == _ROUNDS:
                 break
@@ -291,22 +329,95 @@ def encode_track(
     )
 
 
+def _check_bounds(chunks: list[_Chunk]) -> list[int]:
+    """For each chunk, the first pts from which no packet can change its region's decoded samples or
+    the true peaks there: its stop, the true peak's reach, a decoder frame's delay and one spare."""
+    return [chunk.stop + TRUE_PEAK_REACH + 2 * AAC_FRAME for chunk in chunks]
+
+
+def _prefix_digests(packets: list[aac.AacPacket], bounds: list[int]) -> list[bytes]:
+    """For each (ascending) bound, SHA-256 of every packet before it, from the stream's first: what a
+    region's decoded samples depend on, since a decoder's state carries everything it decoded."""
+    digest, out, at = hashlib.sha256(), [], 0
+    for bound in bounds:
+        while at < len(packets) and packets[at].pts < bound:
+            packet = packets[at]
+            digest.update(packet.pts.to_bytes(8, "big", signed=True) + packet.duration.to_bytes(4, "big"))
+            digest.update(len(packet.data).to_bytes(4, "big") + packet.data)
+            at += 1
+        out.append(digest.copy().digest())
+    return out
+
+
+def _check_keys(packets: list[aac.AacPacket], chunks: list[_Chunk], settings: Mapping[str, Any]) -> list[str]:
+    samples = chunks[-1].stop
+    # A region reads the stream up to the track's end at most: only there does its length count.
+    return [
+        _key(
+            "check",
+            {**settings, "region": [chunk.start, chunk.stop, min(samples, chunk.stop + TRUE_PEAK_REACH)]},
+            digest,
+        )
+        for chunk, digest in zip(chunks, _prefix_digests(packets, _check_bounds(chunks)), strict=True)
+    ]
+
+
+def _check_region(decoded: np.ndarray, chunk: _Chunk, *, level: float) -> chunk_store.Check:
+    """The true peaks of one chunk's region of the decoded stream, read with the samples on either
+    side that they depend on: exactly those of oversampling the whole stream there."""
+    lo, hi = chunk.start, chunk.stop
+    read_from, read_to = max(0, lo - TRUE_PEAK_REACH), min(decoded.shape[1], hi + TRUE_PEAK_REACH)
+    peaks = TruePeaks(decoded[:, read_from:read_to])
+    largest = float(np.abs(decoded[:, lo:hi]).max())
+    # The phase on a sample reproduces it (times 1.0006), so the region's maximum is over 0.99 of its
+    # largest sample: only samples near it, and those over the level, need oversampling.
+    index, values = peaks.over(min(level, 0.99 * largest) if largest > 0 else level)
+    inside = (index >= lo - read_from) & (index < hi - read_from)
+    index, values = index[inside] + read_from, values[inside]
+    peak = max(float(values.max()) if values.size else 0.0, largest)
+    over = values > level
+    seam = over & (index - lo < (aac.OVERRUN_FRAMES + 1) * AAC_FRAME)
+    return chunk_store.Check(
+        peak=peak,
+        over=float(values[over].max()) if over.any() else None,
+        seam_over=float(values[seam].max()) if seam.any() else None,
+    )
+
+
 def _check_stream(
-    packets: list[aac.AacPacket], chunks: list[_Chunk], *, peak_dbfs: float, sample_rate: int
+    packets: list[aac.AacPacket],
+    chunks: list[_Chunk],
+    *,
+    peak_dbfs: float,
+    sample_rate: int,
+    cache: ChunkCache,
+    settings: Mapping[str, Any],
 ) -> tuple[float, dict[int, float]]:
     """The true peak (dBTP) of the joined stream decoded from its start, and by how many dB each
-    chunk whose samples (or seam) go over the ceiling, less the margin, is over."""
+    chunk whose samples (or seam) go over the ceiling, less the margin, is over.
+
+    Measured per chunk's region and kept in `cache` under the digest of every packet up to it, so a
+    region whose packets and all before are unchanged is not measured again. The stream is still
+    decoded from its start up to the last region measured: the decoder's state carries it all."""
     samples = chunks[-1].stop
-    decoded = aac.decode(packets, sample_rate=sample_rate)[:, AAC_FRAME : AAC_FRAME + samples]
-    peaks = TruePeaks(decoded)
     target_db = peak_dbfs - _PEAK_MARGIN_DB
-    index, values = peaks.over(10 ** (target_db / 20))
+    level = 10 ** (target_db / 20)
+    keys = _check_keys(packets, chunks, {**settings, "margin_db": _PEAK_MARGIN_DB})
+    checks = [chunk_store.read_check(key, cache.get(key)) for key in keys]
+    missing = [index for index, check in enumerate(checks) if check is None]
+    if missing:
+        until = _check_bounds(chunks)[missing[-1]]
+        decoded = aac.decode([p for p in packets if p.pts < until], sample_rate=sample_rate)
+        decoded = decoded[:, AAC_FRAME : AAC_FRAME + samples]
+        for index in missing:
+            checks[index] = _check_region(decoded, chunks[index], level=level)
+            cache.put(keys[index], chunk_store.check_record(keys[index], checks[index]))
     over: dict[int, float] = {}
-    size, seam = CHUNK_FRAMES * AAC_FRAME, (aac.OVERRUN_FRAMES + 1) * AAC_FRAME
-    for at, value in zip(index.tolist(), values.tolist(), strict=True):
-        excess = _dbtp(value) - target_db
-        owner = at // size
+    for index, check in enumerate(checks):
+        assert check is not None
+        if check.over is not None:
+            over[index] = max(over.get(index, 0.0), _dbtp(check.over) - target_db)
         # Past a boundary, up to the splice, the samples may still come from the chunk before.
-        for chunk in (owner, owner - 1) if at - owner * size < seam and owner > 0 else (owner,):
-            over[chunk] = max(over.get(chunk, 0.0), excess)
-    return _dbtp(peaks.maximum()), over
+        if check.seam_over is not None and index > 0:
+            over[index - 1] = max(over.get(index - 1, 0.0), _dbtp(check.seam_over) - target_db)
+    return _dbtp(max(check.peak for check in checks if check is not None)), over
