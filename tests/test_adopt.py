@@ -114,16 +114,15 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
     }
 
 
-def config(tmp: Path, **extra):
+def config(tmp: Path, *, output: Path | None = None, **youtube):
     return load_config(
         None,
-        output=str(tmp / "out"),
+        output=str(output or tmp / "out"),
         profile="draft",
         quiet=True,
         video=FAST_VIDEO,
         executor="in-process",
-        youtube={"token_dir": str(tmp / "zray-tokens"), "client_secret": str(tmp / "none.json")},
-        **extra,
+        youtube={"token_dir": str(tmp / "zray-tokens"), "client_secret": str(tmp / "none.json"), **youtube},
     )
 
 
@@ -335,6 +334,25 @@ def test_bad_input_is_one_line_before_any_work(tmp_path):
     assert result.exit_code == 2 and "--published 'fr=abc'" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+    # zray's episode folder would be the seed's own (the same outputs/<project>/<name>): refused.
+    same, _ = write_seed(tmp_path / "shared", tmp_path / "pwned")
+    named = write_script(tmp_path / "scripts" / "proj", name=f"{same.name}.json")
+    before = snapshot(same)
+    result = runner.invoke(
+        app,
+        [
+            "adopt",
+            str(same),
+            "--script",
+            str(named),
+            "--output",
+            str(same.parent.parent),
+            "--profile",
+            "draft",
+        ],
+    )
+    assert result.exit_code == 2 and "overlaps the seed's folder" in result.output
+    assert snapshot(same) == before and not list(same.glob("*.zray-lock"))
 
 
 def test_the_script_keeps_its_own_files_and_a_changed_line_is_remade(tmp_path):
@@ -349,3 +367,77 @@ def test_the_script_keeps_its_own_files_and_a_changed_line_is_remade(tmp_path):
     stale = {node.id for node in preview(RunRequest(script=script), cfg).stale}
     # The narration adopted for the current text stays; the line edited since is remade, alone.
     assert {n for n in stale if n.startswith(MODEL_KINDS)} == {"tts:ca:2", "thumb_base:ca", "tts:es:2"}
+
+
+def _on_channel(fake, video_id: str, channel: str, tags: list[str]) -> None:
+    """A video the seed uploaded before zray: on the fake's channel (or another one)."""
+    fake.videos[video_id] = {
+        "kind": "youtube#video",
+        "id": video_id,
+        "snippet": {
+            "title": "Título de prueba (seed)",
+            "description": "Subido por el sistema anterior.",
+            "categoryId": "28",
+            "tags": tags,
+            "channelId": channel,
+            "publishedAt": "2025-01-15T14:30:22Z",
+        },
+        "status": {"privacyStatus": "public"},
+    }
+
+
+def test_an_adopted_published_video_is_never_uploaded_again(adopted, tmp_path):
+    pytest.importorskip("googleapiclient")
+    from fake_youtube import CHANNEL, FakeYouTube
+    from youtube_episode import CLIENT, youtube_settings
+    from youtube_episode import credentials as channel_credentials
+
+    from zray.episode import open_episode
+    from zray.publish.quota import QuotaLedger
+    from zray.publish.youtube import upload_episode
+
+    cert = tmp_path / "cert"
+    cert.mkdir()
+    folder = adopted["folder"]
+    with FakeYouTube(cert) as fake:
+        _on_channel(fake, "seedvideo001", CHANNEL, ["ciencia", "biología"])
+        _on_channel(fake, "elsewhere001", "UCsomeoneElse000000000", [])
+        cfg = config(tmp_path, output=adopted["tmp"] / "out", **youtube_settings(tmp_path, fake))
+        request = AdoptRequest(
+            seed=adopted["seed"], script=adopted["script"], published=["es=seedvideo001", "ca=elsewhere001"]
+        )
+        report = adopt_episode(request, cfg, credentials_for=channel_credentials, http_factory=fake.http)
+        episode = open_episode(str(folder))
+        tag = episode.identity.slot("es")
+
+        assert report.artifacts == 0  # everything else was adopted (and built) before
+        assert "--published ca=elsewhere001: it is on channel UCsomeoneElse000000000" in "\n".join(
+            report.refused
+        )
+        assert fake.tagged(tag) == ["seedvideo001"]
+        assert fake.videos["seedvideo001"]["snippet"]["tags"] == ["ciencia", "biología", tag]
+        assert fake.videos["seedvideo001"]["snippet"]["title"] == "Título de prueba (seed)"  # kept
+        entry = episode.published().get("es")
+        assert entry["video_id"] == "seedvideo001" and entry["slot_tag"] == tag
+        assert episode.published().get("ca") is None
+        # Counted in the quota ledger: es listed and updated, ca only listed.
+        assert QuotaLedger(client_id=CLIENT, config=cfg.youtube).spent() == (1 + 1 + 50) + (1 + 1)
+
+        def upload():
+            return upload_episode(
+                open_episode(str(folder)),
+                langs=["es"],
+                config=cfg.youtube,
+                credentials_for=channel_credentials,
+                http_factory=fake.http,
+                sleep=lambda _s: None,
+            )
+
+        first = upload().result("es")
+        assert (first.action, first.video_id) == ("changed", "seedvideo001")
+        # With published.json lost, the channel itself answers by the slot tag.
+        (folder / "published.json").unlink()
+        second = upload().result("es")
+        assert (second.action, second.video_id) == ("restored", "seedvideo001")
+        assert not fake.sessions and not fake.calls("POST", "/upload")
+        assert sorted(fake.videos) == ["elsewhere001", "seedvideo001"]

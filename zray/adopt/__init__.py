@@ -26,9 +26,10 @@ from zray.adopt.tokens import convert_tokens
 from zray.config import Config
 from zray.errors import InvalidInput
 from zray.pipeline.engine_setup import prepare_engines
-from zray.pipeline.prepare import RunRequest, open_store, prepare_episode
+from zray.pipeline.prepare import RunRequest, episode_prefix, open_store, prepare_episode
 from zray.pipeline.profile import cluster_gpus, resolve_profile
 from zray.script import load_script
+from zray.store import Store
 
 log = logging.getLogger("zray")
 
@@ -90,13 +91,15 @@ def adopt_episode(
     for warning in warnings:
         log.warning("%s", warning.render(str(request.script)))
     published = parse_published(request.published, script.languages)
+    store = open_store(config.output)
+    _check_apart(store.child(episode_prefix(request.script, config)), seed)
     profile = resolve_profile(config, gpus=cluster_gpus(config))
     engines = prepare_engines(script.languages, config, profile)
     prep = prepare_episode(
         RunRequest(script=request.script),
         script,
         config,
-        open_store(config.output),
+        store,
         engines,
         readonly=request.dry_run,
     )
@@ -141,6 +144,19 @@ def _checked_folder(path: Path, flag: str) -> Path:
     if not path.is_dir():
         raise InvalidInput(f"{flag} {path}: no such folder")
     return path
+
+
+def _check_apart(episode: Store, seed: Path) -> None:
+    """zray's episode folder must not be (or hold, or lie inside) the seed's, which is only read: the
+    seed's layout and zray's share file names (`assets/common/img_0.png`)."""
+    if not episode.is_local:
+        return
+    ours, theirs = Path(episode.root).resolve(), seed.resolve()
+    if ours == theirs or ours.is_relative_to(theirs) or theirs.is_relative_to(ours):
+        raise InvalidInput(
+            f"--output: zray's episode folder {ours} overlaps the seed's folder {theirs}, which adopt only "
+            "reads; give zray another --output"
+        )
 
 
 def _tokens(
