@@ -29,6 +29,7 @@ from zray.adopt.seed import music_hash
 from zray.adopt.tokens import RefusedPickle, load_token, to_json
 from zray.cli import app
 from zray.config import load_config
+from zray.media import subtitles
 from zray.pipeline.run import RunRequest, preview, run_episode
 
 # Left and right halves of each scene's seed picture: a cover fit keeps both visible.
@@ -136,6 +137,11 @@ def adopted(tmp_path_factory):
     cfg = config(tmp)
     report = adopt_episode(AdoptRequest(seed=seed, script=script, tokens=tokens), cfg)
     explained = preview(RunRequest(script=script), cfg)
+    explain_cli = CliRunner().invoke(
+        app,
+        ["run", str(script), "--explain", "--profile", "draft", "--output", str(tmp / "out")],
+        env={f"ZRAY_VIDEO__{k.upper()}": str(v) for k, v in FAST_VIDEO.items()},
+    )
     run = run_episode(RunRequest(script=script), cfg)
     folder = tmp / "out" / "proj" / script.stem
     return {
@@ -145,6 +151,7 @@ def adopted(tmp_path_factory):
         "marker": marker,
         "report": report,
         "explained": explained,
+        "explain_cli": explain_cli,
         "run": run,
         "folder": folder,
         "before": before,
@@ -189,6 +196,12 @@ def test_explain_after_adopt_shows_them_current(adopted):
     stale = {node.id for node in adopted["explained"].stale}
     model = {node_id for node_id in stale if node_id.startswith(MODEL_KINDS)}
     assert model == {"tts:ca:2", "thumb_base:ca"}  # exactly what could not be adopted
+    # `zray run --explain` says the same.
+    cli = adopted["explain_cli"]
+    assert cli.exit_code == 0, cli.output
+    listed = {line.split(":")[0] for line in cli.output.splitlines()}
+    assert "image" not in listed and "music" not in listed
+    assert "tts:ca:2: not made yet" in cli.output and "tts:es:0:" not in cli.output
 
 
 def test_next_draft_run_makes_no_adopted_picture_voice_or_music(adopted):
@@ -242,6 +255,10 @@ def test_video_shows_the_adopted_pictures_and_plays_the_adopted_narration(adopte
         assert abs(freqs[band][np.argmax(spectrum[band])] - TONES["es"][i]) < 5
         start += pad["frames"]
     assert start == len(frames)
+    # Subtitles of a narration without word timings: every word, timed by length.
+    cues = subtitles.parse_srt((folder / "subtitles_es.srt").read_text(encoding="utf-8"))
+    narration = " ".join(scene["script_es"] for scene in small_script()["scenes"])
+    assert " ".join(cue.text for cue in cues).split() == narration.split()
 
 
 def test_tokens_become_private_json_and_the_hostile_pickle_runs_nothing(adopted):
