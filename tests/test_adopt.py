@@ -266,7 +266,7 @@ def test_tokens_become_private_json_and_the_hostile_pickle_runs_nothing(adopted)
 
     assert not adopted["marker"].exists()
     refused = "\n".join(adopted["report"].refused)
-    assert "token_proj_ca.pickle: refused, nothing in it was run: it names posix.system" in refused
+    assert "token_proj_ca.pickle: not converted, nothing in it was run: it names posix.system" in refused
     path = adopted["tmp"] / "zray-tokens" / "proj_es.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700

@@ -61,13 +61,13 @@ class AdoptReport:
         return not self.refused
 
     def lines(self) -> list[str]:
-        head = "dry run, nothing changed: " if self.dry_run else ""
+        head, verb = ("dry run, nothing changed: ", "would be adopted") if self.dry_run else ("", "adopted")
         lines = [*self.adopted]
         lines += [f"not adopted: {line}" for line in self.unmatched]
         lines += [f"note: {line}" for line in self.notes]
         lines += [f"refused: {line}" for line in self.refused]
         lines.append(
-            f"{head}{self.episode}: {self.artifacts} artifacts adopted for the "
+            f"{head}{self.episode}: {self.artifacts} artifacts {verb} for the "
             f"{self.profile} profile, {len(self.unmatched)} not matched"
         )
         return lines

@@ -56,7 +56,7 @@ def match_assets(seed: SeedFolder, prep: Prepared) -> Matched:
         node = nodes.get(node_id)
         if node is None or node.kind not in (Kind.IMAGE, Kind.SPEECH, Kind.MUSIC):
             out.unmatched.append(
-                f"{what}: the script gives its own file; {source or 'the seed file'} not adopted"
+                f"{what}: the script gives its own file (so {source or 'the seed file'} is not used)"
             )
             return
         if source is None:
@@ -71,7 +71,7 @@ def match_assets(seed: SeedFolder, prep: Prepared) -> Matched:
     for index, (scene_id, label) in enumerate(zip(ids, labels, strict=True)):
         what = f"picture of scene {scene_id}"
         if script.scenes[index].clip_file:
-            out.unmatched.append(f"{what}: the script gives a clip; {seed.image(scene_id)} not adopted")
+            out.unmatched.append(f"{what}: the script gives a clip (so {seed.image(scene_id)} is not used)")
             continue
         add(
             f"image:{label}",
@@ -93,8 +93,7 @@ def match_assets(seed: SeedFolder, prep: Prepared) -> Matched:
             found = voices.get(scene_id, [])
             if len(found) > 1:
                 out.unmatched.append(
-                    f"{what}: the seed made {len(found)} ({', '.join(found)}) and never said which is "
-                    "current; none adopted"
+                    f"{what}: the seed made {len(found)} ({', '.join(found)}) and never said which is current"
                 )
                 continue
             add(
@@ -129,7 +128,7 @@ def _match_music(seed: SeedFolder, prep: Prepared, out: Matched, add: Callable[.
     request = node.request
     if getattr(request, "file", None):
         for bed in beds:
-            out.unmatched.append(f"{bed.relative}: the script names its own music_file; not adopted")
+            out.unmatched.append(f"{bed.relative}: the script names its own music_file")
         return
     wanted = music_hash(request.prompt)  # type: ignore[attr-defined]
     matching = [bed for bed in beds if bed.prompt_hash == wanted]
@@ -137,7 +136,7 @@ def _match_music(seed: SeedFolder, prep: Prepared, out: Matched, add: Callable[.
         if bed.prompt_hash != wanted:
             out.unmatched.append(
                 f"{bed.relative}: made for another music prompt (md5 {bed.prompt_hash}, the script's is "
-                f"{wanted}); not adopted"
+                f"{wanted})"
             )
     longest = max(matching, key=lambda bed: bed.seconds, default=None)
     add(

@@ -181,7 +181,7 @@ def convert_tokens(
         try:
             fields = load_token(read_inside(folder, token.name).data)
         except (RefusedPickle, UnsafeFile) as exc:
-            out.refused.append(f"{folder / token.name}: refused, nothing in it was run: {exc}")
+            out.refused.append(f"{folder / token.name}: not converted, nothing in it was run: {exc}")
             continue
         except OSError as exc:
             out.refused.append(f"{folder / token.name}: cannot read it ({exc.strerror or exc})")
