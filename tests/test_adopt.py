@@ -458,3 +458,13 @@ def test_an_adopted_published_video_is_never_uploaded_again(adopted, tmp_path):
         assert (second.action, second.video_id) == ("restored", "seedvideo001")
         assert not fake.sessions and not fake.calls("POST", "/upload")
         assert sorted(fake.videos) == ["elsewhere001", "seedvideo001"]
+
+
+def test_a_credential_zray_could_not_use_is_refused():
+    from google.oauth2.credentials import Credentials
+
+    no_client = Credentials("t", refresh_token="r", token_uri="https://oauth2.googleapis.com/token")
+    with pytest.raises(RefusedPickle, match="missing fields client_secret, client_id"):
+        to_json(load_token(pickle.dumps(no_client)))
+    with pytest.raises(RefusedPickle, match="no refresh token"):
+        load_token(pickle.dumps(Credentials("t", client_id="c", client_secret="s")))

@@ -51,6 +51,7 @@ def match_assets(seed: SeedFolder, prep: Prepared) -> Matched:
     out = Matched([], [], [])
     labels = scene_labels(script)
     ids = [str(scene.scene_id) for scene in script.scenes]
+    stamps = prep.store.stamps()  # one listing of the episode folder for every node
 
     def add(node_id: str, source: str | None, what: str, *, missing: str) -> None:
         node = nodes.get(node_id)
@@ -62,7 +63,7 @@ def match_assets(seed: SeedFolder, prep: Prepared) -> Matched:
         if source is None:
             out.unmatched.append(f"{what}: {missing}")
             return
-        if prep.record.check(node, prep.store.stamps())[0]:
+        if prep.record.check(node, stamps)[0]:
             out.current.append(f"{what}: already current in {prep.store.root_url}; {source} not needed")
             return
         out.matches.append(Match(node, source, what))

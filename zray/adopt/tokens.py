@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,7 +132,12 @@ def to_json(fields: dict[str, Any]) -> str:
     if expiry is not None:
         # google-auth keeps naive UTC datetimes.
         credentials.expiry = expiry.astimezone(dt.UTC).replace(tzinfo=None) if expiry.tzinfo else expiry
-    return str(credentials.to_json())
+    text = str(credentials.to_json())
+    try:  # what zray's token store will read back (zray.publish.auth.load_credentials)
+        Credentials.from_authorized_user_info(json.loads(text))
+    except ValueError as exc:
+        raise RefusedPickle(f"it is not a usable user token ({str(exc).split('.')[0]})") from None
+    return text
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,7 @@ def convert_tokens(
             )
             continue
         try:
-            fields = load_token(read_inside(folder, token.name).data)
+            text = to_json(load_token(read_inside(folder, token.name).data))
         except (RefusedPickle, UnsafeFile) as exc:
             out.refused.append(f"{folder / token.name}: not converted, nothing in it was run: {exc}")
             continue
@@ -195,6 +201,6 @@ def convert_tokens(
         if dry_run:
             out.lines.append(f"{token.name}: would be written as {path} (JSON, 0600)")
             continue
-        write(path, to_json(fields))
+        write(path, text)
         out.lines.append(f"{token.name}: written as {path} (JSON, 0600)")
     return out
