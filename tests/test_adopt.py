@@ -464,7 +464,7 @@ def test_a_credential_zray_could_not_use_is_refused():
     from google.oauth2.credentials import Credentials
 
     no_client = Credentials("t", refresh_token="r", token_uri="https://oauth2.googleapis.com/token")
-    with pytest.raises(RefusedPickle, match="missing fields client_secret, client_id"):
+    with pytest.raises(RefusedPickle, match=r"not a usable user token .*missing fields"):
         to_json(load_token(pickle.dumps(no_client)))
     with pytest.raises(RefusedPickle, match="no refresh token"):
         load_token(pickle.dumps(Credentials("t", client_id="c", client_secret="s")))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zray.adopt.seed import SeedFile, SeedFolder, UnsafeFile, music_hash
-from zray.nodes import ImageResult, Kind, MusicResult, Node, Result, SpeechResult
+from zray.nodes import ImageResult, Kind, MusicRequest, MusicResult, Node, Result, SpeechResult
 from zray.pipeline.plan import scene_labels
 from zray.pipeline.prepare import Prepared
 
@@ -124,14 +124,13 @@ def match_assets(seed: SeedFolder, prep: Prepared) -> Matched:
 def _match_music(seed: SeedFolder, prep: Prepared, out: Matched, add: Callable[..., None]) -> None:
     node = prep.plan.nodes.get("music")
     beds = seed.music()
-    if node is None:
+    if node is None or not isinstance(node.request, MusicRequest):
         return
-    request = node.request
-    if getattr(request, "file", None):
+    if node.request.file:
         for bed in beds:
             out.unmatched.append(f"{bed.relative}: the script names its own music_file")
         return
-    wanted = music_hash(request.prompt)  # type: ignore[attr-defined]
+    wanted = music_hash(node.request.prompt)
     matching = [bed for bed in beds if bed.prompt_hash == wanted]
     for bed in beds:
         if bed.prompt_hash != wanted:
