@@ -331,7 +331,7 @@ def test_dry_run_changes_nothing(tmp_path):
     )
     assert "would adopt assets/common/img_0.png" in result.output
     assert "token_proj_es.pickle: would be written as" in result.output
-    assert "es: would check abc123" in result.output
+    assert "es: would check abc123" in result.output and "(at most 52 quota units)" in result.output
     assert "dry run, nothing changed" in result.output
     assert result.exit_code == 1  # the hostile token is refused
     assert snapshot(tmp_path) == before

@@ -81,9 +81,10 @@ def adopt_published(
             )
             continue
         if dry_run:
+            units = sum(config.cost(method) * count for method, count in CALLS.items())
             out.lines.append(
                 f"{lang}: would check {video_id} is on the {lang} channel, add the tag {tag} to it and "
-                "record it in published.json"
+                f"record it in published.json (at most {units} quota units)"
             )
             continue
         try:
