@@ -468,3 +468,24 @@ def test_a_credential_zray_could_not_use_is_refused():
         to_json(load_token(pickle.dumps(no_client)))
     with pytest.raises(RefusedPickle, match="no refresh token"):
         load_token(pickle.dumps(Credentials("t", client_id="c", client_secret="s")))
+
+
+def test_only_regular_files_inside_the_seed_folder_are_read(tmp_path):
+    from zray.adopt.seed import UnsafeFile, read_inside
+
+    root, outside = tmp_path / "seed", tmp_path / "elsewhere"
+    (root / "assets").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "img_0.png").write_bytes(b"secret")
+    (root / "assets" / "common").symlink_to(outside)  # a linked folder leading out
+    (root / "assets" / "fifo").mkdir()
+    os.mkfifo(root / "assets" / "fifo" / "img_1.png")
+    (root / "assets" / "ok.png").write_bytes(b"mine")
+    with pytest.raises(UnsafeFile, match="outside"):
+        read_inside(root, "assets/common/img_0.png")
+    with pytest.raises(UnsafeFile, match="not a regular file"):
+        read_inside(root, "assets/fifo/img_1.png")
+    with pytest.raises(FileNotFoundError):
+        read_inside(root, "assets/missing.png")
+    found = read_inside(root, "assets/ok.png")
+    assert found.data == b"mine" and found.sha256 == hashlib.sha256(b"mine").hexdigest()
