@@ -256,6 +256,44 @@ def verify(
         raise typer.Exit(1)
 
 
+@app.command()
+def adopt(
+    seed_episode_dir: Annotated[
+        Path, typer.Argument(help="The seed system's episode folder (outputs/<project>/<episode>).")
+    ],
+    script: Annotated[Path, typer.Option(help="The episode's script, as `zray run` will be given it.")],
+    output: Output = None,
+    tokens: Annotated[
+        Path | None, typer.Option(help="Folder of the seed's token_<project>_<lang>.pickle files.")
+    ] = None,
+    published: Annotated[
+        list[str] | None,
+        typer.Option(metavar="LANG=VIDEO_ID", help="A video the seed already published (repeatable)."),
+    ] = None,
+    profile: ProfileOpt = None,
+    project: Annotated[
+        str | None, typer.Option(help="Project name (default: the script's folder name).")
+    ] = None,
+    config: ConfigFile = None,
+    dry_run: Annotated[
+        bool, flag("--dry-run", help="Print what would be adopted, converted and recorded; change nothing.")
+    ] = False,
+) -> None:
+    """Take over what the seed system made (pictures, voices, music, tokens, published videos)."""
+    from zray.adopt import AdoptRequest, adopt_episode
+
+    with user_errors():
+        cfg = config_from(config, output=output, profile=_value(profile), project=project, quiet=True)
+        request = AdoptRequest(
+            seed=seed_episode_dir, script=script, tokens=tokens, published=published or [], dry_run=dry_run
+        )
+        report = adopt_episode(request, cfg)
+    for line in report.lines():
+        typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 auth_app = typer.Typer(help="Authorize zray to act for you (once per channel).", no_args_is_help=True)
 app.add_typer(auth_app, name="auth")
 
