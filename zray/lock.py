@@ -231,3 +231,30 @@ def episode_lock(store: Store, *, command: str | None = None) -> Iterator[Episod
         yield held
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def slot_lock(folder: str | os.PathLike[str], name: str, *, what: str) -> Iterator[None]:
+    """Hold an exclusive `flock` on `<folder>/locks/<name>.lock` for the block, waiting for it.
+
+    For a YouTube video slot, whose whole find-then-insert must be one at a time on this machine
+    whatever folder (a copy, another spelling) it is uploaded from: the second waits, then finds the
+    first's video by its tag. `what` names the slot in the message said while waiting.
+    """
+    import fcntl
+
+    path = os.path.join(os.path.expanduser(os.fspath(folder)), "locks", f"{name}.lock")
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot write the lock {path}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s is being uploaded by another zray process; waiting for it to finish", what)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor drops the flock
