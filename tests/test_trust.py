@@ -373,3 +373,23 @@ def test_a_full_disk_for_the_record_is_one_line(made, monkeypatch):
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("zray:")]
     assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in result.output
+
+
+def test_an_episode_folder_that_links_to_another_episode_s_folder_is_refused(tmp_path):
+    out = tmp_path / "out"
+    first = out / "proj" / "SAGA_01_Episode_01"
+    first.mkdir(parents=True)
+    record = {"format": 2, "identity": {"project": "proj", "saga": 1, "episode": 1}, "nodes": {}}
+    (first / "run.json").write_text(json.dumps(record))
+    (out / "proj" / "SAGA_01_Episode_02").symlink_to(first)
+    before = files(first)
+    script = write_script(
+        tmp_path / "scripts" / "proj", one_language(episode=2), name="SAGA_01_Episode_02.json"
+    )
+
+    with pytest.raises(LockedError) as caught:
+        run(out, script)
+
+    message = str(caught.value)
+    assert f"is a link to {first}, the folder of proj/S01E01" in message and "\n" not in message
+    assert files(first) == before and not list(first.glob("run.json.set-aside-*"))

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from zray.episode import lock_name
+from zray.episode import RUN_FILE, Identity, lock_name, read_json
 from zray.errors import ZrayError
 from zray.store import Store, StoreError
 
@@ -86,7 +86,9 @@ _held_guard = threading.Lock()
 
 class EpisodeLock:
     def __init__(self, folder: Store, *, command: str):
-        """`folder`: the episode folder's store; the lock sits beside it, in its parent."""
+        """`folder`: the episode folder's store; the lock sits beside it, in its parent, named by the
+        folder's real path (`EP`, `EP/.`, `./EP` and a link to `EP` take one lock)."""
+        folder = folder.resolved()
         self.folder = folder
         self.store = folder.parent()
         self.key = lock_name(folder.root.rstrip("/").rsplit("/", 1)[-1])
@@ -220,6 +222,24 @@ class EpisodeLock:
         with contextlib.suppress(OSError):
             if self._stamp is not None and self.store.stamp(self.key)[1] == self._stamp:
                 self.store.remove(self.key)
+
+
+def check_not_linked_elsewhere(folder: Store, identity: Identity) -> None:
+    """An episode folder that is a link to another episode's folder is that episode's folder: a
+    run of this episode there would set its record aside and overwrite it, so it is refused."""
+    if not folder.is_local or not os.path.islink(folder.root):
+        return
+    real = folder.resolved()
+    try:
+        record = read_json(real, RUN_FILE, what="the run record")
+    except ZrayError:
+        return  # a record that cannot be read is the run's to report
+    owner = Identity.from_json(record.get("identity")) if isinstance(record, dict) else None
+    if owner is not None and owner != identity:
+        raise LockedError(
+            f"{folder.root} is a link to {real.root}, the folder of {owner} (its {RUN_FILE} says so), "
+            f"not of {identity}; remove the link, or give {identity} a folder of its own"
+        )
 
 
 @contextlib.contextmanager

@@ -151,6 +151,8 @@ class Store:
         self.storage_options = dict(storage_options or {})
         self.fs, path = fsspec.core.url_to_fs(root, **self.storage_options)
         self.is_local = isinstance(self.fs, LocalFileSystem)
+        if self.is_local and path:
+            path = os.path.normpath(path)  # `EP/.` and `EP/` are `EP`: one folder, one name
         self.root = path.rstrip("/") if path not in ("/", "") else path
         self.url_root = root
         # What this process wrote, so a step can report its files' records without reading them back.
@@ -191,6 +193,13 @@ class Store:
         root = self.root_url.rstrip("/")
         head = root.rsplit("/", 1)[0] if "/" in root.split("://", 1)[-1] else root
         return Store(head, storage_options=self.storage_options)
+
+    def resolved(self) -> Store:
+        """This folder by its real path on a local disk (every link on the way followed): the one
+        name the lock, the records and the messages know it by, however it was spelled."""
+        if not self.is_local or not self.root:
+            return self
+        return Store(os.path.realpath(self.root), storage_options=self.storage_options)
 
     def child(self, prefix: str) -> Store:
         """A store rooted at a folder of this one (an episode folder)."""

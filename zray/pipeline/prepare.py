@@ -20,7 +20,7 @@ from zray.config import Config
 from zray.episode import Identity
 from zray.errors import RunError
 from zray.keys import safe_name
-from zray.lock import EpisodeLock
+from zray.lock import EpisodeLock, check_not_linked_elsewhere
 from zray.nodes import Node
 from zray.pipeline import studio
 from zray.pipeline.engine_setup import EngineSetup
@@ -166,6 +166,7 @@ def prepare_episode(
     check_caption_fonts(script, languages, config)
     identities = identities_for(engines, script, languages)
     store = root.child(episode)
+    check_not_linked_elsewhere(store, identity)
 
     held = None if readonly else EpisodeLock(store, command=f"zray run {request.script.name}").acquire()
     try:
