@@ -86,14 +86,16 @@ def _quiet_token_notice() -> None:
 
 
 def _reap_when_we_die() -> None:
-    """A watchdog for the embedded instance: if this process dies without shutting Ray down (kill -9),
-    the Ray processes it started (GCS, raylet, dashboard and runtime-env agents, workers) go with it
-    instead of living on. Ray's own shutdown, on a normal exit, makes the watchdog pointless and it
-    leaves with its parent either way."""
+    """Start the embedded instance's watchdog (`zray.actors.watchdog`): if this process dies without
+    shutting Ray down (kill -9), the Ray processes it started (GCS, raylet, dashboard and
+    runtime-env agents, workers) go with it instead of living on; after a clean shutdown it removes
+    the run's Ray session folder. It runs with `-I -S` (no site-packages): the standard library is
+    all it needs on any install."""
     import subprocess
-    import sys
 
     import ray
+
+    from zray.actors import watchdog
 
     node = getattr(ray._private.worker, "_global_node", None)
     if node is None:
@@ -101,40 +103,19 @@ def _reap_when_we_die() -> None:
     pids = [p.process.pid for procs in node.all_processes.values() for p in procs if p.process is not None]
     if not pids:
         return
-    # It keeps a list of every process under Ray's own (agents and workers are the raylet's
-    # children, and would be orphaned, out of reach, once the raylet is gone).
-    script = (
-        "import sys, time\n"
-        "import psutil\n"
-        "parent, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]\n"
-        "known = {}\n"
-        "def look():\n"
-        "    for pid in roots:\n"
-        "        try:\n"
-        "            root = psutil.Process(pid)\n"
-        "            for proc in [root, *root.children(recursive=True)]:\n"
-        "                known[(proc.pid, proc.create_time())] = proc\n"
-        "        except psutil.Error:\n"
-        "            pass\n"
-        "while psutil.pid_exists(parent):\n"
-        "    look()\n"
-        "    if not any(psutil.pid_exists(p) for p in roots):\n"
-        "        sys.exit(0)\n"
-        "    time.sleep(0.5)\n"
-        "look()\n"
-        "for proc in known.values():\n"
-        "    try:\n"
-        "        proc.kill()\n"
-        "    except psutil.Error:\n"
-        "        pass\n"
-    )
     subprocess.Popen(
-        [sys.executable, "-c", script, str(os.getpid()), *map(str, pids)],
+        watchdog_command(os.getpid(), node.get_session_dir_path(), pids, script=watchdog.__file__),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # not in our process group: a signal to the group must not take it
     )
+
+
+def watchdog_command(parent: int, session_dir: str, pids: list[int], *, script: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-I", "-S", script, str(parent), session_dir, *map(str, pids)]
 
 
 def check_shared_storage(store: Any, config: Config) -> None:
