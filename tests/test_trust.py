@@ -393,3 +393,27 @@ def test_an_episode_folder_that_links_to_another_episode_s_folder_is_refused(tmp
     message = str(caught.value)
     assert f"is a link to {first}, the folder of proj/S01E01" in message and "\n" not in message
     assert files(first) == before and not list(first.glob("run.json.set-aside-*"))
+
+
+def test_a_link_inside_the_episode_folder_is_replaced_never_written_through(made, caplog):
+    out, script, folder = made
+    mine = out.parent / "my_sounds"
+    shutil.copytree(folder / "assets" / "common", mine)  # the same bytes: a link must not be trusted
+    before = files(mine)
+    shutil.rmtree(folder / "assets" / "common")
+    (folder / "assets" / "common").symlink_to(mine)
+    video = next(folder.glob("*.mp4"))
+    video.unlink()
+    video.symlink_to(mine / next(iter(before)))
+
+    result = CliRunner().invoke(app, ["verify", str(folder)])  # what a link points at is not zray's
+    assert result.exit_code != 0 and "assets/common/img_0.png" in result.output, result.output
+    assert "missing" in result.output
+
+    report = run(out, script)
+
+    assert report.ok, report.failed
+    assert files(mine) == before  # never written, deleted or trusted
+    assert not (folder / "assets" / "common").is_symlink() and (folder / "assets" / "common").is_dir()
+    assert not video.is_symlink() and frames_of(video) > 0
+    assert any("is a link" in r.getMessage() and "left alone" in r.getMessage() for r in caplog.records)
