@@ -60,6 +60,35 @@ class DamagedFile(StoreError):
         super().__init__(f"{url} changed since zray wrote it (damaged or edited): it is not used")
 
 
+class DiskFull(StoreError):
+    """The disk under the store is full: one line naming the folder and the file being written."""
+
+    def __init__(self, folder: str, url: str):
+        super().__init__(
+            f"no space left on device: {folder} is full, so {url} was not written (nothing half-written "
+            "is kept); free some space and run again"
+        )
+
+
+# A write that fails with less than this free on its disk failed for want of space, whatever the
+# library that wrote it says (libsndfile and others report a full disk in their own words).
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def disk_full(exc: BaseException, folder: str | os.PathLike[str]) -> bool:
+    """Whether a failed local write failed because the disk under `folder` is full."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < _NEARLY_FULL_BYTES
+
+
 @dataclass(frozen=True)
 class FileRecord:
     """What a file was when zray wrote it: its content hash, and a stat fingerprint that costs no
@@ -408,11 +437,12 @@ class Store:
         target = self._own_for_write(key)
         digest = file_digest(local)
         if self.is_local:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
             tmp = self._temp_beside(target)
             try:
-                shutil.copyfile(local, tmp)
-                os.replace(tmp, target)
+                with self._space(key):
+                    Path(target).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(local, tmp)
+                    os.replace(tmp, target)
             finally:
                 Path(tmp).unlink(missing_ok=True)
         else:
@@ -436,11 +466,13 @@ class Store:
         ext = suffix if suffix is not None else Path(key).suffix
         target = self._own_for_write(key)
         if self.is_local:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            with self._space(key):
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(self._temp_beside(target) + ext)
             try:
-                yield tmp
-                with self._commit(key):
+                with self._space(key):
+                    yield tmp
+                with self._space(key), self._commit(key):
                     digest = file_digest(tmp)
                     os.chmod(tmp, FILE_MODE)
                     os.replace(tmp, target)
@@ -455,6 +487,18 @@ class Store:
                     self.fs.put_file(str(tmp), target)
         with self._commit(key):
             self._committed(key, digest)
+
+    @contextlib.contextmanager
+    def _space(self, key: str) -> Iterator[None]:
+        """A local write that fails on a full disk is DiskFull, naming the folder and the file."""
+        try:
+            yield
+        except DiskFull:
+            raise
+        except Exception as exc:
+            if self.is_local and disk_full(exc, os.path.dirname(self.path(key)) or "."):
+                raise DiskFull(self.root_url, self.url(key)) from None
+            raise
 
     @contextlib.contextmanager
     def _commit(self, key: str) -> Iterator[None]:
