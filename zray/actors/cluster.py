@@ -132,22 +132,62 @@ def check_shared_storage(store: Any, config: Config) -> None:
         )
 
 
+# A gRPC server (Ray's GCS, and the Ray client server behind ray://) answers HTTP/2's client
+# preface with a SETTINGS frame; a web server, a database or a closed port does not.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_SETTINGS_FRAME = 4
+
+
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail in seconds, not minutes: Ray itself keeps retrying an address that never answers."""
+    """Fail in seconds, not minutes: Ray itself keeps retrying an address that never answers, or
+    that answers as something other than Ray. `auto` is checked at the address it stands for."""
     if address == "auto":
-        return
+        address = _auto_address()
+        if address is None:
+            return  # no cluster on this machine: ray.init says so at once
     host_port = address.removeprefix("ray://").rsplit("/", 1)[0]
     host, _, port = host_port.rpartition(":")
     if not host or not port.isdigit():
         raise ClusterError(f"--address {address}: expected auto, host:port or ray://host:port")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            connection.sendall(_HTTP2_PREFACE)
+            header = _read_exactly(connection, 9)
     except OSError as exc:
+        reason = "it does not answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
         raise ClusterError(
-            f"--address {address}: cannot reach a Ray cluster there ({exc.strerror or exc}); "
+            f"--address {address}: cannot reach a Ray cluster there ({reason}); "
             "check the address, or leave --address out to run on this machine"
         ) from None
+    if len(header) < 9 or header[3] != _SETTINGS_FRAME:
+        raise ClusterError(
+            f"--address {address}: something listens there, but not a Ray cluster (it does not speak "
+            "gRPC); give the head node's GCS address (host:6379) or ray://host:10001"
+        )
+
+
+def _read_exactly(connection: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _auto_address() -> str | None:
+    """The cluster `--address auto` joins: RAY_ADDRESS, else the one `ray start` recorded here."""
+    if os.environ.get("RAY_ADDRESS", "auto") != "auto":
+        return os.environ["RAY_ADDRESS"]
+    try:
+        from ray._private import services
+
+        found = services.find_bootstrap_address(None)
+    except Exception:  # a private API that moved: leave the check to ray.init
+        return None
+    return found if isinstance(found, str) and found else None
 
 
 def _first_line(exc: BaseException) -> str:
