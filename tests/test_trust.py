@@ -342,7 +342,10 @@ def test_a_full_disk_leaves_nothing_trusted_and_a_rerun_finishes(made, monkeypat
 
     monkeypatch.setattr(os, "replace", full)
     report = run(out, script)
-    assert not report.ok and "No space left on device" in report.failed["es"]
+    assert (
+        not report.ok
+        and f"no space left on device: {folder} is full, so {video} was not written" in (report.failed["es"])
+    )
     assert not video.exists() and not [p for p in folder.rglob("*") if ".zray-tmp-" in p.name]
     assert "video:es" not in json.loads((folder / "run.json").read_text())["nodes"]
     monkeypatch.undo()
@@ -372,7 +375,8 @@ def test_a_full_disk_for_the_record_is_one_line(made, monkeypatch):
     )
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("zray:")]
-    assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in result.output
+    assert len(errors) == 1 and "Traceback" not in result.output
+    assert f"no space left on device: {folder} is full, so {folder / 'run.json'} was not written" in errors[0]
 
 
 def test_an_episode_folder_that_links_to_another_episode_s_folder_is_refused(tmp_path):
