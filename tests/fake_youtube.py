@@ -21,6 +21,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -144,6 +145,7 @@ class FakeYouTube:
         self.thumbnail_status: int | None = None  # e.g. 403 for an unverified channel
         self.kill_after_upload = 0  # uploads after whose last answer the client is "killed"
         self.listing_lag = 0  # newest videos not yet in the uploads playlist (YouTube lists them late)
+        self.chunk_delay = 0.0  # seconds each chunk takes to arrive (a slow connection)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -330,6 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return None
         data = self.rfile.read(length)
+        time.sleep(self.fake.chunk_delay)
         if self.fake.fail_chunks:
             status = self.fake.fail_chunks.pop(0)
             self.fake.chunks.append(Chunk(session.upload_id, start, len(data), str(status)))

@@ -49,7 +49,7 @@ def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path):
         ConfigError, match=r"zray.toml: the config file is not UTF-8 text \(byte 0xe9 on line 1\)"
     ):
         load_config(path)
-    with pytest.raises(ConfigError, match="not a regular file"):
+    with pytest.raises(ConfigError, match="it is a folder, not a file"):
         load_config(tmp_path)
 
 

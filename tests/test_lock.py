@@ -106,3 +106,24 @@ def test_a_live_lease_is_refused_in_one_line(s3):
     with pytest.raises(LockedError) as caught, episode_lock(Store(url), command="zray run"):
         pass
     assert "zray upload" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_every_spelling_of_a_folder_and_a_link_to_it_take_one_lock(tmp_path):
+    proj = tmp_path / "out" / "proj"
+    (proj / "EP").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(proj / "EP")
+    first = acquire(str(proj / "EP"), "one", hold=30)
+    assert first.stdout.readline().strip() == "won"
+    try:
+        for spelling in (f"{proj}/EP/.", f"{proj}/EP/", f"{proj}/../proj/EP", str(tmp_path / "link")):
+            out, _ = acquire(spelling, "two").communicate(timeout=60)
+            assert out.startswith("refused:") and "racer one" in out, (spelling, out)
+            assert f"{proj / 'EP'} is being written" in out  # named by its real path
+        relative = subprocess.Popen(
+            [sys.executable, "-c", ACQUIRE, "./EP", "two", "0"], stdout=subprocess.PIPE, text=True, cwd=proj
+        )
+        assert relative.communicate(timeout=60)[0].startswith("refused:")
+    finally:
+        first.kill()
+        first.wait()
+    assert sorted(p.name for p in proj.iterdir()) == [".EP.zray-lock", "EP"]  # one lock, beside the folder

@@ -429,6 +429,10 @@ def test_library_errors_name_the_folder_file_and_fix(tmp_path: Path, library: Pa
         engine.generate(PROMPT, seconds=0)
     with pytest.raises(EngineError, match="folder"):
         LibrarySettings(folder=" ")
+    (library / "broken.wav").unlink()
+    os.mkfifo(library / "e_pipe.wav")  # would hang the decoder: named as what it is, before any work
+    with pytest.raises(EngineError, match=r"e_pipe.wav: it is a named pipe \(FIFO\), not a file"):
+        library_engine(library).load()
 
 
 def test_library_identity_follows_the_folders_listing(library: Path) -> None:

@@ -185,6 +185,59 @@ def test_bad_api_requests_are_one_line_errors(server, folder):
     assert "scenes" not in review_record(folder) or not review_record(folder)["scenes"]
 
 
+def test_request_bodies_are_bounded_and_any_nesting_is_a_400(server, folder):
+    headers = {"Host": f"127.0.0.1:{server.port}", "X-Zray-Token": server.token}
+    status, answer = raw(server, "POST", "/api/approve", headers, b'{"lang": "' + b"x" * (2 << 20) + b'"}')
+    assert status == 413 and "over 1048576 bytes" in json.loads(answer)["error"]
+    deep = b"[" * 200_000 + b"]" * 200_000  # under the bound, deeper than any parser's stack
+    for body in (deep, b'{"lang": ' + deep + b"}"):
+        status, answer = raw(server, "POST", "/api/approve", headers, body)
+        assert status == 400, answer[:200]
+        assert "\n" not in json.loads(answer)["error"]
+    assert server.json("/api/episode")["languages"]  # the server goes on
+    assert "approvals" not in review_record(folder) or not review_record(folder)["approvals"]
+
+
+def test_the_page_serves_no_link_and_no_damaged_file(server, folder, tmp_path):
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"SECRET" * 100)
+    thumbnail = folder / "thumbnail_es.png"
+    kept = tmp_path / "kept.png"
+    thumbnail.rename(kept)
+    thumbnail.symlink_to(secret)
+    common = folder / "assets" / "common"
+    common.rename(tmp_path / "common")
+    common.symlink_to(tmp_path / "common")
+    try:
+        for url in (
+            "/files/thumbnail_es.png",
+            "/files/assets/common/img_0.png",
+            "/previews/assets/common/img_2.png",
+        ):
+            status, body = server.request(url)
+            assert status == 404 and b"SECRET" not in body, url
+        assert server.json("/api/episode")["languages"]  # the page still opens
+    finally:
+        thumbnail.unlink()
+        kept.rename(thumbnail)
+        common.unlink()
+        (tmp_path / "common").rename(common)
+
+    # A file damaged in place (size and mtime kept) is hashed once and refused with the fix.
+    video = next(folder.glob("S01E*-CA-*.mp4"))
+    info = video.stat()
+    original = video.read_bytes()
+    video.write_bytes(original[:1000] + bytes(b ^ 0xFF for b in original[1000:1100]) + original[1100:])
+    os.utime(video, ns=(info.st_atime_ns, info.st_mtime_ns))
+    try:
+        url = "/files/" + video.name.replace("í", "%C3%AD")
+        status, body = server.request(url)
+        assert status == 409 and b"not the file zray made" in body and b"zray run" in body
+    finally:
+        video.write_bytes(original)
+    assert server.request(url)[0] == 200  # its mtime changed: hashed again, and intact
+
+
 def test_a_run_leaves_its_report_and_an_unchanged_rerun_writes_nothing(folder):
     from zray.pipeline.run import RunRequest, run_episode
 

@@ -123,3 +123,58 @@ def test_safe_name_never_escapes(text):
 def test_safe_name_stays_inside_folder(tmp_path_factory, text):
     base = tmp_path_factory.getbasetemp() / "episode"
     assert (base / safe_name(text)).resolve().parent == base.resolve()
+
+
+# --- never through a link -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def linked(tmp_path):
+    """An episode folder whose `assets/common` and `cover.png` are links to the user's own files."""
+    mine = tmp_path / "mine"
+    (mine / "photos").mkdir(parents=True)
+    (mine / "photos" / "img_0.png").write_bytes(b"my photo")
+    (mine / "notes.txt").write_text("my notes")
+    folder = tmp_path / "EP"
+    (folder / "assets").mkdir(parents=True)
+    (folder / "assets" / "common").symlink_to(mine / "photos")
+    (folder / "cover.png").symlink_to(mine / "notes.txt")
+    return Store(folder), folder, mine
+
+
+def snapshot(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_link_is_never_read_listed_or_deleted_through(linked):
+    store, folder, mine = linked
+    before = snapshot(mine)
+    assert store.list() == [] and store.stamps() == {}
+    assert not store.exists("assets/common/img_0.png") and not store.exists("cover.png")
+    for key in ("assets/common/img_0.png", "cover.png"):
+        with pytest.raises(FileNotFoundError):
+            store.read_bytes(key)
+        with pytest.raises(FileNotFoundError), store.local_copy(key):
+            pass
+    (mine / "photos" / f"{TEMP_MARK}x").write_bytes(b"mine too")
+    assert store.sweep_temps() == 0
+    store.remove("assets/common/img_0.png")  # under a link: not the folder's own, nothing deleted
+    store.remove("cover.png")  # the link itself goes, never its target
+    store.remove("assets")
+    assert not (folder / "assets").exists() and not (folder / "cover.png").is_symlink()
+    assert snapshot(mine) == {**before, f"photos/{TEMP_MARK}x": b"mine too"}
+
+
+def test_a_write_replaces_a_link_with_the_folder_s_own_file_and_warns(linked, caplog):
+    store, folder, mine = linked
+    before = snapshot(mine)
+    store.write_bytes("assets/common/img_0.png", b"zray's picture")
+    with store.writer("cover.png") as tmp:
+        tmp.write_bytes(b"zray's cover")
+    assert not (folder / "assets" / "common").is_symlink() and not (folder / "cover.png").is_symlink()
+    assert store.read_bytes("assets/common/img_0.png") == b"zray's picture"
+    assert store.read_bytes("cover.png") == b"zray's cover"
+    assert snapshot(mine) == before
+    warnings = [r.getMessage() for r in caplog.records if "is a link" in r.getMessage()]
+    assert len(warnings) == 2 and all("left alone" in w for w in warnings)
+    assert store.list() == ["assets/common/img_0.png", "cover.png"]

@@ -342,7 +342,10 @@ def test_a_full_disk_leaves_nothing_trusted_and_a_rerun_finishes(made, monkeypat
 
     monkeypatch.setattr(os, "replace", full)
     report = run(out, script)
-    assert not report.ok and "No space left on device" in report.failed["es"]
+    assert (
+        not report.ok
+        and f"no space left on device: {folder} is full, so {video} was not written" in (report.failed["es"])
+    )
     assert not video.exists() and not [p for p in folder.rglob("*") if ".zray-tmp-" in p.name]
     assert "video:es" not in json.loads((folder / "run.json").read_text())["nodes"]
     monkeypatch.undo()
@@ -372,4 +375,49 @@ def test_a_full_disk_for_the_record_is_one_line(made, monkeypatch):
     )
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("zray:")]
-    assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in result.output
+    assert len(errors) == 1 and "Traceback" not in result.output
+    assert f"no space left on device: {folder} is full, so {folder / 'run.json'} was not written" in errors[0]
+
+
+def test_an_episode_folder_that_links_to_another_episode_s_folder_is_refused(tmp_path):
+    out = tmp_path / "out"
+    first = out / "proj" / "SAGA_01_Episode_01"
+    first.mkdir(parents=True)
+    record = {"format": 2, "identity": {"project": "proj", "saga": 1, "episode": 1}, "nodes": {}}
+    (first / "run.json").write_text(json.dumps(record))
+    (out / "proj" / "SAGA_01_Episode_02").symlink_to(first)
+    before = files(first)
+    script = write_script(
+        tmp_path / "scripts" / "proj", one_language(episode=2), name="SAGA_01_Episode_02.json"
+    )
+
+    with pytest.raises(LockedError) as caught:
+        run(out, script)
+
+    message = str(caught.value)
+    assert f"is a link to {first}, the folder of proj/S01E01" in message and "\n" not in message
+    assert files(first) == before and not list(first.glob("run.json.set-aside-*"))
+
+
+def test_a_link_inside_the_episode_folder_is_replaced_never_written_through(made, caplog):
+    out, script, folder = made
+    mine = out.parent / "my_sounds"
+    shutil.copytree(folder / "assets" / "common", mine)  # the same bytes: a link must not be trusted
+    before = files(mine)
+    shutil.rmtree(folder / "assets" / "common")
+    (folder / "assets" / "common").symlink_to(mine)
+    video = next(folder.glob("*.mp4"))
+    video.unlink()
+    video.symlink_to(mine / next(iter(before)))
+
+    result = CliRunner().invoke(app, ["verify", str(folder)])  # what a link points at is not zray's
+    assert result.exit_code != 0 and "assets/common/img_0.png" in result.output, result.output
+    assert "missing" in result.output
+
+    report = run(out, script)
+
+    assert report.ok, report.failed
+    assert files(mine) == before  # never written, deleted or trusted
+    assert not (folder / "assets" / "common").is_symlink() and (folder / "assets" / "common").is_dir()
+    assert not video.is_symlink() and frames_of(video) > 0
+    assert any("is a link" in r.getMessage() and "left alone" in r.getMessage() for r in caplog.records)

@@ -37,6 +37,7 @@ from youtube_episode import (
     change_video_key,
     credentials,
     noise_mp4,
+    record_files,
     records,
     script_data,
     write_episode,
@@ -344,6 +345,7 @@ def test_metadata_over_a_limit_is_refused_before_upload_and_the_others_go_on(
     data["seo"]["es"]["variants"][0]["title"] = "B" * 120
     folder = write_episode(tmp_path, video_bytes, b"", script=data)
     (folder / "thumbnail_pt-br.png").write_bytes((folder / "thumbnail_es.png").read_bytes())
+    record_files(folder)
 
     report = upload(folder, config, fake)
 

@@ -27,6 +27,7 @@ from youtube_episode import (
     credentials,
     edit_script,
     noise_mp4,
+    record_files,
     records,
     write_episode,
     youtube_settings,
@@ -64,6 +65,7 @@ def config(tmp_path: Path, fake: FakeYouTube) -> YouTubeConfig:
 def folder(tmp_path: Path, video_bytes: bytes) -> Path:
     folder = write_episode(tmp_path, video_bytes, b"")
     shutil.copyfile(folder / "thumbnail_es.png", folder / "thumbnail_pt-br.png")
+    record_files(folder)
     return folder
 
 

@@ -18,6 +18,7 @@ from youtube_episode import (
     PUBLISHED,
     credentials,
     noise_mp4,
+    record_files,
     records,
     write_episode,
     youtube_settings,
@@ -83,6 +84,7 @@ def folder(tmp_path: Path, video_bytes: bytes) -> Path:
     folder = write_episode(tmp_path, video_bytes, b"")
     (folder / "thumbnail_pt-br.png").write_bytes((folder / "thumbnail_es.png").read_bytes())
     add_shorts(folder, video_bytes)
+    record_files(folder)
     return folder
 
 

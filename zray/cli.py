@@ -373,8 +373,9 @@ def _upload(
     from zray.publish.youtube import project_of, upload_episode  # a clear line without the extra
     from zray.store import Store
 
-    with episode_lock(Store(episode_dir), command="zray upload"):
-        episode = open_episode(episode_dir)
+    folder = Store(episode_dir).resolved()  # one folder, one name, however it is spelled
+    with episode_lock(folder, command="zray upload"):
+        episode = open_episode(folder)
         name = project_of(episode, project)
         report = upload_episode(
             episode,
@@ -420,9 +421,10 @@ def _publish(episode_dir: str, cfg: Config, langs: list[str] | None) -> None:
 
     if not cfg.web.site:
         raise ConfigError("--site: no website root given (pass --site or set web.site in the config)")
-    with episode_lock(Store(episode_dir), command="zray publish"):
+    folder = Store(episode_dir).resolved()  # one folder, one name, however it is spelled
+    with episode_lock(folder, command="zray publish"):
         report = publish_episode(
-            open_episode(episode_dir),
+            open_episode(folder),
             site=cfg.web.site,
             layout=cfg.web.layout,
             essays_dir=cfg.web.essays_dir,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from zray.errors import ZrayError
+from zray.input_files import InputFileError, json_depth, read_input
 from zray.media import levels
 from zray.media.caption_box import SHORTS_BOX, CaptionBox, parse_colour
 from zray.media.constants import SAMPLE_RATE
@@ -378,17 +379,15 @@ def json_copy(data: dict[str, Any]) -> dict[str, Any]:
     return {k: json_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
+CONFIG_MAX_BYTES = 1 << 20  # a config is a few kilobytes
+CONFIG_MAX_DEPTH = 16  # no setting nests more than a few levels
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        if not path.is_file():
-            raise ConfigError(
-                f"{path}: cannot read the config file: it is not a regular file"
-                if path.exists()
-                else f"{path}: cannot read the config file: no such file"
-            )
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+        raw = read_input(path, limit=CONFIG_MAX_BYTES)
+    except InputFileError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -397,9 +396,14 @@ def _read_file(path: Path) -> dict[str, Any]:
             f"{path}: the config file is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line})"
         ) from None
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        data = None
+    if data is None or json_depth(data) > CONFIG_MAX_DEPTH:
+        raise ConfigError(f"{path}: nested more than {CONFIG_MAX_DEPTH} levels deep; no zray setting is")
+    return data
 
 
 def _env_overrides(env: dict[str, str], flags: dict[str, Any]) -> dict[str, Any]:

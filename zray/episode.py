@@ -216,6 +216,8 @@ def read_json(store: Store, key: str, *, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise RecordError(f"{store.url(key)}: {what} is not valid JSON ({exc}); {_move_away(key)}") from None
+    except RecursionError:
+        raise RecordError(f"{store.url(key)}: {what} is nested too deep; {_move_away(key)}") from None
 
 
 def write_json(store: Store, key: str, data: Any) -> None:

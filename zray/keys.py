@@ -13,7 +13,9 @@ KEY_LENGTH = 16
 # no key made one way can ever equal one made another. Format 1 was zray 0.1's hand-written keys
 # (recognised only by `zray.pipeline.migrate_keys`); format 2 derives each key from its typed request.
 KEY_FORMAT = 2
-_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f-\x9f]')
+# Reserved and control characters, and the bidirectional controls (U+202A-U+202E, U+2066-U+2069)
+# that make a name read differently from what it is (`evil\u202egnp.mp4` shows as `evilmp4.png`).
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]')
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}
 _MAX_NAME_BYTES = 120
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from zray.episode import lock_name
+from zray.episode import RUN_FILE, Identity, lock_name, read_json
 from zray.errors import ZrayError
 from zray.store import Store, StoreError
 
@@ -86,7 +86,9 @@ _held_guard = threading.Lock()
 
 class EpisodeLock:
     def __init__(self, folder: Store, *, command: str):
-        """`folder`: the episode folder's store; the lock sits beside it, in its parent."""
+        """`folder`: the episode folder's store; the lock sits beside it, in its parent, named by the
+        folder's real path (`EP`, `EP/.`, `./EP` and a link to `EP` take one lock)."""
+        folder = folder.resolved()
         self.folder = folder
         self.store = folder.parent()
         self.key = lock_name(folder.root.rstrip("/").rsplit("/", 1)[-1])
@@ -222,6 +224,24 @@ class EpisodeLock:
                 self.store.remove(self.key)
 
 
+def check_not_linked_elsewhere(folder: Store, identity: Identity) -> None:
+    """An episode folder that is a link to another episode's folder is that episode's folder: a
+    run of this episode there would set its record aside and overwrite it, so it is refused."""
+    if not folder.is_local or not os.path.islink(folder.root):
+        return
+    real = folder.resolved()
+    try:
+        record = read_json(real, RUN_FILE, what="the run record")
+    except ZrayError:
+        return  # a record that cannot be read is the run's to report
+    owner = Identity.from_json(record.get("identity")) if isinstance(record, dict) else None
+    if owner is not None and owner != identity:
+        raise LockedError(
+            f"{folder.root} is a link to {real.root}, the folder of {owner} (its {RUN_FILE} says so), "
+            f"not of {identity}; remove the link, or give {identity} a folder of its own"
+        )
+
+
 @contextlib.contextmanager
 def episode_lock(store: Store, *, command: str | None = None) -> Iterator[EpisodeLock]:
     """Hold the folder's lock for the block; LockedError (one line) when another process holds it."""
@@ -231,3 +251,30 @@ def episode_lock(store: Store, *, command: str | None = None) -> Iterator[Episod
         yield held
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def slot_lock(folder: str | os.PathLike[str], name: str, *, what: str) -> Iterator[None]:
+    """Hold an exclusive `flock` on `<folder>/locks/<name>.lock` for the block, waiting for it.
+
+    For a YouTube video slot, whose whole find-then-insert must be one at a time on this machine
+    whatever folder (a copy, another spelling) it is uploaded from: the second waits, then finds the
+    first's video by its tag. `what` names the slot in the message said while waiting.
+    """
+    import fcntl
+
+    path = os.path.join(os.path.expanduser(os.fspath(folder)), "locks", f"{name}.lock")
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot write the lock {path}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s is being uploaded by another zray process; waiting for it to finish", what)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor drops the flock

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import stat
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zray import limits
 from zray.errors import InvalidInput
+from zray.input_files import InputFileError, file_problem, json_depth, kind_problem, read_input
 
 LANG_PATTERN = r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?"
 _SCRIPT_KEY = re.compile(rf"^script_({LANG_PATTERN})$")
@@ -28,6 +28,7 @@ _ANY_SCRIPT_KEY = re.compile(r"^script_(.+)$")
 _FILE_NUMBERS = re.compile(r"saga[\s_-]*0*(\d+).*?ep(?:isode)?[\s_-]*0*(\d+)", re.IGNORECASE)
 
 NonEmpty = Field(min_length=1)
+SCRIPT_MAX_DEPTH = 32  # a script nests five levels; deeper is not a script (and could blow a parser's stack)
 THUMB_TEXT_MAX_CHARS = 100  # a thumbnail headline; longer text would be unreadable at any size
 MEDIA_FIELDS = ("image_file", "clip_file")
 
@@ -100,12 +101,17 @@ class Scene(BaseModel):
         None, description="The studio's own video clip for this scene, relative to the script's folder."
     )
     clip_audio: float | None = Field(
-        None, ge=0, le=1, description="Level (0-1) of the clip's own sound; without it the clip is silent."
+        None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Level (0-1) of the clip's own sound; without it the clip is silent.",
     )
     gap: float | None = Field(
         None,
         ge=0,
         le=10,
+        allow_inf_nan=False,
         description="Seconds of silence after this scene's narration (overrides audio.scene_gap).",
     )
     motion: Literal["none", "gentle"] | None = Field(
@@ -253,6 +259,12 @@ def check_text(
         return Checked(
             None, [Problem("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")], []
         )
+    except RecursionError:
+        data = None
+    if (data is None and text.strip() != "null") or json_depth(data) > SCRIPT_MAX_DEPTH:
+        return Checked(
+            None, [Problem("", f"nested more than {SCRIPT_MAX_DEPTH} levels deep; a script has a few")], []
+        )
     return check_data(data, filename=filename, limits=limits, folder=folder)
 
 
@@ -260,8 +272,9 @@ def check_file(path: str | Path, *, limits: ScriptLimits = ScriptLimits()) -> Ch
     path = Path(path)
     try:
         info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            return Checked(None, [Problem("", "not a regular file (a device, a pipe or a folder?)")], [])
+        problem = kind_problem(info.st_mode)
+        if problem:
+            return Checked(None, [Problem("", f"not a regular file ({problem})")], [])
         if info.st_size > limits.script_bytes:
             return Checked(
                 None,
@@ -274,8 +287,9 @@ def check_file(path: str | Path, *, limits: ScriptLimits = ScriptLimits()) -> Ch
                 ],
                 [],
             )
-        with path.open("rb") as fh:
-            raw = fh.read(limits.script_bytes + 1)
+        raw = read_input(path, limit=limits.script_bytes)
+    except InputFileError as exc:
+        return Checked(None, [Problem("", f"cannot read the file: {exc}")], [])
     except OSError as exc:
         return Checked(None, [Problem("", f"cannot read the file: {exc.strerror or exc}")], [])
     try:
@@ -315,6 +329,8 @@ def _from_pydantic(err: Any) -> Problem:
     kind = err["type"]
     if kind == "missing":
         message = "missing"
+    elif kind == "finite_number":
+        message = f"{err.get('input')!r} is not a number; give a finite number"
     elif kind == "string_too_short":
         message = "must not be empty"
     elif kind == "too_short" and err["loc"] == ("scenes",):
@@ -344,9 +360,14 @@ def _check_scene_keys(data: dict[str, Any], limits: ScriptLimits) -> list[Proble
                 continue
             is_script = key.startswith("script_")
             if is_script and not _SCRIPT_KEY.match(key):
-                problems.append(
-                    Problem(f"scenes.{i}.{key}", "language code must be lowercase, like script_es")
+                code = key.removeprefix("script_")
+                message = (
+                    "language code must be lowercase, like script_es"
+                    if re.fullmatch(LANG_PATTERN, code.lower())
+                    else f"{_short(code)} is not a language code (like es or pt-br): only letters, "
+                    "digits and one hyphen, no path characters"
                 )
+                problems.append(Problem(f"scenes.{i}.{key}", message))
             elif not isinstance(value, str):
                 problems.append(Problem(f"scenes.{i}.{key}", f"must be a string, not {_json_type(value)}"))
             elif is_script and not value.strip():
@@ -396,8 +417,8 @@ def _check_media(data: dict[str, Any], folder: Path | None) -> list[Problem]:
             )
         elif Path(value).is_absolute() or ".." in Path(value).parts:
             problems.append(Problem(where, f"{_short(value)} must be a path inside the script's folder"))
-        elif folder is not None and not (folder / value).is_file():
-            problems.append(Problem(where, f"{_short(value)}: no such file next to the script"))
+        elif folder is not None and (problem := file_problem(folder / value)):
+            problems.append(Problem(where, f"{_short(value)}: {problem} next to the script"))
     return problems
 
 

@@ -5,13 +5,20 @@ keys relative to it (`project/episode/assets/common/img_0.png`). Every write is 
 files are written to a hidden temp name beside the target and renamed; object stores get a
 single put of a finished file, which their consistency model makes all-or-nothing. Either way a
 reader never sees a half-written artifact.
+
+On a local disk a store goes only through the folder's own files and folders: a link found below
+its root (a file, or a folder such as `assets/common` pointing at a folder of the user's) is never
+written, deleted, listed or read through. A write replaces it with zray's own file or folder, with
+a warning; a read finds nothing there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +34,7 @@ from fsspec.implementations.local import LocalFileSystem
 from zray.errors import ZrayError
 
 TEMP_MARK = ".zray-tmp-"
+log = logging.getLogger("zray")
 _BLOCK = 1 << 20
 
 
@@ -50,6 +58,35 @@ class DamagedFile(StoreError):
     def __init__(self, key: str, url: str):
         self.key = key
         super().__init__(f"{url} changed since zray wrote it (damaged or edited): it is not used")
+
+
+class DiskFull(StoreError):
+    """The disk under the store is full: one line naming the folder and the file being written."""
+
+    def __init__(self, folder: str, url: str):
+        super().__init__(
+            f"no space left on device: {folder} is full, so {url} was not written (nothing half-written "
+            "is kept); free some space and run again"
+        )
+
+
+# A write that fails with less than this free on its disk failed for want of space, whatever the
+# library that wrote it says (libsndfile and others report a full disk in their own words).
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def disk_full(exc: BaseException, folder: str | os.PathLike[str]) -> bool:
+    """Whether a failed local write failed because the disk under `folder` is full."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < _NEARLY_FULL_BYTES
 
 
 @dataclass(frozen=True)
@@ -151,6 +188,8 @@ class Store:
         self.storage_options = dict(storage_options or {})
         self.fs, path = fsspec.core.url_to_fs(root, **self.storage_options)
         self.is_local = isinstance(self.fs, LocalFileSystem)
+        if self.is_local and path:
+            path = os.path.normpath(path)  # `EP/.` and `EP/` are `EP`: one folder, one name
         self.root = path.rstrip("/") if path not in ("/", "") else path
         self.url_root = root
         # What this process wrote, so a step can report its files' records without reading them back.
@@ -186,11 +225,57 @@ class Store:
             raise StoreError(f"key {key!r} escapes the store root")
         return "/".join([self.root, *parts]) if self.root else "/".join(parts)
 
+    def _own(self, key: str) -> str:
+        """The key's path for a read: FileNotFoundError when a link stands anywhere on its way below
+        the root (what a link points at is not the folder's own)."""
+        target = self.path(key)
+        if self.is_local:
+            for step in self._steps(key):
+                if os.path.islink(step):
+                    raise FileNotFoundError(errno.ENOENT, "a link, not the folder's own file", step)
+                if not os.path.lexists(step):
+                    break
+        return target
+
+    def _own_for_write(self, key: str) -> str:
+        """The key's path for a write: a link on its way below the root is replaced (removed here;
+        the writer makes its own folder or file there), with a warning; its target is left alone."""
+        target = self.path(key)
+        if self.is_local:
+            for step in self._steps(key):
+                if os.path.islink(step):
+                    kind = "file" if step == target else "folder"
+                    log.warning(
+                        "%s is a link (to %s): replaced by zray's own %s; the link's target is left alone",
+                        step,
+                        os.readlink(step),
+                        kind,
+                    )
+                    os.unlink(step)
+                elif not os.path.lexists(step):
+                    break
+        return target
+
+    def _steps(self, key: str) -> list[str]:
+        """The paths from the root's first child down to the key's (the root itself may be a link)."""
+        parts = [p for p in key.replace("\\", "/").split("/") if p not in ("", ".")]
+        return [
+            "/".join([self.root, *parts[:n]]) if self.root else "/".join(parts[:n])
+            for n in range(1, len(parts) + 1)
+        ]
+
     def parent(self) -> Store:
         """A store rooted at this one's parent folder."""
         root = self.root_url.rstrip("/")
         head = root.rsplit("/", 1)[0] if "/" in root.split("://", 1)[-1] else root
         return Store(head, storage_options=self.storage_options)
+
+    def resolved(self) -> Store:
+        """This folder by its real path on a local disk (every link on the way followed): the one
+        name the lock, the records and the messages know it by, however it was spelled."""
+        if not self.is_local or not self.root:
+            return self
+        return Store(os.path.realpath(self.root), storage_options=self.storage_options)
 
     def child(self, prefix: str) -> Store:
         """A store rooted at a folder of this one (an episode folder)."""
@@ -200,24 +285,28 @@ class Store:
         return self.path(key) if self.is_local else self.fs.unstrip_protocol(self.path(key))
 
     def local_path(self, key: str) -> Path | None:
-        """The key as a local file path, when the store is a local folder."""
-        return Path(self.path(key)) if self.is_local else None
+        """The key as a local file path, when the store is a local folder (FileNotFoundError when a
+        link stands on its way)."""
+        return Path(self._own(key)) if self.is_local else None
 
     # --- reads ---------------------------------------------------------------------------------
 
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self.path(key)))
+        try:
+            return bool(self.fs.exists(self._own(key)))
+        except FileNotFoundError:
+            return False
 
     def size(self, key: str) -> int:
-        return int(self.fs.size(self.path(key)))
+        return int(self.fs.size(self._own(key)))
 
     def open(self, key: str, mode: str = "rb") -> IO[Any]:
         if any(c in mode for c in "wax+"):
             raise ValueError("Store.open is for reading; write with put, write_bytes or writer")
-        return self.fs.open(self.path(key), mode)
+        return self.fs.open(self._own(key), mode)
 
     def read_bytes(self, key: str) -> bytes:
-        return bytes(self.fs.cat_file(self.path(key)))
+        return bytes(self.fs.cat_file(self._own(key)))
 
     def read_text(self, key: str) -> str:
         return self.read_bytes(key).decode("utf-8")
@@ -228,7 +317,7 @@ class Store:
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}-{local.name}")
         try:
-            self.fs.get_file(self.path(key), str(tmp))
+            self.fs.get_file(self._own(key), str(tmp))
             os.replace(tmp, local)
         finally:
             tmp.unlink(missing_ok=True)
@@ -267,8 +356,28 @@ class Store:
                 raise DamagedFile(key, self.url(key))
             yield local
 
+    def _walk_local(self, prefix: str) -> dict[str, os.stat_result]:
+        """The folder's own files under prefix, by key: links are neither listed nor followed."""
+        try:
+            base = self._own(prefix)
+        except FileNotFoundError:
+            return {}
+        if os.path.islink(base) or not os.path.isdir(base):
+            return {}
+        start = len(self.root) + 1 if self.root else 0
+        found: dict[str, os.stat_result] = {}
+        for folder, _dirs, names in os.walk(base):  # does not descend into linked folders
+            for name in names:
+                path = os.path.join(folder, name)
+                info = os.lstat(path)
+                if not os.path.islink(path):
+                    found[path[start:]] = info
+        return found
+
     def list(self, prefix: str = "") -> list[str]:
         """Keys under a prefix (recursively), relative to the root, temp files excluded."""
+        if self.is_local:
+            return sorted(k for k in self._walk_local(prefix) if TEMP_MARK not in k)
         base = self.path(prefix)
         if not self.fs.exists(base):
             return []
@@ -286,11 +395,17 @@ class Store:
 
     def stamp(self, key: str) -> tuple[int, str]:
         """(size, fingerprint) of a key, from one metadata call; no read of its bytes."""
-        info = self.fs.info(self.path(key))
+        info = self.fs.info(self._own(key))
         return int(info.get("size") or 0), _stamp_of(info)
 
     def stamps(self, prefix: str = "") -> dict[str, tuple[int, str]]:
         """(size, fingerprint) of every key under prefix, from one listing: what a rerun compares."""
+        if self.is_local:
+            return {
+                key: (info.st_size, _stamp_of({"mtime": info.st_mtime}))
+                for key, info in self._walk_local(prefix).items()
+                if TEMP_MARK not in key
+            }
         base = self.path(prefix)
         if not self.fs.exists(base):
             return {}
@@ -319,14 +434,15 @@ class Store:
 
     def put(self, local: str | os.PathLike[str], key: str) -> None:
         """Store a finished local file under key, atomically."""
-        target = self.path(key)
+        target = self._own_for_write(key)
         digest = file_digest(local)
         if self.is_local:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
             tmp = self._temp_beside(target)
             try:
-                shutil.copyfile(local, tmp)
-                os.replace(tmp, target)
+                with self._space(key):
+                    Path(target).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(local, tmp)
+                    os.replace(tmp, target)
             finally:
                 Path(tmp).unlink(missing_ok=True)
         else:
@@ -348,13 +464,15 @@ class Store:
         `suffix` keeps the extension for writers (PyAV, soundfile) that pick a format from it.
         """
         ext = suffix if suffix is not None else Path(key).suffix
-        target = self.path(key)
+        target = self._own_for_write(key)
         if self.is_local:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            with self._space(key):
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(self._temp_beside(target) + ext)
             try:
-                yield tmp
-                with self._commit(key):
+                with self._space(key):
+                    yield tmp
+                with self._space(key), self._commit(key):
                     digest = file_digest(tmp)
                     os.chmod(tmp, FILE_MODE)
                     os.replace(tmp, target)
@@ -371,6 +489,18 @@ class Store:
             self._committed(key, digest)
 
     @contextlib.contextmanager
+    def _space(self, key: str) -> Iterator[None]:
+        """A local write that fails on a full disk is DiskFull, naming the folder and the file."""
+        try:
+            yield
+        except DiskFull:
+            raise
+        except Exception as exc:
+            if self.is_local and disk_full(exc, os.path.dirname(self.path(key)) or "."):
+                raise DiskFull(self.root_url, self.url(key)) from None
+            raise
+
+    @contextlib.contextmanager
     def _commit(self, key: str) -> Iterator[None]:
         """Errors while storing a finished file are the store's (a full disk, an endpoint gone)."""
         try:
@@ -382,7 +512,7 @@ class Store:
 
     def move(self, src: str, dst: str) -> None:
         """Rename a key (atomic on local disks; copy then delete on object stores)."""
-        source, target = self.path(src), self.path(dst)
+        source, target = self._own(src), self._own_for_write(dst)
         if self.is_local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
@@ -392,10 +522,35 @@ class Store:
         self._written.pop(src, None)
 
     def remove(self, key: str) -> None:
+        """Delete a key (a folder: all under it); a link there is removed, never what it points at."""
         path = self.path(key)
-        if self.fs.exists(path):
+        if self.is_local and os.path.islink(path):
+            os.unlink(path)
+            self._written.pop(key, None)
+            return
+        try:
+            path = self._own(key)
+        except FileNotFoundError:  # under a link: nothing of the folder's own is there
+            return
+        if self.is_local and os.path.isdir(path):
+            self._remove_tree(path)
+        elif self.fs.exists(path):
             self.fs.rm(path, recursive=True)
         self._written.pop(key, None)
+
+    @staticmethod
+    def _remove_tree(path: str) -> None:
+        """A local folder and all under it; a link inside is removed itself, never followed."""
+        for folder, dirs, names in os.walk(path, topdown=False):
+            for name in names:
+                os.unlink(os.path.join(folder, name))
+            for name in dirs:
+                inner = os.path.join(folder, name)
+                if os.path.islink(inner):
+                    os.unlink(inner)
+                else:
+                    os.rmdir(inner)
+        os.rmdir(path)
 
     # --- conditional writes (leases) -------------------------------------------------------------
 
@@ -407,7 +562,7 @@ class Store:
 
     def create_new(self, key: str, data: bytes) -> bool:
         """Write key only if it does not exist yet; False when it does."""
-        target = self.path(key)
+        target = self._own_for_write(key)
         if self.is_local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -453,11 +608,10 @@ class Store:
         """Delete temp files left by killed writers under prefix; returns how many."""
         if not self.is_local:
             return 0
-        base = Path(self.path(prefix))
         removed = 0
-        if base.exists():
-            for tmp in base.rglob(f"{TEMP_MARK}*"):
-                tmp.unlink(missing_ok=True)
+        for key in self._walk_local(prefix):  # the folder's own files only: no link is followed
+            if key.rsplit("/", 1)[-1].startswith(TEMP_MARK):
+                Path(self.path(key)).unlink(missing_ok=True)
                 removed += 1
         return removed
 

@@ -86,14 +86,16 @@ def _quiet_token_notice() -> None:
 
 
 def _reap_when_we_die() -> None:
-    """A watchdog for the embedded instance: if this process dies without shutting Ray down (kill -9),
-    the Ray processes it started (GCS, raylet, dashboard and runtime-env agents, workers) go with it
-    instead of living on. Ray's own shutdown, on a normal exit, makes the watchdog pointless and it
-    leaves with its parent either way."""
+    """Start the embedded instance's watchdog (`zray.actors.watchdog`): if this process dies without
+    shutting Ray down (kill -9), the Ray processes it started (GCS, raylet, dashboard and
+    runtime-env agents, workers) go with it instead of living on; after a clean shutdown it removes
+    the run's Ray session folder. It runs with `-I -S` (no site-packages): the standard library is
+    all it needs on any install."""
     import subprocess
-    import sys
 
     import ray
+
+    from zray.actors import watchdog
 
     node = getattr(ray._private.worker, "_global_node", None)
     if node is None:
@@ -101,40 +103,19 @@ def _reap_when_we_die() -> None:
     pids = [p.process.pid for procs in node.all_processes.values() for p in procs if p.process is not None]
     if not pids:
         return
-    # It keeps a list of every process under Ray's own (agents and workers are the raylet's
-    # children, and would be orphaned, out of reach, once the raylet is gone).
-    script = (
-        "import sys, time\n"
-        "import psutil\n"
-        "parent, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]\n"
-        "known = {}\n"
-        "def look():\n"
-        "    for pid in roots:\n"
-        "        try:\n"
-        "            root = psutil.Process(pid)\n"
-        "            for proc in [root, *root.children(recursive=True)]:\n"
-        "                known[(proc.pid, proc.create_time())] = proc\n"
-        "        except psutil.Error:\n"
-        "            pass\n"
-        "while psutil.pid_exists(parent):\n"
-        "    look()\n"
-        "    if not any(psutil.pid_exists(p) for p in roots):\n"
-        "        sys.exit(0)\n"
-        "    time.sleep(0.5)\n"
-        "look()\n"
-        "for proc in known.values():\n"
-        "    try:\n"
-        "        proc.kill()\n"
-        "    except psutil.Error:\n"
-        "        pass\n"
-    )
     subprocess.Popen(
-        [sys.executable, "-c", script, str(os.getpid()), *map(str, pids)],
+        watchdog_command(os.getpid(), node.get_session_dir_path(), pids, script=watchdog.__file__),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # not in our process group: a signal to the group must not take it
     )
+
+
+def watchdog_command(parent: int, session_dir: str, pids: list[int], *, script: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-I", "-S", script, str(parent), session_dir, *map(str, pids)]
 
 
 def check_shared_storage(store: Any, config: Config) -> None:
@@ -151,22 +132,62 @@ def check_shared_storage(store: Any, config: Config) -> None:
         )
 
 
+# A gRPC server (Ray's GCS, and the Ray client server behind ray://) answers HTTP/2's client
+# preface with a SETTINGS frame; a web server, a database or a closed port does not.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_SETTINGS_FRAME = 4
+
+
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail in seconds, not minutes: Ray itself keeps retrying an address that never answers."""
+    """Fail in seconds, not minutes: Ray itself keeps retrying an address that never answers, or
+    that answers as something other than Ray. `auto` is checked at the address it stands for."""
     if address == "auto":
-        return
+        address = _auto_address()
+        if address is None:
+            return  # no cluster on this machine: ray.init says so at once
     host_port = address.removeprefix("ray://").rsplit("/", 1)[0]
     host, _, port = host_port.rpartition(":")
     if not host or not port.isdigit():
         raise ClusterError(f"--address {address}: expected auto, host:port or ray://host:port")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            connection.sendall(_HTTP2_PREFACE)
+            header = _read_exactly(connection, 9)
     except OSError as exc:
+        reason = "it does not answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
         raise ClusterError(
-            f"--address {address}: cannot reach a Ray cluster there ({exc.strerror or exc}); "
+            f"--address {address}: cannot reach a Ray cluster there ({reason}); "
             "check the address, or leave --address out to run on this machine"
         ) from None
+    if len(header) < 9 or header[3] != _SETTINGS_FRAME:
+        raise ClusterError(
+            f"--address {address}: something listens there, but not a Ray cluster (it does not speak "
+            "gRPC); give the head node's GCS address (host:6379) or ray://host:10001"
+        )
+
+
+def _read_exactly(connection: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _auto_address() -> str | None:
+    """The cluster `--address auto` joins: RAY_ADDRESS, else the one `ray start` recorded here."""
+    if os.environ.get("RAY_ADDRESS", "auto") != "auto":
+        return os.environ["RAY_ADDRESS"]
+    try:
+        from ray._private import services
+
+        found = services.find_bootstrap_address(None)
+    except Exception:  # a private API that moved: leave the check to ray.init
+        return None
+    return found if isinstance(found, str) and found else None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from zray.engines.base import BaseEngine, EngineError, EngineSettings
+from zray.input_files import file_problem
 from zray.media.constants import SAMPLE_RATE
 
 ENGINE_VERSION = "2"  # 2: decoded with libsndfile + scipy instead of FFmpeg
@@ -101,14 +102,19 @@ class LibraryMusicEngine(BaseEngine):
                 f"library music folder {self.folder!r} does not exist; create it and put the studio's "
                 f"licensed tracks ({', '.join(AUDIO_SUFFIXES)}) in it, or choose another music engine"
             )
-        found = sorted(
-            (
-                path
-                for path in folder.iterdir()
-                if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in AUDIO_SUFFIXES
-            ),
-            key=lambda path: path.name,
-        )
+        named = [
+            path
+            for path in folder.iterdir()
+            if not path.name.startswith(".") and path.suffix.lower() in AUDIO_SUFFIXES
+        ]
+        for path in sorted(named):
+            problem = file_problem(path)  # a FIFO would hang the decoder, a device never ends
+            if problem:
+                raise EngineError(
+                    f"library music folder {self.folder!r}: {path.name}: {problem}; remove it, or put the "
+                    "track itself there"
+                )
+        found = sorted(named, key=lambda path: path.name)
         if not found:
             raise EngineError(
                 f"library music folder {self.folder!r} has no tracks; put the studio's licensed music "

@@ -133,9 +133,11 @@ def write_wav(
     path = Path(dest)
     # A crash mid-write must not leave a truncated WAV that a rerun would trust as finished.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            soundfile.write(handle, frames, sample_rate, subtype="PCM_16", format="WAV")
+        # By path, not through a Python file object: libsndfile then reports a failed write (a
+        # full disk) as an error, where soundfile's callbacks would print tracebacks and go on.
+        soundfile.write(tmp, frames, sample_rate, subtype="PCM_16", format="WAV")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -93,7 +93,7 @@ def _fetch_studio_files(url: str, local: Path) -> None:
     from beside it in the bucket; a script that does not parse is left to validation to report."""
     try:
         data = json.loads(local.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return
     names: list[str] = []
     for scene in data.get("scenes") or [] if isinstance(data, dict) else []:

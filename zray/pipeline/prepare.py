@@ -19,8 +19,9 @@ from zray import episode as layout
 from zray.config import Config
 from zray.episode import Identity
 from zray.errors import RunError
+from zray.input_files import file_problem
 from zray.keys import KEY_FORMAT, safe_name
-from zray.lock import EpisodeLock
+from zray.lock import EpisodeLock, check_not_linked_elsewhere
 from zray.nodes import Kind, Node
 from zray.pipeline import studio
 from zray.pipeline.engine_setup import EngineSetup
@@ -71,6 +72,9 @@ def check_intro(path: Path, *, flag: str = "--intro") -> None:
     """An intro must be a video clip: frames, a sane length. Checked before any work."""
     from zray.media import video
 
+    problem = file_problem(path)  # a FIFO would hang the probe forever
+    if problem:
+        raise RunError(f"{flag} {path}: {problem}; give a video clip, or leave {flag} out")
     try:
         info = video.probe(path)
     except (OSError, ValueError) as exc:
@@ -166,6 +170,7 @@ def prepare_episode(
     check_caption_fonts(script, languages, config)
     identities = identities_for(engines, script, languages)
     store = root.child(episode)
+    check_not_linked_elsewhere(store, identity)
 
     held = None if readonly else EpisodeLock(store, command=f"zray run {request.script.name}").acquire()
     try:
@@ -238,6 +243,9 @@ def check_caption_fonts(script: Script, languages: list[str], config: Config) ->
     from zray.media.captions import CaptionError, check_font  # Pillow: only when captions are burned
 
     font = config.captions.font_path()
+    problem = file_problem(font)  # Pillow would wait forever on a FIFO
+    if problem:
+        raise RunError(f"captions.font {font}: {problem}; give a TrueType or OpenType font file")
     for lang in languages:
         text = " ".join(scene.narration(lang) for scene in script.scenes)
         try:

@@ -17,10 +17,14 @@ from typing import Any
 
 from zray import episode as layout
 from zray.errors import RunError
+from zray.input_files import file_problem
 from zray.script import Script
 from zray.store import Store, file_digest
 
 RECORD_FIELD = "studio_files"
+# A decoded picture costs width x height x 4 bytes or more: 40 megapixels (7680x5120) is 160 MB,
+# while a 144-megapixel PNG would take 1.4 GB on the way to a 1920x1080 frame.
+MAX_PICTURE_PIXELS = 40_000_000
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,9 @@ def check(script: Script, folder: Path) -> None:
     """Every studio file exists and decodes; RunError naming the JSON path otherwise."""
     for where, name, kind in named_files(script):
         path = folder / name
-        if not path.is_file():
-            raise RunError(f"{where}: {name!r}: no such file next to the script ({folder})")
+        problem = file_problem(path)  # a FIFO or a device would hang the decoder
+        if problem:
+            raise RunError(f"{where}: {name!r}: {problem} next to the script ({folder})")
         if kind == "image":
             _check_image(where, path)
         else:
@@ -70,7 +75,15 @@ def _check_image(where: str, path: Path) -> None:
 
     try:
         with Image.open(path) as image:
+            width, height = image.size  # from the header: nothing decoded yet
+            if width * height > MAX_PICTURE_PIXELS:
+                raise RunError(
+                    f"{where}: {path.name} is {width}x{height} ({width * height / 1e6:.0f} megapixels); "
+                    f"zray takes pictures up to {MAX_PICTURE_PIXELS // 1_000_000} megapixels: scale it down"
+                )
             image.verify()
+    except RunError:
+        raise
     except Exception as exc:  # Pillow raises many kinds for a broken file
         raise RunError(f"{where}: {path.name} is not a picture zray can read ({exc})") from None
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zray.input_files import InputFileError, file_problem, read_input
 from zray.keys import safe_name
 from zray.publish.errors import PUBLISH_EXTRA_HINT, AuthError, MissingExtra
 
@@ -33,6 +34,7 @@ except ImportError as exc:  # a base install: one line saying which extra to add
 
 from zray.publish.settings import YouTubeConfig
 
+SECRET_MAX_BYTES = 64 * 1024  # a client file or a token is a few hundred bytes
 SCOPES = (
     "https://www.googleapis.com/auth/youtube.upload",
     # captions.insert and videos.update need the wider scope.
@@ -72,23 +74,31 @@ def read_private(path: Path) -> str:
             f"{path} has permissions {mode:04o}; zray reads secrets only from files private to you: "
             f"chmod 600 {path}"
         )
-    return path.read_text(encoding="utf-8")
+    try:
+        return read_input(path, limit=SECRET_MAX_BYTES).decode("utf-8")
+    except InputFileError as exc:
+        raise AuthError(f"{path}: {exc}") from None
 
 
 def load_client_config(config: YouTubeConfig) -> dict[str, Any]:
     """The OAuth client from client_secret.json (a Desktop app client), with token_uri overridden."""
     path = Path(config.client_secret).expanduser()
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "no such file":
         raise AuthError(
             f"no OAuth client file at {path}: download it from Google Cloud console "
             "(APIs & Services > Credentials > OAuth client ID, Desktop app) and set youtube.client_secret"
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_input(path, limit=SECRET_MAX_BYTES)
+    except InputFileError as exc:
+        raise AuthError(f"youtube.client_secret {path}: {exc}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
         kind = "installed" if "installed" in data else "web"
         client = data[kind]
         missing = [k for k in ("client_id", "auth_uri", "token_uri") if not client.get(k)]
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise AuthError(f"{path} is not a Google OAuth client file (no installed or web client)") from None
     if missing:
         raise AuthError(f"{path} is not a Google OAuth client file: {kind}.{missing[0]} is missing")

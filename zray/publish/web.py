@@ -46,6 +46,7 @@ from zray.config import WebConfig
 from zray.episode import Episode
 from zray.errors import ZrayError
 from zray.keys import safe_name
+from zray.publish.checked import DamagedOutput, check_file
 from zray.review.record import not_approved_line, unapproved
 from zray.script import Script
 from zray.store import Store, StoreError
@@ -72,7 +73,8 @@ class PublishReport:
     layout: str
     written: list[str] = field(default_factory=list)  # site keys, in the order written
     unchanged: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # one line per language the review gate held back
+    # One line per language left out: held back by the review gate, or a file not the one zray made.
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -118,12 +120,20 @@ def publish_episode(
         for lang in chosen
         if lang not in held
     ]
+    damaged = []
+    for page in list(pages):
+        try:
+            for key in (page.video, page.thumbnail):
+                check_file(episode, key)
+        except DamagedOutput as exc:  # that language is left out; the others go on
+            damaged.append(str(exc))
+            pages.remove(page)
     try:
         store = Store(site)
     except (ValueError, ImportError) as exc:
         raise PublishError(f"--site {site!r}: {exc}") from None
     writer = _SiteWriter(store, PublishReport(site=store.root_url, layout=layout))
-    writer.report.skipped = [not_approved_line(lang, episode.url) for lang in held]
+    writer.report.skipped = [not_approved_line(lang, episode.url) for lang in held] + damaged
     for page in pages:
         _publish_page(writer, episode.store, page, hugo=layout == "hugo")
     return writer.report

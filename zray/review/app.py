@@ -19,13 +19,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import secrets
+import stat
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -45,7 +48,7 @@ from zray.review.preview import preview_jpeg
 from zray.review.record import ReviewRecord, random_seed, short_keys, shorts_name, update_review, video_keys
 from zray.review.report import render_report
 from zray.review.runner import Rebuild, RebuildError, rebuild_command
-from zray.store import Store
+from zray.store import Store, file_digest
 
 TOKEN_HEADER = "x-zray-token"
 PAGE_CSP = (
@@ -55,6 +58,8 @@ PAGE_CSP = (
 REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
+MAX_BODY_BYTES = 1 << 20  # an API request is a few hundred bytes; more is refused (413)
+DAMAGED = "{path} is not the file zray made (damaged or edited): run `zray run` to rebuild it\n"
 
 
 def new_token() -> str:
@@ -157,6 +162,8 @@ class Previews:
             lock = self._locks.setdefault(served.path, threading.Lock())
         with lock:
             if key not in self.made:
+                if store.is_local and regular_file(store, served.path) is None:
+                    raise FileNotFoundError(f"{served.path} is not a regular file of the folder")
                 self.made[key] = preview_jpeg(store.read_bytes(served.path))
         return self.made[key]
 
@@ -171,12 +178,48 @@ class Previews:
 
 
 @dataclass
+class Checked:
+    """Which served files are the ones zray made: each hashed once per server start (and again
+    only when its size or mtime, or the hash run.json records for it, changes)."""
+
+    verdicts: dict[tuple[str, str, int, int], bool] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def intact(self, local: Path, served: Served) -> bool:
+        if served.sha256 is None:
+            return True  # a record older than file hashes
+        info = local.stat()
+        key = (served.path, served.sha256, info.st_size, info.st_mtime_ns)
+        with self._guard:
+            if key not in self.verdicts:
+                self.verdicts[key] = file_digest(local) == served.sha256
+            return self.verdicts[key]
+
+
+def regular_file(store: Store, path: str) -> Path | None:
+    """The folder's own regular file at path, or None (missing, a link anywhere on its way, a FIFO,
+    a device, a folder): the page serves nothing else."""
+    try:
+        local = store.local_path(path)
+    except FileNotFoundError:
+        return None
+    if local is None:
+        return None
+    try:
+        info = os.lstat(local)
+    except OSError:
+        return None
+    return local if stat.S_ISREG(info.st_mode) else None
+
+
+@dataclass
 class ReviewState:
     store: Store
     token: str
     python: str = sys.executable
     rebuild: Rebuild = field(default_factory=Rebuild)
     previews: Previews = field(default_factory=Previews)
+    checked: Checked = field(default_factory=Checked)
     _report: tuple[str, str] | None = None
     _opened: tuple[tuple[object, ...], Episode, dict[str, Served]] | None = None
     _guard: threading.Lock = field(default_factory=threading.Lock)
@@ -215,14 +258,29 @@ def _error(exc: Exception, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=status)
 
 
+class BodyTooLarge(ValueError):
+    """A request body over MAX_BODY_BYTES (413)."""
+
+
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"the request body is over {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():  # a body without a length is bounded as it arrives
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"the request body is over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return {}
     try:
         data = json.loads(raw)
     except ValueError:
         raise ValueError("the request body is not JSON") from None
+    except RecursionError:
+        raise ValueError("the request body is nested too deep") from None
     if not isinstance(data, dict):
         raise ValueError("the request body must be a JSON object")
     return data
@@ -259,16 +317,20 @@ def create_app(state: ReviewState, *, port: int, hosts: Iterable[str]) -> ASGIAp
         served = table.get(request.path_params["path"])
         if served is None:
             return Response("not a file of this episode\n", status_code=404)
-        local = episode.store.local_path(served.path)
         headers = {"Cache-Control": "private, max-age=3600"}
-        if local is not None:
-            if not local.is_file():
+        if episode.store.is_local:
+            local = regular_file(episode.store, served.path)
+            if local is None:
                 return Response("missing: run `zray run` again\n", status_code=404)
+            if not state.checked.intact(local, served):
+                return Response(DAMAGED.format(path=served.path), status_code=409)
             return FileResponse(local, media_type=served.media_type, headers=headers)
         try:
             body = episode.store.read_bytes(served.path)
         except FileNotFoundError:
             return Response("missing: run `zray run` again\n", status_code=404)
+        if served.sha256 is not None and hashlib.sha256(body).hexdigest() != served.sha256:
+            return Response(DAMAGED.format(path=served.path), status_code=409)
         return Response(body, media_type=served.media_type, headers=headers)
 
     def previews(request: Request) -> Response:
@@ -276,6 +338,8 @@ def create_app(state: ReviewState, *, port: int, hosts: Iterable[str]) -> ASGIAp
         served = table.get(request.path_params["path"])
         if served is None or not served.picture:
             return Response("not a picture of this episode\n", status_code=404)
+        if episode.store.is_local and regular_file(episode.store, served.path) is None:
+            return Response("missing: run `zray run` again\n", status_code=404)  # even if made before
         try:
             body = state.previews.get(episode.store, served)
         except (OSError, ValueError) as exc:
@@ -300,6 +364,8 @@ def create_app(state: ReviewState, *, port: int, hosts: Iterable[str]) -> ASGIAp
             data = await _body(request)
             episode = state.episode()
             record = await _apply(request, what, data, episode, state)
+        except BodyTooLarge as exc:
+            return _error(exc, 413)
         except (ValueError, KeyError) as exc:
             return _error(exc)
         except ZrayError as exc:  # the lock held by a rebuild, a broken record

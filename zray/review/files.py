@@ -33,6 +33,7 @@ class Served:
     path: str  # relative to the episode folder, as run.json lists it
     media_type: str
     version: str  # changes whenever the file's content does (its recorded hash)
+    sha256: str | None = None  # as run.json recorded it: what is served is checked against it
 
     @property
     def picture(self) -> bool:
@@ -53,9 +54,10 @@ def allowed_files(episode: Episode) -> dict[str, Served]:
             media_type = MEDIA_TYPES.get(_suffix(path))
             if media_type is None or not layout.inside(path):
                 continue
-            digest = (files.get(path) or {}).get("sha256")
-            version = str(digest)[:12] if digest else str(entry.get("key", ""))[:12]
-            table[path] = Served(path, media_type, version)
+            digest = (files.get(path) or {}).get("sha256") if isinstance(files, dict) else None
+            digest = digest if isinstance(digest, str) else None
+            version = digest[:12] if digest else str(entry.get("key", ""))[:12]
+            table[path] = Served(path, media_type, version, digest)
     return table
 
 

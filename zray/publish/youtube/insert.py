@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from zray.episode import KeyedRecord
+from zray.lock import slot_lock
+from zray.publish.checked import checked_copy
 from zray.publish.youtube import records
 from zray.publish.youtube.channel import find_tagged
 from zray.publish.youtube.client import Api
@@ -53,10 +55,32 @@ def insert_once(
     published: KeyedRecord,
     state: KeyedRecord,
     now: datetime,
+    sha256: str | None,
     progress: ProgressCallback | None = None,
 ) -> Placed:
+    """`sha256`: the video's hash in run.json; a file that differs sends nothing (DamagedOutput).
+
+    The whole find-then-insert holds the slot's lock beside the channel's tokens, so two processes
+    uploading one slot at once (two copies of a folder) make one video: the second finds it."""
+    with slot_lock(api.config.token_dir, job.slot.tag, what=f"{job.slot.tag} ({job.slot.name})"):
+        return _insert_once(
+            api, job, store=store, published=published, state=state, now=now, sha256=sha256, progress=progress
+        )
+
+
+def _insert_once(
+    api: Api,
+    job: Job,
+    *,
+    store: Store,
+    published: KeyedRecord,
+    state: KeyedRecord,
+    now: datetime,
+    sha256: str | None,
+    progress: ProgressCallback | None,
+) -> Placed:
     slot = job.slot
-    with store.local_copy(slot.video) as path:
+    with checked_copy(store, slot.video, sha256) as path:
         size = path.stat().st_size
         resume: tuple[str, int] | None = None
         saved = state.get(slot.name)

@@ -24,6 +24,7 @@ from google.oauth2.credentials import Credentials
 
 from zray.episode import Episode, EpisodeError, KeyedRecord, published_record, upload_state
 from zray.publish import auth
+from zray.publish.checked import DamagedOutput, read_checked, recorded_sha256
 from zray.publish.errors import AuthError, UnknownLanguage
 from zray.publish.quota import QuotaLedger, plan_units
 from zray.publish.settings import Privacy, YouTubeConfig
@@ -265,6 +266,9 @@ def upload_videos(
                 now=now,
                 privacy_given=options.privacy is not None,
             )
+        except DamagedOutput as exc:  # nothing of that file was sent
+            video_id = (published.get(job.name) or {}).get("video_id")
+            results[job.name] = _result(job.slot, "failed", video_id, str(exc))
         except (AuthError, RefreshError):
             hint = auth.auth_hint(project_of(episode, options.project), job.slot.lang)
             results[job.name] = _result(job.slot, "failed", message=f"the YouTube token was refused; {hint}")
@@ -369,13 +373,23 @@ def _run(
     privacy_given: bool,
 ) -> VideoResult:
     slot, body = job.slot, job.body
+    # The slot's small files are read and checked first: a damaged one stops it before its video leaves.
+    thumbnail = read_checked(episode, slot.thumbnail) if slot.thumbnail else None
+    srt = read_checked(episode, slot.subtitles) if slot.subtitles else None
     status = body["status"]
     entry = dict(job.entry or {})
     captions: CaptionMode = "adopt"  # an entry without captions may hide a track a crash left unrecorded
     message = job.message
     if job.action in ("upload", "replace"):
         placed = insert_once(
-            api, job, store=episode.store, published=published, state=state, now=now, progress=progress
+            api,
+            job,
+            store=episode.store,
+            published=published,
+            state=state,
+            now=now,
+            sha256=recorded_sha256(episode, slot.video),
+            progress=progress,
         )
         entry = placed.entry
         if placed.restored:
@@ -402,13 +416,12 @@ def _run(
 
     video_id = entry["video_id"]
     warnings: list[str] = []
-    if slot.thumbnail and "thumbnail" not in entry:
-        warning = set_thumbnail(api, video_id, episode.store.read_bytes(slot.thumbnail))
+    if thumbnail is not None and "thumbnail" not in entry:
+        warning = set_thumbnail(api, video_id, thumbnail)
         entry["thumbnail"] = "refused" if warning else "set"
         warnings += [warning] if warning else []
         published.put(slot.name, entry)
-    if slot.subtitles and ("captions" not in entry or job.action == "update"):
-        srt = episode.store.read_bytes(slot.subtitles)
+    if srt is not None and ("captions" not in entry or job.action == "update"):
         entry["captions"] = upload_captions(api, video_id, slot.lang, srt, mode=captions)
         published.put(slot.name, entry)
     if not message and action != "completed" and "publishAt" in status:
