@@ -126,9 +126,28 @@ def test_colliding_scene_labels_are_disambiguated():
     assert "image:000_a_b" in plan.nodes and "image:001_a_b" in plan.nodes
 
 
-def test_upgrading_keeps_the_keys_of_images_narration_and_music(monkeypatch):
-    """A studio that upgrades zray must not redo its GPU work: these keys were computed by zray 0.1.0
-    (commit 54b8726) for the same script with the draft engines."""
+FORMAT_1_KEYS = {
+    "music": "75d1c6a1d87f5302",
+    "image:0": "bce55a0e12edc26f",
+    "image:1": "32d94bbc520ee703",
+    "image:2": "9f081df44430f51f",
+    "tts:es:0": "3bbbb8d3d8182d67",
+    "tts:es:1": "863e46f03af20acd",
+    "tts:es:2": "28b9e4f6135a8f29",
+    "thumb_base:es": "251fc763863979a5",
+    "tts:ca:0": "ef133a8696b96bee",
+    "tts:ca:1": "cb73800a0cf69112",
+    "tts:ca:2": "25a4aa132c992360",
+    "thumb_base:ca": "bb8a144971a91ea4",
+}
+
+
+def test_the_old_key_formulas_recognise_keys_computed_by_zray_0_1(monkeypatch):
+    """A studio that upgrades zray must not redo its GPU work: FORMAT_1_KEYS were computed by zray
+    0.1.0 (commit 54b8726) for the same script with the draft engines; the migration recognises them
+    (the storyboard cards only with their label set aside: format 1 left it out, so they rebuild)."""
+    from zray.pipeline import migrate_keys
+
     # The storyboard's identity names the Pillow that drew it (its rasterizer decides the pixels), so
     # another Pillow rightly makes new pictures; the keys were computed under Pillow 11.3.0.
     monkeypatch.setattr(PIL, "__version__", "11.3.0")
@@ -138,22 +157,15 @@ def test_upgrading_keeps_the_keys_of_images_narration_and_music(monkeypatch):
     plan = plan_for(
         small_script(), identities=identities_for(setup, script, script.languages), profile="draft"
     )
-    assert {
-        k: n.key for k, n in plan.nodes.items() if k.split(":")[0] in ("image", "tts", "music", "thumb_base")
-    } == {
-        "music": "75d1c6a1d87f5302",
-        "image:0": "bce55a0e12edc26f",
-        "image:1": "32d94bbc520ee703",
-        "image:2": "9f081df44430f51f",
-        "tts:es:0": "3bbbb8d3d8182d67",
-        "tts:es:1": "863e46f03af20acd",
-        "tts:es:2": "28b9e4f6135a8f29",
-        "thumb_base:es": "251fc763863979a5",
-        "tts:ca:0": "ef133a8696b96bee",
-        "tts:ca:1": "cb73800a0cf69112",
-        "tts:ca:2": "25a4aa132c992360",
-        "thumb_base:ca": "bb8a144971a91ea4",
+    old = migrate_keys.legacy_keys(plan.nodes, cfg)
+    assert {k: old[k] for k in FORMAT_1_KEYS} == {
+        k: (None if k.startswith("image:") else v) for k, v in FORMAT_1_KEYS.items()
     }
+    monkeypatch.setattr(migrate_keys, "LABEL_DRAWING_ENGINES", frozenset())
+    old = migrate_keys.legacy_keys(plan.nodes, cfg)
+    assert {k: old[k] for k in FORMAT_1_KEYS} == FORMAT_1_KEYS
+    # The new keys are another format: no old key can be mistaken for a new one.
+    assert not set(FORMAT_1_KEYS.values()) & {n.key for n in plan.nodes.values()}
 
 
 def test_motion_and_crossfades_are_decided_by_profile_unless_set():
@@ -195,7 +207,8 @@ def test_a_moving_scene_is_keyed_by_every_languages_narration_and_a_still_crossf
 def test_the_thumbnail_base_is_asked_for_without_a_label():
     plan = plan_for(small_script())
     assert plan.nodes["thumb_base:es"].request.label == ""
-    assert plan.nodes["image:0"].request.label == "Scene 1"
+    # The card's label names the scene by its id, so inserting a scene renumbers no other card.
+    assert plan.nodes["image:0"].request.label == "Scene 0"
 
 
 def test_pacing_lives_in_the_padded_narration():

@@ -9,6 +9,10 @@ import unicodedata
 from typing import Any
 
 KEY_LENGTH = 16
+# Part of every node's key (see `zray.nodes.node_key`): bumped when the way keys are made changes, so
+# no key made one way can ever equal one made another. Format 1 was zray 0.1's hand-written keys
+# (recognised only by `zray.pipeline.migrate_keys`); format 2 derives each key from its typed request.
+KEY_FORMAT = 2
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f-\x9f]')
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}
 _MAX_NAME_BYTES = 120

@@ -1,10 +1,13 @@
-"""The contract between the planner, the scheduler and the steps: node kinds and their typed I/O.
+"""The contract between the planner, the scheduler and the steps: node kinds, their typed I/O, their keys.
 
 A node is one unit of work. Its kind fixes three types: a request (everything the step needs
 besides its inputs, output paths included), the inputs it consumes, named (each the result of
 another node), and the result it returns. Steps and workers take a request and inputs and return
 a result; nothing is passed or unpacked by position. Results are recorded in run.json and read
 back for cached nodes, so they are plain dataclasses that round-trip through JSON.
+
+A node's content key is derived from its request, in one place (`node_key`, used by `make_node`):
+nobody writes a key by hand, so a key cannot drift from what the step is given.
 
 Stdlib only: planning a rerun with nothing to do imports no media library.
 """
@@ -14,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
+from zray.keys import KEY_FORMAT, content_key
 from zray.media.moves import Move
 from zray.media.video.settings import VideoSettings
 from zray.media.words import WordTiming
@@ -342,18 +346,57 @@ class ShortsInputs:
 # --- requests --------------------------------------------------------------------------------------
 
 
+_PATH = "zray_path"  # field metadata: "file" (an output the step writes) or "folder" (one it writes in)
+
+
+def output_path(*, folder: bool = False, many: bool = False) -> Any:
+    """A request field naming where the step writes: a file (listed in `outputs`), or a folder.
+
+    Paths are not part of the key: they are derived from it (or from the title, so a new title
+    renames). The planner builds the request with these empty, computes the key, then fills them
+    (see `make_node`)."""
+    return field(default=() if many else "", metadata={_PATH: "folder" if folder else "file"})
+
+
 @dataclass(frozen=True)
 class Request:
-    """Everything a step needs besides its inputs; `outputs` are the files it writes."""
+    """Everything a step needs besides its inputs; `outputs` are the files it writes.
+
+    Every field is part of the node's key (`node_key`) except the paths declared with `output_path()`
+    and the fields named in `unkeyed`, each with the reason it changes no byte the step writes."""
 
     kind: ClassVar[Kind]
     # True for a step whose files are known only once it has run (the Shorts, grouped by narration
     # lengths): its result lists them (`Result.files`), and they must be ones it `owns`.
     dynamic_outputs: ClassVar[bool] = False
+    # Fields left out of the key, besides output paths: field name -> why no byte depends on it.
+    unkeyed: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def path_fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get(_PATH))
+
+    @classmethod
+    def key_field_names(cls) -> tuple[str, ...]:
+        return tuple(
+            f.name for f in dataclasses.fields(cls) if not f.metadata.get(_PATH) and f.name not in cls.unkeyed
+        )
+
+    def key_fields(self) -> dict[str, Any]:
+        """The request's part of its key: each key field as canonical JSON."""
+        return {
+            name: canonical(getattr(self, name), f"{type(self).__name__}.{name}")
+            for name in self.key_field_names()
+        }
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        return (self.output,) if hasattr(self, "output") else ()
+        found: list[str] = []
+        for f in dataclasses.fields(self):
+            if f.metadata.get(_PATH) == "file":
+                value = getattr(self, f.name)
+                found.extend(value if isinstance(value, tuple) else (value,))
+        return tuple(found)
 
     def owns(self, path: str) -> bool:
         """Whether the step may write `path`: one of its outputs, or for dynamic outputs, a file
@@ -368,8 +411,8 @@ class ImageRequest(Request):
     width: int
     height: int
     seed: int
-    label: str
-    output: str
+    label: str  # drawn on the draft's storyboard cards ("Scene 3"); other engines ignore it
+    output: str = output_path()
 
 
 @dataclass(frozen=True)
@@ -379,7 +422,7 @@ class ImportRequest(Request):
     kind = Kind.IMPORT
     source: str  # the file's copy in the episode folder
     digest: str  # its sha256 when it was copied: a copy that changed is an error, not an input
-    output: str
+    output: str = output_path()
 
 
 @dataclass(frozen=True)
@@ -387,7 +430,7 @@ class SpeechRequest(Request):
     kind = Kind.SPEECH
     text: str
     lang: str
-    output: str
+    output: str = output_path()
 
 
 @dataclass(frozen=True)
@@ -395,8 +438,8 @@ class MusicRequest(Request):
     kind = Kind.MUSIC
     prompt: str
     seconds: float
-    output: str
     file: str | None = None  # a track of the studio's library, named by the script
+    output: str = output_path()
 
 
 @dataclass(frozen=True)
@@ -416,20 +459,20 @@ class PadRequest(Request):
 
     kind = Kind.PAD
     fps: int
-    output: str
     lead_frames: int = 0
     gap_frames: int = 0
     # A studio clip whose own sound plays under the narration at `clip_level`, from the scene's
     # first frame (then stereo; fitted to the scene as its picture is: cut, held silent, or looped).
     clip: Clip | None = None
     clip_level: float = 0.0
+    output: str = output_path()
 
 
 @dataclass(frozen=True)
 class SegmentRequest(Request):
     kind = Kind.SEGMENT
     video: VideoSettings
-    output: str
+    output: str = output_path()
 
 
 @dataclass(frozen=True)
@@ -454,7 +497,7 @@ class MotionRequest(Request):
     video: VideoSettings
     shot: Shot
     transition: int  # frames of the crossfade out of this scene (they are part of each tail)
-    output: str
+    output: str = output_path()
 
 
 @dataclass(frozen=True)
@@ -468,7 +511,7 @@ class TailRequest(Request):
     shot: Shot  # this scene's (ignored for the intro)
     next: Shot | None  # the next scene's; None after the last scene
     transition: int  # frames, already clamped to the scene's gap (to the intro's length by the step)
-    output: str
+    output: str = output_path()
 
 
 @dataclass(frozen=True)
@@ -477,7 +520,7 @@ class IntroRequest(Request):
     source: str  # the intro clip's copy in the episode folder
     digest: str  # its sha256: a copy that changed is an error, not an input
     video: VideoSettings
-    output: str
+    output: str = output_path()
 
 
 @dataclass(frozen=True)
@@ -485,13 +528,9 @@ class ThumbsRequest(Request):
     kind = Kind.THUMBS
     texts: tuple[str, ...]
     lang: str
-    official: str
-    variants: tuple[str, ...]
     official_variant: int = 1  # which variant (from 1) the official thumbnail is a copy of
-
-    @property
-    def outputs(self) -> tuple[str, ...]:
-        return (self.official, *self.variants)
+    official: str = output_path()
+    variants: tuple[str, ...] = output_path(many=True)
 
 
 @dataclass(frozen=True)
@@ -507,14 +546,10 @@ class SubsRequest(Request):
     lang: str
     scenes: tuple[SceneText, ...]
     fps: int
-    srt: str
-    vtt: str
-    chapters: str
-    words: str
-
-    @property
-    def outputs(self) -> tuple[str, ...]:
-        return (self.srt, self.vtt, self.chapters, self.words)
+    srt: str = output_path()
+    vtt: str = output_path()
+    chapters: str = output_path()
+    words: str = output_path()
 
 
 @dataclass(frozen=True)
@@ -535,9 +570,9 @@ class VideoRequest(Request):
     video: VideoSettings
     audio: AudioMix
     lang: str
-    output: str
-    audio_cache: str  # folder of cached AAC chunks for this language
     intro_source: str | None = None
+    output: str = output_path()
+    audio_cache: str = output_path(folder=True)  # cached AAC chunks for this language (keyed by content)
 
 
 @dataclass(frozen=True)
@@ -561,9 +596,9 @@ class CaptionedRequest(Request):
     video: VideoSettings
     captions: CaptionSettings
     shot: Shot
-    output: str
     transition: int = 0  # frames of crossfade into the next scene, at the end of this one
     next: Shot | None = None  # the next scene's shot, when there is a crossfade
+    output: str = output_path()
 
 
 @dataclass(frozen=True)
@@ -599,10 +634,12 @@ class ShortsRequest(Request):
     tail: float  # seconds after its last word: the picture holds, the music fades
     transition: float  # seconds of crossfade into each scene (clamped to the pause before it)
     music_key: str
-    folder: str  # where the Shorts go: shorts/<lang>
-    work: str  # the step's own records: the index of rendered Shorts, their AAC chunks
     intro_source: str | None = None  # shorts.intro's copy in the episode folder (for its sound)
     intro_key: str | None = None
+    folder: str = output_path(folder=True)  # where the Shorts go: shorts/<lang>
+    work: str = output_path(
+        folder=True
+    )  # the step's own records: the index of rendered Shorts, their AAC chunks
 
     def owns(self, path: str) -> bool:
         parts = path.split("/")
@@ -613,6 +650,27 @@ class ShortsRequest(Request):
             and path.endswith((".mp4", ".srt"))
         )
 
+
+# Bumped whenever a kind's step starts writing other bytes for the same request and inputs (a new
+# encoder setting, a fixed bug), so exactly that kind's artifacts, and what is made from them, rebuild.
+# Version 1 is each step as it was when keys came to be derived from requests (KEY_FORMAT 2).
+STEP_VERSION: dict[Kind, int] = {
+    Kind.IMAGE: 1,
+    Kind.IMPORT: 1,
+    Kind.SPEECH: 1,
+    Kind.MUSIC: 1,
+    Kind.PAD: 1,
+    Kind.SEGMENT: 1,
+    Kind.MOTION: 1,
+    Kind.TAIL: 1,
+    Kind.INTRO: 1,
+    Kind.THUMBS: 1,
+    Kind.SUBS: 1,
+    Kind.VIDEO: 1,
+    Kind.CAPTIONED: 1,
+    # 2: x264 at a fixed thread count (it took the executor's threads, so the bytes depended on where it ran).
+    Kind.SHORTS: 2,
+}
 
 INPUTS: dict[Kind, type] = {
     Kind.IMAGE: NoInputs,
@@ -649,13 +707,74 @@ RESULTS: dict[Kind, type[Result]] = {
 }
 
 # A named input is one node id, a tuple of them (a list input, where None marks a missing item), or
-# None (an optional input left out).
+# None (an optional input left out). Keys of inputs have the same shape (`InputKey`).
 InputRef = str | tuple[str | None, ...] | None
+InputKey = str | tuple[str | None, ...] | None
+Engine = Mapping[str, Any]  # an engine's identity (`Engine.identity`): what decides its output
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+
+def canonical(value: Any, where: str = "value") -> Any:
+    """A request field as canonical JSON: dataclasses (nested too) as objects of their fields,
+    tuples as lists, mappings with text keys. Anything else is refused: a value whose JSON is not
+    canonical (a set, a path, an object's repr) would make a key that changes between runs."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: canonical(getattr(value, f.name), f"{where}.{f.name}") for f in dataclasses.fields(value)
+        }
+    if isinstance(value, tuple | list):
+        return [canonical(v, f"{where}[]") for v in value]
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError(f"{where}: a mapping in a key needs text keys")
+        return {k: canonical(v, f"{where}.{k}") for k, v in value.items()}
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    raise TypeError(f"{where}: {type(value).__name__} has no canonical JSON; turn it into data first")
+
+
+def node_key(request: Request, *, inputs: Mapping[str, InputKey], engine: Engine | None = None) -> str:
+    """The content key of a node: a digest of everything that decides the bytes its step writes.
+
+        content_key(KEY_FORMAT, kind, STEP_VERSION[kind],
+                    fields=request.key_fields(), inputs={name: input node's key}, engine=identity)
+
+    - `request.key_fields()`: every field of the request except its output paths (`output_path()`) and
+      the fields its class lists in `unkeyed` (each with its reason); nested dataclasses serialise
+      canonically (`canonical`).
+    - `inputs`: the keys of the nodes whose results the step consumes, by input name (a list input
+      as a list of keys, None for an item or an optional input left out).
+    - `engine`: the identity of the engine that makes it (model kinds: image, tts, music), else None.
+
+    Adding a node kind: add it to `Kind`, write its request (a frozen dataclass subclassing
+    `Request`, output paths declared with `output_path()`), its inputs and result types, register them
+    in `INPUTS`, `RESULTS` and `STEP_VERSION`, and build its nodes with `make_node` (never call
+    this with a hand-made request of outputs: `make_node` fills them from the key). The property
+    test (tests/test_keys_property.py) then checks the new kind's key covers every field.
+    """
+    return content_key(
+        KEY_FORMAT,
+        request.kind.value,
+        STEP_VERSION[request.kind],
+        fields=request.key_fields(),
+        inputs=canonical(dict(inputs), f"{request.kind.value} inputs"),
+        engine=canonical(engine, f"{request.kind.value} engine") if engine is not None else None,
+    )
+
+
+def field_digests(request: Request) -> dict[str, str]:
+    """Each key field's own digest: recorded with the node, so a later run can say which changed."""
+    return {name: content_key(value) for name, value in request.key_fields().items()}
 
 
 @dataclass(frozen=True)
 class Node:
-    """One unit of work: run `request` on `inputs` (named results of other nodes)."""
+    """One unit of work: run `request` on `inputs` (named results of other nodes).
+
+    Build nodes with `make_node`, which derives `key` from the request, the inputs' keys and the
+    engine's identity; `input_keys` and `engine` are kept so a record can say what changed."""
 
     id: str
     stage: str
@@ -664,6 +783,11 @@ class Node:
     inputs: Mapping[str, InputRef] = field(default_factory=dict, hash=False, compare=False)
     lang: str | None = None
     final: bool = False  # a deliverable: always brought up to date
+    input_keys: Mapping[str, InputKey] = field(default_factory=dict, hash=False, compare=False)
+    engine: Engine | None = field(default=None, hash=False, compare=False)
+    # Where each request field came from, for `--explain`: field name -> a script JSON path
+    # ("scenes.0.script_es") or a setting ("audio.scene_gap"). Not part of the key.
+    sources: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def kind(self) -> Kind:
@@ -705,6 +829,57 @@ class Node:
             else:
                 values[name] = tuple(None if r is None else results[r] for r in ref)
         return INPUTS[self.kind](**values)
+
+
+InputNodes = Mapping[str, "Node | Sequence[Node | None] | None"]
+
+
+def make_node(
+    node_id: str,
+    request: Request,
+    *,
+    stage: str,
+    inputs: InputNodes | None = None,
+    engine: Engine | None = None,
+    outputs: Callable[[str], Mapping[str, Any]] | None = None,
+    lang: str | None = None,
+    final: bool = False,
+    sources: Mapping[str, str] | None = None,
+) -> Node:
+    """A node with its key derived from `request` (built with its output paths left empty), the
+    keys of its `inputs` (nodes by input name; a list input a sequence, None for a missing item or an
+    optional input left out) and the `engine`'s identity; then its output paths are filled from
+    `outputs(key)` (field name -> path), so a path can embed the key."""
+    ids: dict[str, InputRef] = {}
+    keys: dict[str, InputKey] = {}
+    for name, value in (inputs or {}).items():
+        if value is None or isinstance(value, Node):
+            ids[name] = value.id if value is not None else None
+            keys[name] = value.key if value is not None else None
+        else:
+            ids[name] = tuple(n.id if n is not None else None for n in value)
+            keys[name] = tuple(n.key if n is not None else None for n in value)
+    filled = [name for name in request.path_fields() if getattr(request, name)]
+    if filled:
+        raise ValueError(f"{node_id}: output paths come from the key; build the request without {filled[0]}")
+    key = node_key(request, inputs=keys, engine=engine)
+    if outputs is not None:
+        request = dataclasses.replace(request, **outputs(key))
+    missing = [name for name in request.path_fields() if getattr(request, name) in ("", None)]
+    if missing:
+        raise ValueError(f"{node_id}: no path for {missing[0]} (give it in outputs)")
+    return Node(
+        id=node_id,
+        stage=stage,
+        key=key,
+        request=request,
+        inputs=ids,
+        lang=lang,
+        final=final,
+        input_keys=keys,
+        engine=dict(engine) if engine is not None else None,
+        sources=dict(sources or {}),
+    )
 
 
 def read_result(kind: Kind, data: Any) -> Result:

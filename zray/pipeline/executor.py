@@ -28,6 +28,11 @@ StepFn = Callable[[Store, Any, Any], Result]
 _THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("zray_step_threads", default=1)
 
 
+# x264's bitstream depends on its thread count: every encode uses this many, wherever it runs, so a
+# rerun on another executor or machine writes the bytes a fresh build would.
+ENCODE_THREADS = 1
+
+
 def step_threads() -> int:
     return _THREADS.get()
 

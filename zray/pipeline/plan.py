@@ -1,9 +1,11 @@
-"""The plan: every artifact an episode needs, its content key, where it lives, and what it needs.
+"""The plan: every artifact an episode needs, its typed request, where it lives, and what it needs.
 
-Planning is pure: no Ray, no models, no media work. Keys chain (a node's key includes the keys of
-the nodes it consumes), so changing one line of narration changes exactly the keys downstream of
-it, and the driver can decide what to rebuild from the store alone, before Ray starts. Paths are
-relative to the episode folder and come from its owner, `zray.episode`.
+Planning is pure: no Ray, no models, no media work. The planner writes requests, never keys: each
+node's key is derived from its request, its inputs' keys and its engine's identity by
+`zray.nodes.make_node`. Keys chain (a node's key includes the keys of the nodes it consumes), so
+changing one line of narration changes exactly the keys downstream of it, and the driver can decide
+what to rebuild from the store alone, before Ray starts. Paths are relative to the episode folder
+and come from its owner, `zray.episode`.
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zray import __version__
 from zray import episode as layout
 from zray.config import Config
 from zray.engines.base import seed_from
 from zray.keys import content_key, safe_name
 from zray.media import moves, shots
 from zray.media.caption_box import LOWER_THIRD, CaptionError, parse_colour
-from zray.media.constants import SAMPLE_RATE, THUMB_SIZE
+from zray.media.constants import THUMB_SIZE
 from zray.media.video.settings import VideoSettings
 from zray.nodes import (
     STAGES,
@@ -49,6 +50,7 @@ from zray.nodes import (
     TailRequest,
     ThumbsRequest,
     VideoRequest,
+    make_node,
 )
 from zray.pipeline.studio import StudioFile
 from zray.review.record import ReviewOverrides
@@ -115,14 +117,6 @@ class Picture:
     shot: Shot
 
 
-def _json(value: Any) -> Any:
-    return (
-        dataclasses.asdict(value)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type)
-        else value
-    )
-
-
 def resolve_motion(config: Config, profile: str) -> tuple[str, float]:
     """`video.motion` and `video.transition` with `auto` decided by the profile: production moves
     and crossfades, draft stays a slideshow (fast to make, and a draft is for checking content)."""
@@ -149,15 +143,6 @@ class _Builder:
     def __post_init__(self) -> None:
         self.video = self.config.video.to_settings()
         self.motion, self.transition = resolve_motion(self.config, self.profile)
-        # Keys of what the encoder makes depend on the output format, written as it always was.
-        self.vkey = {
-            "width": self.video.width,
-            "height": self.video.height,
-            "fps": self.video.fps,
-            "preset": self.video.preset,
-            "gop": self.video.gop,
-            "keep_metadata": self.video.keep_metadata,
-        }
         self.labels = scene_labels(self.script)
 
     def add(self, node: Node) -> Node:
@@ -169,34 +154,47 @@ class _Builder:
     def music(self) -> Node:
         prompt, file = music_request(self.script)
         seconds = self.config.audio.music_seconds
-        key = content_key("music", dict(self.identities.music), prompt, seconds, file)
-        request = MusicRequest(
-            prompt=prompt, seconds=seconds, file=file, output=layout.music_bed(key, seconds)
+        return self.add(
+            make_node(
+                "music",
+                MusicRequest(prompt=prompt, seconds=seconds, file=file),
+                stage="music",
+                engine=self.identities.music,
+                outputs=lambda key: {"output": layout.music_bed(key, seconds)},
+                sources={
+                    "prompt": "global_music_prompt",
+                    "seconds": "audio.music_seconds",
+                    "file": "music_file",
+                },
+            )
         )
-        return self.add(Node(id="music", stage="music", key=key, request=request))
 
     def intro_segment(self) -> Node | None:
         if self.intro is None:
             return None
-        key = content_key("intro", self.intro.digest, self.vkey, __version__)
-        request = IntroRequest(
-            source=self.intro.key,
-            digest=self.intro.digest,
-            video=self.video,
-            output=layout.segment("intro", key),
+        return self.add(
+            make_node(
+                "intro",
+                IntroRequest(source=self.intro.key, digest=self.intro.digest, video=self.video),
+                stage="assembly",
+                outputs=lambda key: {"output": layout.segment("intro", key)},
+                sources={"source": "--intro", "digest": "--intro", "video": "video"},
+            )
         )
-        return self.add(Node(id="intro", stage="assembly", key=key, request=request))
 
-    def imported(self, node_id: str, name: str, output: str, *, lang: str | None = None) -> Node:
+    def imported(
+        self, node_id: str, name: str, output: str, *, setting: str, lang: str | None = None
+    ) -> Node:
         """A studio's own picture in place of a generated one: keyed by its content, not its path."""
         item = self.studio[name]
         return self.add(
-            Node(
-                id=node_id,
+            make_node(
+                node_id,
+                ImportRequest(source=item.key, digest=item.digest),
                 stage="images",
-                key=content_key("image-file", item.digest, __version__),
-                request=ImportRequest(source=item.key, digest=item.digest, output=output),
+                outputs=lambda key: {"output": output},
                 lang=lang,
+                sources={"source": setting, "digest": setting},
             )
         )
 
@@ -213,35 +211,55 @@ class _Builder:
             )
             # Clips move by themselves: no camera move on top.
             return Picture(node=None, key=content_key("clip-file", item.digest), shot=Shot(clip=clip))
-        chosen = self.review.seed_for(index, str(scene.scene_id))  # a new picture asked for in review
-        seed = chosen if chosen is not None else seed_from(self.script.code, str(scene.scene_id))
+        seed, seed_source = self.scene_seed(index)
         v = self.video
         if scene.image_file:
-            image = self.imported(f"image:{label}", scene.image_file, layout.scene_image(label))
+            image = self.imported(
+                f"image:{label}",
+                scene.image_file,
+                layout.scene_image(label),
+                setting=f"scenes.{index}.image_file",
+            )
+            drawn_from = legacy_move_seed(image.request)
         else:
-            key = content_key(
-                "image", dict(self.identities.image), scene.image_prompt, v.width, v.height, seed
+            request = ImageRequest(
+                prompt=scene.image_prompt,
+                width=v.width,
+                height=v.height,
+                seed=seed,
+                label=f"Scene {scene.scene_id}",
             )
             image = self.add(
-                Node(
-                    id=f"image:{label}",
+                make_node(
+                    f"image:{label}",
+                    request,
                     stage="images",
-                    key=key,
-                    request=ImageRequest(
-                        prompt=scene.image_prompt,
-                        width=v.width,
-                        height=v.height,
-                        seed=seed,
-                        label=f"Scene {index + 1}",
-                        output=layout.scene_image(label),
-                    ),
+                    engine=self.identities.image,
+                    outputs=lambda key: {"output": layout.scene_image(label)},
+                    sources={
+                        "prompt": f"scenes.{index}.image_prompt",
+                        "width": "video.width",
+                        "height": "video.height",
+                        "seed": seed_source,
+                        "label": f"scenes.{index}.scene_id",
+                    },
                 )
             )
+            drawn_from = legacy_move_seed(request, self.identities.image)
         if (scene.motion or self.motion) != "gentle":
             return Picture(node=image, key=image.key, shot=Shot())
         if scene.image_file:
             self.warn_if_small(index, scene.image_file)
-        return Picture(node=image, key=image.key, shot=Shot(move=moves.choose_move(image.key)))
+        return Picture(node=image, key=image.key, shot=Shot(move=moves.choose_move(drawn_from)))
+
+    def scene_seed(self, index: int) -> tuple[int, str]:
+        """The scene's picture seed, and where it comes from: a new picture asked for in review,
+        else one derived from the episode and the scene's id."""
+        scene = self.script.scenes[index]
+        chosen = self.review.seed_for(index, str(scene.scene_id))
+        if chosen is not None:
+            return chosen, f"review seed of scene {scene.scene_id}"
+        return seed_from(self.script.code, str(scene.scene_id)), f"scenes.{index}.scene_id"
 
     def warn_if_small(self, index: int, name: str) -> None:
         size = self.studio[name].size
@@ -259,14 +277,14 @@ class _Builder:
         """A still's picture encoded once as a GOP that every language repeats."""
         assert picture.node is not None
         label = self.labels[index]
-        seg_key = content_key("segment", picture.key, self.vkey, __version__)
         return self.add(
-            Node(
-                id=f"segment:{label}",
+            make_node(
+                f"segment:{label}",
+                SegmentRequest(video=self.video),
                 stage="assembly",
-                key=seg_key,
-                request=SegmentRequest(video=self.video, output=layout.segment(f"seg_{label}", seg_key)),
-                inputs={"image": picture.node.id},
+                inputs={"image": picture.node},
+                outputs=lambda key: {"output": layout.segment(f"seg_{label}", key)},
+                sources={"video": "video"},
             )
         )
 
@@ -274,27 +292,30 @@ class _Builder:
         """A moving scene encoded once, as long as its longest language needs (its pads, in every
         language, decide how long)."""
         label = self.labels[index]
-        out = self.transition_out(index)
-        key = content_key(
-            "motion", picture.key, _json(picture.shot), [p.key for p in pads], out, self.vkey, __version__
-        )
         return self.add(
-            Node(
-                id=f"motion:{label}",
+            make_node(
+                f"motion:{label}",
+                MotionRequest(video=self.video, shot=picture.shot, transition=self.transition_out(index)),
                 stage="assembly",
-                key=key,
-                request=MotionRequest(
-                    video=self.video,
-                    shot=picture.shot,
-                    transition=out,
-                    output=layout.segment(f"mov_{label}", key),
-                ),
-                inputs={
-                    "pads": tuple(p.id for p in pads),
-                    "image": picture.node.id if picture.node else None,
-                },
+                inputs={"pads": tuple(pads), "image": picture.node},
+                outputs=lambda key: {"output": layout.segment(f"mov_{label}", key)},
+                sources=self.shot_sources(index, transition=True),
             )
         )
+
+    def shot_sources(self, index: int, *, transition: bool) -> dict[str, str]:
+        scene = self.script.scenes[index]
+        shot = (
+            f"scenes.{index}.clip_file"
+            if scene.clip_file
+            else (f"scenes.{index}.motion" if scene.motion else "video.motion")
+        )
+        sources = {"video": "video", "shot": shot}
+        if transition:
+            sources["transition"] = "video.transition"
+        if index + 1 < len(self.script.scenes):
+            sources["next"] = f"scenes.{index + 1}.motion"
+        return sources
 
     def transition_in(self, index: int) -> int:
         """Frames of the crossfade into scene `index`, inside the previous scene's gap (into the
@@ -314,39 +335,28 @@ class _Builder:
         moving = picture.shot.moves
         if not moving and not out:
             return None
-        following = pictures[index + 1] if index + 1 < len(pictures) else None
-        key = content_key(
-            "tail",
-            picture.key,
-            _json(picture.shot),
-            pad.key if moving and pad else None,
-            out,
-            following.key if following else None,
-            _json(following.shot) if following else None,
-            self.vkey,
-            __version__,
-        )
         node_id = f"tail:{lang}:{label}" if moving else f"tail:{label}"
         if node_id in self.nodes:
             return self.nodes[node_id]
+        following = pictures[index + 1] if index + 1 < len(pictures) else None
         return self.add(
-            Node(
-                id=node_id,
-                stage="assembly",
-                key=key,
-                request=TailRequest(
+            make_node(
+                node_id,
+                TailRequest(
                     video=self.video,
                     shot=picture.shot,
                     next=following.shot if following else None,
                     transition=out,
-                    output=layout.segment(f"tail_{label}", key),
                 ),
+                stage="assembly",
                 inputs={
-                    "image": picture.node.id if picture.node else None,
-                    "pad": pad.id if moving and pad else None,
-                    "next_image": following.node.id if following and following.node else None,
+                    "image": picture.node,
+                    "pad": pad if moving else None,
+                    "next_image": following.node if following else None,
                 },
+                outputs=lambda key: {"output": layout.segment(f"tail_{label}", key)},
                 lang=lang if moving else None,
+                sources=self.shot_sources(index, transition=True),
             )
         )
 
@@ -355,20 +365,14 @@ class _Builder:
         frames = self.transition_in(0)
         if intro is None or not frames:
             return None
-        key = content_key("tail", intro.key, frames, first.key, _json(first.shot), self.vkey, __version__)
         return self.add(
-            Node(
-                id="tail:intro",
+            make_node(
+                "tail:intro",
+                TailRequest(video=self.video, shot=Shot(), next=first.shot, transition=frames),
                 stage="assembly",
-                key=key,
-                request=TailRequest(
-                    video=self.video,
-                    shot=Shot(),
-                    next=first.shot,
-                    transition=frames,
-                    output=layout.segment("tail_intro", key),
-                ),
-                inputs={"intro": intro.id, "next_image": first.node.id if first.node else None},
+                inputs={"intro": intro, "next_image": first.node},
+                outputs=lambda key: {"output": layout.segment("tail_intro", key)},
+                sources={"video": "video", "next": "scenes.0.motion", "transition": "video.transition"},
             )
         )
 
@@ -388,46 +392,47 @@ class _Builder:
         gap = scenes[index].gap
         return lead, self.frames(audio.scene_gap if gap is None else gap)
 
+    def gap_source(self, index: int) -> str:
+        if index == len(self.script.scenes) - 1:
+            return "audio.tail"
+        return f"scenes.{index}.gap" if self.script.scenes[index].gap is not None else "audio.scene_gap"
+
     def narration(self, lang: str) -> list[Node]:
         """Each scene's speech, and the same padded to whole frames with its pauses."""
-        identity = dict(self.identities.speech[lang])
         pads = []
         for index, scene in enumerate(self.script.scenes):
             label = self.labels[index]
-            text = scene.narration(lang)
-            raw_key = content_key("tts", identity, lang, text)
             speech = self.add(
-                Node(
-                    id=f"tts:{lang}:{label}",
+                make_node(
+                    f"tts:{lang}:{label}",
+                    SpeechRequest(text=scene.narration(lang), lang=lang),
                     stage="narration",
-                    key=raw_key,
-                    request=SpeechRequest(
-                        text=text, lang=lang, output=layout.raw_speech(lang, label, raw_key)
-                    ),
+                    engine=self.identities.speech[lang],
+                    outputs=lambda key, label=label: {"output": layout.raw_speech(lang, label, key)},
                     lang=lang,
+                    sources={"text": f"scenes.{index}.script_{lang}", "lang": "--lang"},
                 )
             )
             lead, gap = self.pacing(index)
             clip, level = self.clip_sound(index)
-            # A clip's own sound is part of the scene's narration track; keyed as before without one.
-            sound = [_json(clip), level] if clip else []
-            pad_key = content_key("pad", raw_key, self.video.fps, SAMPLE_RATE, lead, gap, __version__, *sound)
             pads.append(
                 self.add(
-                    Node(
-                        id=f"pad:{lang}:{label}",
-                        stage="narration",
-                        key=pad_key,
-                        request=PadRequest(
-                            fps=self.video.fps,
-                            output=layout.padded_speech(lang, label, pad_key),
-                            lead_frames=lead,
-                            gap_frames=gap,
-                            clip=clip,
-                            clip_level=level,
+                    make_node(
+                        f"pad:{lang}:{label}",
+                        PadRequest(
+                            fps=self.video.fps, lead_frames=lead, gap_frames=gap, clip=clip, clip_level=level
                         ),
-                        inputs={"speech": speech.id},
+                        stage="narration",
+                        inputs={"speech": speech},
+                        outputs=lambda key, label=label: {"output": layout.padded_speech(lang, label, key)},
                         lang=lang,
+                        sources={
+                            "fps": "video.fps",
+                            "lead_frames": "audio.lead",
+                            "gap_frames": self.gap_source(index),
+                            "clip": f"scenes.{index}.clip_file",
+                            "clip_level": f"scenes.{index}.clip_audio",
+                        },
                     )
                 )
             )
@@ -447,50 +452,54 @@ class _Builder:
     def thumbnails(self, lang: str) -> Node:
         seo = self.script.seo_for(lang)
         prompt = seo.thumbnail_prompt or self.script.scenes[0].image_prompt
-        seed = seed_from(self.script.code, "thumbnail", lang)
         if seo.thumbnail_file:
             base = self.imported(
-                f"thumb_base:{lang}", seo.thumbnail_file, layout.thumbnail_base(lang), lang=lang
+                f"thumb_base:{lang}",
+                seo.thumbnail_file,
+                layout.thumbnail_base(lang),
+                setting=f"seo.{lang}.thumbnail_file",
+                lang=lang,
             )
         else:
             base = self.add(
-                Node(
-                    id=f"thumb_base:{lang}",
-                    stage="thumbnails",
-                    key=content_key("image", dict(self.identities.image), prompt, *THUMB_SIZE, seed),
-                    request=ImageRequest(
+                make_node(
+                    f"thumb_base:{lang}",
+                    ImageRequest(
                         prompt=prompt,
                         width=THUMB_SIZE[0],
                         height=THUMB_SIZE[1],
-                        seed=seed,
+                        seed=seed_from(self.script.code, "thumbnail", lang),
                         # No label: an unlabelled storyboard card is a bare picture, without the
                         # prompt band the headline would be drawn over (image engines ignore labels).
                         label="",
-                        output=layout.thumbnail_base(lang),
                     ),
+                    stage="thumbnails",
+                    engine=self.identities.image,
+                    outputs=lambda key: {"output": layout.thumbnail_base(lang)},
                     lang=lang,
+                    sources={
+                        "prompt": f"seo.{lang}.thumbnail_prompt"
+                        if seo.thumbnail_prompt
+                        else "scenes.0.image_prompt",
+                        "seed": "episode",
+                    },
                 )
             )
-        base_key = base.key
         texts = tuple(v.thumb_text or v.title for v in seo.variants)
         official = self.review.thumbnail_for(lang, len(texts))  # the variant chosen in review
-        # Variant 1 keeps the key it always had; another choice changes this node's key only.
-        chosen = [official] if official != 1 else []
         return self.add(
-            Node(
-                id=f"thumbs:{lang}",
+            make_node(
+                f"thumbs:{lang}",
+                ThumbsRequest(texts=texts, lang=lang, official_variant=official),
                 stage="thumbnails",
-                key=content_key("thumbs", base_key, list(texts), __version__, *chosen),
-                request=ThumbsRequest(
-                    texts=texts,
-                    lang=lang,
-                    official=layout.thumbnail(lang),
-                    variants=tuple(layout.thumbnail_variant(lang, n) for n in range(1, len(texts) + 1)),
-                    official_variant=official,
-                ),
-                inputs={"base": base.id},
+                inputs={"base": base},
+                outputs=lambda key: {
+                    "official": layout.thumbnail(lang),
+                    "variants": tuple(layout.thumbnail_variant(lang, n) for n in range(1, len(texts) + 1)),
+                },
                 lang=lang,
                 final=True,
+                sources={"texts": f"seo.{lang}", "official_variant": f"review thumbnail of {lang}"},
             )
         )
 
@@ -499,32 +508,33 @@ class _Builder:
             SceneText(text=s.narration(lang), chapter=s.chapter(lang), label=self.labels[i])
             for i, s in enumerate(self.script.scenes)
         )
-        key = content_key(
-            "subs",
-            [p.key for p in pads],
-            intro.key if intro else None,
-            self.video.fps,
-            [{"text": s.text, "chapter": s.chapter, "label": s.label} for s in scenes],
-            __version__,
-        )
         return self.add(
-            Node(
-                id=f"subs:{lang}",
+            make_node(
+                f"subs:{lang}",
+                SubsRequest(lang=lang, scenes=scenes, fps=self.video.fps),
                 stage="assembly",
-                key=key,
-                request=SubsRequest(
-                    lang=lang,
-                    scenes=scenes,
-                    fps=self.video.fps,
-                    srt=layout.subtitles(lang, "srt"),
-                    vtt=layout.subtitles(lang, "vtt"),
-                    chapters=layout.chapters(lang),
-                    words=layout.subtitles(lang, "words.json"),
-                ),
-                inputs={"pads": tuple(p.id for p in pads), "intro": intro.id if intro else None},
+                inputs={"pads": tuple(pads), "intro": intro},
+                outputs=lambda key: {
+                    "srt": layout.subtitles(lang, "srt"),
+                    "vtt": layout.subtitles(lang, "vtt"),
+                    "chapters": layout.chapters(lang),
+                    "words": layout.subtitles(lang, "words.json"),
+                },
                 lang=lang,
                 final=True,
+                sources={"scenes": f"scenes.*.script_{lang} / chapter_{lang}", "fps": "video.fps"},
             )
+        )
+
+    def audio_mix(self, *, fade_out: float) -> AudioMix:
+        audio = self.config.audio
+        return AudioMix(
+            music_level=audio.music_level,
+            duck=audio.duck,
+            target_lufs=audio.target_lufs,
+            peak_dbfs=audio.peak_dbfs,
+            music_fade_in=audio.music_fade_in,
+            music_fade_out=fade_out,
         )
 
     def video_file(
@@ -538,62 +548,33 @@ class _Builder:
         tails: list[Node | None],
         intro_tail: Node | None,
     ) -> Node:
-        audio = self.config.audio
-        mix = AudioMix(
-            music_level=audio.music_level,
-            duck=audio.duck,
-            target_lufs=audio.target_lufs,
-            peak_dbfs=audio.peak_dbfs,
-            music_fade_in=audio.music_fade_in,
-            music_fade_out=self.frames(audio.tail) / self.video.fps,
-        )
-        key = content_key(
-            "video",
-            [s.key for s in segments],
-            [p.key for p in pads],
-            music.key,
-            intro.key if intro else None,
-            self.intro.key if self.intro else None,
-            audio.model_dump(),
-            self.vkey,
-            __version__,
-            *(
-                [[t.key if t else None for t in tails], intro_tail.key if intro_tail else None]
-                if any(tails) or intro_tail
-                else []
-            ),
-        )
-        name = layout.video(self.script.code, lang, self.script.title(lang))
+        mix = self.audio_mix(fade_out=self.frames(self.config.audio.tail) / self.video.fps)
+        # A slideshow of cuts (no motion, no crossfades) has no tails.
+        moving = {"tails": tuple(tails), "intro_tail": intro_tail} if any(tails) or intro_tail else {}
         return self.add(
-            Node(
-                id=f"video:{lang}",
-                stage="assembly",
-                key=key,
-                request=VideoRequest(
+            make_node(
+                f"video:{lang}",
+                VideoRequest(
                     video=self.video,
                     audio=mix,
                     lang=lang,
-                    output=name,
-                    audio_cache=f"{layout.AUDIO_CACHE_DIR}/{lang}",
                     intro_source=self.intro.key if self.intro else None,
                 ),
+                stage="assembly",
                 inputs={
-                    "music": music.id,
-                    "segments": tuple(s.id for s in segments),
-                    "pads": tuple(p.id for p in pads),
-                    "intro": intro.id if intro else None,
-                    # A slideshow of cuts (no motion, no crossfades) has no tails.
-                    **(
-                        {
-                            "tails": tuple(t.id if t else None for t in tails),
-                            "intro_tail": intro_tail.id if intro_tail else None,
-                        }
-                        if any(tails) or intro_tail
-                        else {}
-                    ),
+                    "music": music,
+                    "segments": tuple(segments),
+                    "pads": tuple(pads),
+                    "intro": intro,
+                    **moving,
+                },
+                outputs=lambda key: {
+                    "output": layout.video(self.script.code, lang, self.script.title(lang)),
+                    "audio_cache": f"{layout.AUDIO_CACHE_DIR}/{lang}",
                 },
                 lang=lang,
                 final=True,
+                sources={"video": "video", "audio": "audio", "intro_source": "--intro"},
             )
         )
 
@@ -618,43 +599,35 @@ class _Builder:
         nodes = []
         for index, (picture, pad) in enumerate(zip(pictures, pads, strict=True)):
             label = self.labels[index]
-            text = self.script.scenes[index].narration(lang)
             fade = self.transition_out(index)
             following = pictures[index + 1] if fade else None
-            key = content_key(
-                "captioned",
-                picture.key,
-                _json(picture.shot),
-                pad.key,
-                text,
-                _plain(captions),
-                fade,
-                following.key if following else None,
-                _json(following.shot) if following else None,
-                self.vkey,
-                __version__,
-            )
             nodes.append(
                 self.add(
-                    Node(
-                        id=f"captioned:{lang}:{label}",
-                        stage="assembly",
-                        key=key,
-                        request=CaptionedRequest(
-                            text=text,
+                    make_node(
+                        f"captioned:{lang}:{label}",
+                        CaptionedRequest(
+                            text=self.script.scenes[index].narration(lang),
                             video=self.video,
                             captions=captions,
                             shot=picture.shot,
                             transition=fade,
                             next=following.shot if following else None,
-                            output=layout.segment(f"cap_{lang}_{label}", key),
                         ),
+                        stage="assembly",
                         inputs={
-                            "pad": pad.id,
-                            "image": picture.node.id if picture.node else None,
-                            "next_image": following.node.id if following and following.node else None,
+                            "pad": pad,
+                            "image": picture.node,
+                            "next_image": following.node if following else None,
+                        },
+                        outputs=lambda key, label=label: {
+                            "output": layout.segment(f"cap_{lang}_{label}", key)
                         },
                         lang=lang,
+                        sources={
+                            **self.shot_sources(index, transition=True),
+                            "text": f"scenes.{index}.script_{lang}",
+                            "captions": "captions",
+                        },
                     )
                 )
             )
@@ -677,22 +650,28 @@ class _Builder:
             width, height = (
                 16 * math.ceil(n / 16) for n in (self.config.shorts.width, self.config.shorts.height)
             )
-            chosen = self.review.seed_for(index, str(scene.scene_id))  # as the scene's own picture
-            seed = chosen if chosen is not None else seed_from(self.script.code, str(scene.scene_id))
-            key = content_key("image", dict(self.identities.image), scene.image_prompt, width, height, seed)
+            seed, seed_source = self.scene_seed(index)  # as the scene's own picture
+            label = self.labels[index]
             node = self.add(
-                Node(
-                    id=f"image_v:{self.labels[index]}",
-                    stage="images",
-                    key=key,
-                    request=ImageRequest(
+                make_node(
+                    f"image_v:{label}",
+                    ImageRequest(
                         prompt=scene.image_prompt,
                         width=width,
                         height=height,
                         seed=seed,
-                        label=f"Scene {index + 1}",
-                        output=layout.vertical_image(self.labels[index]),
+                        label=f"Scene {scene.scene_id}",
                     ),
+                    stage="images",
+                    engine=self.identities.image,
+                    outputs=lambda key, label=label: {"output": layout.vertical_image(label)},
+                    sources={
+                        "prompt": f"scenes.{index}.image_prompt",
+                        "width": "shorts.width",
+                        "height": "shorts.height",
+                        "seed": seed_source,
+                        "label": f"scenes.{index}.scene_id",
+                    },
                 )
             )
             vertical.append(Picture(node=node, key=node.key, shot=Shot()))
@@ -702,16 +681,17 @@ class _Builder:
         """`shorts.intro` encoded at the Shorts' size, once for every language."""
         if self.shorts_intro is None:
             return None
-        video = self.shorts_video()
-        vkey = {**self.vkey, "width": video.width, "height": video.height}
-        key = content_key("intro", self.shorts_intro.digest, vkey, __version__)
-        request = IntroRequest(
-            source=self.shorts_intro.key,
-            digest=self.shorts_intro.digest,
-            video=video,
-            output=layout.segment("intro_shorts", key),
+        return self.add(
+            make_node(
+                "intro:shorts",
+                IntroRequest(
+                    source=self.shorts_intro.key, digest=self.shorts_intro.digest, video=self.shorts_video()
+                ),
+                stage="shorts",
+                outputs=lambda key: {"output": layout.segment("intro_shorts", key)},
+                sources={"source": "shorts.intro", "digest": "shorts.intro", "video": "shorts"},
+            )
         )
-        return self.add(Node(id="intro:shorts", stage="shorts", key=key, request=request))
 
     def shorts_transition(self) -> float:
         """Seconds of crossfade between a Short's scenes: the long video's `video.transition`, as the
@@ -731,34 +711,25 @@ class _Builder:
         """Every Short of one language, in one node: how the chapters group into Shorts depends on
         the narration's lengths, known only after padding (see zray.pipeline.shorts)."""
         config, audio = self.config.shorts, self.config.audio
-        video = self.shorts_video()
-        images = [p.node.id for p in pictures if p.node is not None]  # a clip has no picture node
+        images = [p.node for p in pictures if p.node is not None]  # a clip has no picture node
         scenes = tuple(
             ShortsScene(
                 label=self.labels[i],
                 text=s.narration(lang),
                 image_key=pictures[i].key,
                 pad_key=pads[i].key,
-                image=images.index(node.id) if (node := pictures[i].node) is not None else None,
+                image=images.index(node) if (node := pictures[i].node) is not None else None,
                 clip=pictures[i].shot.clip,
             )
             for i, s in enumerate(self.script.scenes)
-        )
-        mix = AudioMix(
-            music_level=audio.music_level,
-            duck=audio.duck,
-            target_lufs=audio.target_lufs,
-            peak_dbfs=audio.peak_dbfs,
-            music_fade_in=audio.music_fade_in,
-            music_fade_out=audio.tail,
         )
         request = ShortsRequest(
             lang=lang,
             code=self.script.code,
             fallback_title=self.script.title(lang),
             scenes=scenes,
-            video=video,
-            audio=mix,
+            video=self.shorts_video(),
+            audio=self.audio_mix(fade_out=audio.tail),
             captions=self.caption_settings(shorts=True),
             max_seconds=config.max_seconds,
             min_seconds=config.min_seconds,
@@ -766,34 +737,46 @@ class _Builder:
             tail=audio.tail,
             transition=self.shorts_transition(),
             music_key=music.key,
-            folder=f"{layout.SHORTS_DIR}/{lang}",
-            work=layout.shorts_work(lang),
             intro_source=self.shorts_intro.key if intro is not None and self.shorts_intro else None,
             intro_key=intro.key if intro is not None else None,
         )
-        key = content_key("shorts", subs.key, _plain(request), __version__)
         return self.add(
-            Node(
-                id=f"shorts:{lang}",
+            make_node(
+                f"shorts:{lang}",
+                request,
                 stage="shorts",
-                key=key,
-                request=request,
                 inputs={
-                    "subs": subs.id,
+                    "subs": subs,
                     "images": tuple(images),
-                    "pads": tuple(p.id for p in pads),
-                    "music": music.id,
-                    "intro": intro.id if intro is not None else None,
+                    "pads": tuple(pads),
+                    "music": music,
+                    "intro": intro,
+                },
+                outputs=lambda key: {
+                    "folder": f"{layout.SHORTS_DIR}/{lang}",
+                    "work": layout.shorts_work(lang),
                 },
                 lang=lang,
                 final=True,
+                sources={
+                    "video": "shorts",
+                    "audio": "audio",
+                    "captions": "captions",
+                    "transition": "video.transition",
+                },
             )
         )
 
 
-def _plain(value: Any) -> Any:
-    """A dataclass as JSON-able data, for a key."""
-    return dataclasses.asdict(value)
+def legacy_move_seed(request: ImageRequest | ImportRequest, identity: Mapping[str, Any] | None = None) -> str:
+    """What a picture's camera move is chosen from (`moves.choose_move`): what the picture is drawn
+    from, digested as zray 0.1 keyed pictures, so an episode made then keeps its moves (and its
+    videos their bytes). A seed for a choice, not a key: no cache decision depends on it."""
+    if isinstance(request, ImportRequest):
+        return content_key("image-file", request.digest, "0.1.0")
+    return content_key(
+        "image", dict(identity or {}), request.prompt, request.width, request.height, request.seed
+    )
 
 
 @functools.lru_cache(maxsize=8)

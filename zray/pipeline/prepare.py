@@ -19,9 +19,9 @@ from zray import episode as layout
 from zray.config import Config
 from zray.episode import Identity
 from zray.errors import RunError
-from zray.keys import safe_name
+from zray.keys import KEY_FORMAT, safe_name
 from zray.lock import EpisodeLock
-from zray.nodes import Node
+from zray.nodes import Kind, Node
 from zray.pipeline import studio
 from zray.pipeline.engine_setup import EngineSetup
 from zray.pipeline.plan import Identities, Intro, Plan, build_plan, music_request
@@ -189,6 +189,8 @@ def prepare_episode(
         if not readonly:
             store.sweep_temps()  # under the lock: only a killed writer can have left these
         stamps = store.stamps()
+        if record.key_format != KEY_FORMAT:
+            _migrate_keys(store, record, plan, config, readonly=readonly)
         if not readonly:
             _apply_renames(store, record, plan, stamps)
         staleness = stale_nodes(plan.nodes, record, stamps)
@@ -264,6 +266,30 @@ def clean(store: Store, record: RunRecord, *, dry_run: bool) -> list[str]:
     record.flush(force=True)
     log.info("%s: --clean removed %d generated files", store.root_url, len(doomed))
     return doomed
+
+
+def _migrate_keys(store: Store, record: RunRecord, plan: Plan, config: Config, *, readonly: bool) -> None:
+    """A record from an older key format: what it made from exactly what the plan asks for takes its
+    new key (see zray.pipeline.migrate_keys); the rest is rebuilt as any stale node is."""
+    from zray.pipeline import migrate_keys
+
+    adopted = migrate_keys.adopt(plan.nodes, record.keys(), config)
+    for item in adopted:
+        record.rekey(item.node_id, item.new_key)
+    record.upgraded_keys()
+    log.info(
+        "%s: keys upgraded to format %d: %d of %d steps kept their work",
+        store.root_url,
+        KEY_FORMAT,
+        len(adopted),
+        len(record.nodes),
+    )
+    if readonly:
+        return
+    videos = {a.old_key: a.new_key for a in adopted if plan.nodes[a.node_id].kind == Kind.VIDEO}
+    for name in migrate_keys.follow_videos(store, videos):
+        log.info("%s: %s follows the videos' new keys", store.root_url, name)
+    record.flush(force=True)
 
 
 def _apply_renames(store: Store, record: RunRecord, plan: Plan, stamps: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from zray import episode as layout
 from zray.episode import Identity, RecordError
+from zray.keys import KEY_FORMAT
 from zray.nodes import Node, Result, read_result, to_json
 from zray.store import FileRecord, Store, StoreError
 
@@ -49,7 +50,11 @@ class RunRecord:
         self.identity = identity
         self.data: dict[str, Any] = dict(data or {})
         self.nodes: dict[str, dict[str, Any]] = dict(self.data.get("nodes", {}))
-        self.data.update(format=FORMAT, identity=identity.to_json(), script=script)
+        # How its keys were made (zray.keys.KEY_FORMAT); a record from before keys said so has format 1.
+        self.key_format: int = self.data.get("key_format", 1 if self.nodes else KEY_FORMAT)
+        self.data.update(
+            format=FORMAT, identity=identity.to_json(), script=script, key_format=self.key_format
+        )
         self._last_flush = 0.0
         self._dirty = False
 
@@ -193,6 +198,25 @@ class RunRecord:
         if step:
             entry["step"] = step
         self.nodes[node.id] = entry
+        self._dirty = True
+
+    def keys(self) -> dict[str, str]:
+        """Each recorded node's key."""
+        return {
+            node_id: entry["key"]
+            for node_id, entry in self.nodes.items()
+            if isinstance(entry.get("key"), str)
+        }
+
+    def rekey(self, node_id: str, key: str) -> None:
+        """The node's content is unchanged but its key is now written another way (a new key format)."""
+        self.nodes[node_id]["key"] = key
+        self._dirty = True
+
+    def upgraded_keys(self) -> None:
+        """Every key is now in the current format (the ones that were not recognised are rebuilt)."""
+        self.key_format = KEY_FORMAT
+        self.data["key_format"] = KEY_FORMAT
         self._dirty = True
 
     def forget(self, node_ids: Iterable[str]) -> None:

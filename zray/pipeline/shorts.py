@@ -30,17 +30,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from zray import __version__
 from zray import episode as layout
-from zray.keys import content_key
+from zray.keys import KEY_FORMAT, content_key
 from zray.media import audio, subtitles
 from zray.media.captions import CaptionBox, CaptionStyle, caption_states
 from zray.media.constants import SAMPLE_RATE
 from zray.media.short_groups import SceneSpan, ShortGroup, group_shorts
 from zray.media.video.settings import VideoError
 from zray.media.words import WordTiming
-from zray.nodes import PadResult, ShortFile, ShortsInputs, ShortsRequest, ShortsResult, ShortsScene, to_json
-from zray.pipeline.executor import step_threads
+from zray.nodes import (
+    STEP_VERSION,
+    Kind,
+    PadResult,
+    ShortFile,
+    ShortsInputs,
+    ShortsRequest,
+    ShortsResult,
+    ShortsScene,
+    to_json,
+)
+from zray.pipeline.executor import ENCODE_THREADS, step_threads
 from zray.pipeline.stored_audio import StoreChunkCache, intro_audio, read_audio
 from zray.store import TEMP_MARK, FileRecord, Store
 
@@ -104,7 +113,8 @@ def make_shorts(store: Store, request: ShortsRequest, inputs: ShortsInputs) -> S
     )
     index = _Index(store, f"{request.work}/{INDEX}")
     cache = StoreChunkCache(store, f"{request.work}/audio")
-    # x264 and the AAC chunks take the threads the executor gives a step (one on a Ray task).
+    # The AAC chunks take the threads the executor gives a step (one on a Ray task); x264 always
+    # gets ENCODE_THREADS, since its bitstream depends on its thread count.
     renderer = _Renderer(store, request, inputs, scenes, cache, threads=step_threads())
 
     planned: list[tuple[ShortFile, _Layout, str]] = []  # the Short, its timeline, its captions as SRT
@@ -216,7 +226,8 @@ def _short_key(request: ShortsRequest, group: ShortGroup, timeline: _Layout) -> 
         to_json(request.audio),
         to_json(request.captions),
         to_json(request.video),
-        __version__,
+        KEY_FORMAT,
+        STEP_VERSION[Kind.SHORTS],
     )
 
 
@@ -311,7 +322,7 @@ class _Renderer:
                 states=states,
                 audio=mastered.audio,
                 intro=intro,
-                threads=self.threads,
+                threads=ENCODE_THREADS,
             )
 
     def _scene(

@@ -56,14 +56,14 @@ from zray.nodes import (
     VideoRequest,
     VideoResult,
 )
-from zray.pipeline.executor import step_threads
+from zray.pipeline.executor import ENCODE_THREADS, step_threads
 from zray.pipeline.shorts import make_shorts
 from zray.pipeline.stored_audio import StoreChunkCache, intro_audio, read_audio
 from zray.store import Store
 
 # Each step runs as a one-CPU task: an encoder that spawned a thread per core would fight the
 # other tasks placed on the same cores.
-TASK_THREADS = 1
+TASK_THREADS = ENCODE_THREADS
 
 
 def pad(store: Store, request: PadRequest, inputs: PadInputs) -> PadResult:
