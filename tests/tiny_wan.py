@@ -72,7 +72,9 @@ def _seeded_pipeline():
         temperal_downsample=[False, True, True],
     )
     # Wan2.2-TI2V-5B's scheduler: UniPC on flow sigmas, shift 5.
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
+    )
 
     backend = Tokenizer(models.Unigram(unigram_vocab(_CORPUS), unk_id=2))
     backend.normalizer = normalizers.NFKC()

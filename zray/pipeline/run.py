@@ -258,7 +258,12 @@ def _executor(
         steps = STEPS
 
     if kind == "in-process":
-        args = {"image": (engines.image,), "tts": (engines.tts,), "music": (engines.music,)}
+        args = {
+            "image": (engines.image,),
+            "tts": (engines.tts,),
+            "music": (engines.music,),
+            "video": (engines.video,),
+        }
         factories = {role: (lambda role=role: WORKERS[role](*args[role])) for role in roles}
         executor = InProcessExecutor(steps=steps, workers=factories, threads=os.cpu_count() or 1)
         try:
