@@ -5,6 +5,7 @@ builds nothing and a fresh build gives the same bytes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_a_card_moves_in_layers_from_the_picture_itself():
     )
     assert len(frames) == 25 and frames[0].shape == (176, 320, 3) and frames[0].dtype == np.uint8
     assert np.array_equal(frames[0], np.asarray(picture))  # the clip starts on the picture, exactly
-    steps = [mean_step(a, b) for a, b in zip(frames, frames[1:], strict=False)]
+    steps = [mean_step(a, b) for a, b in itertools.pairwise(frames)]
     assert steps[-1] > 0.0 and max(steps) < 8.0  # it moves, and never jumps
     # Near layers travel further than far ones: the sky band changes least, the ground most.
     sky, ground = slice(0, 40), slice(100, 130)
@@ -94,7 +95,7 @@ def test_a_studio_picture_or_a_card_that_does_not_match_gets_the_gentle_move():
     for picture, layers in ((studio, None), (card(seed=8), (PROMPT, 7, "Scene 1"))):
         frames = list(engine.generate(picture, "x", width=320, height=176, frames=13, seed=1, layers=layers))
         assert len(frames) == 13
-        steps = [mean_step(a, b) for a, b in zip(frames, frames[1:], strict=False)]
+        steps = [mean_step(a, b) for a, b in itertools.pairwise(frames)]
         assert min(steps) > 0 and max(steps) < 6.0  # moving from the first frame, smoothly
 
 
@@ -115,7 +116,7 @@ def test_a_generated_clip_goes_on_past_its_end_without_a_freeze_or_a_jump(tmp_pa
     source = ClipFrames(path, width=320, height=176, fps=24, fit="cover", fill="move", move=move)
     shown = list(source.frames(0, 72))  # the clip's 25 frames, then 47 more
     assert len(shown) == 72
-    steps = [mean_step(a, b) for a, b in zip(shown, shown[1:], strict=False)]
+    steps = [mean_step(a, b) for a, b in itertools.pairwise(shown)]
     assert max(steps) < 6.0  # no jump, at the clip's end either
     assert min(steps[20:]) > 0.0  # no frozen frame past the clip's end
     # Asked for from past its end, the same frames come (a tail starts there).
@@ -125,7 +126,7 @@ def test_a_generated_clip_goes_on_past_its_end_without_a_freeze_or_a_jump(tmp_pa
     at30 = list(
         ClipFrames(path, width=320, height=176, fps=30, fit="cover", fill="move", move=move).frames(0, 60)
     )
-    assert len(at30) == 60 and max(mean_step(a, b) for a, b in zip(at30, at30[1:], strict=False)) < 6.0
+    assert len(at30) == 60 and max(mean_step(a, b) for a, b in itertools.pairwise(at30)) < 6.0
 
 
 def test_the_script_takes_motion_generate_and_a_motion_prompt():
@@ -192,18 +193,18 @@ def test_draft_run_makes_a_clip_per_generated_scene_and_the_video_plays_them(dra
     pads = [nodes[f"pad:es:{i}"]["result"]["frames"] for i in range(3)]
     assert len(frames) == sum(pads)  # the narration sets the length, not the clips
     first = frames[: pads[0] - 12]  # scene 0 before its crossfade
-    steps = [mean_step(a, b) for a, b in zip(first, first[1:], strict=False)]
+    steps = [mean_step(a, b) for a, b in itertools.pairwise(first)]
     assert max(steps) < 8.0  # no jump, at the clip's end (frame 25) either
     # Moving throughout, past the 25-frame clip too: x264 may code one frame at a GOP's start as
     # its predecessor, never two in a row.
-    assert not any(a == 0.0 and b == 0.0 for a, b in zip(steps, steps[1:], strict=False))
+    assert not any(a == 0.0 and b == 0.0 for a, b in itertools.pairwise(steps))
     assert np.mean(steps[30:]) > 0.005
     # Scene 0 starts on its picture (through two lossy encodes at 320x176).
     picture = np.asarray(Image.open(draft["folder"] / nodes["image:0"]["result"]["path"]).convert("RGB"))
     assert mean_step(frames[0], picture) < 6.0
     # The still scene holds.
     third = frames[sum(pads[:2]) + 2 : sum(pads)]
-    assert max(mean_step(a, b) for a, b in zip(third, third[1:], strict=False)) < 0.5
+    assert max(mean_step(a, b) for a, b in itertools.pairwise(third)) < 0.5
 
 
 def test_a_rerun_builds_nothing_and_a_fresh_build_is_the_same_bytes(draft):
