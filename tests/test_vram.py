@@ -142,8 +142,22 @@ def test_configured_shares_win_and_unknown_engines_keep_the_fixed_ones() -> None
     custom = role_footprints({**production_roles(), "image": [("my.module:Engine", None)]})
     assert custom["image"] is None
     plans = actor_plans(ActorsConfig(), PRODUCTION, 1, footprints=custom)
-    assert {role: share for role, (share, _, _) in plans.items()} == GPU_SHARE
+    assert {role: share for role, (share, _, _) in plans.items()} == {role: GPU_SHARE[role] for role in plans}
     assert actor_plans(ActorsConfig(), PRODUCTION, 0, footprints=custom)["image"][0] == 0.0  # no GPUs
+    # With a video actor too, the fixed shares would add up to more than a card: scaled to fit one.
+    with_video = actor_plans(ActorsConfig(), {**PRODUCTION, "video": True}, 1, footprints=custom)
+    assert sum(share for share, _, _ in with_video.values()) <= 1.0
+    assert with_video["video"][0] > with_video["tts"][0] > 0
+
+
+def test_the_video_model_is_in_the_memory_table() -> None:
+    from zray.engines.wan import WanSettings
+
+    resident = engine_footprint("wan", WanSettings())
+    offloaded = engine_footprint("wan", WanSettings(memory="group_offload"))
+    assert resident is not None and offloaded is not None
+    assert offloaded.gib < resident.gib
+    assert "wan" in markdown_table()
 
 
 # --- doctor ------------------------------------------------------------------------------------------
