@@ -270,6 +270,9 @@ class ModelsConfig(Strict):
     # A clip's length: 4 * round(seconds * 24 / 4) + 1 frames at 24 fps (121 for 5 s); a longer scene
     # goes on from the clip's last frame with the gentle move.
     video_seconds: float = Field(5.0, gt=0, le=20)
+    # Pixels a clip is made at (the frame's shape scaled to about this many, then fitted to the
+    # frame); None: the model's native 1280x704. Wan2.1's 480p checkpoints want 832 * 480.
+    video_pixels: int | None = Field(None, ge=1024)
     video_memory: Literal["resident", "group_offload", "model_offload"] = "resident"
     video_dtype: ModelDtype = "auto"  # as image_dtype
     # diffusers' FirstBlockCache threshold for Wan's transformer (0: off); it changes pixels.

@@ -31,7 +31,7 @@ from zray.engines.parallax import ParallaxSettings
 from zray.engines.registry import KOKORO_LANGUAGES, PROFILES, EngineSpec, engine_class
 from zray.engines.storyboard import StoryboardSettings
 from zray.engines.wan import DEFAULT_STEPS as WAN_STEPS
-from zray.engines.wan import WanSettings
+from zray.engines.wan import NATIVE_PIXELS, WanSettings
 from zray.engines.zimage import TURBO_STEPS, ZImageSettings
 from zray.errors import RunError
 
@@ -121,6 +121,7 @@ def _wan(config: Config, languages: list[str]) -> WanSettings:
     return WanSettings(
         model=models.video,
         steps=models.video_steps or WAN_STEPS,
+        max_pixels=models.video_pixels or NATIVE_PIXELS,
         memory=models.video_memory,
         device=_device(config),
         dtype=models.video_dtype,

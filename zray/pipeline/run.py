@@ -402,11 +402,16 @@ def _finish(
         "notes": list(job.notes),
         "failed": dict(job.failed),
     }
+    identities = engines.identities.records()
+    # The video engine is loaded only for an episode with generated clips: its identity is theirs.
+    video = next((n.engine for n in plan.nodes.values() if n.kind is Kind.CLIP and n.engine), None)
+    if video is not None:
+        identities[str(video.get("engine", "video"))] = dict(video)
     record.set(
         zray=__version__,
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         profile=engines.profile,
-        engines=engines.identities.records(),
+        engines=identities,
         cache={"hits": len(plan.nodes) - len(prep.stale), "built": len(job.built)},
         outputs=outputs,
         failed=dict(job.failed),
@@ -417,8 +422,7 @@ def _finish(
     )
     report = _report(prep, job=job, executor=executor, outputs=outputs)
     extra = [
-        f"engine {name}: {json.dumps(identity, sort_keys=True)}"
-        for name, identity in engines.identities.records().items()
+        f"engine {name}: {json.dumps(identity, sort_keys=True)}" for name, identity in identities.items()
     ]
     extra += [f"step {node_id}: {_step_line(info)}" for node_id, info in steps.items()]
     extra += [
