@@ -223,3 +223,20 @@ def test_pacing_lives_in_the_padded_narration():
     assert mix.music_fade_out == 2.0 and mix.music_fade_in == 0.5
     other = plan_for(small_script(), audio={"scene_gap": 0.25})
     assert other.nodes["pad:es:0"].key != plan_for(small_script()).nodes["pad:es:0"].key
+
+
+def test_every_key_is_derived_from_its_request_its_inputs_and_its_engine():
+    """No key is written by hand: each is `node_key` of what the node carries, and the input keys it
+    carries are the keys of the nodes it names."""
+    from zray.nodes import node_key
+
+    plan = plan_for(
+        small_script(), intro=Intro(key="assets/common/intro_x.mp4", digest="abc"), shorts={"enabled": True}
+    )
+    for node in plan.nodes.values():
+        assert node.key == node_key(node.request, inputs=node.input_keys, engine=node.engine), node.id
+        for name, ref in node.inputs.items():
+            refs = ref if isinstance(ref, tuple) else (ref,)
+            keys = node.input_keys[name]
+            keys = keys if isinstance(keys, tuple) else (keys,)
+            assert keys == tuple(plan.nodes[r].key if r else None for r in refs), (node.id, name)

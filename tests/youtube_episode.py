@@ -108,7 +108,7 @@ def write_episode(
         nodes[f"video:{lang}"] = {
             "key": f"video-{lang}-1",
             "outputs": [at.format(video_name)],
-            "result": {"duration": 24.0},
+            "result": {"path": at.format(video_name), "duration": 24.0},
         }
         nodes[f"thumbs:{lang}"] = {"key": f"thumbs-{lang}", "outputs": [at.format(f"thumbnail_{lang}.png")]}
         nodes[f"subs:{lang}"] = {

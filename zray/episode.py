@@ -24,15 +24,15 @@ import hashlib
 import json
 import posixpath
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zray.errors import ZrayError
-from zray.keys import safe_name
-from zray.store import Store, StoreError
+from zray.keys import KEY_FORMAT, safe_name
+from zray.store import FileRecord, Store, StoreError
 
 if TYPE_CHECKING:
-    from zray.nodes import ShortFile
+    from zray.nodes import Kind, Result, ShortFile
     from zray.review.record import ReviewRecord
 
 # --- file names ------------------------------------------------------------------------------------
@@ -365,7 +365,191 @@ def upload_state(store: Store, identity: Identity) -> KeyedRecord:
     )
 
 
+def scene_labels(script: Any) -> list[str]:
+    """File-name labels for a script's scenes (`zray.script.Script`), also in node ids: their ids made
+    safe, disambiguated if two collapse to one."""
+    labels = [safe_name(str(s.scene_id), fallback="scene") for s in script.scenes]
+    if len(set(labels)) == len(labels):
+        return labels
+    return [f"{i:03d}_{label}" for i, label in enumerate(labels)]
+
+
+# --- node ids --------------------------------------------------------------------------------------
+
+
+def node_id(kind: str, *parts: str) -> str:
+    """A node's id in the plan and in run.json: its kind, then what it is of (a language, a scene's
+    label), e.g. `video:es`, `tts:es:3`, `image:3`. Every id is built here."""
+    return ":".join((str(kind), *parts))
+
+
+def video_node(lang: str) -> str:
+    return node_id("video", lang)
+
+
+def thumbs_node(lang: str) -> str:
+    return node_id("thumbs", lang)
+
+
+def subs_node(lang: str) -> str:
+    return node_id("subs", lang)
+
+
+def shorts_node(lang: str) -> str:
+    return node_id("shorts", lang)
+
+
 # --- run.json --------------------------------------------------------------------------------------
+
+RUN_FORMAT = 2  # paths relative to the episode folder (format 1 named them from the output root)
+
+
+@dataclass
+class NodeEntry:
+    """One node in run.json: the key it was made under, its files with their records, its result
+    (as the step returned it; `typed_result` reads it back typed), how it ran, and what it was made
+    from (each key field's digest, its inputs' keys, its engine: what `--explain` compares)."""
+
+    key: str
+    outputs: list[str] = field(default_factory=list)
+    result: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, FileRecord] = field(default_factory=dict)
+    step: dict[str, Any] | None = None
+    made_from: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NodeEntry:
+        """From an entry whose shape `check_run_record` passed."""
+        files = {path: FileRecord.from_json(rec) for path, rec in (data.get("files") or {}).items()}
+        made_from = data.get("made_from")
+        return cls(
+            key=str(data["key"]),
+            outputs=[str(p) for p in data.get("outputs", [])],
+            result=dict(data.get("result") or {}),
+            files={path: rec for path, rec in files.items() if rec is not None},
+            step=dict(data["step"]) if isinstance(data.get("step"), dict) else None,
+            made_from=dict(made_from) if isinstance(made_from, dict) else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "key": self.key,
+            "outputs": list(self.outputs),
+            "result": self.result,
+            "files": {path: rec.to_json() for path, rec in self.files.items()},
+        }
+        if self.step:
+            data["step"] = self.step
+        if self.made_from:
+            data["made_from"] = self.made_from
+        return data
+
+    def typed_result(self, kind: Kind) -> Result:
+        """The result as its kind's type; ValueError when the record has the wrong shape."""
+        from zray.nodes import read_result
+
+        return read_result(kind, self.result)
+
+
+@dataclass
+class RunFile:
+    """run.json, typed: read and written only through this (the pipeline's `RunRecord` and the
+    finished-episode reader `Episode` both). `extra` keeps what the last run said about itself
+    (last_run, engines, outputs, ...) as written."""
+
+    nodes: dict[str, NodeEntry] = field(default_factory=dict)
+    identity: Identity | None = None
+    script: str | None = None
+    key_format: int = 1  # zray.keys.KEY_FORMAT of its keys; 1 for records from before keys said
+    generated: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, store: Store) -> RunFile | None:
+        """The folder's run.json (None when there is none), upgraded to the current format.
+        RecordError when it cannot be read or has the wrong shape."""
+        data = read_json(store, RUN_FILE, what="the run record")
+        if data is None:
+            return None
+        problem = check_run_record(data)
+        if problem:
+            raise RecordError(problem)
+        return cls.from_json(upgrade_run_record(data, store))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunFile:
+        nodes = {node_id: NodeEntry.from_json(entry) for node_id, entry in (data.get("nodes") or {}).items()}
+        generated = data.get("generated")
+        key_format = data.get("key_format")
+        return cls(
+            nodes=nodes,
+            identity=Identity.from_json(data.get("identity")),
+            script=data["script"] if isinstance(data.get("script"), str) else None,
+            key_format=key_format if isinstance(key_format, int) else (1 if nodes else KEY_FORMAT),
+            generated=[p for p in generated if isinstance(p, str)] if isinstance(generated, list) else [],
+            extra={
+                k: v
+                for k, v in data.items()
+                if k not in ("nodes", "identity", "script", "key_format", "generated", "format")
+            },
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {**self.extra, "format": RUN_FORMAT}
+        if self.identity is not None:
+            data["identity"] = self.identity.to_json()
+        if self.script is not None:
+            data["script"] = self.script
+        data["key_format"] = self.key_format
+        data["generated"] = list(self.generated)
+        data["nodes"] = {node_id: entry.to_json() for node_id, entry in self.nodes.items()}
+        return data
+
+    def write(self, store: Store) -> None:
+        write_json(store, RUN_FILE, self.to_json())
+
+    def all_paths(self) -> list[str]:
+        """Every path it names: what must stay inside the folder."""
+        paths = [*self.generated]
+        for entry in self.nodes.values():
+            paths += [*entry.outputs, *entry.files]
+        return paths
+
+
+def upgrade_run_record(data: Mapping[str, Any], store: Store) -> dict[str, Any]:
+    """The one migration of run.json's shape: records before format 2 named files from the output
+    root (`<project>/<episode>/x`) and word timings as `text`."""
+    if data.get("format", 1) >= RUN_FORMAT:
+        return dict(data)
+    prefix = "/".join(store.root.rstrip("/").split("/")[-2:]) + "/"
+
+    def relative(path: Any) -> Any:
+        return path[len(prefix) :] if isinstance(path, str) and path.startswith(prefix) else path
+
+    upgraded = dict(data)
+    nodes = {}
+    for node_id, entry in (data.get("nodes") or {}).items():
+        entry = dict(entry)
+        entry["outputs"] = [relative(p) for p in entry.get("outputs", [])]
+        entry["files"] = {relative(p): rec for p, rec in (entry.get("files") or {}).items()}
+        result = dict(entry.get("result") or {})
+        result["path"] = relative(result.get("path"))
+        if "path" in result and result["path"] is None:
+            del result["path"]
+        if isinstance(result.get("variants"), list):
+            result["variants"] = [relative(v) for v in result["variants"]]
+        if isinstance(result.get("words"), list):
+            result["words"] = [
+                {"word": w.get("word", w.get("text")), "start": w.get("start"), "end": w.get("end")}
+                for w in result["words"]
+                if isinstance(w, dict)
+            ]
+        entry["result"] = result
+        nodes[node_id] = entry
+    upgraded["nodes"] = nodes
+    upgraded.pop("outputs", None)  # keyed by name relative to the folder already, rebuilt at the end
+    upgraded["format"] = RUN_FORMAT
+    return upgraded
 
 
 def check_run_record(data: Any) -> str | None:
@@ -426,6 +610,55 @@ def outside_paths(paths: Iterable[str]) -> list[str]:
     return [p for p in paths if not inside(p)]
 
 
+def follow_content_keys(store: Store, moved: Mapping[str, str]) -> list[str]:
+    """Point the upload and review records at the new content keys of videos whose bytes did not
+    change (`moved`: old content key -> new; a key format upgrade, or a rebuild that made the same
+    file): what is on YouTube, and what was approved, is still the file in the folder. Returns the
+    records it rewrote. Only a string equal to an old key is changed, in the fields that name a
+    video's content key; a published entry keeps the content tag its YouTube copy carries."""
+    if not moved:
+        return []
+    from zray.publish.youtube.metadata import content_tag
+
+    changed = []
+    for name, section in ((PUBLISHED_FILE, "videos"), (UPLOAD_STATE_FILE, "sessions")):
+        data = read_json(store, name, what=name)
+        entries = data.get(section, data) if isinstance(data, dict) else None
+        if not isinstance(entries, dict):
+            continue
+        touched = False
+        for entry in entries.values():
+            if not isinstance(entry, dict):
+                continue
+            old = entry.get("content_key")
+            if isinstance(old, str) and old in moved:
+                if section == "videos":
+                    entry.setdefault("content_tag", content_tag(old))
+                entry["content_key"] = moved[old]
+                touched = True
+            if isinstance(entry.get("metadata_for"), str) and entry["metadata_for"] in moved:
+                entry["metadata_for"] = moved[entry["metadata_for"]]
+                touched = True
+        if touched:
+            write_json(store, name, data)
+            changed.append(name)
+    review = read_json(store, REVIEW_FILE, what="the review record")
+    approvals = review.get("approvals") if isinstance(review, dict) else None
+    if isinstance(approvals, dict):
+        touched = False
+        for entry in approvals.values():
+            keys = entry.get("keys") if isinstance(entry, dict) else None
+            if isinstance(keys, dict):
+                for name, key in list(keys.items()):
+                    if isinstance(key, str) and key in moved:
+                        keys[name] = moved[key]
+                        touched = True
+        if touched:
+            write_json(store, REVIEW_FILE, review)
+            changed.append(REVIEW_FILE)
+    return changed
+
+
 # --- a finished episode, read back -----------------------------------------------------------------
 
 
@@ -440,8 +673,9 @@ class Episode:
 
     store: Store  # rooted at the episode folder
     script: Any  # zray.script.Script
-    record: dict[str, Any]
+    record: dict[str, Any]  # run.json as JSON (for pages that show it whole); `run` is it typed
     identity: Identity
+    run: RunFile = field(default_factory=RunFile)
 
     @property
     def url(self) -> str:
@@ -453,10 +687,10 @@ class Episode:
 
     @property
     def languages(self) -> list[str]:
-        return [lang for lang in self.script.languages if f"video:{lang}" in self.nodes]
+        return [lang for lang in self.script.languages if video_node(lang) in self.run.nodes]
 
-    def node(self, node_id: str) -> dict[str, Any]:
-        entry = self.nodes.get(node_id)
+    def node(self, node_id: str) -> NodeEntry:
+        entry = self.run.nodes.get(node_id)
         if entry is None:
             raise EpisodeError(
                 f"{self.url}: {node_id} was never finished; run `zray run` on the script first"
@@ -464,7 +698,7 @@ class Episode:
         return entry
 
     def output(self, node_id: str, index: int = 0) -> str:
-        outputs = self.node(node_id).get("outputs", [])
+        outputs = self.node(node_id).outputs
         if len(outputs) <= index:
             raise RecordError(
                 f"{self.url}/{RUN_FILE}: {node_id} lists no output {index}; run `zray run` again"
@@ -473,34 +707,38 @@ class Episode:
 
     def video(self, lang: str) -> str:
         """The language's finished video, relative to the folder."""
-        return self.output(f"video:{lang}")
+        return self.output(video_node(lang))
 
     def content_key(self, lang: str) -> str:
         """What the video was made from: changes whenever its picture or sound would."""
-        return str(self.node(f"video:{lang}")["key"])
+        return self.node(video_node(lang)).key
 
     def duration(self, lang: str) -> float:
-        result = self.node(f"video:{lang}").get("result", {})
+        from zray.nodes import Kind, VideoResult
+
         try:
-            return float(result["duration"])
-        except (KeyError, TypeError, ValueError):
+            result = self.node(video_node(lang)).typed_result(Kind.VIDEO)
+        except ValueError:
+            result = None
+        if not isinstance(result, VideoResult) or not result.duration:
             raise RecordError(
-                f"{self.url}/{RUN_FILE}: video:{lang} has no duration; run `zray run` again"
-            ) from None
+                f"{self.url}/{RUN_FILE}: {video_node(lang)} has no duration; run `zray run` again"
+            )
+        return result.duration
 
     def thumbnail(self, lang: str) -> str:
-        return self.output(f"thumbs:{lang}")
+        return self.output(thumbs_node(lang))
 
     def shorts(self, lang: str) -> list[ShortFile]:
         """The language's Shorts as the last run made them (`zray.nodes.ShortFile`, in order); empty
         when none were made (`shorts.enabled` off). RecordError for a record of the wrong shape."""
-        from zray.nodes import Kind, ShortsResult, read_result
+        from zray.nodes import Kind, ShortsResult
 
-        entry = self.nodes.get(f"shorts:{lang}")
+        entry = self.run.nodes.get(shorts_node(lang))
         if entry is None:
             return []
         try:
-            result = read_result(Kind.SHORTS, entry.get("result"))
+            result = entry.typed_result(Kind.SHORTS)
         except ValueError as exc:
             raise RecordError(
                 f"{self.url}/{RUN_FILE}: shorts:{lang} is malformed ({exc}); run `zray run` again"
@@ -514,7 +752,7 @@ class Episode:
         return list(result.shorts)
 
     def subtitles(self, lang: str, *, fmt: str = "srt") -> str:
-        return self.output(f"subs:{lang}", {"srt": 0, "vtt": 1}[fmt])
+        return self.output(subs_node(lang), {"srt": 0, "vtt": 1}[fmt])
 
     def chapters(self, lang: str) -> str:
         """The YouTube chapter list ("0:00 Title" lines), empty when YouTube would ignore it."""
@@ -545,35 +783,27 @@ def open_episode(url: str | Store) -> Episode:
 
     store = url if isinstance(url, Store) else Store(url)
     where = store.root_url
-    record = read_json(store, RUN_FILE, what="the run record")
-    if record is None:
+    try:
+        run = RunFile.read(store)
+    except RecordError as exc:
+        raise RecordError(
+            f"{where}/{RUN_FILE}: {exc}; run `zray run` on the script again to rebuild it"
+        ) from None
+    if run is None:
         raise EpisodeError(f"{where}: no {RUN_FILE} here; is this an episode folder made by `zray run`?")
-    problem = check_run_record(record)
-    if problem:
-        raise RecordError(f"{where}/{RUN_FILE}: {problem}; run `zray run` on the script again to rebuild it")
+    record = run.to_json()
     data = read_json(store, SCRIPT_FILE, what="the script copy")
     if data is None:
         raise EpisodeError(f"{where}: no {SCRIPT_FILE} here; run `zray run` on the script again to write it")
-    checked = check_data(data, filename=str(record.get("script", "")))
+    checked = check_data(data, filename=run.script or "")
     if not checked.ok or checked.script is None:
         first = checked.errors[0].render(SCRIPT_FILE) if checked.errors else SCRIPT_FILE
         raise EpisodeError(f"{where}: {first}")
     script = checked.script
-    identity = Identity.from_json(record.get("identity")) or Identity(
-        project_of_folder(store), script.saga or 0, script.episode or 0
-    )
+    identity = run.identity or Identity(project_of_folder(store), script.saga or 0, script.episode or 0)
     if (identity.saga, identity.episode) != (script.saga, script.episode):
         raise RecordError(
             f"{where}: {RUN_FILE} is for {identity} but {SCRIPT_FILE} is S{script.saga:02d}E{script.episode:02d}; "
             "run `zray run` on the script again"
         )
-    _upgrade_paths(record)
-    return Episode(store=store, script=script, record=record, identity=identity)
-
-
-def _upgrade_paths(record: dict[str, Any]) -> None:
-    """Records before format 2 named files from the output root (`<project>/<episode>/x`)."""
-    if record.get("format", 1) >= 2:
-        return
-    for entry in record.get("nodes", {}).values():
-        entry["outputs"] = [p.split("/", 2)[2] if p.count("/") >= 2 else p for p in entry.get("outputs", [])]
+    return Episode(store=store, script=script, record=record, identity=identity, run=run)

@@ -698,6 +698,27 @@ class ShortsRequest(Request):
         )
 
 
+REQUESTS: dict[Kind, type[Request]] = {
+    cls.kind: cls
+    for cls in (
+        ImageRequest,
+        ImportRequest,
+        SpeechRequest,
+        MusicRequest,
+        PadRequest,
+        SegmentRequest,
+        ClipRequest,
+        MotionRequest,
+        TailRequest,
+        IntroRequest,
+        ThumbsRequest,
+        SubsRequest,
+        VideoRequest,
+        CaptionedRequest,
+        ShortsRequest,
+    )
+}
+
 # Bumped whenever a kind's step starts writing other bytes for the same request and inputs (a new
 # encoder setting, a fixed bug), so exactly that kind's artifacts, and what is made from them, rebuild.
 # Version 1 is each step as it was when keys came to be derived from requests (KEY_FORMAT 2).
@@ -815,8 +836,22 @@ def node_key(request: Request, *, inputs: Mapping[str, InputKey], engine: Engine
 
 
 def field_digests(request: Request) -> dict[str, str]:
-    """Each key field's own digest: recorded with the node, so a later run can say which changed."""
-    return {name: content_key(value) for name, value in request.key_fields().items()}
+    """A digest of each key field and of each part of it (`video.width`, `scenes.2.text`): recorded
+    with the node, so a later run can name what changed (see `zray.pipeline.explain`)."""
+    digests: dict[str, str] = {}
+
+    def walk(path: str, value: Any) -> None:
+        digests[path] = content_key(value)[:12]
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(f"{path}.{name}", item)
+        elif isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+            for index, item in enumerate(value):
+                walk(f"{path}.{index}", item)
+
+    for name, value in request.key_fields().items():
+        walk(name, value)
+    return digests
 
 
 @dataclass(frozen=True)
@@ -899,7 +934,18 @@ def make_node(
     """A node with its key derived from `request` (built with its output paths left empty), the
     keys of its `inputs` (nodes by input name; a list input a sequence, None for a missing item or an
     optional input left out) and the `engine`'s identity; then its output paths are filled from
-    `outputs(key)` (field name -> path), so a path can embed the key."""
+    `outputs(key)` (field name -> path), so a path can embed the key. `sources` says where request
+    fields come from (a script JSON path, a setting) for `--explain`; it is not part of the key.
+
+        make_node(
+            layout.node_id("motion", label),
+            MotionRequest(video=video, shot=shot, transition=frames),
+            stage="assembly",
+            inputs={"pads": tuple(pads), "image": image_node},
+            outputs=lambda key: {"output": layout.segment(f"mov_{label}", key)},
+            sources={"shot": f"scenes.{index}.motion", "transition": "video.transition"},
+        )
+    """
     ids: dict[str, InputRef] = {}
     keys: dict[str, InputKey] = {}
     for name, value in (inputs or {}).items():

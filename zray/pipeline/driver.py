@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from zray.episode import NodeEntry
 from zray.nodes import MODEL_KINDS, Kind, Node, Result
 from zray.pipeline.executor import Done, Executor, Work
 from zray.pipeline.plan import Plan
@@ -49,7 +50,7 @@ class Job:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> how it ran this time
     started: float = 0.0
     finished: float = 0.0
-    old_outputs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # deliverables' previous files
+    old_entries: dict[str, NodeEntry] = field(default_factory=dict)  # deliverables' records before the run
     results: dict[str, Result] = field(default_factory=dict)  # what each node made (recorded or new)
     waiting: list[Node] = field(default_factory=list)  # stale nodes not yet submitted, in plan order
     running: int = 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from zray.errors import ZrayError
-from zray.nodes import ROLES, Kind, Node, Result
+from zray.nodes import ROLES, Kind, Node, Result, read_result, to_json
 from zray.store import DamagedFile, FileRecord, Store
 
 # A step: (episode folder, typed request, typed inputs) -> typed result.
@@ -88,7 +88,10 @@ def perform(work: Work, step: StepFn, *, threads: int = 1) -> Outcome:
     started = time.time()
     token = _THREADS.set(max(1, threads))
     try:
-        result = step(store, work.node.request, work.inputs)
+        # The result as its record will say it (floats rounded once, by `to_json`): what consumes it
+        # in this run sees exactly what a later run reads back from run.json, so a rerun that reuses
+        # it builds the bytes a fresh run builds.
+        result = read_result(work.node.kind, to_json(step(store, work.node.request, work.inputs)))
         files = {path: store.file_record(path) for path in work.node.produced(result)}
     except DamagedFile as exc:
         return Outcome(None, {}, started, time.time(), error=str(exc), damaged=exc.key)

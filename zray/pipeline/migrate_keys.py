@@ -14,8 +14,9 @@ out something the new request carries:
 - the Shorts (their step version is 2: x264 now runs at a fixed thread count).
 
 An adopted long video keeps its file, so its upload record (published.json, upload_state.json) and
-its review approval (review.json) follow it to the new key: the file on YouTube, and the file that
-was approved, are byte for byte the one in the folder.
+its review approval (review.json) follow it to the new key (`episode.follow_content_keys`): the file
+on YouTube, and the file that was approved, are byte for byte the one in the folder. A video or Short
+that is made again with the same bytes is followed the same way, at the end of its run.
 """
 
 from __future__ import annotations
@@ -26,13 +27,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from zray import episode as layout
 from zray.config import Config
 from zray.keys import content_key
 from zray.media.constants import SAMPLE_RATE
 from zray.media.video.settings import VideoSettings
-from zray.nodes import Kind, Node, Shot
-from zray.store import Store
+from zray.nodes import ImageRequest, ImportRequest, Kind, Node, Shot
 
 log = logging.getLogger("zray")
 
@@ -71,54 +70,20 @@ def adopt(nodes: Mapping[str, Node], recorded: Mapping[str, str], config: Config
     return list(adopted.values())
 
 
-def follow_videos(store: Store, moved: Mapping[str, str]) -> list[str]:
-    """Point the upload and review records at the new keys of adopted videos (`moved`: old content
-    key -> new). Returns the records it rewrote. Only a string equal to an old key is changed, in the
-    fields that name a video's content key; a published entry keeps the content tag it has on YouTube."""
-    if not moved:
-        return []
-    from zray.publish.youtube.metadata import content_tag
-
-    changed = []
-    for name, section in ((layout.PUBLISHED_FILE, "videos"), (layout.UPLOAD_STATE_FILE, "sessions")):
-        data = layout.read_json(store, name, what=name)
-        entries = data.get(section, data) if isinstance(data, dict) else None
-        if not isinstance(entries, dict):
-            continue
-        touched = False
-        for entry in entries.values():
-            if not isinstance(entry, dict):
-                continue
-            old = entry.get("content_key")
-            if isinstance(old, str) and old in moved:
-                if section == "videos":
-                    entry.setdefault("content_tag", content_tag(old))
-                entry["content_key"] = moved[old]
-                touched = True
-            if isinstance(entry.get("metadata_for"), str) and entry["metadata_for"] in moved:
-                entry["metadata_for"] = moved[entry["metadata_for"]]
-                touched = True
-        if touched:
-            layout.write_json(store, name, data)
-            changed.append(name)
-    review = layout.read_json(store, layout.REVIEW_FILE, what="the review record")
-    approvals = review.get("approvals") if isinstance(review, dict) else None
-    if isinstance(approvals, dict):
-        touched = False
-        for entry in approvals.values():
-            keys = entry.get("keys") if isinstance(entry, dict) else None
-            if isinstance(keys, dict):
-                for name, key in list(keys.items()):
-                    if isinstance(key, str) and key in moved:
-                        keys[name] = moved[key]
-                        touched = True
-        if touched:
-            layout.write_json(store, layout.REVIEW_FILE, review)
-            changed.append(layout.REVIEW_FILE)
-    return changed
-
-
 # --- the format-1 formulas -------------------------------------------------------------------------
+
+
+def format1_picture_key(
+    request: ImageRequest | ImportRequest, identity: Mapping[str, Any] | None = None
+) -> str:
+    """A picture's format-1 key: what it is drawn from (a generated picture's engine, prompt, size and
+    seed; an imported one's content). The planner also chooses camera moves from it, so an episode
+    made under format 1 keeps its moves."""
+    if isinstance(request, ImportRequest):
+        return content_key("image-file", request.digest, LEGACY_VERSION)
+    return content_key(
+        "image", dict(identity or {}), request.prompt, request.width, request.height, request.seed
+    )
 
 
 def _vkey(video: VideoSettings) -> dict[str, Any]:
@@ -155,7 +120,7 @@ def _legacy_key(node: Node, old: Mapping[str, str | None], config: Config) -> st
         if node.inputs.get(image) is not None:
             return key_of(image)
         if shot is not None and shot.clip is not None:
-            return content_key("clip-file", shot.clip.digest)
+            return content_key("clip-file", shot.clip.digest)  # format 1's key of a clip picture
         return None
 
     kind = node.kind
@@ -164,9 +129,9 @@ def _legacy_key(node: Node, old: Mapping[str, str | None], config: Config) -> st
     if kind == Kind.IMAGE:
         if request.label and (engine or {}).get("engine") in LABEL_DRAWING_ENGINES:
             return None  # its picture shows a label the old key did not cover
-        return content_key("image", engine, request.prompt, request.width, request.height, request.seed)
+        return format1_picture_key(request, engine)
     if kind == Kind.IMPORT:
-        return content_key("image-file", request.digest, V)
+        return format1_picture_key(request)
     if kind == Kind.SPEECH:
         return content_key("tts", engine, request.lang, request.text)
     if kind == Kind.INTRO:

@@ -23,7 +23,6 @@ from zray import episode as layout
 from zray.config import Config
 from zray.engines.base import seed_from
 from zray.errors import ZrayError
-from zray.keys import content_key, safe_name
 from zray.media import generated, moves, shots
 from zray.media.caption_box import LOWER_THIRD, CaptionError, parse_colour
 from zray.media.constants import THUMB_SIZE
@@ -55,6 +54,7 @@ from zray.nodes import (
     VideoRequest,
     make_node,
 )
+from zray.pipeline.migrate_keys import format1_picture_key
 from zray.pipeline.studio import StudioFile
 from zray.review.record import ReviewOverrides
 from zray.script import Script
@@ -104,12 +104,8 @@ class Plan:
         return [n for n in self.nodes.values() if n.final]
 
 
-def scene_labels(script: Script) -> list[str]:
-    """File-name labels for scenes: their ids made safe, disambiguated if two collapse to one."""
-    labels = [safe_name(str(s.scene_id), fallback="scene") for s in script.scenes]
-    if len(set(labels)) == len(labels):
-        return labels
-    return [f"{i:03d}_{label}" for i, label in enumerate(labels)]
+# Scene labels name files and node ids, so the episode's layout owns them; kept here for old imports.
+scene_labels = layout.scene_labels
 
 
 @dataclass(frozen=True)
@@ -175,7 +171,7 @@ class _Builder:
         seconds = self.config.audio.music_seconds
         return self.add(
             make_node(
-                "music",
+                layout.node_id("music"),
                 MusicRequest(prompt=prompt, seconds=seconds, file=file),
                 stage="music",
                 engine=self.identities.music,
@@ -193,7 +189,7 @@ class _Builder:
             return None
         return self.add(
             make_node(
-                "intro",
+                layout.node_id("intro"),
                 IntroRequest(source=self.intro.key, digest=self.intro.digest, video=self.video),
                 stage="assembly",
                 outputs=lambda key: {"output": layout.segment("intro", key)},
@@ -229,18 +225,18 @@ class _Builder:
                 fill=self.config.video.clip_fill,
             )
             # Clips move by themselves: no camera move on top.
-            return Picture(node=None, key=content_key("clip-file", item.digest), shot=Shot(clip=clip))
+            return Picture(node=None, key=item.digest, shot=Shot(clip=clip))
         seed, seed_source = self.scene_seed(index)
         v = self.video
         layers: tuple[str, int, str] | None = None
         if scene.image_file:
             image = self.imported(
-                f"image:{label}",
+                layout.node_id("image", label),
                 scene.image_file,
                 layout.scene_image(label),
                 setting=f"scenes.{index}.image_file",
             )
-            drawn_from = legacy_move_seed(image.request)
+            drawn_from = format1_picture_key(image.request)
         else:
             request = ImageRequest(
                 prompt=scene.image_prompt,
@@ -251,7 +247,7 @@ class _Builder:
             )
             image = self.add(
                 make_node(
-                    f"image:{label}",
+                    layout.node_id("image", label),
                     request,
                     stage="images",
                     engine=self.identities.image,
@@ -265,7 +261,7 @@ class _Builder:
                     },
                 )
             )
-            drawn_from = legacy_move_seed(request, self.identities.image)
+            drawn_from = format1_picture_key(request, self.identities.image)
             if self.identities.image.get("engine") == "storyboard":
                 layers = (request.prompt, request.seed, request.label)
         motion = scene_motion(self.script, index, self.motion)
@@ -275,6 +271,8 @@ class _Builder:
             return Picture(node=image, key=image.key, shot=Shot())
         if scene.image_file:
             self.warn_if_small(index, scene.image_file)
+        # The move is chosen from what the picture is drawn from, as zray 0.1 keyed it, so an
+        # episode made then keeps its moves (and its videos their bytes); a choice, not a key.
         return Picture(node=image, key=image.key, shot=Shot(move=moves.choose_move(drawn_from)))
 
     def generated_clip(
@@ -304,7 +302,7 @@ class _Builder:
         )
         clip = self.add(
             make_node(
-                f"clip:{label}",
+                layout.node_id("clip", label),
                 request,
                 stage="clips",
                 inputs={"image": image},
@@ -353,7 +351,7 @@ class _Builder:
         label = self.labels[index]
         return self.add(
             make_node(
-                f"segment:{label}",
+                layout.node_id("segment", label),
                 SegmentRequest(video=self.video),
                 stage="assembly",
                 inputs={"image": picture.node},
@@ -368,7 +366,7 @@ class _Builder:
         label = self.labels[index]
         return self.add(
             make_node(
-                f"motion:{label}",
+                layout.node_id("motion", label),
                 MotionRequest(video=self.video, shot=picture.shot, transition=self.transition_out(index)),
                 stage="assembly",
                 inputs={"pads": tuple(pads), "image": picture.node, "clip": picture.clip},
@@ -409,7 +407,7 @@ class _Builder:
         moving = picture.shot.moves
         if not moving and not out:
             return None
-        node_id = f"tail:{lang}:{label}" if moving else f"tail:{label}"
+        node_id = layout.node_id("tail", lang, label) if moving else layout.node_id("tail", label)
         if node_id in self.nodes:
             return self.nodes[node_id]
         following = pictures[index + 1] if index + 1 < len(pictures) else None
@@ -443,7 +441,7 @@ class _Builder:
             return None
         return self.add(
             make_node(
-                "tail:intro",
+                layout.node_id("tail", "intro"),
                 TailRequest(video=self.video, shot=Shot(), next=first.shot, transition=frames),
                 stage="assembly",
                 inputs={"intro": intro, "next_image": first.node, "next_clip": first.clip},
@@ -480,7 +478,7 @@ class _Builder:
             label = self.labels[index]
             speech = self.add(
                 make_node(
-                    f"tts:{lang}:{label}",
+                    layout.node_id("tts", lang, label),
                     SpeechRequest(text=scene.narration(lang), lang=lang),
                     stage="narration",
                     engine=self.identities.speech[lang],
@@ -494,7 +492,7 @@ class _Builder:
             pads.append(
                 self.add(
                     make_node(
-                        f"pad:{lang}:{label}",
+                        layout.node_id("pad", lang, label),
                         PadRequest(
                             fps=self.video.fps, lead_frames=lead, gap_frames=gap, clip=clip, clip_level=level
                         ),
@@ -530,7 +528,7 @@ class _Builder:
         prompt = seo.thumbnail_prompt or self.script.scenes[0].image_prompt
         if seo.thumbnail_file:
             base = self.imported(
-                f"thumb_base:{lang}",
+                layout.node_id("thumb_base", lang),
                 seo.thumbnail_file,
                 layout.thumbnail_base(lang),
                 setting=f"seo.{lang}.thumbnail_file",
@@ -539,7 +537,7 @@ class _Builder:
         else:
             base = self.add(
                 make_node(
-                    f"thumb_base:{lang}",
+                    layout.node_id("thumb_base", lang),
                     ImageRequest(
                         prompt=prompt,
                         width=THUMB_SIZE[0],
@@ -565,7 +563,7 @@ class _Builder:
         official = self.review.thumbnail_for(lang, len(texts))  # the variant chosen in review
         return self.add(
             make_node(
-                f"thumbs:{lang}",
+                layout.node_id("thumbs", lang),
                 ThumbsRequest(texts=texts, lang=lang, official_variant=official),
                 stage="thumbnails",
                 inputs={"base": base},
@@ -586,7 +584,7 @@ class _Builder:
         )
         return self.add(
             make_node(
-                f"subs:{lang}",
+                layout.node_id("subs", lang),
                 SubsRequest(lang=lang, scenes=scenes, fps=self.video.fps),
                 stage="assembly",
                 inputs={"pads": tuple(pads), "intro": intro},
@@ -598,7 +596,18 @@ class _Builder:
                 },
                 lang=lang,
                 final=True,
-                sources={"scenes": f"scenes.*.script_{lang} / chapter_{lang}", "fps": "video.fps"},
+                sources={
+                    "fps": "video.fps",
+                    **{
+                        f"scenes.{i}.{part}": f"scenes.{i}.{name}"
+                        for i in range(len(scenes))
+                        for part, name in (
+                            ("text", f"script_{lang}"),
+                            ("chapter", f"chapter_{lang}"),
+                            ("label", "scene_id"),
+                        )
+                    },
+                },
             )
         )
 
@@ -629,7 +638,7 @@ class _Builder:
         moving = {"tails": tuple(tails), "intro_tail": intro_tail} if any(tails) or intro_tail else {}
         return self.add(
             make_node(
-                f"video:{lang}",
+                layout.node_id("video", lang),
                 VideoRequest(
                     video=self.video,
                     audio=mix,
@@ -650,7 +659,12 @@ class _Builder:
                 },
                 lang=lang,
                 final=True,
-                sources={"video": "video", "audio": "audio", "intro_source": "--intro"},
+                sources={
+                    "video": "video",
+                    "audio": "audio",
+                    "audio.music_fade_out": "audio.tail",
+                    "intro_source": "--intro",
+                },
             )
         )
 
@@ -680,7 +694,7 @@ class _Builder:
             nodes.append(
                 self.add(
                     make_node(
-                        f"captioned:{lang}:{label}",
+                        layout.node_id("captioned", lang, label),
                         CaptionedRequest(
                             text=self.script.scenes[index].narration(lang),
                             video=self.video,
@@ -732,7 +746,7 @@ class _Builder:
             label = self.labels[index]
             node = self.add(
                 make_node(
-                    f"image_v:{label}",
+                    layout.node_id("image_v", label),
                     ImageRequest(
                         prompt=scene.image_prompt,
                         width=width,
@@ -761,7 +775,7 @@ class _Builder:
             return None
         return self.add(
             make_node(
-                "intro:shorts",
+                layout.node_id("intro", "shorts"),
                 IntroRequest(
                     source=self.shorts_intro.key, digest=self.shorts_intro.digest, video=self.shorts_video()
                 ),
@@ -820,7 +834,7 @@ class _Builder:
         )
         return self.add(
             make_node(
-                f"shorts:{lang}",
+                layout.node_id("shorts", lang),
                 request,
                 stage="shorts",
                 inputs={
@@ -841,20 +855,15 @@ class _Builder:
                     "audio": "audio",
                     "captions": "captions",
                     "transition": "video.transition",
+                    "max_seconds": "shorts.max_seconds",
+                    "min_seconds": "shorts.min_seconds",
+                    "lead": "audio.lead",
+                    "tail": "audio.tail",
+                    "fallback_title": f"seo.{lang}.title",
+                    **{f"scenes.{i}.text": f"scenes.{i}.script_{lang}" for i in range(len(scenes))},
                 },
             )
         )
-
-
-def legacy_move_seed(request: ImageRequest | ImportRequest, identity: Mapping[str, Any] | None = None) -> str:
-    """What a picture's camera move is chosen from (`moves.choose_move`): what the picture is drawn
-    from, digested as zray 0.1 keyed pictures, so an episode made then keeps its moves (and its
-    videos their bytes). A seed for a choice, not a key: no cache decision depends on it."""
-    if isinstance(request, ImportRequest):
-        return content_key("image-file", request.digest, "0.1.0")
-    return content_key(
-        "image", dict(identity or {}), request.prompt, request.width, request.height, request.seed
-    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -261,7 +261,7 @@ def _intro_ref(path: Path) -> Intro:
 def clean(store: Store, record: RunRecord, *, dry_run: bool) -> list[str]:
     """Delete exactly the files the record says zray generated (inside the folder, never a
     publishing or review record, never a file of the user's), then forget them."""
-    paths = [p for p in layout.generated_paths(record.data | {"nodes": record.nodes}) if p != layout.RUN_FILE]
+    paths = [p for p in record.generated_paths() if p != layout.RUN_FILE]
     existing = set(store.stamps())
     doomed = [p for p in paths if p in existing]
     if dry_run:
@@ -269,7 +269,8 @@ def clean(store: Store, record: RunRecord, *, dry_run: bool) -> list[str]:
     for path in doomed:
         store.remove(path)
     record.forget(list(record.nodes))
-    record.set(generated=[], outputs={})
+    record.clear_generated()
+    record.set(outputs={})
     record.flush(force=True)
     log.info("%s: --clean removed %d generated files", store.root_url, len(doomed))
     return doomed
@@ -282,7 +283,7 @@ def _migrate_keys(store: Store, record: RunRecord, plan: Plan, config: Config, *
 
     adopted = migrate_keys.adopt(plan.nodes, record.keys(), config)
     for item in adopted:
-        record.rekey(item.node_id, item.new_key)
+        record.rekey(plan.nodes[item.node_id])
     record.upgraded_keys()
     log.info(
         "%s: keys upgraded to format %d: %d of %d steps kept their work",
@@ -294,7 +295,7 @@ def _migrate_keys(store: Store, record: RunRecord, plan: Plan, config: Config, *
     if readonly:
         return
     videos = {a.old_key: a.new_key for a in adopted if plan.nodes[a.node_id].kind == Kind.VIDEO}
-    for name in migrate_keys.follow_videos(store, videos):
+    for name in layout.follow_content_keys(store, videos):
         log.info("%s: %s follows the videos' new keys", store.root_url, name)
     record.flush(force=True)
 

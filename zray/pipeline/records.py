@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from zray import episode as layout
-from zray.episode import Identity, RecordError
+from zray.episode import Identity, NodeEntry, RecordError, RunFile
 from zray.keys import KEY_FORMAT
-from zray.nodes import Node, Result, read_result, to_json
+from zray.nodes import STEP_VERSION, Node, Result, field_digests, to_json
+from zray.pipeline.explain import changed_reason
 from zray.store import FileRecord, Store, StoreError
 
-FORMAT = 2
 FLUSH_INTERVAL = 2.0
 log = logging.getLogger("zray")
 
@@ -45,18 +45,28 @@ class Opened:
 
 
 class RunRecord:
-    def __init__(self, store: Store, identity: Identity, script: str, data: dict[str, Any] | None = None):
+    """The episode's run.json (`zray.episode.RunFile`) while a run plans and builds it."""
+
+    def __init__(self, store: Store, identity: Identity, script: str, run: RunFile | None = None):
         self.store = store  # rooted at the episode folder
         self.identity = identity
-        self.data: dict[str, Any] = dict(data or {})
-        self.nodes: dict[str, dict[str, Any]] = dict(self.data.get("nodes", {}))
-        # How its keys were made (zray.keys.KEY_FORMAT); a record from before keys said so has format 1.
-        self.key_format: int = self.data.get("key_format", 1 if self.nodes else KEY_FORMAT)
-        self.data.update(
-            format=FORMAT, identity=identity.to_json(), script=script, key_format=self.key_format
-        )
+        self.run = run if run is not None else RunFile(key_format=KEY_FORMAT)
+        self.run.identity, self.run.script = identity, script
         self._last_flush = 0.0
         self._dirty = False
+
+    @property
+    def nodes(self) -> dict[str, NodeEntry]:
+        return self.run.nodes
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The run's own fields (last_run, engines, studio files, ...), as written."""
+        return self.run.extra
+
+    @property
+    def key_format(self) -> int:
+        return self.run.key_format
 
     # --- loading -------------------------------------------------------------------------------
 
@@ -71,29 +81,26 @@ class RunRecord:
         """
         warnings: list[str] = []
         try:
-            data = layout.read_json(store, layout.RUN_FILE, what="the run record")
+            run = RunFile.read(store)
         except RecordError as exc:
             warnings.append(_set_aside(store, f"is unreadable ({exc})", readonly=readonly))
             return Opened(cls(store, identity, script), warnings)
-        if data is None:
+        if run is None:
             return Opened(cls(store, identity, script), warnings)
-        problem = layout.check_run_record(data)
-        if problem is None:
-            data = _upgrade(data, store)
-            theirs = Identity.from_json(data.get("identity"))
-            if theirs is not None and theirs != identity:
-                problem = f"belongs to episode {theirs}, not {identity} (a copied folder?)"
-            elif theirs is None and not _same_script_name(data.get("script"), script):
-                problem = f"was made from {data.get('script')!r}, not this episode's script"
-            else:
-                outside = layout.outside_paths(_all_paths(data))
-                if outside:
-                    problem = f"names files outside the episode folder ({outside[0]!r})"
+        problem = None
+        if run.identity is not None and run.identity != identity:
+            problem = f"belongs to episode {run.identity}, not {identity} (a copied folder?)"
+        elif run.identity is None and not _same_script_name(run.script, script):
+            problem = f"was made from {run.script!r}, not this episode's script"
+        else:
+            outside = layout.outside_paths(run.all_paths())
+            if outside:
+                problem = f"names files outside the episode folder ({outside[0]!r})"
         if problem is not None:
             warnings.append(_set_aside(store, problem, readonly=readonly))
             return Opened(cls(store, identity, script), warnings)
-        previous = data.get("script")
-        if isinstance(previous, str) and previous != script and not force:
+        previous = run.script
+        if previous is not None and previous != script and not force:
             if _exists(previous):
                 raise RunRecordConflict(
                     f"{store.root_url} holds episode {identity} made from {previous}, not {script}: two "
@@ -101,32 +108,31 @@ class RunRecord:
                     "--force to let this script take the folder over"
                 )
             warnings.append(f"{identity}: the script moved from {previous} to {script}; same episode")
-        return Opened(cls(store, identity, script, data), warnings)
+        return Opened(cls(store, identity, script, run), warnings)
 
     # --- what is current -----------------------------------------------------------------------
 
     def result(self, node: Node) -> Result:
-        return read_result(node.kind, self.nodes[node.id]["result"])
+        return self.nodes[node.id].typed_result(node.kind)
 
     def files(self, node_id: str) -> dict[str, FileRecord]:
-        entry = self.nodes.get(node_id) or {}
-        records = {path: FileRecord.from_json(rec) for path, rec in (entry.get("files") or {}).items()}
-        return {path: rec for path, rec in records.items() if rec is not None}
+        entry = self.nodes.get(node_id)
+        return dict(entry.files) if entry is not None else {}
 
     def check(self, node: Node, stamps: Stamps) -> tuple[bool, str, str | None]:
         """(current, why not, warning): whether the node's files are the ones recorded under its key."""
         entry = self.nodes.get(node.id)
         if entry is None:
             return False, "not made yet", None
-        if entry.get("key") != node.key:
-            return False, "what it is made from changed", None
+        if entry.key != node.key:
+            return False, changed_reason(node, entry, made_from(node)), None
         try:
             # A step with dynamic outputs (the Shorts) is current with the files its result lists,
             # each one it may write (inside its folder).
             outputs = node.produced(self.result(node))
         except ValueError:
             return False, "its record is malformed", None
-        if tuple(entry.get("outputs", ())) != outputs:
+        if tuple(entry.outputs) != outputs:
             return False, "its files have other names", None
         missing = [path for path in outputs if path not in stamps]
         if missing:
@@ -136,10 +142,9 @@ class RunRecord:
 
     def _files_intact(self, node_id: str, paths: Iterable[str], stamps: Stamps) -> tuple[bool, str | None]:
         entry = self.nodes[node_id]
-        files = self.files(node_id)
         for path in paths:
             size, stamp = stamps[path]
-            recorded = files.get(path)
+            recorded = entry.files.get(path)
             if recorded is not None and (recorded.size, recorded.stamp) == (size, stamp):
                 continue
             digest = self.store.checksum(path)
@@ -147,7 +152,7 @@ class RunRecord:
                 return False, f"{path} changed since it was made (damaged or edited); rebuilding it"
             # Same bytes under a new fingerprint (copied, touched), or a record from before zray kept
             # hashes: remember the file as it is now.
-            entry.setdefault("files", {})[path] = FileRecord(digest, size, stamp).to_json()
+            entry.files[path] = FileRecord(digest, size, stamp)
             self._dirty = True
         return True, None
 
@@ -156,11 +161,11 @@ class RunRecord:
         moves = []
         for node in nodes:
             entry = self.nodes.get(node.id)
-            old = tuple(entry.get("outputs", ())) if entry else ()
+            old = tuple(entry.outputs) if entry else ()
             if (
                 entry
                 and not node.request.dynamic_outputs  # those rename their own files (zray.pipeline.shorts)
-                and entry.get("key") == node.key
+                and entry.key == node.key
                 and old != node.outputs
                 and len(old) == len(node.outputs)
                 and all(path in stamps for path in old)
@@ -171,52 +176,47 @@ class RunRecord:
 
     def moved(self, node: Node, old: tuple[str, ...]) -> None:
         entry = self.nodes[node.id]
-        files = entry.get("files") or {}
-        entry["files"] = {new: files[src] for src, new in zip(old, node.outputs, strict=True) if src in files}
-        entry["outputs"] = list(node.outputs)
-        result = dict(entry.get("result") or {})
-        if "path" in result:
-            result["path"] = node.outputs[0]
-        entry["result"] = result
+        entry.files = {
+            new: entry.files[src] for src, new in zip(old, node.outputs, strict=True) if src in entry.files
+        }
+        entry.outputs = list(node.outputs)
+        if "path" in entry.result:
+            entry.result = {**entry.result, "path": node.outputs[0]}
         self._dirty = True
 
     def previous_outputs(self, node_id: str) -> tuple[str, ...]:
         entry = self.nodes.get(node_id)
-        return tuple(entry.get("outputs", ())) if entry else ()
+        return tuple(entry.outputs) if entry else ()
 
     # --- changes -------------------------------------------------------------------------------
 
     def record(
         self, node: Node, result: Result, files: dict[str, FileRecord], step: dict[str, Any] | None = None
     ) -> None:
-        entry: dict[str, Any] = {
-            "key": node.key,
-            "outputs": list(node.produced(result)),
-            "result": to_json(result),
-            "files": {path: rec.to_json() for path, rec in files.items()},
-        }
-        if step:
-            entry["step"] = step
-        self.nodes[node.id] = entry
+        self.nodes[node.id] = NodeEntry(
+            key=node.key,
+            outputs=list(node.produced(result)),
+            result=to_json(result),
+            files=dict(files),
+            step=step or None,
+            made_from=made_from(node),
+        )
         self._dirty = True
 
     def keys(self) -> dict[str, str]:
         """Each recorded node's key."""
-        return {
-            node_id: entry["key"]
-            for node_id, entry in self.nodes.items()
-            if isinstance(entry.get("key"), str)
-        }
+        return {node_id: entry.key for node_id, entry in self.nodes.items()}
 
-    def rekey(self, node_id: str, key: str) -> None:
+    def rekey(self, node: Node) -> None:
         """The node's content is unchanged but its key is now written another way (a new key format)."""
-        self.nodes[node_id]["key"] = key
+        entry = self.nodes[node.id]
+        entry.key = node.key
+        entry.made_from = made_from(node)
         self._dirty = True
 
     def upgraded_keys(self) -> None:
         """Every key is now in the current format (the ones that were not recognised are rebuilt)."""
-        self.key_format = KEY_FORMAT
-        self.data["key_format"] = KEY_FORMAT
+        self.run.key_format = KEY_FORMAT
         self._dirty = True
 
     def forget(self, node_ids: Iterable[str]) -> None:
@@ -225,25 +225,30 @@ class RunRecord:
         self._dirty = True
 
     def set(self, **fields: Any) -> None:
-        self.data.update(fields)
+        self.run.extra.update(fields)
         self._dirty = True
 
     def add_generated(self, *paths: str) -> None:
-        generated = list(self.data.get("generated") or [])
         for path in paths:
-            if path not in generated and layout.inside(path):
-                generated.append(path)
-        self.data["generated"] = generated
+            if path not in self.run.generated and layout.inside(path):
+                self.run.generated.append(path)
         self._dirty = True
+
+    def clear_generated(self) -> None:
+        self.run.generated = []
+        self._dirty = True
+
+    def generated_paths(self) -> list[str]:
+        """Every file the record says zray made here (what `--clean` deletes)."""
+        return layout.generated_paths(self.run.to_json())
 
     def flush(self, *, force: bool = False) -> None:
         """Write the record atomically; throttled unless forced, since a run records many artifacts."""
         now = time.monotonic()
         if not self._dirty or (not force and now - self._last_flush < FLUSH_INTERVAL):
             return
-        self.data["nodes"] = self.nodes
         try:
-            layout.write_json(self.store, layout.RUN_FILE, self.data)
+            self.run.write(self.store)
         except OSError as exc:  # a full disk, a store that went away
             reason = exc.strerror or str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StoreError(
@@ -252,6 +257,20 @@ class RunRecord:
             ) from None
         self._last_flush = now
         self._dirty = False
+
+
+def made_from(node: Node) -> dict[str, Any]:
+    """What a node's key was made from, kept in run.json so a later run can say what changed:
+    each key field's digest and where it came from, its inputs' keys, its engine's identity."""
+    return {
+        "key_format": KEY_FORMAT,
+        "step_version": STEP_VERSION[node.kind],
+        "fields": field_digests(node.request),
+        "sources": dict(node.sources),
+        "inputs": {name: list(k) if isinstance(k, tuple) else k for name, k in node.input_keys.items()},
+        "input_nodes": {name: list(r) if isinstance(r, tuple) else r for name, r in node.inputs.items()},
+        "engine": dict(node.engine) if node.engine is not None else None,
+    }
 
 
 class RunRecordConflict(RecordError):
@@ -303,49 +322,8 @@ def _set_aside(store: Store, problem: str, *, readonly: bool) -> str:
     return layout.set_aside(store, layout.RUN_FILE, problem)
 
 
-def _all_paths(data: dict[str, Any]) -> list[str]:
-    paths = []
-    for entry in data.get("nodes", {}).values():
-        paths += list(entry.get("outputs", []))
-        paths += list((entry.get("files") or {}).keys())
-    generated = data.get("generated") or []
-    paths += [p for p in generated if isinstance(p, str)]
-    return paths
-
-
-def _upgrade(data: dict[str, Any], store: Store) -> dict[str, Any]:
-    """Records before format 2 named files from the output root (`<project>/<episode>/x`)."""
-    if data.get("format", 1) >= FORMAT:
-        return data
-    prefix = "/".join(store.root.rstrip("/").split("/")[-2:]) + "/"
-    upgraded = dict(data)
-    nodes = {}
-    for node_id, entry in data.get("nodes", {}).items():
-        entry = dict(entry)
-        entry["outputs"] = [p[len(prefix) :] if p.startswith(prefix) else p for p in entry.get("outputs", [])]
-        result = dict(entry.get("result") or {})
-        if isinstance(result.get("path"), str) and result["path"].startswith(prefix):
-            result["path"] = result["path"][len(prefix) :]
-        if isinstance(result.get("variants"), list):
-            result["variants"] = [
-                v[len(prefix) :] if isinstance(v, str) and v.startswith(prefix) else v
-                for v in result["variants"]
-            ]
-        if isinstance(result.get("words"), list):
-            result["words"] = [
-                {"word": w.get("word", w.get("text")), "start": w.get("start"), "end": w.get("end")}
-                for w in result["words"]
-                if isinstance(w, dict)
-            ]
-        entry["result"] = result
-        nodes[node_id] = entry
-    upgraded["nodes"] = nodes
-    upgraded.pop("outputs", None)  # keyed by name relative to the folder already, rebuilt at the end
-    return upgraded
-
-
-def _same_script_name(recorded: Any, script: str) -> bool:
-    if not isinstance(recorded, str):
+def _same_script_name(recorded: str | None, script: str) -> bool:
+    if recorded is None:
         return True  # nothing to compare with
     return recorded.rsplit("/", 1)[-1] == script.rsplit("/", 1)[-1]
 
@@ -380,21 +358,22 @@ def verify(store: Store) -> tuple[int, list[Finding]]:
     """Hash every file the folder's run record lists and compare with what was recorded when it was
     written: catches what a rerun's fingerprint check cannot (same size, same mtime). Returns the
     number of files checked and what is wrong."""
-    data = layout.read_json(store, layout.RUN_FILE, what="the run record")
-    if data is None:
+    try:
+        run = RunFile.read(store)
+    except RecordError as exc:
+        raise RecordError(
+            f"{store.url(layout.RUN_FILE)}: {exc}; run `zray run` again to rebuild it"
+        ) from None
+    if run is None:
         raise RecordError(
             f"{store.root_url}: no {layout.RUN_FILE} here; is this an episode folder made by `zray run`?"
         )
-    problem = layout.check_run_record(data)
-    if problem:
-        raise RecordError(f"{store.url(layout.RUN_FILE)}: {problem}; run `zray run` again to rebuild it")
-    data = _upgrade(data, store)
     findings: list[Finding] = []
     checked = 0
     existing = store.stamps()
-    for entry in data.get("nodes", {}).values():
-        for path in entry.get("outputs", []):
-            recorded = FileRecord.from_json((entry.get("files") or {}).get(path))
+    for entry in run.nodes.values():
+        for path in entry.outputs:
+            recorded = entry.files.get(path)
             checked += 1
             if path not in existing:
                 findings.append(Finding(path, "missing"))

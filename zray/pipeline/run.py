@@ -9,6 +9,7 @@ edited line), where starting Ray would cost more than the work.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -25,8 +26,9 @@ from zray import __version__
 from zray import episode as layout
 from zray.actors.workers import WORKERS
 from zray.config import Config
+from zray.episode import NodeEntry
 from zray.errors import ZrayError
-from zray.nodes import MODEL_KINDS, ROLES, Kind, Node
+from zray.nodes import MODEL_KINDS, ROLES, Kind, Node, ShortsResult, VideoResult
 from zray.pipeline.driver import Driver, Job
 from zray.pipeline.engine_setup import EngineSetup, EngineSetupError, prepare_engines, unserved_languages
 from zray.pipeline.executor import Executor, InProcessExecutor, StepFn
@@ -67,6 +69,8 @@ class RunReport:
     seconds: float = 0.0
     executor: str | None = None  # None: nothing ran
     video_names: dict[str, str] = field(default_factory=dict)
+    # Why each step that ran had to (node id -> "scenes.0.script_es changed", see zray.pipeline.explain).
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -330,7 +334,11 @@ def _run(
             extra={"episode": prep.episode},
         )
         job = Job(name=prep.episode, plan=prep.plan, record=prep.record, stale=prep.stale, store=prep.store)
-        job.old_outputs = {n.id: prep.record.previous_outputs(n.id) for n in prep.stale if n.final}
+        job.old_entries = {
+            n.id: copy.deepcopy(prep.record.nodes[n.id])
+            for n in prep.stale
+            if n.final and n.id in prep.record.nodes
+        }
         by_job[job.name] = index
         jobs.append(job)
     if not jobs:
@@ -381,7 +389,8 @@ def _finish(
 ) -> RunReport:
     """Record the episode: script.json, run.json with outputs and how each step ran, and its log."""
     record, plan, store = prep.record, prep.plan, prep.store
-    _remove_replaced(store, record, job.old_outputs, set(job.built))
+    _remove_replaced(store, record, job.old_entries, set(job.built))
+    _follow_unchanged(prep, job.old_entries, set(job.built))
     _save_script(store, prep.request.script)
     outputs = _outputs(prep)
     steps: dict[str, Any] = {}
@@ -485,6 +494,7 @@ def _report(
         seconds=(job.finished - job.started) if job and job.finished else 0.0,
         executor=executor,
         video_names=dict(prep.plan.video_names),
+        reasons=dict(prep.reasons) if job else {},
     )
 
 
@@ -547,45 +557,74 @@ def clock(seconds: float) -> str:
 
 
 def _remove_replaced(
-    store: Store, record: RunRecord, old_outputs: dict[str, tuple[str, ...]], built: set[str]
+    store: Store, record: RunRecord, old_entries: dict[str, NodeEntry], built: set[str]
 ) -> None:
     """Delete what a rebuilt deliverable replaced under another name (an old title's video): only
     files inside the folder that this episode's own record said it made. What it replaced them with
     is what the record now holds (a step with dynamic outputs names its files only once it ran)."""
-    for node_id, old in old_outputs.items():
+    for node_id, entry in old_entries.items():
         if node_id not in built:
             continue
-        for path in set(old) - set(record.previous_outputs(node_id)):
+        for path in set(entry.outputs) - set(record.previous_outputs(node_id)):
             if layout.inside(path):
                 store.remove(path)
                 log.info("removed %s (replaced)", path)
 
 
+def _follow_unchanged(prep: Prepared, old_entries: dict[str, NodeEntry], built: set[str]) -> None:
+    """A video or Short made again with the bytes it had keeps its upload record and approval under
+    its new content key (`episode.follow_content_keys`): YouTube's copy, and the approved one, are
+    still the file in the folder."""
+    moved: dict[str, str] = {}
+    for node_id, old in old_entries.items():
+        new, node = prep.record.nodes.get(node_id), prep.plan.nodes[node_id]
+        if node_id not in built or new is None:
+            continue
+        before, after = _videos_by_sha(old, node.kind), _videos_by_sha(new, node.kind)
+        moved.update({key: after[sha] for sha, key in before.items() if sha in after and after[sha] != key})
+    for name in layout.follow_content_keys(prep.store, moved):
+        log.info("%s: %s follows videos made again with the same bytes", prep.episode, name)
+
+
+def _videos_by_sha(entry: NodeEntry, kind: Kind) -> dict[str, str]:
+    """The content key of each video a deliverable's record holds, by the sha256 of its file."""
+    if kind == Kind.VIDEO and entry.outputs and entry.outputs[0] in entry.files:
+        return {entry.files[entry.outputs[0]].sha256: entry.key}
+    if kind != Kind.SHORTS:
+        return {}
+    try:
+        result = entry.typed_result(kind)
+    except ValueError:
+        return {}
+    assert isinstance(result, ShortsResult)
+    return {entry.files[s.path].sha256: s.key for s in result.shorts if s.path in entry.files}
+
+
 def _outputs(prep: Prepared) -> dict[str, dict[str, Any]]:
-    """The deliverables with their sizes and hashes, as recorded when they were written."""
+    """The deliverables with their sizes and hashes, as recorded when they were written, and the
+    videos' lengths (a long video's, each Short's) from their typed results."""
     outputs: dict[str, dict[str, Any]] = {}
     for node in prep.plan.targets():
         entry = prep.record.nodes.get(node.id)
-        if entry is None or entry.get("key") != node.key:
+        if entry is None or entry.key != node.key:
             continue
-        files = prep.record.files(node.id)
-        durations = _durations(entry.get("result") or {}) if node.request.dynamic_outputs else {}
-        for path in entry.get("outputs", []):
-            rec = files.get(path)
+        try:
+            result = prep.record.result(node)
+        except ValueError:
+            continue
+        durations: dict[str, float] = {}
+        if isinstance(result, VideoResult):
+            durations[result.path] = result.duration
+        elif isinstance(result, ShortsResult):
+            durations = {short.path: short.duration for short in result.shorts}
+        for path in entry.outputs:
+            rec = entry.files.get(path)
             if rec is None:
                 continue
             outputs[path] = {"key": node.key, "size": rec.size, "sha256": rec.sha256}
-            if node.id.startswith("video:"):
-                outputs[path]["duration"] = entry.get("result", {}).get("duration")
-            elif path in durations:
+            if path in durations:
                 outputs[path]["duration"] = durations[path]
     return outputs
-
-
-def _durations(result: dict[str, Any]) -> dict[str, Any]:
-    """The length of each Short a Shorts result lists, by its MP4."""
-    shorts = result.get("shorts")
-    return {s.get("path"): s.get("duration") for s in shorts or [] if isinstance(s, dict)}
 
 
 def _save_script(store: Store, path: Path) -> None:
