@@ -241,3 +241,40 @@ def test_a_motion_prompt_edit_rebuilds_only_that_clip_and_what_shows_it(draft, t
     assert not changed & {"clip:1", "image:0", "image:1", "motion:1", "music"}
     assert not any(node.startswith(("tts:", "pad:")) for node in changed)
     assert report.built == len(changed)
+
+
+def test_in_every_round_pictures_voices_and_music_go_before_clips(tmp_path):
+    """The scheduler's order: with pictures made, every ready non-clip step of the round is submitted
+    before any clip (clips are the heaviest GPU work), and clips do go out in the same round."""
+    from zray.nodes import ImageResult, Kind
+    from zray.pipeline.driver import Driver, Job
+    from zray.pipeline.engine_setup import prepare_engines
+    from zray.pipeline.prepare import open_store, prepare_episode
+    from zray.script import load_script
+
+    config = run_config(tmp_path / "out", motion="generate")
+    path = write_script(tmp_path / "scripts" / "proj", small_script())
+    engines = prepare_engines(["es", "ca"], config, "draft")
+    prep = prepare_episode(
+        RunRequest(script=path), load_script(path)[0], config, open_store(config.output), engines
+    )
+    submitted: list[Kind] = []
+
+    class Recorder:
+        def submit(self, work):
+            submitted.append(work.node.kind)
+
+    try:
+        job = Job(name=prep.episode, plan=prep.plan, record=prep.record, stale=prep.stale, store=prep.store)
+        driver = Driver(Recorder(), max_in_flight=1000)  # type: ignore[arg-type]
+        driver._start(job)
+        for node in [n for n in job.waiting if n.kind is Kind.IMAGE]:
+            job.waiting.remove(node)
+            job.results[node.id] = ImageResult(path=node.outputs[0], width=320, height=176)
+        driver._submit_round([job])
+    finally:
+        prep.release()
+    clips = [i for i, kind in enumerate(submitted) if kind is Kind.CLIP]
+    assert len(clips) == 3
+    assert Kind.SPEECH in submitted and Kind.MUSIC in submitted
+    assert min(clips) > max(i for i, kind in enumerate(submitted) if kind is not Kind.CLIP)
