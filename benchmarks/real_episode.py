@@ -234,7 +234,7 @@ def timed_run(name: str, out: Path, config: Path, generated: int) -> dict[str, A
         result[f"{kind}_first_step_s"] = first
         result[f"{kind}_median_step_s"] = steps[len(steps) // 2]
     result["videos"] = sorted(
-        v.get("path", "") for v in record.get("outputs", {}).values() if isinstance(v, dict)
+        path.name for path in (out / "episodes" / name / "SAGA_01_Episode_01").glob("*.mp4")
     )
     return result
 
