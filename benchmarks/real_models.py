@@ -72,6 +72,26 @@ def tiny_configs(real: dict[str, Any] | None = None) -> dict[str, Any]:
         m["text_encoder"].update(vocab_size=99, d_model=24, d_kv=4, d_ff=4, num_layers=2, num_heads=4)
         m["audio_encoder"].update(hidden_size=99, num_filters=4, codebook_dim=99, compress=1)
         m["decoder"].update(hidden_size=16, num_hidden_layers=2, num_attention_heads=4, ffn_dim=4)
+    w = tiny["wan"]  # tests/tiny_wan.py's shapes
+    w["transformer"].update(
+        num_attention_heads=2,
+        attention_head_dim=12,
+        text_dim=32,
+        ffn_dim=32,
+        num_layers=2,
+        rope_max_seq_len=32,
+    )
+    w["text_encoder"].update(
+        vocab_size=1024,
+        d_model=32,
+        d_kv=8,
+        d_ff=32,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+    )
+    w["vae"].update(base_dim=3, decoder_base_dim=None, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
+    w["clip"].update(width=64, height=32, frames=9)
     k = tiny["kokoro"]
     k.update(n_layer=1, max_dur=2, dropout=0.0)
     k["plbert"].update(
@@ -174,6 +194,71 @@ def _bpe_tokenizer(vocab: int) -> Any:
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+# --- Wan ------------------------------------------------------------------------------------------
+
+
+def build_wan(configs: dict[str, Any], *, device: str, dtype: Any) -> Any:
+    """A `WanImageToVideoPipeline` of Wan2.2-TI2V-5B's real shapes (5.0 B transformer, 5.7 B UMT5-XXL
+    encoder, the 48-channel Wan2.2 VAE) with random weights, made on `device`: the transformer and
+    text encoder in `dtype`, the VAE in float32 (as the engine runs it)."""
+    import torch
+    from diffusers import (
+        AutoencoderKLWan,
+        UniPCMultistepScheduler,
+        WanImageToVideoPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    w = configs["wan"]
+    tokenizer = _unigram_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        with building(device, dtype):
+            transformer = WanTransformer3DModel(**w["transformer"])
+            text_encoder = UMT5EncoderModel(UMT5Config(**w["text_encoder"]))
+        with building(device, torch.float32):
+            vae = AutoencoderKLWan(**w["vae"])
+    for module in (transformer, vae, text_encoder):
+        fill_non_finite(module)
+        module.eval()
+    return WanImageToVideoPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        scheduler=UniPCMultistepScheduler(**w["scheduler"]),
+        transformer=transformer,
+        transformer_2=None,
+        image_encoder=None,
+        image_processor=None,
+        boundary_ratio=None,
+        expand_timesteps=True,
+    )
+
+
+def wan_flops_per_forward(configs: dict[str, Any], *, width: int, height: int, frames: int) -> float:
+    """Multiply-adds x 2 of one transformer forward at this clip size: the blocks' linear layers
+    (self- and cross-attention projections, the FFN) and the attention products over the video tokens.
+    The text side (512 tokens) and the embeddings are left out: under 2 % here."""
+    t, v = configs["wan"]["transformer"], configs["wan"]["vae"]
+    dim = t["num_attention_heads"] * t["attention_head_dim"]
+    tokens = (
+        ((frames - 1) // v["scale_factor_temporal"] + 1)
+        * (height // v["scale_factor_spatial"] // 2)
+        * (width // v["scale_factor_spatial"] // 2)
+    )
+    text = 512
+    per_block = (
+        2 * tokens * (4 * dim * dim)  # self-attention q, k, v, out
+        + 2 * tokens * (2 * dim * dim)  # cross-attention q, out
+        + 2 * text * (2 * dim * dim)  # cross-attention k, v over the text
+        + 2 * tokens * (2 * dim * t["ffn_dim"])  # the FFN
+        + 2 * 2 * tokens * tokens * dim  # self-attention scores and values
+        + 2 * 2 * tokens * text * dim  # cross-attention scores and values
+    )
+    return float(per_block * t["num_layers"])
 
 
 # --- MusicGen ---------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # real_models / real_parts, and th
 import real_concurrent  # noqa: E402
 import real_models  # noqa: E402
 import real_parts  # noqa: E402
+import real_wan  # noqa: E402
 
 # What a production episode is made of (the goal: 10 scenes, 2 languages, one 60 s bed).
 EPISODE = {"scenes": 10, "languages": 2, "speech_s_per_scene": 24.0, "music_s": 60.0}
@@ -70,6 +71,11 @@ PARTS = [
         "zimage_sequential_offload", 150, real_parts.zimage_sequential_offload, "Z-Image sequential offload"
     ),
     Part("zimage_model_offload", 60, real_parts.zimage_model_offload, "Z-Image model offload + VAE tiling"),
+    # Wan2.2-TI2V-5B, one 5 s clip at 1280x704 (estimates: about 1.1 PFLOP a step with guidance).
+    Part("wan_steps", 300, real_wan.wan_steps, "Wan resident: a 5 s 720p clip at 20, 30, 50 steps"),
+    Part("wan_cache", 200, real_wan.wan_cache, "Wan with FirstBlockCache (speed, PSNR/SSIM vs 50 steps)"),
+    Part("wan_group_offload", 120, real_wan.wan_group_offload, "Wan group offload (small cards)"),
+    Part("wan_compile", 180, real_wan.wan_compile, "Wan regional compilation"),
 ]
 BY_NAME = {part.name: part for part in PARTS}
 
@@ -151,6 +157,8 @@ def vram_rows(parts: dict[str, Any]) -> list[dict[str, Any]]:
     add("musicgen-small", "generate", "musicgen_generate")
     add("musicgen-medium", "graphs", "musicgen_medium")
     add("kokoro", "resident", "kokoro")
+    add("wan", "resident", "wan_steps", "steps50_peak_reserved_gib")
+    add("wan", "group_offload", "wan_group_offload")
     return rows
 
 

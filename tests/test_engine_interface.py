@@ -87,7 +87,7 @@ def test_every_builtin_engine_fits_its_role_and_declares_itself() -> None:
         assert cls.name == name
         assert check_engine_class(cls, cls.role) == [], name
         assert ENGINES[name] == (cls.role, f"{cls.__module__}:{cls.__name__}")
-    assert sorted(GPU_ENGINES) == ["kokoro", "musicgen", "zimage"]
+    assert sorted(GPU_ENGINES) == ["kokoro", "musicgen", "wan", "zimage"]
     # The names and targets the pipeline knew before the classes declared them.
     assert ENGINES == {
         "storyboard": ("image", "zray.engines.storyboard:StoryboardImageEngine"),
@@ -98,6 +98,8 @@ def test_every_builtin_engine_fits_its_role_and_declares_itself() -> None:
         "google": ("tts", "zray.engines.google_tts:GoogleTTSEngine"),
         "musicgen": ("music", "zray.engines.musicgen:MusicGenEngine"),
         "library": ("music", "zray.engines.library:LibraryMusicEngine"),
+        "parallax": ("video", "zray.engines.parallax:ParallaxVideoEngine"),
+        "wan": ("video", "zray.engines.wan:WanVideoEngine"),
     }
 
 
@@ -123,8 +125,8 @@ def test_a_structural_engine_and_a_subclass_of_a_builtin_are_accepted() -> None:
         (
             "nowhere",
             "image",
-            "unknown engine 'nowhere'; known: ambient, espeak, google, kokoro, library, musicgen, storyboard, "
-            "zimage, or module:Class",
+            "unknown engine 'nowhere'; known: ambient, espeak, google, kokoro, library, musicgen, parallax, "
+            "storyboard, wan, zimage, or module:Class",
         ),
         (
             f"{__name__}:WantsMore",
@@ -233,7 +235,12 @@ def test_profiles_and_choices() -> None:
     from zray.engines.registry import KOKORO_LANGUAGES, PROFILES
     from zray.pipeline.engine_setup import EngineChoice, choose_engines
 
-    assert PROFILES["draft"] == {"image": "storyboard", "tts": "espeak", "music": "ambient"}
+    assert PROFILES["draft"] == {
+        "image": "storyboard",
+        "tts": "espeak",
+        "music": "ambient",
+        "video": "parallax",
+    }
     assert {"en", "en-us", "en-gb", "es", "pt-br", "zh"} <= KOKORO_LANGUAGES and "ca" not in KOKORO_LANGUAGES
     from zray.config import load_config
 

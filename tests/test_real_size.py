@@ -34,7 +34,7 @@ def device_like(code: str, *, cwd: Path = REPO) -> subprocess.CompletedProcess[s
 
 def test_the_engines_import_without_pyav_soundfile_or_ray() -> None:
     result = device_like(
-        "import zray.engines.zimage, zray.engines.musicgen, zray.engines.kokoro\nprint('ok')"
+        "import zray.engines.zimage, zray.engines.musicgen, zray.engines.kokoro, zray.engines.wan\nprint('ok')"
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
@@ -46,7 +46,7 @@ def test_tiny_run_measures_every_part_and_writes_json_and_markdown(tmp_path: Pat
     finally:
         sys.path.remove(str(BENCHMARKS))
     # Regional compilation builds C++ kernels on a CPU for minutes; its engine setting has its own test.
-    parts = [name for name in real_size.BY_NAME if name != "zimage_compile"]
+    parts = [name for name in real_size.BY_NAME if name not in ("zimage_compile", "wan_compile")]
     args = ["--tiny", "--out", str(tmp_path), "--budget-s", "100000", "--parts", ",".join(parts)]
     result = device_like(
         f"sys.argv = ['real_size.py', *{args!r}]\nimport runpy\nrunpy.run_path({str(BENCHMARKS / 'real_size.py')!r}, run_name='__main__')"
@@ -75,6 +75,15 @@ def test_tiny_run_measures_every_part_and_writes_json_and_markdown(tmp_path: Pat
     assert both["image_alone_s"] > 0 and both["music_alone_s"] > 0 and both["music_together_s"] > 0
     assert record["episode"]["images_s"] > 0 and "gpu_s_with_graphs" in record["episode"]
     assert record["music_speedup"]["new_ms_per_step"] > 0
+    wan = figures["wan_steps"]
+    assert wan["clip"] == "64x32x9" and wan["finite_output"] is True
+    assert wan["steps50_transformer_forwards"] == 100  # guidance: two forwards a step
+    assert wan["steps20_s"] > 0 and wan["tflop_per_step"] >= 0
+    assert 0 < wan["steps20_psnr_db"] < float("inf") and -1 <= wan["steps20_ssim"] <= 1
+    assert wan["steps20_s"] < wan["steps50_s"]
+    cache = figures["wan_cache"]
+    assert any(key.endswith("_ssim") for key in cache) or any(key.endswith("_error") for key in cache), cache
+    assert figures["wan_group_offload"]["finite_output"] is True
     assert record["vram"] == []  # peak memory is a CUDA figure: nothing to tabulate on a CPU
     markdown = (tmp_path / "real_size.md").read_text()
     assert "| zimage_resident | ok |" in markdown and "MusicGen per step" in markdown

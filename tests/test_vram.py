@@ -142,8 +142,22 @@ def test_configured_shares_win_and_unknown_engines_keep_the_fixed_ones() -> None
     custom = role_footprints({**production_roles(), "image": [("my.module:Engine", None)]})
     assert custom["image"] is None
     plans = actor_plans(ActorsConfig(), PRODUCTION, 1, footprints=custom)
-    assert {role: share for role, (share, _, _) in plans.items()} == GPU_SHARE
+    assert {role: share for role, (share, _, _) in plans.items()} == {role: GPU_SHARE[role] for role in plans}
     assert actor_plans(ActorsConfig(), PRODUCTION, 0, footprints=custom)["image"][0] == 0.0  # no GPUs
+    # With a video actor too, the fixed shares would add up to more than a card: scaled to fit one.
+    with_video = actor_plans(ActorsConfig(), {**PRODUCTION, "video": True}, 1, footprints=custom)
+    assert sum(share for share, _, _ in with_video.values()) <= 1.0
+    assert with_video["video"][0] > with_video["tts"][0] > 0
+
+
+def test_the_video_model_is_in_the_memory_table() -> None:
+    from zray.engines.wan import WanSettings
+
+    resident = engine_footprint("wan", WanSettings())
+    offloaded = engine_footprint("wan", WanSettings(memory="group_offload"))
+    assert resident is not None and offloaded is not None
+    assert offloaded.gib < resident.gib
+    assert "wan" in markdown_table()
 
 
 # --- doctor ------------------------------------------------------------------------------------------
@@ -184,3 +198,24 @@ def test_doctor_says_nothing_of_image_memory_without_z_image_or_a_gpu() -> None:
         load_config(None, profile="production", quiet=True), ["es"], profile="production"
     )
     assert memory_checks(production, []) == []
+
+
+def test_doctor_says_per_card_whether_clips_fit_beside_the_other_models() -> None:
+    from zray.doctor import video_checks
+    from zray.pipeline.engine_setup import choose_engines
+
+    def checks(card: float, **models):
+        config = load_config(None, profile="production", quiet=True, models=models)
+        return video_checks(choose_engines(config, ["es"], profile="production"), [card])
+
+    (big,) = checks(79.1)
+    assert big.ok and big.note and "clips with wan resident fit" in big.what and "estimate" in big.what
+    (small,) = checks(23.6, image_memory="group_offload")
+    assert small.note and "set models.video_memory" in small.what
+    # Wan offloaded (about 14 GiB) and Z-Image offloaded (9.3) with music and voices: more than 24 GB.
+    (offloaded,) = checks(23.6, image_memory="group_offload", video_memory="group_offload")
+    assert "give the clips their own GPU" in offloaded.what
+    (roomy,) = checks(47.5, image_memory="group_offload", video_memory="group_offload")
+    assert "fit beside the other models" in roomy.what
+    draft = choose_engines(load_config(None, profile="draft", quiet=True), ["es"], profile="draft")
+    assert video_checks(draft, [79.1]) == []  # parallax runs on the CPU

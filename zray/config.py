@@ -60,7 +60,8 @@ class VideoConfig(Strict):
     keep_metadata: bool = False
     # How scenes move and change (see zray.media.moves and zray.media.shots); "auto" is decided by
     # the profile: gentle motion and 0.5 s crossfades in production, a still slideshow in draft.
-    motion: Literal["auto", "none", "gentle"] = "auto"
+    # "generate": every scene's picture becomes the first frame of a clip from the video engine.
+    motion: Literal["auto", "none", "gentle", "generate"] = "auto"
     transition: float | Literal["auto"] = "auto"  # seconds of crossfade into each scene; 0 = a cut
     fit: Literal["contain", "cover"] = "cover"  # how a studio clip fills the frame
     clip_fill: Literal["hold", "loop"] = "hold"  # a clip shorter than its scene: hold its last frame, or loop
@@ -229,6 +230,7 @@ class ActorsConfig(Strict):
     image: ActorConfig = ActorConfig()
     tts: ActorConfig = ActorConfig()
     music: ActorConfig = ActorConfig()
+    video: ActorConfig = ActorConfig()
 
 
 class EnginesConfig(Strict):
@@ -236,6 +238,7 @@ class EnginesConfig(Strict):
 
     image: str = ""
     music: str = ""
+    video: str = ""  # scenes with motion "generate": parallax (draft) or wan (production)
     tts_default: str = ""
     tts: dict[str, str] = Field(default_factory=dict)
 
@@ -261,6 +264,20 @@ class ModelsConfig(Strict):
     # Regional torch.compile of Z-Image's transformer: 2.01 s instead of 2.79 s an image on an H200
     # once compiled, but the first image takes 23 s: worth it from about 30 images (a batch).
     image_compile: bool = False
+    # Image-to-video for scenes with motion "generate" (Apache-2.0); any diffusers Wan image-to-video
+    # checkpoint, by id or local folder.
+    video: str = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+    video_steps: int | None = Field(None, gt=0)  # None: 50 UniPC steps, Wan2.2's default
+    # A clip's length: 4 * round(seconds * 24 / 4) + 1 frames at 24 fps (121 for 5 s); a longer scene
+    # goes on from the clip's last frame with the gentle move.
+    video_seconds: float = Field(5.0, gt=0, le=20)
+    # Pixels a clip is made at (the frame's shape scaled to about this many, then fitted to the
+    # frame); None: the model's native 1280x704. Wan2.1's 480p checkpoints want 832 * 480.
+    video_pixels: int | None = Field(None, ge=1024)
+    video_memory: Literal["resident", "group_offload", "model_offload"] = "resident"
+    video_dtype: ModelDtype = "auto"  # as image_dtype
+    # diffusers' FirstBlockCache threshold for Wan's transformer (0: off); it changes pixels.
+    video_cache: float = Field(0.0, ge=0, lt=1)
     device: str | None = None  # None: CUDA where the worker has it, else CPU
 
 

@@ -46,7 +46,50 @@ def run_checks(
     choice = choose_engines(config, languages, profile=profile)
     checks += engine_checks(choice, config)
     checks += memory_checks(choice, cards_gib())
+    checks += video_checks(choice, cards_gib())
     return checks
+
+
+def video_checks(choice: EngineChoice, cards: list[float]) -> list[Check]:
+    """Per GPU, whether the video model (scenes of motion "generate") fits beside the others in its
+    memory mode: a note, not a failure, since only an episode with such a scene loads it."""
+    video = choice.video
+    if video is None or not video.uses_gpu or not cards:
+        return []
+    own = engine_footprint(video.name, video.settings)
+    if own is None:
+        return []
+    others = {
+        "images": engine_footprint(choice.image.name, choice.image.settings)
+        if choice.image.uses_gpu
+        else None
+    }
+    others["music"] = (
+        engine_footprint(choice.music.name, choice.music.settings) if choice.music.uses_gpu else None
+    )
+    for spec in dict.fromkeys(choice.tts.values()):
+        others[f"voices {spec.name}"] = engine_footprint(spec.name, spec.settings) if spec.uses_gpu else None
+    rest = {name: row.gib for name, row in others.items() if row is not None}
+    needed = round(own.gib + sum(rest.values()) + CONTEXT_GIB * (1 + len(rest)), 1)
+    estimate = "" if own.measured else " (an estimate)"
+    out = []
+    for index, card in enumerate(cards):
+        where = f"GPU {index} ({card:.1f} GiB)"
+        if needed <= USABLE * card:
+            what = f"{where}: clips with {video.name} {own.mode} fit beside the other models (about {needed:g} GiB{estimate})"
+            out.append(Check(True, what, note=True))
+        else:
+            fix = (
+                'set models.video_memory = "group_offload"'
+                if own.mode != "group_offload"
+                else "give the clips their own GPU (actors.video.num_gpus), use a larger card, or motion gentle"
+            )
+            what = (
+                f"{where}: clips with {video.name} {own.mode} need about {needed:g} GiB with the other models"
+                f"{estimate}: {fix}"
+            )
+            out.append(Check(True, what, note=True))
+    return out
 
 
 def ray_check(resources: dict[str, float]) -> Check:

@@ -127,6 +127,11 @@ def audio_chunk(lang: str, key: str) -> str:
     return f"{AUDIO_CACHE_DIR}/{lang}/chunk_{key}.aac"
 
 
+def scene_clip(label: str, key: str) -> str:
+    """A scene's generated clip (motion "generate"), at the size and rate the video engine made it."""
+    return f"{ASSETS_DIR}/common/clip_{label}_{key[:12]}.mp4"
+
+
 def vertical_image(label: str) -> str:
     """A scene's vertical picture for the Shorts (`shorts.images = "generate"`)."""
     return f"{ASSETS_DIR}/common/img_v_{label}.png"

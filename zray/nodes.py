@@ -35,6 +35,7 @@ class Kind(StrEnum):
     MUSIC = "music"
     PAD = "pad"
     SEGMENT = "segment"
+    CLIP = "clip"  # a scene's picture set in motion by the video engine (motion "generate")
     MOTION = "motion"  # a moving scene (camera move or clip), encoded once at its longest language's length
     TAIL = "tail"  # the rest of a moving scene in one language, and the crossfade into the next scene
     INTRO = "intro"
@@ -46,11 +47,11 @@ class Kind(StrEnum):
 
 
 # Kinds served by resident engine actors (model calls), by the role of the engine they use.
-ROLES: dict[Kind, str] = {Kind.IMAGE: "image", Kind.SPEECH: "tts", Kind.MUSIC: "music"}
+ROLES: dict[Kind, str] = {Kind.IMAGE: "image", Kind.SPEECH: "tts", Kind.MUSIC: "music", Kind.CLIP: "video"}
 MODEL_KINDS = frozenset(ROLES)
 
 # Progress groups, in display order.
-STAGES = ("images", "narration", "music", "thumbnails", "assembly", "shorts")
+STAGES = ("images", "narration", "music", "clips", "thumbnails", "assembly", "shorts")
 
 
 # --- JSON round trip -------------------------------------------------------------------------------
@@ -173,6 +174,15 @@ class MusicResult(Result):
 
 
 @dataclass(frozen=True)
+class ClipResult(Result):
+    """A generated clip: an MP4 of `frames` frames at 24 fps, width x height."""
+
+    frames: int = 0
+    width: int = 0
+    height: int = 0
+
+
+@dataclass(frozen=True)
 class PadResult(Result):
     frames: int = 0
     speech_seconds: float = 0.0
@@ -286,9 +296,15 @@ class SegmentInputs:
 
 
 @dataclass(frozen=True)
+class ClipInputs:
+    image: ImageResult  # the scene's picture: the clip's first frame
+
+
+@dataclass(frozen=True)
 class MotionInputs:
     pads: tuple[PadResult, ...]  # the scene's padded narration in every language: their lengths
     image: ImageResult | None = None  # the scene's picture; None for a clip
+    clip: ClipResult | None = None  # the clip generated from it, for motion "generate"
 
 
 @dataclass(frozen=True)
@@ -299,6 +315,8 @@ class TailInputs:
     pad: PadResult | None = None  # this scene's narration in the tail's language, for a moving scene
     intro: IntroResult | None = None  # the intro, for the crossfade from it into the first scene
     next_image: ImageResult | None = None  # the next scene's picture (None: a clip, or no next scene)
+    clip: ClipResult | None = None  # this scene's generated clip, for motion "generate"
+    next_clip: ClipResult | None = None  # the next scene's generated clip (its first frame fades in)
 
 
 @dataclass(frozen=True)
@@ -330,6 +348,8 @@ class CaptionedInputs:
     pad: PadResult  # the scene's narration in the language: its length and word timings
     image: ImageResult | None = None  # the scene's picture (None: a clip)
     next_image: ImageResult | None = None  # the next scene's, for the crossfade into it
+    clip: ClipResult | None = None  # the scene's generated clip, for motion "generate"
+    next_clip: ClipResult | None = None
 
 
 @dataclass(frozen=True)
@@ -476,16 +496,43 @@ class SegmentRequest(Request):
 
 
 @dataclass(frozen=True)
+class Generated:
+    """A clip generated from the scene's picture (the step's `clip` input), fitted to the frame as
+    `fit` says; past its end the scene goes on from its last frame under `move`."""
+
+    fit: str  # "cover" or "contain" (video.fit)
+    move: Move
+
+
+@dataclass(frozen=True)
 class Shot:
-    """How a scene's frames come from its picture: a still (neither field), a still under a camera
-    move, or a studio clip."""
+    """How a scene's frames come from its picture: a still (no field), a still under a camera
+    move, a studio clip, or a clip generated from the picture."""
 
     move: Move | None = None
     clip: Clip | None = None
+    generated: Generated | None = None
 
     @property
     def moves(self) -> bool:
-        return self.move is not None or self.clip is not None
+        return self.move is not None or self.clip is not None or self.generated is not None
+
+
+@dataclass(frozen=True)
+class ClipRequest(Request):
+    """A clip of `frames` frames at 24 fps (4n + 1), width x height, starting from the scene's
+    picture (the `image` input) and moving as `prompt` says."""
+
+    kind = Kind.CLIP
+    prompt: str
+    width: int
+    height: int
+    frames: int
+    seed: int
+    # The storyboard card's (prompt, seed, label) when the draft image engine drew the picture: the
+    # parallax engine rebuilds the card's layers from it. None for any other picture.
+    layers: tuple[str, int, str] | None = None
+    output: str = output_path()
 
 
 @dataclass(frozen=True)
@@ -660,6 +707,7 @@ REQUESTS: dict[Kind, type[Request]] = {
         MusicRequest,
         PadRequest,
         SegmentRequest,
+        ClipRequest,
         MotionRequest,
         TailRequest,
         IntroRequest,
@@ -681,6 +729,7 @@ STEP_VERSION: dict[Kind, int] = {
     Kind.MUSIC: 1,
     Kind.PAD: 1,
     Kind.SEGMENT: 1,
+    Kind.CLIP: 1,
     Kind.MOTION: 1,
     Kind.TAIL: 1,
     Kind.INTRO: 1,
@@ -699,6 +748,7 @@ INPUTS: dict[Kind, type] = {
     Kind.MUSIC: NoInputs,
     Kind.PAD: PadInputs,
     Kind.SEGMENT: SegmentInputs,
+    Kind.CLIP: ClipInputs,
     Kind.MOTION: MotionInputs,
     Kind.TAIL: TailInputs,
     Kind.INTRO: NoInputs,
@@ -716,6 +766,7 @@ RESULTS: dict[Kind, type[Result]] = {
     Kind.MUSIC: MusicResult,
     Kind.PAD: PadResult,
     Kind.SEGMENT: SegmentResult,
+    Kind.CLIP: ClipResult,
     Kind.MOTION: SegmentResult,
     Kind.TAIL: TailResult,
     Kind.INTRO: IntroResult,

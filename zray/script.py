@@ -114,8 +114,15 @@ class Scene(BaseModel):
         allow_inf_nan=False,
         description="Seconds of silence after this scene's narration (overrides audio.scene_gap).",
     )
-    motion: Literal["none", "gentle"] | None = Field(
-        None, description="Camera motion on this scene's picture (overrides video.motion)."
+    motion: Literal["none", "gentle", "generate"] | None = Field(
+        None,
+        description="How this scene's picture moves (overrides video.motion): still, a gentle camera move, "
+        "or a clip generated from it by the video engine.",
+    )
+    motion_prompt: str | None = Field(
+        None,
+        min_length=1,
+        description="How the picture should move, for motion generate (default: the image prompt).",
     )
 
     def narration(self, lang: str) -> str:
@@ -400,6 +407,10 @@ def _check_media(data: dict[str, Any], folder: Path | None) -> list[Problem]:
             continue
         if scene.get("image_file") is not None and scene.get("clip_file") is not None:
             problems.append(Problem(f"scenes.{i}", "give image_file or clip_file, not both"))
+        if scene.get("clip_file") is not None and scene.get("motion") == "generate":
+            problems.append(
+                Problem(f"scenes.{i}.motion", "a clip_file moves already: motion generate needs a picture")
+            )
         named += [(f"scenes.{i}.{field}", scene.get(field)) for field in MEDIA_FIELDS]
     seo = data.get("seo")
     if isinstance(seo, dict):

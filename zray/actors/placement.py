@@ -20,7 +20,7 @@ from zray.engines.vram import engine_footprint, shares
 
 # GPU shares for roles whose engines the VRAM table (zray.engines.vram) does not know, such as a
 # custom `module:Class` engine that declares uses_gpu: one card holds one actor of each role.
-GPU_SHARE = {"image": 0.5, "tts": 0.2, "music": 0.3}
+GPU_SHARE = {"image": 0.5, "tts": 0.2, "music": 0.3, "video": 0.5}
 # How long to wait for the cluster to reserve the GPUs: an autoscaler may have to start GPU nodes.
 RESERVE_TIMEOUT_S = 1800.0
 RESERVE_WAIT_S = 60.0
@@ -44,7 +44,10 @@ def default_shares(uses_gpu: dict[str, bool], footprints: dict[str, float | None
     known = {role: (footprints or {}).get(role) for role in gpu_roles}
     if gpu_roles and all(value is not None for value in known.values()):
         return shares({role: float(value) for role, value in known.items() if value is not None})
-    return {role: GPU_SHARE[role] for role in gpu_roles}
+    fixed = {role: GPU_SHARE[role] for role in gpu_roles}
+    total = sum(fixed.values())
+    # With a video actor the fixed shares add up to more than a card: scaled to fit one.
+    return fixed if total <= 1 else {role: int(share / total * 100) / 100 for role, share in fixed.items()}
 
 
 def actor_plans(

@@ -62,7 +62,7 @@ def _actor(
     }
     if strategy is not None:
         options["scheduling_strategy"] = strategy
-    # A music holder batches the requests that arrive together (see MusicWorker): it takes them at once.
+    # Music and video holders batch the requests that arrive together (see MusicWorker): they take them at once.
     concurrency = getattr(cls, "BATCH_MAX", 1)
     if concurrency > 1:
         options["max_concurrency"] = concurrency
@@ -74,8 +74,18 @@ class ActorPool:
 
     def __init__(self, config: Config, engines: EngineChoice, roles: set[str]):
         self.actors: dict[str, list[Any]] = {}
-        self._args = {"image": (engines.image,), "tts": (engines.tts,), "music": (engines.music,)}
-        specs = {"image": [engines.image], "tts": list(engines.tts.values()), "music": [engines.music]}
+        self._args = {
+            "image": (engines.image,),
+            "tts": (engines.tts,),
+            "music": (engines.music,),
+            "video": (engines.video,),
+        }
+        specs = {
+            "image": [engines.image],
+            "tts": list(engines.tts.values()),
+            "music": [engines.music],
+            "video": [engines.video] if engines.video else [],
+        }
         uses_gpu = {role: any(spec.uses_gpu for spec in role_specs) for role, role_specs in specs.items()}
         gpus = float(ray.cluster_resources().get("GPU", 0))
         footprints = role_footprints(

@@ -1,7 +1,7 @@
 """The engine interface: what an image, voice or music engine is, and the plumbing zray's own share.
 
 An engine is a plain class (never Ray) that declares, as class attributes, its `name`, its `role`
-("image", "tts" or "music"), whether it `uses_gpu`, the Python modules it `requires` to load, and
+("image", "tts", "music" or "video"), whether it `uses_gpu`, the Python modules it `requires` to load, and
 its `settings_type` (a frozen dataclass of JSON values, never a secret). It is built with
 `from_settings(settings)`; `load()` is lazy and idempotent; `identity()` is a JSON-able dict of
 everything that changes its output, derived from its settings alone (never from the machine that
@@ -22,7 +22,7 @@ import hashlib
 import importlib.util
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -41,12 +41,13 @@ __all__ = [
     "MusicEngine",
     "Synthesis",
     "TTSEngine",
+    "VideoEngine",
     "WordTiming",
     "check_engine_class",
     "seed_from",
 ]
 
-ROLES = ("image", "tts", "music")
+ROLES = ("image", "tts", "music", "video")
 
 
 class EngineError(ZrayError):
@@ -152,9 +153,41 @@ class MusicEngine(Engine, Protocol):
     def generate(self, prompt: str, *, seconds: float, file: str | None = None) -> np.ndarray: ...
 
 
-INTERFACES: dict[str, type] = {"image": ImageEngine, "tts": TTSEngine, "music": MusicEngine}
+@runtime_checkable
+class VideoEngine(Engine, Protocol):
+    """A clip that starts from a picture: `frames` uint8 RGB arrays shaped (height, width, 3), at
+    24 frames a second (`zray.media.generated.CLIP_FPS`), in order, the first being the picture
+    cover-fitted to width x height. An array of all of them is such an iterable; the draft engine
+    yields them one at a time.
+
+    `prompt` says how the picture should move; `seed` makes it reproducible; `frames` is 4n + 1
+    (`zray.media.generated.clip_frames`, as Wan needs). `layers` is (prompt, seed, label) of the
+    storyboard card the picture is, when the draft image engine drew it: the parallax engine
+    rebuilds the card's layers from it. Other engines ignore it.
+    """
+
+    def generate(
+        self,
+        image: Image.Image,
+        prompt: str,
+        *,
+        width: int,
+        height: int,
+        frames: int,
+        seed: int,
+        layers: tuple[str, int, str] | None = None,
+    ) -> Iterable[np.ndarray]: ...
+
+
+INTERFACES: dict[str, type] = {
+    "image": ImageEngine,
+    "tts": TTSEngine,
+    "music": MusicEngine,
+    "video": VideoEngine,
+}
 _CLASS_ATTRIBUTES: dict[str, dict[str, type]] = {
     "image": {"name": str, "role": str, "uses_gpu": bool},
+    "video": {"name": str, "role": str, "uses_gpu": bool},
     "tts": {"name": str, "role": str, "uses_gpu": bool},
     "music": {"name": str, "role": str, "uses_gpu": bool, "accepts_file": bool},
 }

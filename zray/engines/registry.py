@@ -20,7 +20,9 @@ from zray.engines.google_tts import GoogleTTSEngine
 from zray.engines.kokoro import ALIASES, LANG_CODES, KokoroTTSEngine
 from zray.engines.library import LibraryMusicEngine
 from zray.engines.musicgen import MusicGenEngine
+from zray.engines.parallax import ParallaxVideoEngine
 from zray.engines.storyboard import StoryboardImageEngine
+from zray.engines.wan import WanVideoEngine
 from zray.engines.zimage import ZImageEngine
 
 BUILTIN: dict[str, type] = {
@@ -34,6 +36,8 @@ BUILTIN: dict[str, type] = {
         GoogleTTSEngine,
         MusicGenEngine,
         LibraryMusicEngine,
+        ParallaxVideoEngine,
+        WanVideoEngine,
     )
 }
 # name -> (role, "module:Class")
@@ -41,8 +45,8 @@ ENGINES: dict[str, tuple[str, str]] = {
     name: (cls.role, f"{cls.__module__}:{cls.__qualname__}") for name, cls in BUILTIN.items()
 }
 PROFILES: dict[str, dict[str, str]] = {
-    "draft": {"image": "storyboard", "tts": "espeak", "music": "ambient"},
-    "production": {"image": "zimage", "tts": "kokoro", "music": "musicgen"},
+    "draft": {"image": "storyboard", "tts": "espeak", "music": "ambient", "video": "parallax"},
+    "production": {"image": "zimage", "tts": "kokoro", "music": "musicgen", "video": "wan"},
 }
 # Built-in engines that want a GPU when the cluster has one (a custom engine says so itself).
 GPU_ENGINES = frozenset(name for name, cls in BUILTIN.items() if cls.uses_gpu)

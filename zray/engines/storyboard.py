@@ -67,6 +67,12 @@ class StoryboardImageEngine(BaseEngine):
         }
 
     def generate(self, prompt: str, *, width: int, height: int, seed: int, label: str = "") -> Image.Image:
+        return self.layers(prompt, width=width, height=height, seed=seed, label=label).render()
+
+    def layers(self, prompt: str, *, width: int, height: int, seed: int, label: str = "") -> CardLayers:
+        """The card taken apart: its backdrop, its shapes far to near, and what is drawn over them.
+        `render()` with no shifts gives exactly `generate`'s picture (the draft clip engine,
+        `zray.engines.parallax`, moves the layers at different speeds)."""
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE:
                 raise EngineError(
@@ -76,16 +82,17 @@ class StoryboardImageEngine(BaseEngine):
         digest = hashlib.sha256(prompt.encode("utf-8")).digest()
         palette = _palette(digest)
         horizon = int(height * (0.45 + 0.25 * digest[4] / 255))
-        image = Image.fromarray(_backdrop(width, height, horizon, palette))
         caption = self._caption(prompt, width=width, height=height) if label else None
         floor = caption.top if caption else height
         rng = np.random.default_rng(seed_from("storyboard", prompt, str(seed)))
-        draw = ImageDraw.Draw(image)
-        _draw_shapes(draw, rng, width=width, height=height, horizon=horizon, floor=floor, palette=palette)
-        _draw_frame(image, label=label, font=self._font(max(8, min(width, height) // 16)))
-        if caption:
-            _draw_caption(image, caption)
-        return image
+        shapes = _shapes(rng, width=width, height=height, horizon=horizon, floor=floor, palette=palette)
+        return CardLayers(
+            backdrop=_backdrop(width, height, horizon, palette),
+            shapes=shapes,
+            label=label,
+            label_font=self._font(max(8, min(width, height) // 16)),
+            caption=caption,
+        )
 
     def _font(self, size: int) -> Font:
         return _load_font(str(self.font_path) if self.font_path else None, size)
@@ -101,6 +108,52 @@ class StoryboardImageEngine(BaseEngine):
         lines = _wrap(text, font, max_width=width - 4 * margin, max_lines=max_lines)
         top = height - margin - len(lines) * line_height - 2 * margin
         return _Caption(lines=lines, font=font, line_height=line_height, top=top, margin=margin)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One flat shape of a card: drawn with `ImageDraw`'s method `kind` at `xy`, shifted by `dx`."""
+
+    kind: str  # "ellipse", "polygon" or "rectangle"
+    xy: tuple[float, ...]  # a box (left, top, right, bottom), or a polygon's points flattened
+    fill: RGB
+    outline: RGB | None = None
+    width: int = 1
+
+    def draw(self, draw: ImageDraw.ImageDraw, dx: float = 0.0) -> None:
+        xy = [v + dx if i % 2 == 0 else v for i, v in enumerate(self.xy)] if dx else list(self.xy)
+        if self.kind == "polygon":
+            draw.polygon(xy, fill=self.fill)
+        elif self.kind == "ellipse":
+            draw.ellipse(xy, fill=self.fill, outline=self.outline, width=self.width)
+        else:
+            draw.rectangle(xy, fill=self.fill, outline=self.outline, width=self.width)
+
+
+@dataclass(frozen=True)
+class CardLayers:
+    """A storyboard card as layers: a backdrop (gradients that do not change across the width, so
+    sliding it sideways shows nothing new), shapes in depth order (the sun, the ridge, the
+    foreground), and the frame, label and caption band drawn over everything, fixed to the frame."""
+
+    backdrop: np.ndarray
+    shapes: tuple[tuple[Shape, ...], ...]  # far to near
+    label: str
+    label_font: Font
+    caption: _Caption | None
+
+    def render(self, shifts: tuple[float, ...] = ()) -> Image.Image:
+        """The card with layer k slid `shifts[k]` pixels to the right (missing shifts: 0)."""
+        image = Image.fromarray(self.backdrop)
+        draw = ImageDraw.Draw(image)
+        for k, layer in enumerate(self.shapes):
+            dx = shifts[k] if k < len(shifts) else 0.0
+            for shape in layer:
+                shape.draw(draw, dx)
+        _draw_frame(image, label=self.label, font=self.label_font)
+        if self.caption:
+            _draw_caption(image, self.caption)
+        return image
 
 
 @dataclass(frozen=True)
@@ -247,8 +300,7 @@ def _backdrop(width: int, height: int, horizon: int, palette: dict[str, Any]) ->
     return np.ascontiguousarray(np.broadcast_to(column[:, None, :], (height, width, 3)))
 
 
-def _draw_shapes(
-    draw: ImageDraw.ImageDraw,
+def _shapes(
     rng: np.random.Generator,
     *,
     width: int,
@@ -256,27 +308,31 @@ def _draw_shapes(
     horizon: int,
     floor: int,
     palette: dict[str, Any],
-) -> None:
+) -> tuple[tuple[Shape, ...], tuple[Shape, ...], tuple[Shape, ...]]:
+    """The sun or moon, the ridge and the foreground, each drawn in this order."""
     short = min(width, height)
     colors: list[RGB] = palette["shapes"]
     # A sun or moon in the sky.
     radius = short * rng.uniform(0.06, 0.12)
     cx, cy = width * rng.uniform(0.15, 0.85), horizon * rng.uniform(0.2, 0.6)
-    draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=palette["light"])
+    sky = (Shape("ellipse", (cx - radius, cy - radius, cx + radius, cy + radius), palette["light"]),)
     # A ridge of hills or mountains standing on the horizon.
+    ridge = []
     for k in range(int(rng.integers(2, 5))):
         peak_x = width * rng.uniform(-0.1, 1.1)
         half = width * rng.uniform(0.12, 0.3)
         peak_y = horizon - height * rng.uniform(0.1, 0.3)
-        draw.polygon([(peak_x - half, horizon), (peak_x, peak_y), (peak_x + half, horizon)], fill=colors[k])
+        ridge.append(
+            Shape("polygon", (peak_x - half, horizon, peak_x, peak_y, peak_x + half, horizon), colors[k])
+        )
     # Foreground blocks and discs on the ground.
+    ground = []
     for k in range(int(rng.integers(2, 5))):
         x = width * rng.uniform(0.05, 0.9)
         w, h = short * rng.uniform(0.06, 0.18), short * rng.uniform(0.06, 0.2)
         # Stand on the ground but above the caption band, when there is room for it.
         y = horizon + max(0.0, floor - horizon) * rng.uniform(0.3, 0.95)
         color = colors[(k + 2) % len(colors)]
-        if rng.random() < 0.5:
-            draw.rectangle((x, y - h, x + w, y), fill=color, outline=(20, 20, 20), width=max(1, short // 300))
-        else:
-            draw.ellipse((x, y - h, x + w, y), fill=color, outline=(20, 20, 20), width=max(1, short // 300))
+        kind = "rectangle" if rng.random() < 0.5 else "ellipse"
+        ground.append(Shape(kind, (x, y - h, x + w, y), color, (20, 20, 20), max(1, short // 300)))
+    return sky, tuple(ridge), tuple(ground)

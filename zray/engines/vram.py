@@ -27,7 +27,7 @@ _H200 = "H200 2026-11-28 (benchmarks/results/real_size_h200_*): "
 @dataclass(frozen=True)
 class Footprint:
     engine: str  # the engine's name, with the model size for MusicGen ("musicgen-small")
-    mode: str  # image: memory mode (+vae_tiling); music: method; voices: "resident"
+    mode: str  # image and video: memory mode (+vae_tiling); music: method; voices: "resident"
     gib: float  # peak reserved, GiB
     measured: bool
     source: str
@@ -48,6 +48,22 @@ FOOTPRINTS: tuple[Footprint, ...] = (
     Footprint("musicgen-medium", "graphs", 5.0, False, "estimate: 3.3 GB of weights, a static cache"),
     # Likewise: 4.09 GiB was the process's peak after the image and music parts had run.
     Footprint("kokoro", "resident", 1.0, False, "estimate: 82 M float32 parameters and activations"),
+    # Wan2.2-TI2V-5B, one 5 s clip (121 frames) at 1280x704; not yet measured on a GPU.
+    Footprint(
+        "wan",
+        "resident",
+        34.0,
+        False,
+        "estimate: 5 B transformer + 5.7 B UMT5 in bfloat16 (21.4 GB) and the float32 VAE's 121-frame decode",
+    ),
+    Footprint(
+        "wan",
+        "group_offload",
+        14.0,
+        False,
+        "estimate: one block on the card at a time; the VAE's 121-frame decode is the peak",
+    ),
+    Footprint("wan", "model_offload", 24.0, False, "estimate: the whole transformer or text encoder at once"),
 )
 
 
@@ -79,6 +95,8 @@ def engine_footprint(name: str, settings: Any) -> Footprint | None:
         return footprint(f"musicgen-{size}", "graphs" if method == "auto" else method)
     if name == "kokoro":
         return footprint("kokoro", "resident")
+    if name == "wan":
+        return footprint("wan", getattr(settings, "memory", "resident"))
     return None
 
 

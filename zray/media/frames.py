@@ -26,7 +26,8 @@ from zray.media.video import clip, encoder
 from zray.media.video.settings import VideoError
 
 Fit = Literal["contain", "cover"]
-Fill = Literal["hold", "loop"]
+# Past a clip's end: hold its last frame, start it over, or go on from its last frame under a move.
+Fill = Literal["hold", "loop", "move"]
 
 # Black in limited-range BT.709: the letterbox of a clip shown whole.
 
@@ -42,6 +43,11 @@ def _yuv_planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     h, w = frame.height, frame.width
     chroma = packed[h:].reshape(2, h // 2, w // 2)
     return packed[:h], chroma[0], chroma[1]
+
+
+def _unpacked(packed: np.ndarray, *, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    chroma = packed[height:].reshape(2, height // 2, width // 2)
+    return packed[:height], chroma[0], chroma[1]
 
 
 def _packed(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -77,6 +83,16 @@ class Picture:
         self.y, self.u, self.v = (Image.fromarray(p) for p in _yuv_planes(frame))
         self.width, self.height = width, height
         self.base = cover_box(frame.width, frame.height, frame_width=width, frame_height=height)
+
+    @classmethod
+    def from_frame(cls, packed: np.ndarray, *, width: int, height: int) -> Picture:
+        """A picture from a frame already at the output size (yuv420p, packed as the encoder takes it)."""
+        picture = cls.__new__(cls)
+        y, u, v = _unpacked(packed, width=width, height=height)
+        picture.y, picture.u, picture.v = (Image.fromarray(np.ascontiguousarray(p)) for p in (y, u, v))
+        picture.width, picture.height = width, height
+        picture.base = Window(0.0, 0.0, float(width), float(height))
+        return picture
 
     def render(self, box: Window) -> np.ndarray:
         # Bicubic: sharp under the slight magnification of a move; its window coordinates are exact
@@ -116,19 +132,32 @@ class MovingStill:
 
 
 class ClipFrames:
-    """A studio clip on the output's frame grid: frame i is the clip frame on screen at i / fps,
-    fitted to the frame (`cover` crops the overflow, `contain` letterboxes in black); past the
-    clip's end its last frame holds, or the clip starts over (`loop`).
+    """A studio or generated clip on the output's frame grid: frame i is the clip frame on screen at
+    i / fps, fitted to the frame (`cover` crops the overflow, `contain` letterboxes in black); past
+    the clip's end its last frame holds, the clip starts over (`loop`), or (`move`, for generated
+    clips) the scene goes on from its last frame under `move`: the first frame past the end is the
+    move one frame in, so the picture neither stops nor jumps.
 
     Frames are decoded as they are asked for, never all held at once (a scene-long clip at 1080p
-    would be gigabytes of raw frames).
+    would be gigabytes of raw frames). `interpolation` is the scaling filter (PyAV's names).
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, width: int, height: int, fps: int, fit: Fit, fill: Fill
+        self,
+        path: str | os.PathLike[str],
+        *,
+        width: int,
+        height: int,
+        fps: int,
+        fit: Fit,
+        fill: Fill,
+        move: Move | None = None,
+        interpolation: str = "BICUBIC",
     ) -> None:
+        if fill == "move" and move is None:
+            raise VideoError(f"clip {os.fspath(path)}: going on past its end needs a move")
         self.path, self.width, self.height, self.fps = os.fspath(path), width, height, fps
-        self.fit, self.fill = fit, fill
+        self.fit, self.fill, self.move, self.interpolation = fit, fill, move, interpolation
         self._length: int | None = None
         self._last: np.ndarray | None = None
         self._aspect = Fraction(1)
@@ -164,12 +193,15 @@ class ClipFrames:
     def _fitted(self, frame: av.VideoFrame) -> np.ndarray:
         width, height = self.width, self.height
         if self.fit == "contain":
-            return clip.letterboxed(frame, width=width, height=height, aspect=self._aspect).to_ndarray()
+            boxed = clip.letterboxed(
+                frame, width=width, height=height, aspect=self._aspect, interpolation=self.interpolation
+            )
+            return boxed.to_ndarray()
         display_w = frame.width * self._aspect  # pixels may not be square
         scale = max(Fraction(width) / display_w, Fraction(height, frame.height))
         fit_w = max(2, 2 * round(display_w * scale / 2))
         fit_h = max(2, 2 * round(frame.height * scale / 2))
-        y, u, v = _yuv_planes(encoder.to_yuv(frame, fit_w, fit_h))
+        y, u, v = _yuv_planes(encoder.to_yuv(frame, fit_w, fit_h, interpolation=self.interpolation))
         # Cropped to the frame; offsets stay even so the half-size chroma lines up with luma.
         x0, y0 = (fit_w - width) // 4 * 2, (fit_h - height) // 4 * 2
         rows, cols = slice(y0 // 2, (y0 + height) // 2), slice(x0 // 2, (x0 + width) // 2)
@@ -207,6 +239,17 @@ class ClipFrames:
                 assert self._last is not None
                 yield from itertools.repeat(self._last, count - produced)
                 return
+            if self.fill == "move":
+                yield from self._beyond(index, count - produced)
+                return
+
+    def _beyond(self, start: int, count: int) -> Iterator[np.ndarray]:
+        """Frames `start` .. of the scene past the clip's end, from its last frame under the move."""
+        assert self._last is not None and self._length is not None and self.move is not None
+        picture = Picture.from_frame(self._last, width=self.width, height=self.height)
+        # Frame `length` is the move one frame in: the clip's last frame is the move's frame 0.
+        carried_on = MovingStill(picture, self.move, fps=self.fps)
+        yield from carried_on.frames(start - self._length + 1, count)
 
 
 class SegmentFrames:

@@ -16,7 +16,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-__all__ = ["ZOOM", "Move", "Window", "choose_move", "cover_box", "window"]
+__all__ = ["ZOOM", "Move", "Window", "choose_move", "cover_box", "travelled", "window"]
 
 # How far a move zooms into the picture: the frame shows at least 1 / (1 + ZOOM) of it. A few
 # percent reads as a camera drifting, not as a zoom; an image needs (1 + ZOOM) times the frame's
@@ -51,15 +51,7 @@ class Move:
     def progress(self, seconds: float) -> float:
         """How far along its range the move is, `seconds` after the scene's first frame: 0 at rest,
         approaching 1 but never passing it."""
-        t = max(0.0, seconds)
-        ease = self.ease_seconds
-        if t < ease:
-            x = t / ease
-            # Velocity ramps as smoothstep(x) = 3x^2 - 2x^3; distance is its integral.
-            travelled = ease * (x**3 - x**4 / 2)
-        else:
-            travelled = ease / 2 + (t - ease)
-        s = travelled / self.span_seconds
+        s = travelled(seconds, ease=self.ease_seconds) / self.span_seconds
         if s <= _KNEE:
             return s
         # Same value and speed at the knee, then an exponential approach to the end of the range.
@@ -69,6 +61,19 @@ class Move:
     @property
     def max_zoom(self) -> float:
         return max(self.zoom_from, self.zoom_to)
+
+
+def travelled(seconds: float, *, ease: float) -> float:
+    """Distance covered `seconds` after setting off from rest, in seconds at full speed: the speed
+    ramps up over `ease` seconds as smoothstep (no jolt), then holds."""
+    t = max(0.0, seconds)
+    if ease <= 0:
+        return t
+    if t < ease:
+        x = t / ease
+        # Velocity ramps as smoothstep(x) = 3x^2 - 2x^3; distance is its integral.
+        return ease * (x**3 - x**4 / 2)
+    return ease / 2 + (t - ease)
 
 
 @dataclass(frozen=True)

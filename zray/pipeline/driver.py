@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zray.episode import NodeEntry
-from zray.nodes import MODEL_KINDS, Node, Result
+from zray.nodes import MODEL_KINDS, Kind, Node, Result
 from zray.pipeline.executor import Done, Executor, Work
 from zray.pipeline.plan import Plan
 from zray.pipeline.records import RunRecord
@@ -139,25 +139,29 @@ class Driver:
         job.record.flush(force=True)
         self.on_job(job)
 
-    def _ready(self, job: Job) -> Node | None:
+    def _ready(self, job: Job, *, clips: bool) -> Node | None:
         for node in job.waiting:
-            if all(dep in job.results for dep in node.deps):
+            if (node.kind is Kind.CLIP) == clips and all(dep in job.results for dep in node.deps):
                 job.waiting.remove(node)
                 return node
         return None
 
     def _submit_round(self, active: list[Job]) -> None:
-        """Submit ready work from each active episode in turn until the in-flight bound is reached."""
-        progress = True
-        while progress and len(self.pending) < self.max_in_flight:
-            progress = False
-            for job in active:
-                if len(self.pending) >= self.max_in_flight:
-                    break
-                node = self._ready(job)
-                if node is not None:
-                    self._submit(job, node)
-                    progress = True
+        """Submit ready work from each active episode in turn until the in-flight bound is reached.
+
+        Generated clips, the heaviest GPU work, go last in every round: every episode's ready
+        pictures, voices and music go first, so the CPU steps that need them never wait behind a clip."""
+        for clips in (False, True):
+            progress = True
+            while progress and len(self.pending) < self.max_in_flight:
+                progress = False
+                for job in active:
+                    if len(self.pending) >= self.max_in_flight:
+                        break
+                    node = self._ready(job, clips=clips)
+                    if node is not None:
+                        self._submit(job, node)
+                        progress = True
 
     def _submit(self, job: Job, node: Node) -> None:
         expected = {}

@@ -27,8 +27,11 @@ from zray.engines.kokoro import KokoroSettings
 from zray.engines.kokoro import language as kokoro_language
 from zray.engines.library import LibrarySettings
 from zray.engines.musicgen import MusicGenSettings
+from zray.engines.parallax import ParallaxSettings
 from zray.engines.registry import KOKORO_LANGUAGES, PROFILES, EngineSpec, engine_class
 from zray.engines.storyboard import StoryboardSettings
+from zray.engines.wan import DEFAULT_STEPS as WAN_STEPS
+from zray.engines.wan import NATIVE_PIXELS, WanSettings
 from zray.engines.zimage import TURBO_STEPS, ZImageSettings
 from zray.errors import RunError
 
@@ -109,6 +112,23 @@ def _zimage(config: Config, languages: list[str]) -> ZImageSettings:
     )
 
 
+def _parallax(config: Config, languages: list[str]) -> ParallaxSettings:
+    return ParallaxSettings()
+
+
+def _wan(config: Config, languages: list[str]) -> WanSettings:
+    models = config.models
+    return WanSettings(
+        model=models.video,
+        steps=models.video_steps or WAN_STEPS,
+        max_pixels=models.video_pixels or NATIVE_PIXELS,
+        memory=models.video_memory,
+        device=_device(config),
+        dtype=models.video_dtype,
+        cache_threshold=models.video_cache,
+    )
+
+
 def _kokoro(config: Config, languages: list[str]) -> KokoroSettings:
     spoken = _kokoro_languages(languages)
     return KokoroSettings(
@@ -155,6 +175,8 @@ SETTINGS_BUILDERS: dict[str, SettingsBuilder] = {
     "google": _google,
     "musicgen": _musicgen,
     "library": _library,
+    "parallax": _parallax,
+    "wan": _wan,
 }
 
 
@@ -172,7 +194,9 @@ def settings_for(name: str, config: Config, languages: list[str]) -> EngineSetti
 class EngineChoice:
     """The engine spec per role and per language, and what chose each (for messages).
 
-    `origins` maps "image", "music" and "tts:<lang>" to the setting that picked the engine.
+    `origins` maps "image", "music", "video" and "tts:<lang>" to the setting that picked the engine.
+    `video` makes the clips of scenes with motion "generate"; it is loaded, and its extras checked,
+    only for an episode that has such a scene (`EngineSetup.video_identity`).
     """
 
     profile: str
@@ -180,6 +204,7 @@ class EngineChoice:
     music: EngineSpec
     tts: dict[str, EngineSpec]
     origins: dict[str, str] = field(default_factory=dict)
+    video: EngineSpec | None = None
 
     def specs(self) -> list[EngineSpec]:
         """Each distinct spec once: image, music, then the voices in language order."""
@@ -216,7 +241,7 @@ def choose_engines(config: Config, languages: list[str], *, profile: str) -> Eng
             names[lang], origins[f"tts:{lang}"] = "google", f"profile {profile}"  # Kokoro has no voice
         else:
             names[lang], origins[f"tts:{lang}"] = defaults["tts"], f"profile {profile}"
-    for role in ("image", "music"):
+    for role in ("image", "music", "video"):
         origins[role] = f"engines.{role}" if getattr(engines, role) else f"profile {profile}"
     by_name = {
         name: _spec(name, "tts", config, [lang for lang, n in names.items() if n == name], origins)
@@ -228,6 +253,7 @@ def choose_engines(config: Config, languages: list[str], *, profile: str) -> Eng
         music=_spec(engines.music or defaults["music"], "music", config, [], origins),
         tts={lang: by_name[name] for lang, name in names.items()},
         origins=origins,
+        video=_spec(engines.video or defaults["video"], "video", config, [], origins),
     )
 
 
@@ -302,6 +328,21 @@ class EngineSetup(EngineChoice):
             )
         self.music_identity(prompt="", file=file)
 
+    def video_identity(self, *, check_extras: bool = True) -> dict[str, Any]:
+        """The video engine's identity, for an episode with generated clips: one line naming the
+        setting when its extras are missing (`check_extras`: on this machine) or it cannot be built."""
+        spec = self.video
+        if spec is None:
+            raise EngineSetupError("no video engine was chosen; set engines.video")
+        where = _origin(self.origins, "video", spec.name)
+        problem = requirement_problem(spec.engine_class) if check_extras else None
+        if problem:
+            raise EngineSetupError(f"{where}: {problem}")
+        try:
+            return dict(spec.create().identity())
+        except EngineError as exc:
+            raise EngineSetupError(f"{where}: {exc}") from None
+
     def music_identity(self, *, prompt: str, file: str | None = None) -> dict[str, Any]:
         """What decides the bed for this prompt and `music_file` (the music engine's `identity_for`)."""
         try:
@@ -355,6 +396,7 @@ def prepare_engines(languages: list[str], config: Config, profile: str) -> Engin
         music=choice.music,
         tts=choice.tts,
         origins=choice.origins,
+        video=choice.video,
         identities=identities,
     )
 
@@ -430,4 +472,5 @@ def _google_key_fallback(choice: EngineChoice, config: Config) -> EngineChoice:
         music=rechosen.music,
         tts=rechosen.tts,
         origins=origins,
+        video=rechosen.video,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import contextvars
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -142,6 +143,9 @@ class InProcessExecutor:
         self.steps = dict(steps)
         self._factories = dict(workers or {})
         self._workers: dict[str, Any] = {}
+        self._loaded: set[str] = set()
+        self._load_lock = threading.Lock()
+        self._turns: dict[str, threading.Lock] = {}
         self.threads = max(1, threads)
         self._pool = futures.ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="zray-step")
         self._running: dict[futures.Future[Outcome], Work] = {}
@@ -154,7 +158,29 @@ class InProcessExecutor:
             if role not in self._factories:
                 raise ZrayError(f"the in-process executor has no {role} engine")
             self._workers[role] = self._factories[role]()
-        return self._workers[role].run
+        worker = self._workers[role]
+        # A holder that batches (music, video) takes concurrent calls, as its actor does; the others
+        # hold one pipeline whose scheduler state a second call on another thread would overwrite.
+        concurrent = getattr(worker, "BATCH_MAX", 1) > 1
+        self._turns.setdefault(role, threading.Lock())
+
+        def run(store: Any, request: Any, inputs: Any) -> Any:
+            # Loads take turns (runs do not): diffusers and transformers build a model's modules on
+            # the meta device under a process-wide switch (accelerate's init_empty_weights), so two
+            # loads on two threads see each other's ("Unsupported device type 'meta'").
+            if role not in self._loaded:
+                with self._load_lock:
+                    if role not in self._loaded:
+                        ready = getattr(worker, "ready", None)
+                        if ready is not None:
+                            ready()
+                        self._loaded.add(role)
+            if concurrent:
+                return worker.run(store, request, inputs)
+            with self._turns[role]:  # as a Ray actor: one call at a time
+                return worker.run(store, request, inputs)
+
+        return run
 
     def submit(self, work: Work) -> None:
         step = self._step_for(work)

@@ -22,7 +22,8 @@ from typing import Any
 from zray import episode as layout
 from zray.config import Config
 from zray.engines.base import seed_from
-from zray.media import moves, shots
+from zray.errors import ZrayError
+from zray.media import generated, moves, shots
 from zray.media.caption_box import LOWER_THIRD, CaptionError, parse_colour
 from zray.media.constants import THUMB_SIZE
 from zray.media.video.settings import VideoSettings
@@ -32,6 +33,8 @@ from zray.nodes import (
     CaptionedRequest,
     CaptionSettings,
     Clip,
+    ClipRequest,
+    Generated,
     ImageRequest,
     ImportRequest,
     IntroRequest,
@@ -76,6 +79,7 @@ class Identities:
     image: Mapping[str, Any]
     music: Mapping[str, Any]  # for this episode's music prompt and music_file
     speech: Mapping[str, Mapping[str, Any]]  # per language
+    video: Mapping[str, Any] | None = None  # only for an episode with a scene of motion "generate"
 
 
 def music_request(script: Script) -> tuple[str, str | None]:
@@ -111,6 +115,7 @@ class Picture:
     node: Node | None
     key: str
     shot: Shot
+    clip: Node | None = None  # the clip generated from the picture (motion "generate")
 
 
 def resolve_motion(config: Config, profile: str) -> tuple[str, float]:
@@ -121,6 +126,20 @@ def resolve_motion(config: Config, profile: str) -> tuple[str, float]:
     transition = config.video.transition
     seconds = float(transition) if transition != "auto" else (0.5 if production else 0.0)
     return motion, seconds
+
+
+def scene_motion(script: Script, index: int, motion: str) -> str:
+    """How scene `index` moves: its own `motion`, else `motion` (video.motion resolved); a studio
+    clip moves by itself, so `generate` never applies to it."""
+    scene = script.scenes[index]
+    chosen = scene.motion or motion
+    return "clip" if scene.clip_file else chosen
+
+
+def generates_clips(script: Script, config: Config, profile: str) -> bool:
+    """Whether any scene of the episode has a clip generated from its picture."""
+    motion, _ = resolve_motion(config, profile)
+    return any(scene_motion(script, i, motion) == "generate" for i in range(len(script.scenes)))
 
 
 @dataclass
@@ -209,6 +228,7 @@ class _Builder:
             return Picture(node=None, key=item.digest, shot=Shot(clip=clip))
         seed, seed_source = self.scene_seed(index)
         v = self.video
+        layers: tuple[str, int, str] | None = None
         if scene.image_file:
             image = self.imported(
                 layout.node_id("image", label),
@@ -242,13 +262,67 @@ class _Builder:
                 )
             )
             drawn_from = format1_picture_key(request, self.identities.image)
-        if (scene.motion or self.motion) != "gentle":
+            if self.identities.image.get("engine") == "storyboard":
+                layers = (request.prompt, request.seed, request.label)
+        motion = scene_motion(self.script, index, self.motion)
+        if motion == "generate":
+            return self.generated_clip(index, image, seed, layers=layers)
+        if motion != "gentle":
             return Picture(node=image, key=image.key, shot=Shot())
         if scene.image_file:
             self.warn_if_small(index, scene.image_file)
         # The move is chosen from what the picture is drawn from, as zray 0.1 keyed it, so an
         # episode made then keeps its moves (and its videos their bytes); a choice, not a key.
         return Picture(node=image, key=image.key, shot=Shot(move=moves.choose_move(drawn_from)))
+
+    def generated_clip(
+        self, index: int, image: Node, seed: int, *, layers: tuple[str, int, str] | None
+    ) -> Picture:
+        """The scene's picture set in motion by the video engine: a clip node (keyed by the picture,
+        the motion prompt, size, length, seed and the engine's identity), fitted to the frame as a
+        studio clip is and carried on past its end by a gentle move chosen from its key."""
+        scene, label = self.script.scenes[index], self.labels[index]
+        identity = self.identities.video
+        if identity is None:
+            raise ZrayError(f"scenes.{index}.motion: generate needs a video engine (engines.video)")
+        width, height = generated.clip_size(
+            self.video.width,
+            self.video.height,
+            max_pixels=identity.get("max_pixels"),
+            multiple=int(identity.get("size_multiple") or 16),
+        )
+        request = ClipRequest(
+            prompt=scene.motion_prompt or scene.image_prompt,
+            width=width,
+            height=height,
+            frames=generated.clip_frames(self.config.models.video_seconds),
+            # A new picture (a review seed) gives a new clip too.
+            seed=seed_from("clip", str(seed)),
+            layers=layers,
+        )
+        clip = self.add(
+            make_node(
+                layout.node_id("clip", label),
+                request,
+                stage="clips",
+                inputs={"image": image},
+                engine=identity,
+                outputs=lambda key: {"output": layout.scene_clip(label, key)},
+                sources={
+                    "prompt": f"scenes.{index}.motion_prompt"
+                    if scene.motion_prompt
+                    else f"scenes.{index}.image_prompt",
+                    "width": "video.width",
+                    "height": "video.height",
+                    "frames": "models.video_seconds",
+                    "seed": f"scenes.{index}.scene_id",
+                    "layers": f"scenes.{index}.image_prompt",
+                },
+            )
+        )
+        move = generated.continuation_move(clip.key)
+        shot = Shot(generated=Generated(fit=self.config.video.fit, move=move))
+        return Picture(node=image, key=image.key, shot=shot, clip=clip)
 
     def scene_seed(self, index: int) -> tuple[int, str]:
         """The scene's picture seed, and where it comes from: a new picture asked for in review,
@@ -295,7 +369,7 @@ class _Builder:
                 layout.node_id("motion", label),
                 MotionRequest(video=self.video, shot=picture.shot, transition=self.transition_out(index)),
                 stage="assembly",
-                inputs={"pads": tuple(pads), "image": picture.node},
+                inputs={"pads": tuple(pads), "image": picture.node, "clip": picture.clip},
                 outputs=lambda key: {"output": layout.segment(f"mov_{label}", key)},
                 sources=self.shot_sources(index, transition=True),
             )
@@ -351,6 +425,8 @@ class _Builder:
                     "image": picture.node,
                     "pad": pad if moving else None,
                     "next_image": following.node if following else None,
+                    "clip": picture.clip,
+                    "next_clip": following.clip if following else None,
                 },
                 outputs=lambda key: {"output": layout.segment(f"tail_{label}", key)},
                 lang=lang if moving else None,
@@ -368,7 +444,7 @@ class _Builder:
                 layout.node_id("tail", "intro"),
                 TailRequest(video=self.video, shot=Shot(), next=first.shot, transition=frames),
                 stage="assembly",
-                inputs={"intro": intro, "next_image": first.node},
+                inputs={"intro": intro, "next_image": first.node, "next_clip": first.clip},
                 outputs=lambda key: {"output": layout.segment("tail_intro", key)},
                 sources={"video": "video", "next": "scenes.0.motion", "transition": "video.transition"},
             )
@@ -632,6 +708,8 @@ class _Builder:
                             "pad": pad,
                             "image": picture.node,
                             "next_image": following.node if following else None,
+                            "clip": picture.clip,
+                            "next_clip": following.clip if following else None,
                         },
                         outputs=lambda key, label=label: {
                             "output": layout.segment(f"cap_{lang}_{label}", key)

@@ -25,7 +25,7 @@ from zray.lock import EpisodeLock, check_not_linked_elsewhere
 from zray.nodes import Kind, Node
 from zray.pipeline import studio
 from zray.pipeline.engine_setup import EngineSetup
-from zray.pipeline.plan import Identities, Intro, Plan, build_plan, music_request
+from zray.pipeline.plan import Identities, Intro, Plan, build_plan, generates_clips, music_request
 from zray.pipeline.records import RunRecord, stale_nodes
 from zray.pipeline.studio import StudioFile
 from zray.review.record import plan_overrides
@@ -120,15 +120,22 @@ class Prepared:
             self.lock = None
 
 
-def identities_for(engines: EngineSetup, script: Script, languages: list[str]) -> Identities:
+def identities_for(
+    engines: EngineSetup, script: Script, languages: list[str], *, config: Config | None = None
+) -> Identities:
     """The engine identities this episode's keys are made from; a `music_file` the music engine
-    cannot play is refused here, before any work."""
+    cannot play is refused here, before any work, and so is a video engine that cannot run (only
+    for an episode with a scene of motion "generate": the others never load it)."""
     prompt, file = music_request(script)
     engines.check_music_file(file)
+    video = None
+    if config is not None and generates_clips(script, config, engines.profile):
+        video = engines.video_identity(check_extras=not config.address)
     return Identities(
         image=engines.identities.image,
         music=engines.music_identity(prompt=prompt, file=file),
         speech={lang: engines.identities.tts[lang] for lang in languages},
+        video=video,
     )
 
 
@@ -168,7 +175,7 @@ def prepare_episode(
     folder = request.script.resolve().parent
     studio.check(script, folder)
     check_caption_fonts(script, languages, config)
-    identities = identities_for(engines, script, languages)
+    identities = identities_for(engines, script, languages, config=config)
     store = root.child(episode)
     check_not_linked_elsewhere(store, identity)
 

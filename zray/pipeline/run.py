@@ -262,7 +262,12 @@ def _executor(
         steps = STEPS
 
     if kind == "in-process":
-        args = {"image": (engines.image,), "tts": (engines.tts,), "music": (engines.music,)}
+        args = {
+            "image": (engines.image,),
+            "tts": (engines.tts,),
+            "music": (engines.music,),
+            "video": (engines.video,),
+        }
         factories = {role: (lambda role=role: WORKERS[role](*args[role])) for role in roles}
         executor = InProcessExecutor(steps=steps, workers=factories, threads=os.cpu_count() or 1)
         try:
@@ -406,11 +411,16 @@ def _finish(
         "notes": list(job.notes),
         "failed": dict(job.failed),
     }
+    identities = engines.identities.records()
+    # The video engine is loaded only for an episode with generated clips: its identity is theirs.
+    video = next((n.engine for n in plan.nodes.values() if n.kind is Kind.CLIP and n.engine), None)
+    if video is not None:
+        identities[str(video.get("engine", "video"))] = dict(video)
     record.set(
         zray=__version__,
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         profile=engines.profile,
-        engines=engines.identities.records(),
+        engines=identities,
         cache={"hits": len(plan.nodes) - len(prep.stale), "built": len(job.built)},
         outputs=outputs,
         failed=dict(job.failed),
@@ -421,8 +431,7 @@ def _finish(
     )
     report = _report(prep, job=job, executor=executor, outputs=outputs)
     extra = [
-        f"engine {name}: {json.dumps(identity, sort_keys=True)}"
-        for name, identity in engines.identities.records().items()
+        f"engine {name}: {json.dumps(identity, sort_keys=True)}" for name, identity in identities.items()
     ]
     extra += [f"step {node_id}: {_step_line(info)}" for node_id, info in steps.items()]
     extra += [

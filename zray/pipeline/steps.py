@@ -27,6 +27,7 @@ from zray.nodes import (
     CaptionedInputs,
     CaptionedRequest,
     ChapterSpan,
+    ClipResult,
     ImageResult,
     ImportRequest,
     IntroRequest,
@@ -107,7 +108,7 @@ def motion(store: Store, request: MotionRequest, inputs: MotionInputs) -> Segmen
     longest = max(shots.tail_start(p.frames - fade, gop=settings.gop, transition=fade) for p in inputs.pads)
     count = max(settings.gop, longest)
     with contextlib.ExitStack() as stack:
-        source = _frame_source(stack, store, request.shot, inputs.image, settings)
+        source = _frame_source(stack, store, request.shot, inputs.image, settings, clip=inputs.clip)
         with store.writer(request.output) as tmp:
             encode_frames(source.frames(0, count), tmp, count=count, settings=settings, threads=TASK_THREADS)
     return SegmentResult(path=request.output)
@@ -132,7 +133,7 @@ def tail(store: Store, request: TailRequest, inputs: TailInputs) -> TailResult:
                 raise video.VideoError(f"{request.output}: a moving scene's tail needs its narration")
             body = inputs.pad.frames - fade
             start = shots.tail_start(body, gop=settings.gop, transition=fade)
-            source = _frame_source(stack, store, request.shot, inputs.image, settings)
+            source = _frame_source(stack, store, request.shot, inputs.image, settings, clip=inputs.clip)
         else:  # a still: only the crossfade, whatever the scene's length
             body = start = 0
             source = _frame_source(stack, store, request.shot, inputs.image, settings)
@@ -171,7 +172,8 @@ def captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) 
         style=CaptionStyle(font=look.font, highlight=look.highlight),
     )
     with contextlib.ExitStack() as stack:
-        playing = _frame_source(stack, store, request.shot, inputs.image, settings).frames(0, pad.frames)
+        source = _frame_source(stack, store, request.shot, inputs.image, settings, clip=inputs.clip)
+        playing = source.frames(0, pad.frames)
         sequence = _fade_into_next(
             stack, store, playing, keep=pad.frames - fade, fade=fade, request=request, inputs=inputs
         )
@@ -377,7 +379,9 @@ def _fade_into_next(
         return playing
     if request.next is None:
         raise video.VideoError(f"{request.output}: a crossfade needs a next scene")
-    incoming = _frame_source(stack, store, request.next, inputs.next_image, request.video)
+    incoming = _frame_source(
+        stack, store, request.next, inputs.next_image, request.video, clip=inputs.next_clip
+    )
     first = next(incoming.frames(0, 1))
     return itertools.chain(itertools.islice(playing, keep), frames.crossfade(playing, first, fade))
 
@@ -388,8 +392,26 @@ def _frame_source(
     shot: Shot,
     image: ImageResult | None,
     settings: video.VideoSettings,
+    *,
+    clip: ClipResult | None = None,
 ) -> frames.FrameSource:
-    """The frames of a scene's picture: its clip, or its still under its move (or none)."""
+    """The frames of a scene's picture: its clip (the studio's, or one generated from the picture),
+    or its still under its move (or none)."""
+    if shot.generated is not None:
+        if clip is None:
+            raise video.VideoError("a scene of motion generate needs its generated clip")
+        # Generated at the model's size (720p for Wan): scaled to the frame with Lanczos, and past its
+        # end carried on by the shot's move from its last frame.
+        return frames.ClipFrames(
+            stack.enter_context(store.local_copy(clip.path)),
+            width=settings.width,
+            height=settings.height,
+            fps=settings.fps,
+            fit=shot.generated.fit,  # type: ignore[arg-type]
+            fill="move",
+            move=shot.generated.move,
+            interpolation="LANCZOS",
+        )
     if shot.clip is not None:
         local = stack.enter_context(store.verified_copy(shot.clip.source, shot.clip.digest))
         return frames.ClipFrames(

@@ -2,12 +2,14 @@
 
 Frames are retimed by their timestamps to the output rate, letterboxed to the output size, and
 encoded with the same encoder settings as every still, so the MP4 track keeps one SPS/PPS.
+A generated clip (a video engine's frames) is kept as an MP4 of its own (`write_clip`), which the
+scene's segments then read as they read a studio clip.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +19,12 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from zray.media.video.encoder import open_encoder, to_yuv
 from zray.media.video.settings import VideoError, VideoSettings, check_threads
+
+# A generated clip is an intermediate: near-lossless, so the scene's own encode loses what it would
+# have lost from the raw frames. One thread: x264's output depends on its thread count, and a clip
+# is content-addressed (the same frames, the same file).
+CLIP_CRF = 10
+CLIP_THREADS = 1
 
 
 def _encode_frames(
@@ -92,13 +100,57 @@ def _held_off_idr(frames: Iterator[av.VideoFrame], *, gop: int) -> Iterator[av.V
             yield last
 
 
-def letterboxed(frame: av.VideoFrame, *, width: int, height: int, aspect: Fraction) -> av.VideoFrame:
+def write_clip(frames: Iterable[np.ndarray], dest: str | os.PathLike[str], *, fps: int) -> int:
+    """Encode RGB frames (uint8 arrays shaped (height, width, 3), all one size) into an MP4 at dest,
+    at `fps`, BT.709 limited-range yuv420p; return the number written. Nothing is left at dest if
+    anything fails."""
+    path = Path(dest)
+    count = 0
+    try:
+        with av.open(os.fspath(path), "w", format="mp4") as container:
+            stream: av.VideoStream | None = None
+            for array in frames:
+                if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+                    raise VideoError(
+                        f"clip frame {count} is {array.shape} {array.dtype}, not (h, w, 3) uint8"
+                    )
+                height, width = array.shape[:2]
+                if stream is None:
+                    if width % 2 or height % 2:
+                        raise VideoError(f"a clip's frames must have even sides, got {width}x{height}")
+                    stream = container.add_stream("libx264", rate=fps)
+                    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                    stream.codec_context.colorspace = Colorspace.ITU709
+                    stream.codec_context.color_range = ColorRange.MPEG
+                    stream.options = {"crf": str(CLIP_CRF), "preset": "medium", "threads": str(CLIP_THREADS)}
+                elif (width, height) != (stream.width, stream.height):
+                    raise VideoError(
+                        f"clip frame {count} is {width}x{height}, the first was {stream.width}x{stream.height}"
+                    )
+                frame = to_yuv(
+                    av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24"), width, height
+                )
+                frame.pts = count
+                container.mux(stream.encode(frame))
+                count += 1
+            if stream is None:
+                raise VideoError("a clip needs at least one frame")
+            container.mux(stream.encode(None))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def letterboxed(
+    frame: av.VideoFrame, *, width: int, height: int, aspect: Fraction, interpolation: str = "BICUBIC"
+) -> av.VideoFrame:
     """Scale to fit inside width x height keeping the display aspect; pad the rest with black."""
     display_width = frame.width * aspect
     scale = min(Fraction(width) / display_width, Fraction(height, frame.height))
     fit_w = min(width, max(2, 2 * round(display_width * scale / 2)))
     fit_h = min(height, max(2, 2 * round(frame.height * scale / 2)))
-    fitted = to_yuv(frame, fit_w, fit_h)
+    fitted = to_yuv(frame, fit_w, fit_h, interpolation=interpolation)
     if (fit_w, fit_h) == (width, height):
         return fitted
     planes = fitted.to_ndarray()  # yuv420p: Y rows, then U and V rows packed at half width
