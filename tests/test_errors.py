@@ -101,8 +101,8 @@ def test_an_engine_that_is_not_an_engine(tmp_path, script, target):
     [
         ("ZRAY_VIDEO__FPS", "7", "does not divide 48000"),
         ("ZRAY_VIDEO__GOP", "2", "at least 3"),
-        ("ZRAY_AUDIO__MUSIC_LEVEL", "3", "less than or equal to 1"),
-        ("ZRAY_LIMITS__NARRATION_CHARS", "0", "greater than or equal to 100"),
+        ("ZRAY_AUDIO__MUSIC_LEVEL", "3", "it must be at most 1"),
+        ("ZRAY_LIMITS__NARRATION_CHARS", "0", "it must be at least 100"),
     ],
 )
 def test_every_setting_is_checked_where_it_is_parsed(tmp_path, script, setting, value, words):

@@ -11,11 +11,13 @@ import typer
 
 from zray import __version__
 from zray import script as script_mod
+from zray.cli_words import ZrayGroup
 from zray.config import Config, ConfigError, load_config
 from zray.review.cli import report_command, review_command
 from zray.user_errors import user_errors
 
 app = typer.Typer(
+    cls=ZrayGroup,
     name="zray",
     help="Turn JSON episode scripts into finished multi-language videos, on Ray.",
     no_args_is_help=True,

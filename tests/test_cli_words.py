@@ -1,0 +1,108 @@
+"""The command line in its own words: help without type placeholders, bad values named by their flag or
+setting without the validation library's phrasing, broken JSON described where it breaks."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from zray.cli import app
+
+COMMANDS = [
+    ["validate"],
+    ["schema"],
+    ["run"],
+    ["verify"],
+    ["upload"],
+    ["publish"],
+    ["batch"],
+    ["doctor"],
+    ["review"],
+    ["report"],
+    ["auth", "youtube"],
+    [],
+]
+PLACEHOLDER = re.compile(r"<(bool|str|int|float|path|list\[[^\]]*\])>|\{[a-z_]+\}")
+LIBRARY_WORDS = re.compile(r"value error|input should be|invalid value for", re.IGNORECASE)
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200", **(env or {})})
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "zray")
+def test_help_shows_flags_as_flags_and_choices_as_choices(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert not PLACEHOLDER.search(result.output), PLACEHOLDER.search(result.output)
+    if command == ["run"]:
+        assert "auto|draft|production" in result.output
+        assert re.search(r"Usage: .* run \[OPTIONS\] SCRIPT\s", result.output)
+        assert re.search(r"--clean\s+Remove", result.output)  # a flag takes no value
+
+
+def test_a_bad_choice_names_the_flag_and_the_choices():
+    result = invoke("run", "script.json", "--profile", "fast")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "zray: --profile: 'fast' is not one of auto, draft, production"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["upload", "ep", "--privacy", "publik"],
+            "zray: --privacy: 'publik' is not one of private, unlisted, public",
+        ),
+        (
+            ["batch", "x", "--max-episodes-in-flight", "x"],
+            "zray: --max-episodes-in-flight: 'x' is not a whole number",
+        ),
+        (
+            ["batch", "x", "--max-episodes-in-flight", "0"],
+            "zray: --max-episodes-in-flight: '0' is out of range: it must be at least 1",
+        ),
+        (["run"], "zray: missing SCRIPT"),
+    ],
+)
+def test_bad_flags_are_one_line_in_zrays_words(args, line):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == line
+    assert not LIBRARY_WORDS.search(result.output)
+
+
+def test_a_bad_choice_from_the_environment_or_a_file(tmp_path):
+    result = invoke("validate", str(tmp_path / "none.json"), env={"ZRAY_PROFILE": "fast"})
+    assert result.stderr.strip() == (
+        "zray: environment variable ZRAY_PROFILE: 'fast' is not one of auto, draft, production"
+    )
+    config = tmp_path / "zray.toml"
+    config.write_text('[video]\npreset = "fastest"\nwidth = "wide"\n')
+    result = invoke("validate", str(tmp_path / "none.json"), "--config", str(config))
+    assert result.exit_code != 0
+    line = result.stderr.strip()
+    assert line.startswith("zray: setting video.") and str(config) in line, line
+    assert "'fastest' is not one of fast, final" in line or "'wide' is not a whole number" in line
+    assert not LIBRARY_WORDS.search(result.output)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"title": "Hola', 'at line 1, column 11: a string starts here and is never closed (a missing ")'),
+        ('{\n  "title": "x",\n}', "at line 3, column 1: expected a key in double quotes"),
+        ('{"title": "x" "saga": 1}', "expected ',' between two items"),
+        ('{"title": "x"}}', "text after the end of the script"),
+    ],
+)
+def test_validate_describes_broken_json(tmp_path, text, words):
+    path = tmp_path / "broken.json"
+    path.write_text(text)
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert line.startswith(f"{path}: not valid JSON ") and words in line, line
+    assert "at at" not in line and "Expecting" not in line
