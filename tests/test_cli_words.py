@@ -106,3 +106,20 @@ def test_validate_describes_broken_json(tmp_path, text, words):
     line = result.output.strip()
     assert line.startswith(f"{path}: not valid JSON ") and words in line, line
     assert "at at" not in line and "Expecting" not in line
+
+
+def test_a_clean_dry_run_lists_files_by_folder_and_ends_with_the_total():
+    from zray.cli import removal_listing
+
+    paths = ["es/video.mp4", "images/b.png", "images/a.png", "report.html"]
+    sizes = {"es/video.mp4": 2_500_000, "images/a.png": 100_000, "images/b.png": 150_000, "report.html": 1}
+    assert removal_listing(paths, sizes) == [
+        "es/ (1 file, 2.5 MB)",
+        "  video.mp4",
+        "images/ (2 files, 0.2 MB)",
+        "  a.png",
+        "  b.png",
+        "./ (1 file, 0.0 MB)",
+        "  report.html",
+        "4 files (2.8 MB) would be removed; nothing deleted",
+    ]

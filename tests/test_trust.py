@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -121,7 +122,14 @@ def test_clean_deletes_exactly_what_zray_generated(made):
         app, ["run", str(script), "--output", str(out), "--profile", "draft", "--clean", "--dry-run"]
     )
     assert result.exit_code == 0, result.output
-    listed = {line.strip() for line in result.stdout.splitlines() if line.strip()}
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(rf"{len(generated)} files \(\d+\.\d MB\) would be removed; nothing deleted", lines[-1])
+    listed, folder_name = set(), ""
+    for line in lines[:-1]:  # `folder/ (N files, X MB)` then its files, indented
+        if line.startswith("  "):
+            listed.add(f"{folder_name}/{line.strip()}".removeprefix("./"))
+        else:
+            folder_name = line.split("/ (")[0]
     assert listed == generated
     assert set(files(folder)) >= generated  # a dry run deletes nothing
 

@@ -237,8 +237,30 @@ def _preview(request: Any, cfg: Config, *, explain: bool) -> None:
             typer.echo(f"{node.id}: {prep.reasons.get(node.id) or 'needed by what is stale'}")
         typer.echo(f"{prep.store.root_url}: {len(prep.stale)} of {len(prep.plan.nodes)} steps would run")
         return
-    for path in clean_files(prep.store, prep.record, dry_run=True):
-        typer.echo(path)
+    doomed = clean_files(prep.store, prep.record, dry_run=True)
+    sizes = {path: size for path, (size, _) in prep.store.stamps().items()}
+    for line in removal_listing(doomed, sizes):
+        typer.echo(line)
+
+
+def removal_listing(paths: list[str], sizes: dict[str, int]) -> list[str]:
+    """What `--clean --dry-run` prints: files grouped by folder, then one total line."""
+    folders: dict[str, list[str]] = {}
+    for path in sorted(paths):
+        folder, _, name = path.rpartition("/")
+        folders.setdefault(folder, []).append(name)
+    lines = []
+    for folder, names in folders.items():
+        size = sum(sizes.get(f"{folder}/{n}" if folder else n, 0) for n in names)
+        lines.append(f"{folder or '.'}/ ({len(names)} file{'s' * (len(names) != 1)}, {_mb(size)})")
+        lines += [f"  {name}" for name in names]
+    total = sum(sizes.get(path, 0) for path in paths)
+    lines.append(f"{len(paths)} files ({_mb(total)}) would be removed; nothing deleted")
+    return lines
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 @app.command()

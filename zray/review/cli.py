@@ -167,9 +167,13 @@ def serve(episode_dir: str, *, host: str, port: int, open_browser: bool, allow_r
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     try:
+        # uvicorn shuts down on Ctrl-C, then raises the signal again: that is the way out, not an error.
         uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
         state.rebuild.stop()
+    typer.echo(f"zray: the review page stopped ({episode.url}); run zray review again to reopen it", err=True)
 
 
 def _bind(host: str, port: int) -> socket.socket:
