@@ -123,7 +123,9 @@ def test_clean_deletes_exactly_what_zray_generated(made):
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert re.fullmatch(rf"{len(generated)} files \(\d+\.\d MB\) would be removed; nothing deleted", lines[-1])
+    assert re.fullmatch(
+        rf"{len(generated)} files \(\d+\.\d MB\) would be removed; nothing deleted", lines[-1]
+    )
     listed, folder_name = set(), ""
     for line in lines[:-1]:  # `folder/ (N files, X MB)` then its files, indented
         if line.startswith("  "):
