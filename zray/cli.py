@@ -488,25 +488,18 @@ def doctor(
     """Say what Ray sees and what the chosen profile still needs, one line each with the fix."""
     from rich.console import Console
 
-    from zray.actors.cluster import connect
-    from zray.doctor import run_checks
+    from zray.doctor import cards_gib, run_checks
 
     with user_errors():
         cfg = config_from(config, address=address, output=output, quiet=True)
         script_languages = ["es", "en", "ca"]
         if script is not None:
             script_languages = script_mod.load_script(script)[0].languages
-        import ray
-
-        started = connect(cfg)
-        try:
-            resources = dict(ray.cluster_resources())
-        finally:
-            if started:
-                ray.shutdown()
+        resources = _cluster_resources(cfg) if cfg.address else None
+        gpus = resources.get("GPU", 0) if resources is not None else len(cards_gib())
         chosen = profile.value
         if chosen == "auto":
-            chosen = "production" if resources.get("GPU", 0) > 0 else "draft"
+            chosen = "production" if gpus > 0 else "draft"
         checks = run_checks(cfg, profile=chosen, languages=script_languages, ray_resources=resources)
     console = Console(highlight=False)
     console.print(f"profile {chosen}" + (" (auto)" if profile.value == "auto" else ""), markup=False)
@@ -514,6 +507,20 @@ def doctor(
         console.print(check.render())
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
+
+
+def _cluster_resources(cfg: Config) -> dict[str, float]:
+    """What the cluster at --address offers (doctor joins it; it starts no Ray of its own)."""
+    import ray
+
+    from zray.actors.cluster import connect
+
+    started = connect(cfg)
+    try:
+        return dict(ray.cluster_resources())
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def main() -> None:
