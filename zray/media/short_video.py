@@ -108,9 +108,11 @@ def render_short(
     audio: EncodedAudio,
     intro: Segment | None = None,
     threads: int = 0,
+    language: str | None = None,
 ) -> AssemblyInfo:
     """Encode the Short's body as one x264 stream with its captions (states in body frames), and mux
-    it after the intro segment, if any, with the encoded audio (which covers both) into dest."""
+    it after the intro segment, if any, with the encoded audio (which covers both) into dest; the
+    audio track is tagged with `language` as the long video's is."""
     count = sum(scene.frames for scene in scenes)
     frames = burn(
         short_frames(scenes, width=settings.width, height=settings.height, fps=settings.fps), states
@@ -119,4 +121,4 @@ def render_short(
         body = Path(tmp) / "body.h264"
         encode_frames(frames, body, count=count, settings=settings, threads=threads)
         segments = [*([intro] if intro else []), Segment(path=str(body), frames=count)]
-        return assemble(segments, audio, dest, settings=settings, threads=threads)
+        return assemble(segments, audio, dest, settings=settings, threads=threads, language=language)

@@ -204,6 +204,7 @@ def _short_key(request: ShortsRequest, group: ShortGroup, timeline: _Layout) -> 
     scenes = [request.scenes[i] for i in group.scenes]
     return content_key(
         "short",
+        request.lang,  # tags the audio track
         [s.image_key for s in scenes],
         [s.pad_key for s in scenes],
         [s.text for s in scenes],
@@ -312,6 +313,7 @@ class _Renderer:
                 audio=mastered.audio,
                 intro=intro,
                 threads=self.threads,
+                language=request.lang,
             )
 
     def _scene(
