@@ -123,3 +123,25 @@ def test_a_clean_dry_run_lists_files_by_folder_and_ends_with_the_total():
         "  report.html",
         "4 files (2.8 MB) would be removed; nothing deleted",
     ]
+
+
+def test_the_readme_gives_commands_as_the_user_types_them():
+    """After the two first-run lines, every command in a code block is typed through the venv; no line
+    starts with a bare `pip install`, `zray run` or `zray review`; the rerun command is named."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    lines = readme.splitlines()
+    bare = [line for line in lines if line.lstrip().startswith(("pip install", "zray run", "zray review"))]
+    assert not bare, bare
+    commands, inside = [], False
+    for line in lines:
+        if line.startswith("```"):
+            inside = not inside
+        elif inside and re.match(r"\s*(\.venv/|python3? |pip |zray |ray )", line):
+            commands.append(line.strip())
+    assert commands[0].startswith("python3 -m venv .venv") and commands[1].startswith("python3 -m venv .venv")
+    for command in commands[2:]:
+        assert command.startswith(".venv/bin/"), command
+    demo = commands[0].rsplit(" && ", 1)[1]
+    assert demo.startswith(".venv/bin/zray run ") and f"`{demo}`" in readme  # how to rerun, alone
