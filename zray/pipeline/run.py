@@ -349,6 +349,7 @@ def _run(
                 max_jobs=max_jobs,
                 on_node=progress.node_done,
                 on_job=job_done,
+                on_progress=progress.step_progress,
             ).run(jobs)
     finally:
         # An interrupted or failed run still leaves its log and its record of what it finished.
