@@ -167,3 +167,14 @@ def test_the_video_and_shorts_steps_report_their_frames(tmp_path, monkeypatch):
 
 def mine_total(node: str, seen: list[StepProgress]) -> int:
     return next(r.total for r in seen if r.node == node)
+
+
+def test_an_upload_off_a_terminal_says_its_bytes_every_ten_seconds_and_at_the_end():
+    out = io.StringIO()
+    clock = iter([0.0, 4.0, 10.5, 12.0, 13.0])
+    shown = progress_mod.UploadProgress(Console(file=out, force_terminal=False), clock=lambda: next(clock))
+    with shown:
+        for sent in (262_144, 524_288, 2_097_152, 2_359_296):
+            shown("es", sent, 3_000_000)
+        shown("es", 3_000_000, 3_000_000)
+    assert out.getvalue().splitlines() == ["es: 2.1 of 3.0 MB sent", "es: 3.0 of 3.0 MB sent"]

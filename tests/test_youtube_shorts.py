@@ -226,6 +226,10 @@ def test_upload_shorts_flag_on_the_command_line(tmp_path, folder, fake, monkeypa
     result = CliRunner().invoke(cli.app, ["upload", str(folder), "--shorts", "--config", str(config_file)])
     assert result.exit_code == 0, result.output
     assert "es/short-02: uploaded" in result.output and inserts(fake) == 6
+    # The bytes each video sent, when it is all sent (a line each: stderr is no terminal here).
+    size = (folder / "S01E01-ES-video.mp4").stat().st_size
+    for slot in ("es", "pt-br", "es/short-01", "pt-br/short-02"):
+        assert f"{slot}: {size / 1e6:.1f} of {size / 1e6:.1f} MB sent" in result.stderr, result.stderr
 
 
 def test_short_titles_fit_youtube_and_descriptions_name_the_long_video():

@@ -353,13 +353,19 @@ def _upload(
 ) -> bool:
     import sys
 
+    from rich.console import Console
+
     from zray.episode import open_episode
     from zray.lock import episode_lock
+    from zray.pipeline.progress import UploadProgress
     from zray.publish.auth import credentials_provider  # after the package that checks the extra
     from zray.publish.youtube import project_of, upload_episode  # a clear line without the extra
     from zray.store import Store
 
-    with episode_lock(Store(episode_dir), command="zray upload"):
+    with (
+        episode_lock(Store(episode_dir), command="zray upload"),
+        UploadProgress(Console(stderr=True, highlight=False)) as sent,
+    ):
         episode = open_episode(episode_dir)
         name = project_of(episode, project)
         report = upload_episode(
@@ -374,6 +380,7 @@ def _upload(
             project=name,
             require_review=cfg.review.required,
             shorts=shorts,
+            progress=sent,
         )
     for line in report.lines():
         typer.echo(line)

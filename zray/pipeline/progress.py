@@ -13,12 +13,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
 
@@ -164,6 +166,51 @@ class EpisodeProgress(_Bars):
             self.progress.remove_task(line)
         status = "[red]FAILED" if report.failed else "[green]done"
         self.progress.console.print(f"{status}[/] {job.name} ({len(job.built)} steps)", highlight=False)
+
+
+class UploadProgress:
+    """Bytes sent per video during an upload (`progress(slot, acknowledged, total)`): a bar each on
+    a terminal; elsewhere a line per video every QUIET_INTERVAL_S and when it is all sent."""
+
+    def __init__(self, console: Console, *, clock: Any = time.monotonic) -> None:
+        self.console, self.clock = console, clock
+        self.bars = console.is_terminal
+        self.progress = Progress(
+            TextColumn("{task.description:<14}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.rows: dict[str, TaskID] = {}
+        self.said: dict[str, float] = {}
+
+    def __enter__(self) -> UploadProgress:
+        if self.bars:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bars:
+            self.progress.stop()
+
+    def __call__(self, slot: str, acknowledged: int, total: int) -> None:
+        if self.bars:
+            row = self.rows.get(slot)
+            if row is None:
+                row = self.rows[slot] = self.progress.add_task(slot, total=total)
+            self.progress.update(row, completed=acknowledged, total=total)
+            return
+        now = self.clock()
+        first = self.said.setdefault(slot, now)
+        if acknowledged >= total or now - first >= QUIET_INTERVAL_S:
+            self.said[slot] = now
+            self.console.print(
+                f"{slot}: {acknowledged / 1e6:.1f} of {total / 1e6:.1f} MB sent",
+                highlight=False,
+                markup=False,
+            )
 
 
 def setup_logging(console: Console, *, quiet: bool) -> logging.Logger:
