@@ -145,3 +145,18 @@ def test_the_readme_gives_commands_as_the_user_types_them():
         assert command.startswith(".venv/bin/"), command
     demo = commands[0].rsplit(" && ", 1)[1]
     assert demo.startswith(".venv/bin/zray run ") and f"`{demo}`" in readme  # how to rerun, alone
+
+
+def test_a_test_that_needs_an_extra_skips_naming_it():
+    from conftest import EXTRA_MODULES, needs_extra
+
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        needs_extra("publish", "zray_no_such_module")
+    assert str(skipped.value) == (
+        "needs the publish extra (zray_no_such_module): .venv/bin/pip install -e '.[publish]'"
+    )
+    import tomllib
+    from pathlib import Path
+
+    extras = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert set(EXTRA_MODULES) <= set(extras["project"]["optional-dependencies"])

@@ -11,11 +11,12 @@ import signal
 from pathlib import Path
 
 import pytest
+from conftest import skip_reason
 from PIL import Image
 from review_episode import make_episode, review_record, review_server, run_record
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
+pytest.importorskip("starlette", reason=skip_reason("review", "starlette"))
+pytest.importorskip("uvicorn", reason=skip_reason("review", "uvicorn"))
 
 from zray.config import load_config
 from zray.episode import open_episode

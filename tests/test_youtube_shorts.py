@@ -8,9 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import skip_reason
 from PIL import Image
 
-pytest.importorskip("googleapiclient")
+pytest.importorskip("googleapiclient", reason=skip_reason("publish", "googleapiclient"))
+pytest.importorskip("google_auth_httplib2", reason=skip_reason("publish", "google_auth_httplib2"))
+pytest.importorskip("httplib2", reason=skip_reason("publish", "httplib2"))
 
 from fake_youtube import FakeYouTube
 from typer.testing import CliRunner
