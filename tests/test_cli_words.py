@@ -160,3 +160,38 @@ def test_a_test_that_needs_an_extra_skips_naming_it():
 
     extras = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
     assert set(EXTRA_MODULES) <= set(extras["project"]["optional-dependencies"])
+
+
+def test_the_final_table_says_why_each_step_ran(tmp_path):
+    """A run, then a rerun after one scene's Spanish narration changed: the final table of the rerun
+    names the steps that ran and why, as --explain does."""
+    import json as json_module
+
+    from conftest import FAST_VIDEO, write_script
+
+    script = write_script(tmp_path / "scripts" / "proj")
+    env = {
+        "ZRAY_EXECUTOR": "in-process",
+        "ZRAY_VIDEO__WIDTH": str(FAST_VIDEO["width"]),
+        "ZRAY_VIDEO__HEIGHT": str(FAST_VIDEO["height"]),
+        "ZRAY_VIDEO__PRESET": "fast",
+    }
+    args = ["run", str(script), "--output", str(tmp_path / "out"), "--profile", "draft", "--quiet"]
+    first = invoke(*args, env=env)
+    assert first.exit_code == 0, first.output
+    assert re.search(r"^\d+ steps: not made yet", first.stdout, re.M), first.stdout
+    data = json_module.loads(script.read_text())
+    data["scenes"][1]["script_es"] += " Y una frase más."
+    script.write_text(json_module.dumps(data, ensure_ascii=False))
+    explained = invoke(*args, "--explain", env=env).stdout
+    second = invoke(*args, env=env)
+    assert second.exit_code == 0, second.output
+    why = [line for line in second.stdout.splitlines() if re.match(r"\d+ steps?: ", line)]
+    assert why and all("what it is made from changed" in line or "needed by" in line for line in why), why
+    ran = [node for line in why for node in line.split(" (", 1)[1].rstrip(")").split(", ")]
+    stale = [
+        line.split(": ", 1)[0]
+        for line in explained.splitlines()
+        if ": " in line and "steps would run" not in line
+    ]
+    assert sorted(ran) == sorted(stale) and "video:es" in ran and "video:ca" not in ran

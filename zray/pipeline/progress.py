@@ -236,3 +236,22 @@ def summary_table(rows: list[dict[str, str]]) -> Table:
     for row in rows:
         table.add_row(*(row.get(c, "") for c in ("language", "file", "duration", "size", "status")))
     return table
+
+
+# Step ids named per reason in the final table; the rest are counted.
+WHY_NAMED = 6
+
+
+def why_lines(why: dict[str, str]) -> list[str]:
+    """Why the steps of this run ran, one line per reason (as --explain words them), most steps first:
+    `3 steps: narration changed (pad:es:1, video:es, subs:es)`."""
+    by_reason: dict[str, list[str]] = {}
+    for node, reason in why.items():
+        by_reason.setdefault(reason, []).append(node)
+    lines = []
+    for reason, nodes in sorted(by_reason.items(), key=lambda item: (-len(item[1]), item[0])):
+        named = ", ".join(nodes[:WHY_NAMED]) + (
+            f", and {len(nodes) - WHY_NAMED} more" if len(nodes) > WHY_NAMED else ""
+        )
+        lines.append(f"{len(nodes)} step{'s' * (len(nodes) != 1)}: {reason} ({named})")
+    return lines
