@@ -132,6 +132,8 @@ def test_upgrading_keeps_the_keys_of_images_narration_and_music(monkeypatch):
     # The storyboard's identity names the Pillow that drew it (its rasterizer decides the pixels), so
     # another Pillow rightly makes new pictures; the keys were computed under Pillow 11.3.0.
     monkeypatch.setattr(PIL, "__version__", "11.3.0")
+    # Storyboard 2 (its label and text inside the safe area) draws new draft cards: the images' and
+    # thumbnail bases' keys are its own; narration and music keep zray 0.1.0's.
     script = check_data(small_script(), filename="SAGA_01_Episode_02.json").script
     cfg = load_config(None, profile="draft")
     setup = prepare_engines(script.languages, cfg, "draft")
@@ -142,17 +144,17 @@ def test_upgrading_keeps_the_keys_of_images_narration_and_music(monkeypatch):
         k: n.key for k, n in plan.nodes.items() if k.split(":")[0] in ("image", "tts", "music", "thumb_base")
     } == {
         "music": "75d1c6a1d87f5302",
-        "image:0": "bce55a0e12edc26f",
-        "image:1": "32d94bbc520ee703",
-        "image:2": "9f081df44430f51f",
+        "image:0": "77784814f20ad559",
+        "image:1": "bbf638636bc0f9b7",
+        "image:2": "d9499a57ec9672a4",
         "tts:es:0": "3bbbb8d3d8182d67",
         "tts:es:1": "863e46f03af20acd",
         "tts:es:2": "28b9e4f6135a8f29",
-        "thumb_base:es": "251fc763863979a5",
+        "thumb_base:es": "12b4ea97eae7d3ca",
         "tts:ca:0": "ef133a8696b96bee",
         "tts:ca:1": "cb73800a0cf69112",
         "tts:ca:2": "25a4aa132c992360",
-        "thumb_base:ca": "bb8a144971a91ea4",
+        "thumb_base:ca": "2d13bcdfd3f5b9d5",
     }
 
 
