@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from zray.publish.settings import Privacy, YouTubeConfig
+from zray.publish.youtube import short_thumbnails
 from zray.publish.youtube.channel import SEARCH_CALLS
 from zray.publish.youtube.metadata import (
     MetadataError,
@@ -41,8 +42,8 @@ class Job:
         """The API calls this job will make, by method (the worst case, for the quota check)."""
         slot, entry = self.slot, self.entry or {}
         thumbnail = {"thumbnails.set": 1} if slot.thumbnail else {}
-        if slot.short_thumbnail:  # a look at the Short's processing first (short_thumbnails)
-            thumbnail = {"videos.list": 1, "thumbnails.set": 1}
+        if slot.short_thumbnail:  # a look at the Short's processing first
+            thumbnail = dict(short_thumbnails.CALLS)
         if self.action in ("upload", "replace"):
             # The look-up comes first; a video found by it has its captions listed before any insert.
             captions = {"captions.list": 1, "captions.insert": 1} if slot.subtitles else {}
@@ -62,7 +63,7 @@ class Job:
 def _thumbnail_due(slot: VideoSlot, entry: dict[str, Any]) -> bool:
     """A thumbnail never set, or a Short's that waited for YouTube's processing."""
     if slot.short_thumbnail:
-        return entry.get("thumbnail") in (None, "processing")
+        return short_thumbnails.due(entry)
     return bool(slot.thumbnail) and "thumbnail" not in entry
 
 
