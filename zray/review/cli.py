@@ -59,7 +59,11 @@ def review_command(
             for line in decide(episode_dir, approve=approve or [], withdraw=withdraw or [], shorts=shorts):
                 typer.echo(line)
             return
-        serve(episode_dir, host=host, port=port, open_browser=not no_browser, allow_remote=allow_remote)
+        try:
+            serve(episode_dir, host=host, port=port, open_browser=not no_browser, allow_remote=allow_remote)
+        except KeyboardInterrupt:  # Ctrl-C before the page was up: no run's "steps are saved" line
+            typer.echo("zray: the review page stopped before it opened", err=True)
+            raise typer.Exit(130) from None
 
 
 def report_command(
