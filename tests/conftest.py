@@ -6,10 +6,36 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 TESTS = Path(__file__).resolve().parent
+
+# The optional extras (pyproject.toml) and a module that shows each is installed.
+EXTRA_MODULES = {
+    "publish": ("googleapiclient", "google_auth_httplib2", "httplib2", "google_auth_oauthlib"),
+    "cloud": ("s3fs",),
+    "review": ("starlette", "uvicorn"),
+    "models": ("torch", "diffusers", "transformers", "kokoro", "accelerate"),
+}
+
+
+def skip_reason(extra: str, module: str = "") -> str:
+    """Why a test that needs an extra is skipped, and how to install it."""
+    what = f" ({module})" if module else ""
+    return f"needs the {extra} extra{what}: .venv/bin/pip install -e '.[{extra}]'"
+
+
+def needs_extra(extra: str, *modules: str) -> Any:
+    """Skip the test (or, at module level, the file) unless the extra is installed; the skip names
+    the extra and how to install it. `modules`: the ones this test needs (default: all of them);
+    returns the last one imported."""
+    imported = None
+    for module in modules or EXTRA_MODULES[extra]:
+        imported = pytest.importorskip(module, reason=skip_reason(extra, module))
+    return imported
+
 
 # Tests never download a model: an accidental Hub call fails at once. One thread per torch/BLAS
 # process: tiny models on a busy 2-core machine run many times faster without thread contention.

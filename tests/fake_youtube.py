@@ -3,7 +3,9 @@
 googleapiclient builds upload URLs with the https scheme whatever the endpoint, so the fake
 serves TLS with a throwaway self-signed certificate; test clients trust that certificate only.
 It speaks the resumable-upload protocol (initiate, 308 + Range chunk answers, status queries),
-thumbnails.set, captions.insert/list/update, videos.update/list, the look-up of a channel's
+thumbnails.set (refused on a Short YouTube has not finished processing), captions.insert/list/update,
+videos.update/list (with `processingDetails`: a video is "processing" for its first
+`processing_looks` looks, then "succeeded"), the look-up of a channel's
 uploads (channels.list mine=true -> the uploads playlist -> playlistItems.list, newest first,
 50 a page) and the OAuth token grants, records everything it receives, and injects faults on
 request. Its client (`http()`) can also stand for a process killed at the worst moment: right
@@ -146,6 +148,9 @@ class FakeYouTube:
         self.kill_after_upload = 0  # uploads after whose last answer the client is "killed"
         self.listing_lag = 0  # newest videos not yet in the uploads playlist (YouTube lists them late)
         self.chunk_delay = 0.0  # seconds each chunk takes to arrive (a slow connection)
+        # Looks at a new video's processingDetails that still find it processing (then it succeeded).
+        self.processing_looks = 0
+        self.processing_left: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -357,6 +362,10 @@ class _Handler(BaseHTTPRequestHandler):
                 resource.setdefault("status", {})["uploadStatus"] = "uploaded"
                 stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 resource.setdefault("snippet", {})["publishedAt"] = stamp
+                resource["processingDetails"] = {
+                    "processingStatus": "processing" if self.fake.processing_looks else "succeeded"
+                }
+                self.fake.processing_left[session.video_id] = self.fake.processing_looks
                 self.fake.videos[session.video_id] = resource
                 self.fake.video_bytes[session.video_id] = bytes(session.data)
             return self._json(200, self.fake.videos[session.video_id])
@@ -372,6 +381,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(self.fake.thumbnail_status, "forbidden")
         if video_id not in self.fake.videos:
             return self._error(404, "videoNotFound")
+        video = self.fake.videos[video_id]
+        short = "#Shorts" in video.get("snippet", {}).get("description", "")
+        if short and video["processingDetails"]["processingStatus"] != "succeeded":
+            # YouTube takes a Short's custom thumbnail only once it has processed the Short.
+            return self._error(400, "invalidVideoProcessingState")
         kind = self.headers.get("Content-Type", "")
         self.fake.thumbnails.setdefault(video_id, []).append((kind, data))
         self._json(200, {"kind": "youtube#thumbnailSetResponse", "items": [{"default": {"url": "x"}}]})
@@ -426,6 +440,12 @@ class _Handler(BaseHTTPRequestHandler):
         if len(ids) > 50:
             return self._error(400, "tooManyIds")
         parts = self.query.get("part", "").split(",")
+        if "processingDetails" in parts:
+            for i in ids:
+                if self.fake.processing_left.get(i):
+                    self.fake.processing_left[i] -= 1
+                elif i in self.fake.videos:
+                    self.fake.videos[i]["processingDetails"] = {"processingStatus": "succeeded"}
         items = [
             {k: v for k, v in self.fake.videos[i].items() if k in ("kind", "id", *parts)}
             for i in ids

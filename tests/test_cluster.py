@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST_VIDEO, small_script
+from conftest import FAST_VIDEO, needs_extra, small_script
 from s3server import moto_server
 
 from zray.actors.cluster import ClusterError
@@ -24,7 +24,7 @@ from zray.store import Store
 # Only Ray does this (placement, node loss, a cluster): kept apart from the fast in-process tests.
 pytestmark = pytest.mark.slow
 
-pytest.importorskip("s3fs")
+needs_extra("cloud", "s3fs")
 pytest.importorskip("moto")
 BUCKET = "zray-test"
 

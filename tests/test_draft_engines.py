@@ -26,7 +26,7 @@ from zray.engines.base import (
     seed_from,
 )
 from zray.engines.espeak import EspeakSettings, EspeakTTSEngine
-from zray.engines.storyboard import StoryboardImageEngine
+from zray.engines.storyboard import SHORT_ASPECT, StoryboardImageEngine, safe_area
 
 # --- base -------------------------------------------------------------------------------------------
 
@@ -62,7 +62,7 @@ def test_the_draft_identities_are_pinned() -> None:
 
     assert StoryboardImageEngine().identity() == {
         "engine": "storyboard",
-        "version": "1",
+        "version": "2",
         "model": None,
         "font": "pillow-default",
         "pillow": PIL.__version__,
@@ -153,7 +153,7 @@ def test_storyboard_draws_the_label_and_the_caption() -> None:
     labelled = _pixels(engine.generate("A quiet harbour", width=960, height=540, seed=3, label="Scene 3"))
     untitled = _pixels(engine.generate("", width=960, height=540, seed=3, label="Scene 3"))
     label_fill = np.all(labelled == (250, 250, 245), axis=-1)
-    assert label_fill[:100, :300].sum() > 500
+    assert label_fill[:120, 330:630].sum() > 500  # a tab at the top of the middle column
     # The caption is white text: nothing else on a card is that bright low down (shapes and ground are
     # darker by construction), so near-white pixels in the bottom fifth are the prompt's letters.
     assert (labelled[-108:] > 240).all(axis=-1).sum() > 200
@@ -169,8 +169,49 @@ def test_an_unlabelled_card_is_the_bare_picture_for_a_thumbnail_headline() -> No
     assert not np.all(bare == (250, 250, 245), axis=-1).any()
     assert (bare[-108:] > 240).all(axis=-1).sum() == 0
     # The band darkens the bottom of a labelled card; the bare card keeps its ground there.
-    assert bare[-60:-20, 100:-100].mean() > labelled[-60:-20, 100:-100].mean() + 10
+    left, _, right, bottom = safe_area(960, 540)
+    band = (slice(bottom - 40, bottom), slice(left, right))
+    assert bare[band].mean() > labelled[band].mean() + 10
     assert np.abs(bare[150:300] - labelled[150:300]).mean() < 1
+
+
+def _changed(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int, int]:
+    """The bounding box (left, top, right, bottom exclusive) of the pixels that differ."""
+    rows, cols = np.nonzero(np.any(a != b, axis=-1))
+    return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
+
+
+def _inside(box: tuple[int, int, int, int], area: tuple[float, float, float, float]) -> bool:
+    return area[0] <= box[0] and area[1] <= box[1] and box[2] <= area[2] and box[3] <= area[3]
+
+
+@pytest.mark.parametrize("size", [(1920, 1072), (640, 352), (1080, 1920)])
+def test_the_label_and_the_text_stay_where_moves_and_the_shorts_pan_show_them(size) -> None:
+    """Every pixel the label or the prompt changes is inside the safe area, and the safe area is inside
+    every window a gentle move can take and inside the middle of the Short's window."""
+    from zray.media.moves import ZOOM, Move, cover_box, window
+
+    width, height = size
+    engine = StoryboardImageEngine()
+    prompt = "A lighthouse on a cliff at dawn, waves breaking below and gulls circling its lamp " * 2
+    one = _pixels(engine.generate(prompt, width=width, height=height, seed=5, label="Scene 1"))
+    other = _pixels(engine.generate(prompt, width=width, height=height, seed=5, label="Scene 12"))
+    plain = _pixels(engine.generate(prompt, width=width, height=height, seed=5))
+    area = safe_area(width, height)
+    assert _inside(_changed(one, other), area)  # the label
+    assert _inside(_changed(one, plain), area)  # the label, the prompt and its band
+    # The deepest zoom, pushed into each corner: the window a move shows there.
+    base = cover_box(width, height, frame_width=width, frame_height=height)
+    for fx, fy in itertools.product((0.0, 1.0), repeat=2):
+        move = Move("zoom-in", 1.0 + ZOOM, 1.0 + ZOOM, (fx, fy), (fx, fy))
+        shown = window(move, 0.0, base=base)
+        assert _inside(area, (shown.left, shown.top, shown.right, shown.bottom)), (fx, fy)
+    # The Short's window, centred, as wide as SHORT_ASPECT of the card's height.
+    column = height * SHORT_ASPECT
+    assert _inside(area, ((width - column) / 2, 0, (width + column) / 2, height))
+    # No border: the card's edges are its backdrop, the same with or without a label.
+    assert not np.any(np.all(one[0] == (20, 20, 20), axis=-1))
+    assert np.array_equal(one[:, 0], plain[:, 0]) and np.array_equal(one[-1], plain[-1])
 
 
 @settings(max_examples=25, deadline=None)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import needs_extra
 
 from zray.config import load_config
 from zray.engines.base import EngineSettings
@@ -85,7 +86,7 @@ def test_the_draft_setup_and_its_identities() -> None:
     assert setup.identities.records() == {
         "storyboard": {
             "engine": "storyboard",
-            "version": "1",
+            "version": "2",
             "model": None,
             "font": "pillow-default",
             "pillow": PIL.__version__,
@@ -168,7 +169,7 @@ def test_config_reaches_the_production_settings() -> None:
 def test_production_identities_do_not_depend_on_the_planning_hosts_gpu(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    torch = pytest.importorskip("torch")
+    torch = needs_extra("models", "diffusers", "transformers", "torch")
     monkeypatch.setenv("GOOGLE_API_KEY", "k")
 
     def identities() -> dict:
@@ -227,7 +228,7 @@ def test_a_language_no_voice_engine_speaks_is_one_line() -> None:
         "profile draft's xx voice engine espeak: the espeak engine has no voice for language 'xx'; "
         "set engines.tts.xx to another engine or run with --lang to skip it"
     )
-    pytest.importorskip("kokoro")
+    needs_extra("models", "kokoro")
     assert refused(["ca"], engines={"tts": {"ca": "kokoro"}}, models={"device": "cpu"}) == (
         "engines.tts.ca = 'kokoro': the kokoro engine has no voice for language 'ca'; "
         "set engines.tts.ca to another engine or run with --lang to skip it"
@@ -238,7 +239,7 @@ def test_a_language_no_voice_engine_speaks_is_one_line() -> None:
 def test_an_unknown_voice_name_is_one_line_naming_voices_lang() -> None:
     message = refused(["es", "en"], voices={"en": "eng-us"})
     assert message.startswith("voices.en = 'eng-us': espeak-ng has no voice 'eng-us' (similar: en-us")
-    pytest.importorskip("kokoro")
+    needs_extra("models", "kokoro")
     assert refused(["es"], "production", voices={"es": "ef_dorra"}) == (
         "voices.es = 'ef_dorra': Kokoro has no voice 'ef_dorra' (similar: ef_dora, pf_dora; its es voices: "
         "ef_dora, em_alex, em_santa; 54 in all, see hexgrad/Kokoro-82M's VOICES.md)"

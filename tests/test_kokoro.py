@@ -22,14 +22,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import needs_extra
 from tiny_kokoro import VOICES, build_tiny_kokoro_components, tiny_kokoro_dir
 
 import zray.engines.kokoro as kokoro_module
 from zray.engines.base import EngineError, TTSEngine, WordTiming, check_engine_class
 from zray.engines.kokoro import DEFAULT_VOICES, KokoroSettings, KokoroTTSEngine, english_ready
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("kokoro")
+torch = needs_extra("models", "torch")
+needs_extra("models", "kokoro")
 
 HAS_SPACY_EN = english_ready()[0]
 SHORT = "Hola, buenos días."

@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import needs_extra
 from s3server import moto_server
 
 from zray.lock import LockedError, episode_lock
@@ -39,6 +40,7 @@ def acquire(url: str, name: str, hold: float = 0.0) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
+    needs_extra("cloud")
     with moto_server(tmp_path_factory.mktemp("moto"), bucket=BUCKET) as (endpoint, _):
         yield endpoint
 

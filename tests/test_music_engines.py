@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import needs_extra
 
 from zray.engines.base import EngineError, MusicEngine, check_engine_class
 from zray.engines.library import LibraryMusicEngine, LibrarySettings
@@ -29,8 +30,8 @@ from zray.engines.musicgen import (
 
 # huggingface_hub reads HF_HUB_OFFLINE once, when it is imported: set it before transformers comes in.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+torch = needs_extra("models", "torch")
+needs_extra("models", "transformers")
 
 from tiny_musicgen import (  # noqa: E402
     FRAME_RATE,

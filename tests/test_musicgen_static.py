@@ -12,13 +12,14 @@ import os
 
 import numpy as np
 import pytest
+from conftest import needs_extra
 
 from zray.engines.base import EngineError
 from zray.engines.musicgen import MusicGenEngine, MusicGenSettings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+torch = needs_extra("models", "torch")
+needs_extra("models", "transformers")
 
 from tiny_musicgen import build_tiny_musicgen_components  # noqa: E402
 

@@ -4,6 +4,7 @@ import PIL
 from conftest import FAST_VIDEO, small_script
 
 from zray.config import load_config
+from zray.engines import storyboard
 from zray.nodes import ImageRequest, Kind, VideoInputs
 from zray.pipeline.engine_setup import prepare_engines
 from zray.pipeline.plan import Identities, Intro, build_plan
@@ -151,6 +152,9 @@ def test_the_old_key_formulas_recognise_keys_computed_by_zray_0_1(monkeypatch):
     # The storyboard's identity names the Pillow that drew it (its rasterizer decides the pixels), so
     # another Pillow rightly makes new pictures; the keys were computed under Pillow 11.3.0.
     monkeypatch.setattr(PIL, "__version__", "11.3.0")
+    # FORMAT_1_KEYS were computed with storyboard 1; storyboard 2 (text inside the safe area) rightly
+    # gives its cards and thumbnail bases new keys, so the formulas are checked under the engine they saw.
+    monkeypatch.setattr(storyboard, "ENGINE_VERSION", "1")
     script = check_data(small_script(), filename="SAGA_01_Episode_02.json").script
     cfg = load_config(None, profile="draft")
     setup = prepare_engines(script.languages, cfg, "draft")

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import av
 import pytest
-from conftest import write_script
+from conftest import needs_extra, write_script
 from PIL import Image
 from test_google_tts import tone_wav
 from tiny_kokoro import tiny_kokoro_dir
@@ -25,8 +25,8 @@ from zray.config import load_config
 from zray.media import subtitles
 from zray.pipeline.run import RunRequest, run_episode
 
-pytest.importorskip("diffusers")
-pytest.importorskip("kokoro")
+needs_extra("models", "diffusers")
+needs_extra("models", "kokoro")
 KEY = "production-test-key"
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_extra
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "benchmarks"
@@ -20,9 +21,9 @@ STUBS = BENCHMARKS / "device" / "stubs"
 ABSENT = ["av", "soundfile", "ray", "pydantic", "typer", "moviepy"]
 PRELUDE = f"import sys\nfor name in {ABSENT!r}:\n    sys.modules[name] = None\n"
 
-pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-pytest.importorskip("kokoro")
+needs_extra("models", "torch")
+needs_extra("models", "diffusers")
+needs_extra("models", "kokoro")
 
 
 def device_like(code: str, *, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -177,12 +177,12 @@ def test_review_without_the_review_extra_is_one_line(folder: Path):
 
     code = (
         "import sys\n"
-        "sys.modules['starlette'] = None\n"
+        "sys.modules['starlette'] = sys.modules['uvicorn'] = None\n"  # the extra, absent
         "from zray.cli import main\n"
         f"sys.argv = ['zray', 'review', {str(folder)!r}, '--no-browser']\nmain()\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        "zray: zray review needs starlette: install the review extra: pip install 'zray[review]'"
+        "zray: zray review needs uvicorn: install the review extra: pip install 'zray[review]'"
     ]

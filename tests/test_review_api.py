@@ -7,14 +7,16 @@ import http.client
 import io
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
+from conftest import skip_reason
 from PIL import Image
 from review_episode import make_episode, review_record, review_server, run_record
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
+pytest.importorskip("starlette", reason=skip_reason("review", "starlette"))
+pytest.importorskip("uvicorn", reason=skip_reason("review", "uvicorn"))
 
 from zray.config import load_config
 from zray.episode import open_episode
@@ -289,3 +291,13 @@ def test_rebuild_changes_exactly_the_chosen_scene_and_thumbnail_and_withdraws_ap
     # Approving again binds to the new key.
     server.json("/api/approve", method="POST", body={"lang": "es"})
     assert unapproved(open_episode(str(folder)), ["es", "ca"]) == ["ca"]
+
+
+def test_ctrl_c_says_the_review_page_stopped(folder):
+    with review_server(folder) as running:
+        assert running.request("/api/episode")[0] == 200
+        running.process.send_signal(signal.SIGINT)
+        _, err = running.process.communicate()
+    assert running.process.returncode == 0, err
+    assert "the review page stopped" in err
+    assert "finished steps are saved" not in err and "Traceback" not in err

@@ -13,6 +13,7 @@ import wave
 from pathlib import Path
 
 import pytest
+from conftest import needs_extra, skip_reason
 from review_episode import (
     LOAD_ALL_IMAGES,
     browser_or_skip,
@@ -22,8 +23,8 @@ from review_episode import (
     run_record,
 )
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
+pytest.importorskip("starlette", reason=skip_reason("review", "starlette"))
+pytest.importorskip("uvicorn", reason=skip_reason("review", "uvicorn"))
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ def test_the_video_plays_with_its_subtitle_track(page):
 
 
 def test_clicking_approve_records_it_and_the_upload_gate_lets_that_language_through(page, folder, tmp_path):
-    pytest.importorskip("googleapiclient")
+    needs_extra("publish")
     from fake_youtube import FakeYouTube
     from google.oauth2.credentials import Credentials
     from youtube_episode import BEFORE, CLIENT, youtube_settings

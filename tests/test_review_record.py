@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import small_script
+from conftest import needs_extra, small_script
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -199,6 +199,7 @@ def test_another_episodes_review_record_is_refused_and_ignored_by_the_plan(tmp_p
 
 @pytest.fixture
 def youtube_folder(tmp_path: Path) -> Path:
+    needs_extra("publish")  # the fake server's client is httplib2's
     from youtube_episode import noise_mp4, write_episode
 
     video = noise_mp4(tmp_path / "noise.mp4")
@@ -208,7 +209,7 @@ def youtube_folder(tmp_path: Path) -> Path:
 
 
 def test_upload_skips_every_unapproved_language_with_one_line_and_fails(tmp_path: Path, youtube_folder: Path):
-    pytest.importorskip("googleapiclient")
+    needs_extra("publish")
     from fake_youtube import FakeYouTube
     from youtube_episode import BEFORE, change_video_key, credentials, youtube_settings
 
@@ -264,7 +265,7 @@ def test_upload_skips_every_unapproved_language_with_one_line_and_fails(tmp_path
 
 
 def test_upload_and_publish_commands_obey_review_required(tmp_path: Path, youtube_folder: Path, monkeypatch):
-    pytest.importorskip("googleapiclient")
+    needs_extra("publish")
     monkeypatch.setenv("ZRAY_REVIEW__REQUIRED", "true")
     monkeypatch.setenv("ZRAY_YOUTUBE__TOKEN_DIR", str(tmp_path / "no-tokens"))
     folder = open_episode(str(youtube_folder)).url

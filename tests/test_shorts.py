@@ -138,6 +138,15 @@ def test_each_short_is_vertical_bounded_and_in_sync(made):
         assert report.outputs[shorts[0]["path"]]["duration"] == shorts[0]["duration"]
 
 
+def test_each_short_s_audio_is_tagged_with_its_language(made):
+    tmp, script, _ = made
+    folder = folder_of(tmp, script)
+    for lang, tag in (("es", "spa"), ("ca", "cat")):
+        for short in shorts_of(folder, lang):
+            with av.open(str(folder / short["path"])) as container:
+                assert container.streams.audio[0].metadata.get("language") == tag
+
+
 def _closer(frame: np.ndarray, this: np.ndarray, other: np.ndarray) -> bool:
     """The frame's picture (above the captions) is nearer in colour to `this` image than to `other`."""
     shown = frame[: int(frame.shape[0] * 0.55)].reshape(-1, 3).mean(axis=0)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from zray.media.cue_text import Break, break_kind, leans
 from zray.media.subtitles import (
+    LINGER,
     MAX_CPS,
     Chapter,
     Cue,
@@ -229,7 +230,9 @@ def test_word_timings_place_each_cue_at_its_first_spoken_word() -> None:
     # The first cue waits for its first word: never on screen before it is spoken.
     assert cues[0] == Cue(100.0 + timings[0].start, 100.0 + then.start, cues[0].text)
     assert cues[1] == Cue(100.0 + then.start, 100.0 + dreaming.start, cues[1].text)
-    assert cues[2] == Cue(100.0 + dreaming.start, 110.0, cues[2].text)
+    fields = next(t for t in timings if t.word == "fields")
+    # The last cue leaves LINGER after its last word, not at the scene's end 2 s later.
+    assert cues[2] == Cue(100.0 + dreaming.start, pytest.approx(100.0 + fields.end + LINGER), cues[2].text)
     # Each cue is on screen while all of its words are spoken (the pause after "tree." included).
     assert cues[1].end >= 100.0 + next(t for t in timings if t.word == "tree").end
 
@@ -271,7 +274,14 @@ def test_random_word_timings_still_tile_the_scene(text: str, duration: float, da
     cues = time_cues(text, start=3.0, end=3.0 + duration, words=timings)
     assert " ".join(c.text for c in cues).split() == text.split()
     assert cues[0].start >= 3.0
-    _assert_tiles(cues, start=cues[0].start, end=3.0 + duration)
+    if not timings:
+        _assert_tiles(cues, start=cues[0].start, end=3.0 + duration)
+    # With timings a cue may leave before the next one comes (LINGER after its words): in order, never
+    # overlapping, inside the scene.
+    for cue in cues:
+        assert 3.0 <= cue.start < cue.end <= 3.0 + duration, cue
+    for before, after in itertools.pairwise(cues):
+        assert before.end <= after.start, (before, after)
     for cue in cues:
         assert [w.word for w in cue.words] == cue.text.split()
         assert cue.words[0].start == cue.start and cue.words[-1].end == cue.end
@@ -589,10 +599,14 @@ def test_cues_are_split_to_be_read_at_20_characters_a_second_where_timing_allows
     assert len(first_by_length) / (timings[12].start - timings[0].start) > 50  # unreadable
     cues = time_cues(text, start=0.0, end=end, words=timings)
     assert [len(cue.text.split()) for cue in cues] == [14, 10]
-    assert all(len(cue.text) / (cue.end - cue.start) <= MAX_CPS for cue in cues)
+    # The voice is too fast to read along at 20 characters a second, and a cue still leaves LINGER
+    # after its last word rather than hanging over the 3 s pause.
+    assert cues[0].end == pytest.approx(timings[13].end + LINGER)
+    assert cues[1].end == pytest.approx(end)  # the scene ends 0.5 s after the last word
+    assert len(cues[1].text) / (cues[1].end - cues[1].start) <= MAX_CPS  # the slow half reads well
 
 
-def test_a_cue_waits_for_its_first_word_and_holds_into_the_pause_after_its_last() -> None:
+def test_a_cue_waits_for_its_first_word_and_leaves_linger_after_its_last() -> None:
     text = "Primera frase corta. Segunda frase, un poco más larga que la primera, para dos líneas."
     words = text.split()
     timings = _timed(words, [0.3] * len(words), pause_after=2, pause=1.2)
@@ -603,12 +617,12 @@ def test_a_cue_waits_for_its_first_word_and_holds_into_the_pause_after_its_last(
         first = next(t for t in timings if t.word == cue.text.split()[0])
         last = next(t for t in timings if t.word == cue.text.split()[-1])
         assert cue.start == pytest.approx(10.0 + first.start)  # never before its words are spoken
-        assert cue.end >= 10.0 + last.end  # readable: it stays through the pause that follows
+        assert cue.end == pytest.approx(10.0 + last.end + LINGER)  # not through the pause that follows
         assert [w.word for w in cue.words] == cue.text.split()
         assert [w.start for w in cue.words] == pytest.approx(
             [10.0 + t.start for t in timings if t.word in cue.text.split()]
         )
-    assert cues[0].end == cues[1].start and cues[1].end == 20.0
+    assert cues[0].end < cues[1].start and cues[1].end < 20.0
 
 
 def test_scene_cues_take_words_timed_from_each_scene_start() -> None:
@@ -618,5 +632,26 @@ def test_scene_cues_take_words_timed_from_each_scene_start() -> None:
         [WordTiming("Cuatro", 0.2, 0.7), WordTiming("cinco", 0.7, 1.1), WordTiming("seis", 1.1, 1.6)],
     ]
     cues = scene_cues(scenes, offset=2.0, words=words)
-    assert [(c.start, c.end) for c in cues] == [(2.5, 5.0), (5.2, 8.0)]
+    # Each cue leaves LINGER after its last word ("tres" ends at 3.8 s, "seis" at 6.6 s).
+    assert [t for c in cues for t in (c.start, c.end)] == pytest.approx([2.5, 4.5, 5.2, 7.3])
     assert [w.start for w in cues[1].words] == pytest.approx([5.2, 5.7, 6.1])
+
+
+def test_no_cue_spans_a_pause_between_scenes_or_the_music_tail() -> None:
+    """Two scenes, each spoken in its first second and then silent for 3 s (a pause, then the tail)."""
+
+    def spoken(text: str) -> list[WordTiming]:
+        words = text.split()
+        return [WordTiming(w, 0.1 + 0.2 * i, 0.1 + 0.2 * i + 0.15) for i, w in enumerate(words)]
+
+    first, second = "Hola a todos.", "Hasta luego."
+    cues = scene_cues(
+        [(first, 0.0, 4.0), (second, 4.0, 8.0)], offset=2.0, words=[spoken(first), spoken(second)]
+    )
+    assert [c.text for c in cues] == [first, second]
+    for cue, text, scene_start in zip(cues, (first, second), (2.0, 6.0), strict=True):
+        last_word_end = scene_start + spoken(text)[-1].end
+        assert cue.end == pytest.approx(last_word_end + LINGER)
+        assert cue.words[-1].end == cue.end  # burned captions leave with the cue
+    assert cues[0].end < 6.0 - 2.0  # gone long before the next scene: the pause is bare
+    assert cues[1].end < 10.0 - 2.0  # and the music tail after the last words has no subtitle

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import FAST_VIDEO, small_script, write_script
+from conftest import FAST_VIDEO, needs_extra, small_script, write_script
 from typer.testing import CliRunner
 
 from zray.cli import app
@@ -121,7 +122,16 @@ def test_clean_deletes_exactly_what_zray_generated(made):
         app, ["run", str(script), "--output", str(out), "--profile", "draft", "--clean", "--dry-run"]
     )
     assert result.exit_code == 0, result.output
-    listed = {line.strip() for line in result.stdout.splitlines() if line.strip()}
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(
+        rf"{len(generated)} files \(\d+\.\d MB\) would be removed; nothing deleted", lines[-1]
+    )
+    listed, folder_name = set(), ""
+    for line in lines[:-1]:  # `folder/ (N files, X MB)` then its files, indented
+        if line.startswith("  "):
+            listed.add(f"{folder_name}/{line.strip()}".removeprefix("./"))
+        else:
+            folder_name = line.split("/ (")[0]
     assert listed == generated
     assert set(files(folder)) >= generated  # a dry run deletes nothing
 
@@ -212,6 +222,8 @@ def test_every_command_that_writes_the_folder_waits_its_turn(made, tmp_path, com
     """Uploading, publishing and review decisions write the episode's records: while another process
     holds the folder each is refused in one line, before it reads or writes anything."""
     _, _, folder = made
+    if command[0] == "upload":
+        needs_extra("publish")  # without it, upload stops on the missing extra before the lock
     before = files(folder)
     args = [a.replace("SITE", str(tmp_path / "site")) for a in command]
     holder = hold_lock(folder)

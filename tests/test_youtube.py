@@ -19,10 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
+from conftest import skip_reason
 from PIL import Image
 
-pytest.importorskip("googleapiclient")
-pytest.importorskip("google_auth_oauthlib")
+pytest.importorskip("googleapiclient", reason=skip_reason("publish", "googleapiclient"))
+pytest.importorskip("google_auth_httplib2", reason=skip_reason("publish", "google_auth_httplib2"))
+pytest.importorskip("httplib2", reason=skip_reason("publish", "httplib2"))
+pytest.importorskip("google_auth_oauthlib", reason=skip_reason("publish", "google_auth_oauthlib"))
 
 from fake_youtube import GRANULE, FakeYouTube
 from google.oauth2.credentials import Credentials

@@ -13,8 +13,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import skip_reason
 
-pytest.importorskip("googleapiclient")
+pytest.importorskip("googleapiclient", reason=skip_reason("publish", "googleapiclient"))
+pytest.importorskip("google_auth_httplib2", reason=skip_reason("publish", "google_auth_httplib2"))
+pytest.importorskip("httplib2", reason=skip_reason("publish", "httplib2"))
 
 from fake_youtube import GRANULE, FakeYouTube, Killed
 from youtube_episode import (

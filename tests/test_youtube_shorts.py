@@ -3,16 +3,22 @@ video, on the same never-twice path, counted against both quota buckets before a
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from conftest import skip_reason
+from PIL import Image
 
-pytest.importorskip("googleapiclient")
+pytest.importorskip("googleapiclient", reason=skip_reason("publish", "googleapiclient"))
+pytest.importorskip("google_auth_httplib2", reason=skip_reason("publish", "google_auth_httplib2"))
+pytest.importorskip("httplib2", reason=skip_reason("publish", "httplib2"))
 
 from fake_youtube import FakeYouTube
 from typer.testing import CliRunner
 from youtube_episode import (
+    AFTER,
     BEFORE,
     LANGS,
     PUBLISHED,
@@ -35,9 +41,23 @@ CHAPTERS = {
 }
 
 
+SCENE_COLOURS = ((200, 40, 30), (30, 60, 200))
+
+
 def add_shorts(folder: Path, video: bytes) -> None:
-    """Two finished Shorts per language, recorded as the Shorts step records them."""
+    """Two finished Shorts per language, recorded as the Shorts step records them, each showing one
+    scene whose picture (a flat colour, 16:9) is recorded as the image step records it."""
     data = json.loads((folder / "run.json").read_text())
+    script = json.loads((folder / "script.json").read_text())
+    first = script["scenes"][0]
+    script["scenes"] = [first, {**first, "scene_id": 1}]
+    (folder / "script.json").write_text(json.dumps(script, ensure_ascii=False), encoding="utf-8")
+    for index, colour in enumerate(SCENE_COLOURS):
+        picture = f"assets/common/img_{index}.png"
+        (folder / picture).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (640, 360), colour).save(folder / picture)
+        # As write_episode's records: from the output root (a record before format 2).
+        data["nodes"][f"image:{index}"] = {"key": f"image-{index}", "outputs": [f"demo/S01E01/{picture}"]}
     for lang in LANGS:
         shorts, outputs = [], []
         for number, title in enumerate(CHAPTERS[lang], start=1):
@@ -131,9 +151,13 @@ def test_each_language_s_shorts_go_up_after_its_long_video_and_never_twice(tmp_p
             assert "#Shorts" in snippet["description"] and "0:00" not in snippet["description"]
             # The long video's privacy, schedule, synthetic-media and made-for-kids settings.
             assert video["status"] == long["status"]
-            assert video["id"] not in fake.thumbnails and video["id"] not in {
-                c["snippet"]["videoId"] for c in fake.captions.values()
-            }
+            assert video["id"] not in {c["snippet"]["videoId"] for c in fake.captions.values()}
+            # Its thumbnail: 9:16, its scene's picture under its chapter's words.
+            ((kind, data),) = fake.thumbnails[video["id"]]
+            thumbnail = Image.open(io.BytesIO(data)).convert("RGB")
+            assert kind == "image/png" and thumbnail.size == (720, 1280)
+            assert _mostly(thumbnail, SCENE_COLOURS[number - 1])
+            assert saved[f"{lang}/short-{number:02d}"]["thumbnail"] == "set"
     assert len(fake.captions) == 2  # the long videos' tracks only
 
     before = len(fake.requests)
@@ -163,12 +187,12 @@ def test_the_shorts_count_against_both_quota_buckets_before_anything_is_sent(tmp
     assert not fake.requests
 
 
-def test_a_dry_run_plans_the_shorts_without_captions_or_thumbnails(tmp_path, folder, fake):
+def test_a_dry_run_plans_the_shorts_with_their_thumbnails_and_no_captions(tmp_path, folder, fake):
     config = YouTubeConfig(**youtube_settings(tmp_path, fake))
     report = upload(folder, config, fake, dry_run=True)
     assert [r.action for r in report.results] == ["planned"] * 6
     # Long videos: look-up, insert, thumbnail (50), captions list and insert (450) each; a Short:
-    # its look-up and insert only.
+    # its look-up, its insert, the look at its processing (1) and its thumbnail (50).
     long_only = upload_episode(
         open_episode(str(folder)),
         config=config,
@@ -180,7 +204,7 @@ def test_a_dry_run_plans_the_shorts_without_captions_or_thumbnails(tmp_path, fol
     )
     assert report.units["videos.insert"] == 6 and long_only.units["videos.insert"] == 2
     look_up = plan_units(SEARCH_CALLS, config)["shared"]
-    assert report.units["shared"] - long_only.units["shared"] == 4 * look_up
+    assert report.units["shared"] - long_only.units["shared"] == 4 * (look_up + 1 + 50)
     assert not fake.requests
 
 
@@ -207,6 +231,10 @@ def test_upload_shorts_flag_on_the_command_line(tmp_path, folder, fake, monkeypa
     result = CliRunner().invoke(cli.app, ["upload", str(folder), "--shorts", "--config", str(config_file)])
     assert result.exit_code == 0, result.output
     assert "es/short-02: uploaded" in result.output and inserts(fake) == 6
+    # The bytes each video sent, when it is all sent (a line each: stderr is no terminal here).
+    size = (folder / "S01E01-ES-video.mp4").stat().st_size
+    for slot in ("es", "pt-br", "es/short-01", "pt-br/short-02"):
+        assert f"{slot}: {size / 1e6:.1f} of {size / 1e6:.1f} MB sent" in result.stderr, result.stderr
 
 
 def test_short_titles_fit_youtube_and_descriptions_name_the_long_video():
@@ -217,3 +245,60 @@ def test_short_titles_fit_youtube_and_descriptions_name_the_long_video():
     text = short_description("Un viaje.", "es", "abc123")
     assert text == "Un viaje.\n\nVídeo completo: https://www.youtube.com/watch?v=abc123\n\n#Shorts"
     assert short_description("", "xx", None) == "#Shorts"
+
+
+def _mostly(image: Image.Image, colour: tuple[int, int, int]) -> bool:
+    """The top of a thumbnail (above its words and their shade) is the scene's colour."""
+    top = image.crop((0, 0, image.width, image.height // 6)).resize((8, 8))
+    return all(abs(a - b) < 12 for pixel in top.getdata() for a, b in zip(pixel, colour, strict=True))
+
+
+def test_a_short_still_processing_gets_its_thumbnail_on_the_next_upload(tmp_path, folder, fake):
+    config = YouTubeConfig(**youtube_settings(tmp_path, fake))
+    fake.processing_looks = 1  # each new video is still processing at the first look
+    report = upload(folder, config, fake)
+    assert all(r.action == "uploaded" for r in report.results), report.lines()
+    saved = records(folder)
+    shorts = [f"{lang}/short-{n:02d}" for lang in LANGS for n in (1, 2)]
+    assert {saved[name]["thumbnail"] for name in shorts} == {"processing"}
+    assert not any(saved[name]["video_id"] in fake.thumbnails for name in shorts)
+    lines = "\n".join(report.lines())
+    assert "waits for YouTube's processing" in lines
+    # No thumbnails.set was tried on a Short YouTube had not processed (the fake would refuse it).
+    assert len(fake.calls("POST", "/upload/youtube/v3/thumbnails/set")) == 2  # the long videos'
+
+    # The next upload: the quota plan counts the look and the thumbnail of each waiting Short...
+    planned = upload(folder, config, fake, dry_run=True)
+    assert planned.units == {"shared": 4 * (1 + 50)}
+    assert [r.action for r in planned.results] == ["skipped"] * 2 + ["planned"] * 4
+    # ...and sends them, nothing else.
+    before = inserts(fake)
+    again = upload(folder, config, fake)
+    assert [r.action for r in again.results] == ["skipped"] * 2 + ["completed"] * 4, again.lines()
+    saved = records(folder)
+    assert {saved[name]["thumbnail"] for name in shorts} == {"set"}
+    assert all(len(fake.thumbnails[saved[name]["video_id"]]) == 1 for name in shorts)
+    assert inserts(fake) == before
+    assert {r.action for r in upload(folder, config, fake).results} == {"skipped"}
+
+
+def test_every_insert_declares_privacy_kids_and_synthetic_media_and_counts_in_its_own_bucket(
+    tmp_path, folder, fake
+):
+    config = YouTubeConfig(**youtube_settings(tmp_path, fake, privacy="unlisted"))
+    report = upload(folder, config, fake, now=AFTER)  # the script's date has passed: no schedule
+    bodies = [session.metadata for session in fake.sessions.values()]
+    assert len(bodies) == 6  # two long videos and four Shorts, each one insert request
+    for body in bodies:
+        status = body["status"]
+        # Without privacyStatus YouTube would publish the video at once.
+        assert status["privacyStatus"] == "unlisted"
+        assert status["selfDeclaredMadeForKids"] is False
+        assert status["containsSyntheticMedia"] is True
+    shorts = [b for b in bodies if "#Shorts" in b["snippet"]["description"]]
+    assert len(shorts) == 4
+    assert all("publishAt" not in b["status"] for b in bodies)
+    # videos.insert has a bucket of its own: 6 calls there, none of them in the shared units.
+    assert report.units["videos.insert"] == 6
+    assert plan_units({"videos.insert": 6}, config) == {"videos.insert": 6}
+    assert inserts(fake) == 6

@@ -9,9 +9,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import skip_reason
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
+torch = pytest.importorskip("torch", reason=skip_reason("models", "torch"))
+diffusers = pytest.importorskip("diffusers", reason=skip_reason("models", "diffusers"))
 
 from tiny_zimage import build_tiny_zimage, build_tiny_zimage_pipeline  # noqa: E402
 

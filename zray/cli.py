@@ -11,11 +11,13 @@ import typer
 
 from zray import __version__
 from zray import script as script_mod
+from zray.cli_words import ZrayGroup
 from zray.config import Config, ConfigError, load_config
 from zray.review.cli import report_command, review_command
 from zray.user_errors import user_errors
 
 app = typer.Typer(
+    cls=ZrayGroup,
     name="zray",
     help="Turn JSON episode scripts into finished multi-language videos, on Ray.",
     no_args_is_help=True,
@@ -235,8 +237,30 @@ def _preview(request: Any, cfg: Config, *, explain: bool) -> None:
             typer.echo(f"{node.id}: {prep.reasons.get(node.id) or 'needed by what is stale'}")
         typer.echo(f"{prep.store.root_url}: {len(prep.stale)} of {len(prep.plan.nodes)} steps would run")
         return
-    for path in clean_files(prep.store, prep.record, dry_run=True):
-        typer.echo(path)
+    doomed = clean_files(prep.store, prep.record, dry_run=True)
+    sizes = {path: size for path, (size, _) in prep.store.stamps().items()}
+    for line in removal_listing(doomed, sizes):
+        typer.echo(line)
+
+
+def removal_listing(paths: list[str], sizes: dict[str, int]) -> list[str]:
+    """What `--clean --dry-run` prints: files grouped by folder, then one total line."""
+    folders: dict[str, list[str]] = {}
+    for path in sorted(paths):
+        folder, _, name = path.rpartition("/")
+        folders.setdefault(folder, []).append(name)
+    lines = []
+    for folder, names in folders.items():
+        size = sum(sizes.get(f"{folder}/{n}" if folder else n, 0) for n in names)
+        lines.append(f"{folder or '.'}/ ({len(names)} file{'s' * (len(names) != 1)}, {_mb(size)})")
+        lines += [f"  {name}" for name in names]
+    total = sum(sizes.get(path, 0) for path in paths)
+    lines.append(f"{len(paths)} files ({_mb(total)}) would be removed; nothing deleted")
+    return lines
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 @app.command()
@@ -367,14 +391,20 @@ def _upload(
 ) -> bool:
     import sys
 
+    from rich.console import Console
+
     from zray.episode import open_episode
     from zray.lock import episode_lock
+    from zray.pipeline.progress import UploadProgress
     from zray.publish.auth import credentials_provider  # after the package that checks the extra
     from zray.publish.youtube import project_of, upload_episode  # a clear line without the extra
     from zray.store import Store
 
     folder = Store(episode_dir).resolved()  # one folder, one name, however it is spelled
-    with episode_lock(folder, command="zray upload"):
+    with (
+        episode_lock(folder, command="zray upload"),
+        UploadProgress(Console(stderr=True, highlight=False)) as sent,
+    ):
         episode = open_episode(folder)
         name = project_of(episode, project)
         report = upload_episode(
@@ -389,6 +419,7 @@ def _upload(
             project=name,
             require_review=cfg.review.required,
             shorts=shorts,
+            progress=sent,
         )
     for line in report.lines():
         typer.echo(line)
@@ -504,25 +535,18 @@ def doctor(
     """Say what Ray sees and what the chosen profile still needs, one line each with the fix."""
     from rich.console import Console
 
-    from zray.actors.cluster import connect
-    from zray.doctor import run_checks
+    from zray.doctor import cards_gib, run_checks
 
     with user_errors():
         cfg = config_from(config, address=address, output=output, quiet=True)
         script_languages = ["es", "en", "ca"]
         if script is not None:
             script_languages = script_mod.load_script(script)[0].languages
-        import ray
-
-        started = connect(cfg)
-        try:
-            resources = dict(ray.cluster_resources())
-        finally:
-            if started:
-                ray.shutdown()
+        resources = _cluster_resources(cfg) if cfg.address else None
+        gpus = resources.get("GPU", 0) if resources is not None else len(cards_gib())
         chosen = profile.value
         if chosen == "auto":
-            chosen = "production" if resources.get("GPU", 0) > 0 else "draft"
+            chosen = "production" if gpus > 0 else "draft"
         checks = run_checks(cfg, profile=chosen, languages=script_languages, ray_resources=resources)
     console = Console(highlight=False)
     console.print(f"profile {chosen}" + (" (auto)" if profile.value == "auto" else ""), markup=False)
@@ -530,6 +554,20 @@ def doctor(
         console.print(check.render())
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
+
+
+def _cluster_resources(cfg: Config) -> dict[str, float]:
+    """What the cluster at --address offers (doctor joins it; it starts no Ray of its own)."""
+    import ray
+
+    from zray.actors.cluster import connect
+
+    started = connect(cfg)
+    try:
+        return dict(ray.cluster_resources())
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def main() -> None:

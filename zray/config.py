@@ -24,6 +24,7 @@ from zray.media.constants import SAMPLE_RATE
 from zray.media.video import settings as video_rules
 from zray.media.video.settings import VideoSettings
 from zray.publish.settings import YouTubeConfig
+from zray.validation_words import plain_message
 
 Profile = Literal["auto", "draft", "production"]
 ModelDtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -479,24 +480,25 @@ def _describe(
     loc = [str(p) for p in err["loc"]]
     dotted = ".".join(loc)
     message = "unknown setting" if err["type"] == "extra_forbidden" else _message(err)
+    # A message that starts with the bad value need not be told it twice.
+    named = err["type"] == "extra_forbidden" or message.startswith(repr(err.get("input")))
     # The deepest source that set this path (or a table above it) is the one to name.
     for depth in range(len(loc), 0, -1):
         key, env_name = "__".join(loc[:depth]), "ZRAY_" + "__".join(loc[:depth]).upper()
         if key in flags:
             flag = flag_names.get(key, "--" + key.replace("__", "-"))
-            return f"{flag} {_shown(flags[key])}: {message}"
+            return f"{flag}: {message}" if named else f"{flag} {_shown(flags[key])}: {message}"
         if env_name in env:
-            return f"environment variable {env_name}={_shown(env[env_name])}: {message}"
+            shown = "" if named else f"={_shown(env[env_name])}"
+            return f"environment variable {env_name}{shown}: {message}"
         node: Any = file_data
         for part in loc[:depth]:
             node = node.get(part) if isinstance(node, dict) else None
         if node is not None and file:
-            value = f" = {_shown(err['input'])}" if err["type"] != "extra_forbidden" else ""
+            value = "" if named else f" = {_shown(err['input'])}"
             return f"setting {dotted}{value} ({file}): {message}"
     return f"setting {dotted} (defaults): {message}"
 
 
 def _message(err: Any) -> str:
-    msg = str(err["msg"])
-    # pydantic prefixes messages from our validators with "Value error, ".
-    return msg.split(", ", 1)[1] if msg.startswith(("Value error, ", "Assertion failed, ")) else msg
+    return plain_message(err)

@@ -24,25 +24,29 @@ class Check:
     what: str
     fix: str = ""
     note: bool = False  # something to know (a licence), neither a pass nor a failure
+    warn: bool = False  # works, but not as configured (a fallback steps in); shows its fix
 
     @property
     def mark(self) -> str:
-        return "note" if self.note else "ok" if self.ok else "FAIL"
+        return "note" if self.note else "warn" if self.warn else "ok" if self.ok else "FAIL"
 
     def render(self) -> Text:
         """The line as rich Text: styles apply to the mark only, so no text is ever read as markup."""
-        style = {"note": "yellow", "ok": "green", "FAIL": "red"}[self.mark]
+        style = {"note": "yellow", "warn": "yellow", "ok": "green", "FAIL": "red"}[self.mark]
         line = Text(f"{self.mark:<4}", style=style)
         line.append(f" {self.what}")
-        if self.fix and not self.ok:
+        if self.fix and (self.warn or not self.ok):
             line.append(f" -> {self.fix}", style="dim")
         return line
 
 
 def run_checks(
-    config: Config, *, profile: str, languages: list[str], ray_resources: dict[str, float]
+    config: Config, *, profile: str, languages: list[str], ray_resources: dict[str, float] | None
 ) -> list[Check]:
-    checks = [ray_check(ray_resources), *gpu_checks(), *codec_checks(), store_check(config.output)]
+    """`ray_resources`: what a cluster joined with --address offers; None for the embedded default,
+    which doctor describes from this machine without starting Ray."""
+    cluster = ray_check(ray_resources) if ray_resources is not None else machine_check(config)
+    checks = [cluster, reserve_check(config), *gpu_checks(), *codec_checks(), store_check(config.output)]
     choice = choose_engines(config, languages, profile=profile)
     checks += engine_checks(choice, config)
     checks += memory_checks(choice, cards_gib())
@@ -95,6 +99,33 @@ def video_checks(choice: EngineChoice, cards: list[float]) -> list[Check]:
 def ray_check(resources: dict[str, float]) -> Check:
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
     return Check(cpus > 0, f"Ray sees {cpus:g} CPUs and {gpus:g} GPUs", "start Ray or check --address")
+
+
+def machine_check(config: Config) -> Check:
+    """The embedded Ray a run would start here, from the same rule (`local_cpus`), without starting it."""
+    from zray.actors.cluster import local_cpus
+
+    cores, gpus = os.cpu_count() or 1, len(cards_gib())
+    return Check(
+        True,
+        f"this machine has {cores} CPUs and {gpus} GPUs; a run starts Ray here with "
+        f"{local_cpus(config)} CPUs ({cores} for the steps, the rest for zray's actors)",
+    )
+
+
+def actor_cpus(config: Config) -> dict[str, float]:
+    """CPUs each role's actors reserve in all (num_cpus x count; one actor when count is unset)."""
+    actors = config.actors
+    return {
+        role: setting.num_cpus * (setting.count or 1)
+        for role, setting in (("image", actors.image), ("voices", actors.tts), ("music", actors.music))
+    }
+
+
+def reserve_check(config: Config) -> Check:
+    reserved = actor_cpus(config)
+    parts = ", ".join(f"{role} {cpus:g}" for role, cpus in reserved.items())
+    return Check(True, f"zray reserves {sum(reserved.values()):g} CPUs for its actors ({parts})")
 
 
 def gpu_checks() -> list[Check]:
@@ -237,14 +268,27 @@ def engine_checks(choice: EngineChoice, config: Config) -> list[Check]:
 
             langs = ", ".join(lang for lang, s in choice.tts.items() if s == spec)
             fallback = config.google_tts.fallback
-            out.append(
-                Check(
-                    api_key_available(),
-                    f"GOOGLE_API_KEY for Google Cloud TTS ({langs})",
-                    "export GOOGLE_API_KEY=... or put it in .env"
-                    + (f"; without it {langs} is narrated with {fallback}" if fallback else ""),
+            if api_key_available():
+                out.append(Check(True, f"GOOGLE_API_KEY for Google Cloud TTS ({langs})"))
+            elif fallback:
+                out.append(
+                    Check(
+                        True,
+                        f"GOOGLE_API_KEY is not set: {langs} will be narrated with {fallback} "
+                        "(google_tts.fallback), not Google Cloud TTS",
+                        "export GOOGLE_API_KEY=... or put it in .env",
+                        warn=True,
+                    )
                 )
-            )
+            else:
+                out.append(
+                    Check(
+                        False,
+                        f"GOOGLE_API_KEY for Google Cloud TTS ({langs}) is not set and google_tts.fallback "
+                        'is "" (no fallback voice)',
+                        "export GOOGLE_API_KEY=... or put it in .env, or set google_tts.fallback = 'espeak'",
+                    )
+                )
         elif spec.name == "library":
             folder = Path(spec.options["folder"])
             tracks = [p for p in folder.glob("*") if p.suffix.lower() in {".wav", ".flac", ".mp3", ".ogg"}]

@@ -263,9 +263,7 @@ def check_text(
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return Checked(
-            None, [Problem("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")], []
-        )
+        return Checked(None, [Problem("", json_problem(exc))], [])
     except RecursionError:
         data = None
     if (data is None and text.strip() != "null") or json_depth(data) > SCRIPT_MAX_DEPTH:
@@ -273,6 +271,31 @@ def check_text(
             None, [Problem("", f"nested more than {SCRIPT_MAX_DEPTH} levels deep; a script has a few")], []
         )
     return check_data(data, filename=filename, limits=limits, folder=folder)
+
+
+# The json module's messages, as a person fixing the file by hand would put them.
+_JSON_MESSAGES = {
+    "Unterminated string starting at": 'a string starts here and is never closed (a missing ")',
+    "Expecting property name enclosed in double quotes": (
+        "expected a key in double quotes (a comma before '}', or a key in single quotes?)"
+    ),
+    "Expecting ':' delimiter": "expected ':' after the key",
+    "Expecting ',' delimiter": "expected ',' between two items (or a missing closing bracket)",
+    "Expecting value": "expected a value (a string, number, true/false/null, list or object)",
+    "Extra data": "text after the end of the script (one closing bracket too many?)",
+    "Invalid control character at": "a line break or tab inside a string (write \\n or \\t)",
+    "Invalid \\escape": "a backslash that starts no known escape (write \\\\ for a backslash)",
+}
+
+
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """One line for a broken JSON file: where, what in plain words, and the text around it."""
+    message = _JSON_MESSAGES.get(exc.msg, exc.msg[:1].lower() + exc.msg[1:])
+    line = exc.doc.splitlines()[exc.lineno - 1] if exc.doc.strip() else ""
+    start = max(0, exc.colno - 1 - 30)
+    excerpt = line[start : exc.colno - 1 + 10].strip()
+    near = f" near {excerpt!r}" if excerpt else ""
+    return f"not valid JSON at line {exc.lineno}, column {exc.colno}: {message}{near}"
 
 
 def check_file(path: str | Path, *, limits: ScriptLimits = ScriptLimits()) -> Checked:

@@ -16,11 +16,16 @@ import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from zray.actors.pool import ActorPool, where
-from zray.pipeline.executor import Done, Outcome, StepFn, Work, perform
+from zray.pipeline.executor import Done, Outcome, ProgressBoard, StepFn, StepProgress, Work, perform
+
+# How long the driver waits for the progress board's answer before showing the last one it had.
+PROGRESS_TIMEOUT_S = 2.0
 
 
-def _run_task(step: StepFn, work: Work) -> Outcome:
-    return dataclasses.replace(perform(work, step), where=where("task"))
+def _run_task(step: StepFn, work: Work, board: Any = None) -> Outcome:
+    # A step's progress reports go to the board actor, fire and forget (they are throttled).
+    sink = (lambda progress: board.report.remote(progress)) if board is not None else None
+    return dataclasses.replace(perform(work, step, progress=sink), where=where("task"))
 
 
 class RayExecutor:
@@ -32,6 +37,10 @@ class RayExecutor:
         self.task_retries = task_retries
         self._task = ray.remote(_run_task)
         self._running: dict[Any, Work] = {}
+        # Steps run in worker processes, anywhere on the cluster: their progress meets in one small
+        # actor on the driver's node, which the driver reads as it waits.
+        self._board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+        self._shown: list[StepProgress] = []
 
     def submit(self, work: Work) -> None:
         if work.role is not None:
@@ -39,7 +48,7 @@ class RayExecutor:
         else:
             options = {"num_cpus": 1, "max_retries": self.task_retries, "retry_exceptions": False}
             ref = self._task.options(name=f"zray:{work.job}:{work.node.id}", **options).remote(
-                self.steps[work.node.kind], work
+                self.steps[work.node.kind], work, self._board
             )
         self._running[ref] = work
 
@@ -57,6 +66,7 @@ class RayExecutor:
         for ref in ready:
             work = self._running.pop(ref)
             self.pool.done(ref)
+            self._board.forget.remote(work.job, work.node.id)
             try:
                 outcome = ray.get(ref)
             except RayError as exc:
@@ -68,6 +78,14 @@ class RayExecutor:
 
     def pending(self) -> int:
         return len(self._running)
+
+    def progress(self) -> list[StepProgress]:
+        """The running steps' latest progress reports (the last known ones if the board is slow)."""
+        with contextlib.suppress(RayError, TimeoutError):
+            latest = ray.get(self._board.snapshot.remote(), timeout=PROGRESS_TIMEOUT_S)
+            running = {(w.job, w.node.id) for w in self._running.values()}
+            self._shown = [p for p in latest if (p.job, p.node) in running]
+        return self._shown
 
     def lost(self) -> list[Work]:
         works = []
@@ -86,6 +104,8 @@ class RayExecutor:
 
     def close(self) -> None:
         self.pool.shutdown()
+        with contextlib.suppress(RayError, ValueError):
+            ray.kill(self._board)
 
 
 def describe_error(exc: BaseException) -> str:

@@ -5,6 +5,10 @@ and layout come from the prompt's hash, with the scene label and the prompt text
 draft video shows which scene is which and what the real image will depict. A card asked for without
 a label (a thumbnail's base) is the bare picture: no label and no prompt band, since the thumbnail's
 headline goes there.
+
+The label and the text stay inside `safe_area`: the middle column a vertical Short shows of the card
+(the Short's pan crosses the middle of the picture) and, within it, clear of the edges the long
+video's gentle moves crop away. The card has no drawn border, since a move would cut it on one side.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import colorsys
 import functools
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,8 +26,13 @@ import PIL
 from PIL import Image, ImageDraw, ImageFont
 
 from zray.engines.base import BaseEngine, EngineError, EngineSettings, seed_from
+from zray.media.moves import ZOOM
 
-ENGINE_VERSION = "1"
+# 2: the label and text inside the safe area, no card border.
+ENGINE_VERSION = "2"
+# A Short is 9:16; the card, cover-fitted to the Short's height, shows this share of its height as width.
+SHORT_ASPECT = 9 / 16
+MIN_TEXT_WIDTH = 24  # pixels of safe area below which a card carries no text at all
 MIN_SIDE = 16
 MAX_SIDE = 16384
 
@@ -82,8 +92,13 @@ class StoryboardImageEngine(BaseEngine):
         digest = hashlib.sha256(prompt.encode("utf-8")).digest()
         palette = _palette(digest)
         horizon = int(height * (0.45 + 0.25 * digest[4] / 255))
-        caption = self._caption(prompt, width=width, height=height) if label else None
-        floor = caption.top if caption else height
+        safe = safe_area(width, height)
+        if safe[2] - safe[0] < MIN_TEXT_WIDTH:
+            label = ""  # too small a card for text that moves and Shorts would not cut
+        caption = self._caption(prompt, safe=safe) if label else None
+        # Shapes stand on the ground above the bottom of the safe area, with a label or without: the
+        # bare card (a thumbnail's base) is the labelled card's picture.
+        floor = safe[3]
         rng = np.random.default_rng(seed_from("storyboard", prompt, str(seed)))
         shapes = _shapes(rng, width=width, height=height, horizon=horizon, floor=floor, palette=palette)
         return CardLayers(
@@ -92,22 +107,42 @@ class StoryboardImageEngine(BaseEngine):
             label=label,
             label_font=self._font(max(8, min(width, height) // 16)),
             caption=caption,
+            safe=safe,
         )
 
     def _font(self, size: int) -> Font:
         return _load_font(str(self.font_path) if self.font_path else None, size)
 
-    def _caption(self, prompt: str, *, width: int, height: int) -> _Caption | None:
+    def _caption(self, prompt: str, *, safe: Box) -> _Caption | None:
         text = " ".join(prompt.split())
         if not text:
             return None
-        margin = _margin(width, height)
-        font = self._font(max(8, min(width, height) // 24))
+        left, top, right, bottom = safe
+        margin = _margin(right - left, bottom - top)
+        font = self._font(max(8, min(right - left, bottom - top) // 14))
         line_height = _line_height(font)
-        max_lines = max(1, int(height * 0.4) // line_height)
-        lines = _wrap(text, font, max_width=width - 4 * margin, max_lines=max_lines)
-        top = height - margin - len(lines) * line_height - 2 * margin
-        return _Caption(lines=lines, font=font, line_height=line_height, top=top, margin=margin)
+        max_lines = max(1, int((bottom - top) * 0.4) // line_height)
+        lines = _wrap(text, font, max_width=max(1, right - left - 2 * margin), max_lines=max_lines)
+        band_top = bottom - len(lines) * line_height - 2 * margin
+        return _Caption(
+            lines=lines, font=font, line_height=line_height, top=max(top, band_top), margin=margin, safe=safe
+        )
+
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
+
+
+def safe_area(width: int, height: int) -> Box:
+    """Where a card's label and text go: inside what the long video's gentle moves always show (the
+    window shows at least 1 / (1 + ZOOM) of the card, placed anywhere in it) and within the middle
+    column a vertical Short shows of the card (as wide as SHORT_ASPECT of its height)."""
+    crop = ZOOM / (1 + ZOOM)
+    dx, dy = math.ceil(width * crop) + 1, math.ceil(height * crop) + 1
+    column = math.floor(height * SHORT_ASPECT)
+    side = max(dx, (width - column + 1) // 2)
+    if 2 * side >= width or 2 * dy >= height:  # a card too small for any text to stay clear
+        return (width // 2, height // 2, width // 2, height // 2)
+    return (side, dy, width - side, height - dy)
 
 
 @dataclass(frozen=True)
@@ -134,13 +169,14 @@ class Shape:
 class CardLayers:
     """A storyboard card as layers: a backdrop (gradients that do not change across the width, so
     sliding it sideways shows nothing new), shapes in depth order (the sun, the ridge, the
-    foreground), and the frame, label and caption band drawn over everything, fixed to the frame."""
+    foreground), and the label and caption band drawn over everything, fixed to the frame."""
 
     backdrop: np.ndarray
     shapes: tuple[tuple[Shape, ...], ...]  # far to near
     label: str
     label_font: Font
     caption: _Caption | None
+    safe: Box  # where the label and caption go (see `safe_area`)
 
     def render(self, shifts: tuple[float, ...] = ()) -> Image.Image:
         """The card with layer k slid `shifts[k]` pixels to the right (missing shifts: 0)."""
@@ -150,7 +186,8 @@ class CardLayers:
             dx = shifts[k] if k < len(shifts) else 0.0
             for shape in layer:
                 shape.draw(draw, dx)
-        _draw_frame(image, label=self.label, font=self.label_font)
+        if self.label:
+            _draw_label(image, self.label, safe=self.safe, font=self.label_font)
         if self.caption:
             _draw_caption(image, self.caption)
         return image
@@ -163,40 +200,42 @@ class _Caption:
     line_height: int
     top: int
     margin: int
+    safe: Box
 
 
 def _margin(width: int, height: int) -> int:
-    return max(2, min(width, height) // 30)
+    return max(1, min(width, height) // 30)
 
 
-def _draw_frame(image: Image.Image, *, label: str, font: Font) -> None:
-    """A card border and the scene label in a light tab at the top left."""
-    width, height = image.size
-    margin = _margin(width, height)
-    border = max(1, min(width, height) // 200)
+def _draw_label(image: Image.Image, label: str, *, safe: Box, font: Font) -> None:
+    """The scene label in a light tab at the top of the safe area, centred; shrunk to fit its width."""
+    left, top, right, _ = safe
     draw = ImageDraw.Draw(image)
-    draw.rectangle((0, 0, width - 1, height - 1), outline=(20, 20, 20), width=border)
-    if not label:
-        return
+    border = max(1, min(image.size) // 200)
     box = draw.textbbox((0, 0), label, font=font)
-    pad = max(2, _line_height(font) // 5)
-    panel = (margin, margin, margin + box[2] + 2 * pad, margin + box[3] + 2 * pad)
+    pad = max(1, _line_height(font) // 5)
+    while box[2] + 2 * pad > right - left and isinstance(font, ImageFont.FreeTypeFont) and font.size > 8:
+        font = font.font_variant(size=int(font.size) - 1)
+        box = draw.textbbox((0, 0), label, font=font)
+    tab_w, tab_h = box[2] + 2 * pad, box[3] + 2 * pad
+    x = left + max(0, (right - left - tab_w) // 2)
+    panel = (x, top, min(right - 1, x + tab_w), top + tab_h)
     draw.rounded_rectangle(panel, radius=pad, fill=(250, 250, 245), outline=(20, 20, 20), width=border)
-    draw.text((margin + pad, margin + pad), label, font=font, fill=(20, 20, 20))
+    draw.text((x + pad, top + pad), label, font=font, fill=(20, 20, 20))
 
 
 def _draw_caption(image: Image.Image, caption: _Caption) -> None:
-    width, height = image.size
+    left, _, right, bottom = caption.safe
     margin = caption.margin
     # A darkened band behind the text keeps it legible on any palette.
-    band = image.crop((margin, caption.top, width - margin, height - margin))
-    image.paste(Image.blend(band, Image.new("RGB", band.size, (10, 10, 14)), 0.6), (margin, caption.top))
+    band = image.crop((left, caption.top, right, bottom))
+    image.paste(Image.blend(band, Image.new("RGB", band.size, (10, 10, 14)), 0.6), (left, caption.top))
     draw = ImageDraw.Draw(image)
     stroke = max(1, caption.line_height // 20)
     y = caption.top + margin
     for line in caption.lines:
         draw.text(
-            (2 * margin, y),
+            (left + margin, y),
             line,
             font=caption.font,
             fill=(255, 255, 255),

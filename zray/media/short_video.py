@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +77,12 @@ def short_frames(scenes: Sequence[ShortScene], *, width: int, height: int, fps: 
             yield from crossfade(playing, incoming, fade)
 
 
+def _reporting(frames: Iterator[np.ndarray], progress: Callable[[int], None]) -> Iterator[np.ndarray]:
+    for done, frame in enumerate(frames, start=1):
+        yield frame
+        progress(done)
+
+
 class _Panned:
     """A picture panned across for a scene's frames (alternating direction from scene to scene)."""
 
@@ -108,15 +114,21 @@ def render_short(
     audio: EncodedAudio,
     intro: Segment | None = None,
     threads: int = 0,
+    language: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> AssemblyInfo:
     """Encode the Short's body as one x264 stream with its captions (states in body frames), and mux
-    it after the intro segment, if any, with the encoded audio (which covers both) into dest."""
+    it after the intro segment, if any, with the encoded audio (which covers both) into dest; the
+    audio track is tagged with `language` as the long video's is. `progress(frames)` is called as
+    the body's frames are encoded."""
     count = sum(scene.frames for scene in scenes)
     frames = burn(
         short_frames(scenes, width=settings.width, height=settings.height, fps=settings.fps), states
     )
+    if progress is not None:
+        frames = _reporting(frames, progress)
     with tempfile.TemporaryDirectory(prefix="zray-short-") as tmp:
         body = Path(tmp) / "body.h264"
         encode_frames(frames, body, count=count, settings=settings, threads=threads)
         segments = [*([intro] if intro else []), Segment(path=str(body), frames=count)]
-        return assemble(segments, audio, dest, settings=settings, threads=threads)
+        return assemble(segments, audio, dest, settings=settings, threads=threads, language=language)

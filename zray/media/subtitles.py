@@ -3,9 +3,10 @@
 Narration is cut into readable cues by `cue_text` (sentence ends first, then clause punctuation, then
 between words; no orphans; at most `max_lines` lines of `max_chars`). A cue's words are never changed, so
 joining the cues gives back the narration word for word. With word timings from the voice engine, a cue
-appears when its first word is spoken (never before) and stays until the next cue appears, so it may
-run into the pause after its words to be readable; the split favours cues read at no more than
-`max_cps` characters a second, but the timings always win. Without timings, cues share the scene's time
+appears when its first word is spoken (never before) and stays until the next cue appears, but never
+more than `LINGER` seconds after its last word ends: a cue left up through a scene's pause or the music
+tail reads as lag; the split favours cues read at no more than `max_cps` characters a second, but the
+timings always win. Without timings, cues share the scene's time
 in proportion to their length. Each cue carries its words' times, for burned-in captions.
 
 Chapters: a chapter starts where a scene's title differs from the one before; a scene without a title
@@ -32,6 +33,7 @@ from zray.media.cue_text import break_cues
 from zray.media.words import WordTiming
 
 __all__ = [
+    "LINGER",
     "MAX_CPS",
     "Chapter",
     "ChapterPlan",
@@ -57,6 +59,9 @@ MIN_CHAPTERS = 3
 MIN_CHAPTER_SECONDS = 10
 # Reading speed subtitles aim for where the speech allows (characters a second, spaces included).
 MAX_CPS = 20.0
+# How long a cue may stay after its last word is spoken: long enough to finish reading it, short enough
+# that no cue hangs over a pause between scenes or the music at the end.
+LINGER = 0.7
 
 
 class SubtitleError(ValueError):
@@ -137,7 +142,13 @@ def _normalize(word: str) -> str:
 
 
 def _word_starts(words: Sequence[str], timings: Sequence[WordTiming]) -> list[float | None]:
-    """The spoken start of each narration word, or None where the timings have no match for it.
+    """The spoken start of each narration word, or None where the timings have no match for it."""
+    return [span[0] if span else None for span in _word_spans(words, timings)]
+
+
+def _word_spans(words: Sequence[str], timings: Sequence[WordTiming]) -> list[tuple[float, float] | None]:
+    """When each narration word is spoken (start of its first matched timing, end of its last), or None
+    where the timings have no match for it.
 
     TTS engines tokenize differently ("don't" -> "do" "n't", punctuation as tokens, numbers), so
     words are matched on their letters and digits rather than one-to-one.
@@ -146,14 +157,28 @@ def _word_starts(words: Sequence[str], timings: Sequence[WordTiming]) -> list[fl
     timed_owner = [i for i, t in enumerate(timings) for _ in _normalize(t.word)]
     text_chars = "".join(_normalize(w) for w in words)
     timed_chars = "".join(_normalize(t.word) for t in timings)
-    starts: list[float | None] = [None] * len(words)
+    spans: list[tuple[float, float] | None] = [None] * len(words)
     matcher = SequenceMatcher(None, text_chars, timed_chars, autojunk=False)
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
-            word = text_owner[block.a + k]
-            if starts[word] is None:
-                starts[word] = timings[timed_owner[block.b + k]].start
-    return starts
+            word, timing = text_owner[block.a + k], timings[timed_owner[block.b + k]]
+            found = spans[word]
+            spans[word] = (
+                (timing.start, timing.end) if found is None else (found[0], max(found[1], timing.end))
+            )
+    return spans
+
+
+def _spoken_ends(
+    words: Sequence[str], timings: Sequence[WordTiming], times: Sequence[float], *, start: float, end: float
+) -> list[float | None]:
+    """When each word stops being spoken, in the scene's clock; None where the timings do not say, or
+    say something outside the word's place (before it starts, after the scene)."""
+    out: list[float | None] = []
+    for k, span in enumerate(_word_spans(words, timings)):
+        at = start + span[1] if span is not None else None
+        out.append(at if at is not None and times[k] <= at <= end else None)
+    return out
 
 
 def _check_span(start: float, end: float, *, what: str) -> None:
@@ -204,7 +229,7 @@ def time_cues(
     max_cps: float = MAX_CPS,
 ) -> list[Cue]:
     """Cue one scene's narration across [start, end]; the last cue runs to `end`, each other cue until
-    the next one starts.
+    the next one starts, except that with timings a cue ends `LINGER` seconds after its last word.
 
     Without `words`, the first cue starts at `start` and each gets time in proportion to its length in
     characters. With `words` (times relative to the scene start), a cue appears when its first word is
@@ -227,9 +252,16 @@ def time_cues(
     pieces = break_cues(
         tokens, max_chars=max_chars, max_lines=max_lines, times=times if timed else None, max_cps=max_cps
     )
+    spoken_ends = _spoken_ends(tokens, words or (), times, start=start, end=end) if timed else []
     cues = []
     for piece in pieces:
         cue_end = times[piece.end]
+        # The voice's end of the cue's last word (a bare "—" has no sound of its own): the cue leaves
+        # LINGER after it. A last word the timings miss has no known end, and the cue keeps its time.
+        sounded = [k for k in range(piece.first, piece.end) if _normalize(tokens[k])]
+        last_end = spoken_ends[sounded[-1]] if spoken_ends and sounded else None
+        if last_end is not None:
+            cue_end = min(cue_end, max(last_end, times[piece.end - 1]) + LINGER)
         spoken = tuple(
             WordTiming(tokens[k], times[k], times[k + 1] if k + 1 < piece.end else cue_end)
             for k in range(piece.first, piece.end)

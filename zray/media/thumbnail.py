@@ -25,6 +25,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 from zray.media.constants import THUMB_SIZE
 
 FONT_PATH: Path = Path(__file__).parent / "fonts" / "Roboto-Black.ttf"
+# A Short's thumbnail is as vertical as the Short: 9:16, YouTube's 720p size turned on its side.
+SHORT_THUMB_SIZE = (720, 1280)
 MAX_THUMB_BYTES = 2_000_000  # YouTube rejects thumbnails over 2 MB; stay under either reading of "MB".
 
 Box: TypeAlias = tuple[int, int, int, int]  # left, top, right, bottom (right/bottom exclusive)
@@ -379,6 +381,12 @@ def render_thumbnail(
         return image
     layout = thumbnail_layout(text, size=size, font_path=font_path)
     return _draw_text(image, layout, font_path=font_path, shade=shade)
+
+
+def short_thumbnail(base: Image.Image, text: str | None, *, font_path: FontPath = FONT_PATH) -> bytes:
+    """A Short's 9:16 thumbnail as PNG bytes under YouTube's limit: `base` (its first scene's
+    picture) cover-cropped to SHORT_THUMB_SIZE with `text` (its chapter) laid over it."""
+    return _png_bytes(render_thumbnail(base, text, size=SHORT_THUMB_SIZE, font_path=font_path))
 
 
 def _png_bytes(image: Image.Image) -> bytes:

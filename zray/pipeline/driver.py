@@ -25,7 +25,7 @@ from typing import Any
 
 from zray.episode import NodeEntry
 from zray.nodes import MODEL_KINDS, Kind, Node, Result
-from zray.pipeline.executor import Done, Executor, Work
+from zray.pipeline.executor import Done, Executor, StepProgress, Work
 from zray.pipeline.plan import Plan
 from zray.pipeline.records import RunRecord
 from zray.store import Store, StoreError
@@ -75,12 +75,14 @@ class Driver:
         max_jobs: int = 1,
         on_node: Callable[[Job, Node, bool], None] | None = None,
         on_job: Callable[[Job], None] | None = None,
+        on_progress: Callable[[list[StepProgress]], None] | None = None,
     ):
         self.executor = executor
         self.max_in_flight = max_in_flight
         self.max_jobs = max(1, max_jobs)
         self.on_node = on_node or (lambda job, node, ok: None)
         self.on_job = on_job or (lambda job: None)
+        self.on_progress = on_progress
         self.pending: dict[tuple[str, str], Job] = {}
 
     def run(self, jobs: list[Job]) -> None:
@@ -95,6 +97,10 @@ class Driver:
                 if self.pending:
                     for done in self.executor.wait(0.5):
                         self._landed(done)
+                    # Progress inside long steps (frames encoded), from executors that collect it.
+                    progress = getattr(self.executor, "progress", None)
+                    if self.on_progress is not None and progress is not None:
+                        self.on_progress(progress())
                 if time.monotonic() - checked > HEALTH_INTERVAL_S:
                     checked = time.monotonic()
                     for work in self.executor.lost():

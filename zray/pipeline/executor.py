@@ -13,7 +13,7 @@ import contextvars
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +36,58 @@ ENCODE_THREADS = 1
 
 def step_threads() -> int:
     return _THREADS.get()
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """How far a long step has got (frames encoded of its total), as the step last said."""
+
+    job: str
+    node: str
+    done: int
+    total: int
+    unit: str = "frames"
+    at: float = 0.0  # epoch seconds of the report
+
+
+ProgressSink = Callable[[StepProgress], None]
+# Where the running step's reports go: set by `perform` for the unit of work it runs; None
+# outside a step (tests calling media code directly), where reporting costs nothing.
+_REPORT: contextvars.ContextVar[Callable[[int, int, str], None] | None] = contextvars.ContextVar(
+    "zray_step_progress", default=None
+)
+# Reports from inside a step are throttled: the driver shows them a few times a second at most.
+REPORT_INTERVAL_S = 0.5
+
+
+def report_progress(done: int, total: int, unit: str = "frames") -> None:
+    """Tell whoever watches the run how far the running step has got (no-op outside a step)."""
+    report = _REPORT.get()
+    if report is not None:
+        report(done, total, unit)
+
+
+def progress_callback(total: int, unit: str = "frames", *, start: int = 0) -> Callable[[int], None]:
+    """A `done -> None` callback for media code (done counted from `start`), throttled to one report
+    every REPORT_INTERVAL_S and always reporting the last item."""
+    last = 0.0
+
+    def tick(done: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if start + done >= total or now - last >= REPORT_INTERVAL_S:
+            last = now
+            report_progress(start + done, total, unit)
+
+    return tick
+
+
+def counted(items: Iterable[Any], total: int, unit: str = "frames", *, start: int = 0) -> Iterator[Any]:
+    """`items`, reporting the step's progress as they are taken (for frames fed to an encoder)."""
+    tick = progress_callback(total, unit, start=start)
+    for done, item in enumerate(items, start=1):
+        yield item
+        tick(done)
 
 
 @dataclass(frozen=True)
@@ -79,14 +131,21 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
 
-def perform(work: Work, step: StepFn, *, threads: int = 1) -> Outcome:
+def perform(work: Work, step: StepFn, *, threads: int = 1, progress: ProgressSink | None = None) -> Outcome:
     """Run one unit of work: inputs checked against their recorded hashes, outputs' records taken
     as they are written. Exceptions from the step become a one-line error, never a crash of the
-    executor; exceptions that mean the process itself is going (KeyboardInterrupt) pass."""
+    executor; exceptions that mean the process itself is going (KeyboardInterrupt) pass. The
+    step's progress reports (`report_progress`) go to `progress`."""
     store = work.store.fresh()
     store.expect(dict(work.expected))
     started = time.time()
     token = _THREADS.set(max(1, threads))
+
+    def report(done: int, total: int, unit: str) -> None:
+        if progress is not None:
+            progress(StepProgress(work.job, work.node.id, done, total, unit, time.time()))
+
+    reporting = _REPORT.set(report)
     try:
         # The result as its record will say it (floats rounded once, by `to_json`): what consumes it
         # in this run sees exactly what a later run reads back from run.json, so a rerun that reuses
@@ -98,8 +157,29 @@ def perform(work: Work, step: StepFn, *, threads: int = 1) -> Outcome:
     except Exception as exc:
         return Outcome(None, {}, started, time.time(), error=describe(exc))
     finally:
+        _REPORT.reset(reporting)
         _THREADS.reset(token)
     return Outcome(result, files, started, time.time())
+
+
+class ProgressBoard:
+    """The latest progress of each running step, as its reports arrive (from any thread)."""
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[str, str], StepProgress] = {}
+        self._lock = threading.Lock()
+
+    def report(self, progress: StepProgress) -> None:
+        with self._lock:
+            self._latest[(progress.job, progress.node)] = progress
+
+    def forget(self, job: str, node: str) -> None:
+        with self._lock:
+            self._latest.pop((job, node), None)
+
+    def snapshot(self) -> list[StepProgress]:
+        with self._lock:
+            return list(self._latest.values())
 
 
 class Executor(Protocol):
@@ -149,6 +229,7 @@ class InProcessExecutor:
         self.threads = max(1, threads)
         self._pool = futures.ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="zray-step")
         self._running: dict[futures.Future[Outcome], Work] = {}
+        self._board = ProgressBoard()
 
     def _step_for(self, work: Work) -> StepFn:
         role = work.role
@@ -186,7 +267,7 @@ class InProcessExecutor:
         step = self._step_for(work)
 
         def run() -> Outcome:
-            outcome = perform(work, step, threads=self.threads)
+            outcome = perform(work, step, threads=self.threads, progress=self._board.report)
             return dataclasses.replace(outcome, where={"executor": self.name, "worker": work.role or "task"})
 
         self._running[self._pool.submit(run)] = work
@@ -195,7 +276,14 @@ class InProcessExecutor:
         if not self._running:
             return []
         finished, _ = futures.wait(list(self._running), timeout=timeout, return_when=futures.FIRST_COMPLETED)
-        return [Done(self._running.pop(f), f.result()) for f in finished]
+        done = [Done(self._running.pop(f), f.result()) for f in finished]
+        for item in done:
+            self._board.forget(item.work.job, item.work.node.id)
+        return done
+
+    def progress(self) -> list[StepProgress]:
+        """The running steps' latest progress reports."""
+        return self._board.snapshot()
 
     def pending(self) -> int:
         return len(self._running)

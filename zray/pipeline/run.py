@@ -43,7 +43,7 @@ from zray.pipeline.prepare import (
     put_inputs,
 )
 from zray.pipeline.profile import cluster_gpus, resolve_profile
-from zray.pipeline.progress import EpisodeProgress, StageProgress, setup_logging, summary_table
+from zray.pipeline.progress import EpisodeProgress, StageProgress, setup_logging, summary_table, why_lines
 from zray.pipeline.records import RunRecord
 from zray.pipeline.runlog import RunLog
 from zray.script import Script, load_script
@@ -69,8 +69,7 @@ class RunReport:
     seconds: float = 0.0
     executor: str | None = None  # None: nothing ran
     video_names: dict[str, str] = field(default_factory=dict)
-    # Why each step that ran had to (node id -> "scenes.0.script_es changed", see zray.pipeline.explain).
-    reasons: dict[str, str] = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)  # each step this run made -> why it ran (--explain's)
 
     @property
     def ok(self) -> bool:
@@ -362,6 +361,7 @@ def _run(
                 max_jobs=max_jobs,
                 on_node=progress.node_done,
                 on_job=job_done,
+                on_progress=progress.step_progress,
             ).run(jobs)
     finally:
         # An interrupted or failed run still leaves its log and its record of what it finished.
@@ -494,7 +494,7 @@ def _report(
         seconds=(job.finished - job.started) if job and job.finished else 0.0,
         executor=executor,
         video_names=dict(prep.plan.video_names),
-        reasons=dict(prep.reasons) if job else {},
+        why={node: prep.reasons.get(node) or "needed by what is stale" for node in job.built} if job else {},
     )
 
 
@@ -503,13 +503,15 @@ def summary_lines(report: RunReport) -> list[str]:
     return [
         " | ".join(str(row.get(c, "")) for c in ("language", "file", "duration", "size", "status"))
         for row in _rows(report)
-    ]
+    ] + why_lines(report.why)
 
 
 def print_summary(report: RunReport) -> None:
     """The final table goes to stdout (it is the result); progress and logs went to stderr."""
     console = Console()
     console.print(summary_table(_rows(report)))
+    for line in why_lines(report.why):
+        console.print(line, highlight=False, markup=False)
     console.print(
         f"{report.episode}: {report.built} steps run, {report.cached} cached, {report.seconds:.1f} s"
         + (f" ({report.executor})" if report.executor else ""),

@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,7 @@ from zray.nodes import (
     ShortsScene,
     to_json,
 )
-from zray.pipeline.executor import ENCODE_THREADS, step_threads
+from zray.pipeline.executor import ENCODE_THREADS, progress_callback, step_threads
 from zray.pipeline.stored_audio import StoreChunkCache, intro_audio, read_audio
 from zray.store import TEMP_MARK, FileRecord, Store
 
@@ -139,13 +139,17 @@ def make_shorts(store: Store, request: ShortsRequest, inputs: ShortsInputs) -> S
 
     reused = index.place(store, request.folder, [short for short, _, _ in planned])
     made: list[ShortFile] = []
+    # Progress: the frames of the Shorts this run renders, across all of them.
+    total = sum(timeline.frames for short, timeline, _ in planned if short.key not in reused)
+    rendered = 0
     for short, timeline, srt in planned:
         _write_if_changed(store, short.srt, srt)
         if short.key in reused:
             cache.used.update(index.entries[short.key].get("audio", []))
         else:
             chunks_before = set(cache.used)
-            renderer.render(short, timeline)
+            renderer.render(short, timeline, progress=progress_callback(total, start=rendered))
+            rendered += timeline.frames
             index.entries[short.key] = {
                 "path": short.path,
                 "video": store.file_record(short.path).to_json(),
@@ -214,6 +218,7 @@ def _short_key(request: ShortsRequest, group: ShortGroup, timeline: _Layout) -> 
     scenes = [request.scenes[i] for i in group.scenes]
     return content_key(
         "short",
+        request.lang,  # tags the audio track
         [s.image_key for s in scenes],
         [s.pad_key for s in scenes],
         [s.text for s in scenes],
@@ -283,7 +288,9 @@ class _Renderer:
             words.append(timed)
         return subtitles.scene_cues(spans, words=words)
 
-    def render(self, short: ShortFile, timeline: _Layout) -> None:
+    def render(
+        self, short: ShortFile, timeline: _Layout, *, progress: Callable[[int], None] | None = None
+    ) -> None:
         from zray.media.mastering import encode_track
         from zray.media.short_video import render_short
         from zray.media.video import Segment
@@ -323,6 +330,8 @@ class _Renderer:
                 audio=mastered.audio,
                 intro=intro,
                 threads=ENCODE_THREADS,
+                language=request.lang,
+                progress=progress,
             )
 
     def _scene(

@@ -57,7 +57,7 @@ from zray.nodes import (
     VideoRequest,
     VideoResult,
 )
-from zray.pipeline.executor import ENCODE_THREADS, step_threads
+from zray.pipeline.executor import ENCODE_THREADS, counted, progress_callback, step_threads
 from zray.pipeline.shorts import make_shorts
 from zray.pipeline.stored_audio import StoreChunkCache, intro_audio, read_audio
 from zray.store import Store
@@ -110,7 +110,8 @@ def motion(store: Store, request: MotionRequest, inputs: MotionInputs) -> Segmen
     with contextlib.ExitStack() as stack:
         source = _frame_source(stack, store, request.shot, inputs.image, settings, clip=inputs.clip)
         with store.writer(request.output) as tmp:
-            encode_frames(source.frames(0, count), tmp, count=count, settings=settings, threads=TASK_THREADS)
+            frames = counted(source.frames(0, count), count)
+            encode_frames(frames, tmp, count=count, settings=settings, threads=TASK_THREADS)
     return SegmentResult(path=request.output)
 
 
@@ -179,7 +180,11 @@ def captioned(store: Store, request: CaptionedRequest, inputs: CaptionedInputs) 
         )
         with store.writer(request.output) as tmp:
             encode_frames(
-                burn(sequence, states), tmp, count=pad.frames, settings=settings, threads=TASK_THREADS
+                counted(burn(sequence, states), pad.frames),
+                tmp,
+                count=pad.frames,
+                settings=settings,
+                threads=TASK_THREADS,
             )
     return SegmentResult(path=request.output)
 
@@ -294,7 +299,13 @@ def assemble(store: Store, request: VideoRequest, inputs: VideoInputs) -> VideoR
         segments = _video_segments(stack, store, inputs)
         with store.writer(request.output) as tmp:
             info = video.assemble(
-                segments, track.audio, tmp, settings=settings, threads=step_threads(), language=request.lang
+                segments,
+                track.audio,
+                tmp,
+                settings=settings,
+                threads=step_threads(),
+                language=request.lang,
+                progress=progress_callback(sum(s.frames for s in segments)),
             )
     cache.forget_unused()
     count = sum(s.frames for s in segments)

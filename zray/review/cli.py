@@ -59,7 +59,11 @@ def review_command(
             for line in decide(episode_dir, approve=approve or [], withdraw=withdraw or [], shorts=shorts):
                 typer.echo(line)
             return
-        serve(episode_dir, host=host, port=port, open_browser=not no_browser, allow_remote=allow_remote)
+        try:
+            serve(episode_dir, host=host, port=port, open_browser=not no_browser, allow_remote=allow_remote)
+        except KeyboardInterrupt:  # Ctrl-C before the page was up: no run's "steps are saved" line
+            typer.echo("zray: the review page stopped before it opened", err=True)
+            raise typer.Exit(130) from None
 
 
 def report_command(
@@ -167,9 +171,13 @@ def serve(episode_dir: str, *, host: str, port: int, open_browser: bool, allow_r
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     try:
+        # uvicorn shuts down on Ctrl-C, then raises the signal again: that is the way out, not an error.
         uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
         state.rebuild.stop()
+    typer.echo(f"zray: the review page stopped ({episode.url}); run zray review again to reopen it", err=True)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -130,6 +130,7 @@ def assemble(
     settings: VideoSettings,
     threads: int = 0,
     language: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> AssemblyInfo:
     """Mux segments, in order, and an audio track into one faststart MP4 at dest.
 
@@ -138,8 +139,8 @@ def assemble(
     `threads` AAC encoders at once (0: one per core); or an `EncodedAudio` already encoded (see
     `zray.media.mastering.encode_track`), which must last exactly as long as the video. Encoder and
     creation metadata are left out unless `settings.keep_metadata`. `language` (a script's code,
-    `es`) tags the audio track (`spa`, see `track_language`). dest is written in place: the caller
-    renames it into the store.
+    `es`) tags the audio track (`spa`, see `track_language`). `progress(frames)` is called as the
+    video's frames are muxed. dest is written in place: the caller renames it into the store.
     """
     check_threads(threads)
     if not segments:
@@ -222,6 +223,8 @@ def assemble(
                 out.mux(packet)
                 video_bytes += len(data)
                 index += 1
+                if progress is not None:
+                    progress(index)
         while next_audio is not None:
             mux_audio(next_audio)
             next_audio = next(pending_audio, None)

@@ -8,6 +8,7 @@ The package, one idea per module:
 - `resumable`: the resumable upload protocol (sessions saved before their first byte)
 - `channel`: videos already on the channel: the look-up by slot tag, metadata updates
 - `attachments`: thumbnail and caption track
+- `short_thumbnails`: a Short's 9:16 thumbnail, set once YouTube has processed the Short
 - `decisions`: each slot's job from its record, and the calls (quota) it needs
 - `records`: what an entry of published.json / upload_state.json holds
 - `insert`: the never-twice insert (ask the saved session, search the channel, then upload)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from zray.publish.settings import Privacy, YouTubeConfig
+from zray.publish.youtube import short_thumbnails
 from zray.publish.youtube.channel import SEARCH_CALLS
 from zray.publish.youtube.metadata import (
     MetadataError,
@@ -41,6 +42,8 @@ class Job:
         """The API calls this job will make, by method (the worst case, for the quota check)."""
         slot, entry = self.slot, self.entry or {}
         thumbnail = {"thumbnails.set": 1} if slot.thumbnail else {}
+        if slot.short_thumbnail:  # a look at the Short's processing first
+            thumbnail = dict(short_thumbnails.CALLS)
         if self.action in ("upload", "replace"):
             # The look-up comes first; a video found by it has its captions listed before any insert.
             captions = {"captions.list": 1, "captions.insert": 1} if slot.subtitles else {}
@@ -49,12 +52,19 @@ class Job:
             captions = {"captions.list": 1, "captions.update": 1} if slot.subtitles else {}
             return {"videos.list": 1, "videos.update": 1, **thumbnail, **captions}
         if self.action == "complete":
-            calls = dict(thumbnail) if "thumbnail" not in entry else {}
+            calls = dict(thumbnail) if _thumbnail_due(slot, entry) else {}
             if slot.subtitles and "captions" not in entry:
                 # A crash may have come between captions.insert and the record: look first.
                 calls.update({"captions.list": 1, "captions.insert": 1})
             return calls
         return {}
+
+
+def _thumbnail_due(slot: VideoSlot, entry: dict[str, Any]) -> bool:
+    """A thumbnail never set, or a Short's that waited for YouTube's processing."""
+    if slot.short_thumbnail:
+        return short_thumbnails.due(entry)
+    return bool(slot.thumbnail) and "thumbnail" not in entry
 
 
 def total_calls(jobs: Iterable[Job]) -> dict[str, int]:
@@ -115,7 +125,8 @@ def plan_slot(
     problems = metadata_problems(body)
     if problems:
         raise MetadataError("; ".join(problems) + " (nothing was sent)")
-    files = [key for key in (slot.thumbnail, slot.subtitles) if key]
+    short_picture = slot.short_thumbnail.picture if slot.short_thumbnail else None
+    files = [key for key in (slot.thumbnail, slot.subtitles, short_picture) if key]
     date = date_published.isoformat() if date_published else None
     mark = fingerprint(body, privacy or config.privacy, date, [checksum(key) for key in files])
     key = slot.content_key
@@ -155,7 +166,7 @@ def plan_slot(
             f"the video changed since it was uploaded as {video_id}; nothing done: --force updates that "
             "video's title, description, thumbnail and captions, --replace uploads the new video",
         )
-    if ("thumbnail" not in entry and slot.thumbnail) or ("captions" not in entry and slot.subtitles):
+    if _thumbnail_due(slot, entry) or ("captions" not in entry and slot.subtitles):
         return job("complete")
     if stale:
         if force:

@@ -120,6 +120,7 @@ def _insert_once(
                 progress(slot.name, acknowledged, total)
 
         video = send_video(api, path=path, body=job.body, resume=resume, save=save, progress=chunk)
+        chunk(size, size)  # the last chunk's answer is the video itself, not a progress status
     entry = records.uploaded_entry(
         job, str(video["id"]), session_uri=session[0] if session else None, now=now
     )

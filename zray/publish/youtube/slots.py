@@ -13,6 +13,15 @@ from dataclasses import dataclass
 
 from zray import limits
 from zray.episode import Episode
+from zray.nodes import ShortFile
+
+
+@dataclass(frozen=True)
+class ShortThumbnail:
+    """What a Short's 9:16 thumbnail is made from (see zray.publish.youtube.short_thumbnails)."""
+
+    picture: str  # its first scene's picture, relative to the episode folder
+    text: str  # its chapter
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,8 @@ class VideoSlot:
     chapters: str = ""  # "0:00 Title" lines, long videos only
     thumbnail: str | None = None  # None: no thumbnails.set
     subtitles: str | None = None  # an SRT; None: no captions track (a Short's captions are burned in)
+    # A Short's thumbnail, set once YouTube has processed the Short; None: none.
+    short_thumbnail: ShortThumbnail | None = None
 
 
 def long_video(episode: Episode, lang: str) -> VideoSlot:
@@ -67,9 +78,11 @@ def short_video(
     title: str,
     description: str,
     tags: tuple[str, ...] = (),
+    thumbnail: ShortThumbnail | None = None,
 ) -> VideoSlot:
-    """One of a language's Shorts: its own file, metadata and slot tag; no chapter list, and no
-    thumbnail or captions calls (its captions are burned in; each call would cost 450 units)."""
+    """One of a language's Shorts: its own file, metadata and slot tag; no chapter list and no
+    captions calls (its captions are burned in; each call would cost 450 units); its thumbnail is
+    set once YouTube has processed it."""
     return VideoSlot(
         name=short_name(lang, number),
         lang=lang,
@@ -79,7 +92,25 @@ def short_video(
         title=title.strip(),
         description=description,
         tags=_tags(tags),
+        short_thumbnail=thumbnail,
     )
+
+
+def short_thumbnail_for(episode: Episode, short: ShortFile) -> ShortThumbnail | None:
+    """A Short's thumbnail: the picture of its first scene that has one (a studio clip has none; with
+    `shorts.images = "generate"` the vertical picture) and its chapter; None when no scene of it
+    has a picture in the episode's record."""
+    from zray.pipeline.plan import scene_labels
+
+    labels = scene_labels(episode.script)
+    for index in short.scenes:
+        if not 0 <= index < len(labels):
+            continue
+        for node_id in (f"image_v:{labels[index]}", f"image:{labels[index]}"):
+            outputs = episode.nodes.get(node_id, {}).get("outputs") or []
+            if outputs and isinstance(outputs[0], str):
+                return ShortThumbnail(picture=outputs[0], text=short.title)
+    return None
 
 
 # "Full video" in the languages zray's demo and users' scripts speak; others get English.
@@ -138,6 +169,7 @@ def episode_shorts(episode: Episode, lang: str, *, long_video_id: str | None) ->
             title=short_title(short.title, script.title(lang), number=short.number, count=len(made)),
             description=short_description(seo.description, lang, long_video_id),
             tags=tuple(seo.tags),
+            thumbnail=short_thumbnail_for(episode, short),
         )
         for short in made
     ]

@@ -28,6 +28,7 @@ from zray.publish.checked import DamagedOutput, read_checked, recorded_sha256
 from zray.publish.errors import AuthError, UnknownLanguage
 from zray.publish.quota import QuotaLedger, plan_units
 from zray.publish.settings import Privacy, YouTubeConfig
+from zray.publish.youtube import short_thumbnails
 from zray.publish.youtube.attachments import CaptionMode, set_thumbnail, upload_captions
 from zray.publish.youtube.channel import update_video
 from zray.publish.youtube.client import Api, authorized_http, build_client, client_id, describe_failure
@@ -177,8 +178,8 @@ def upload_shorts(
     episode: Episode, langs: Iterable[str], options: UploadOptions, *, require_review: bool = False
 ) -> UploadReport:
     """Upload the languages' Shorts to their channels through the never-twice path of long videos
-    (one slot per Short, `<lang>/short-<nn>`): no chapter list, and no captions or thumbnail calls
-    (the captions are burned in; each call would cost 450 units a Short)."""
+    (one slot per Short, `<lang>/short-<nn>`): no chapter list and no captions calls (the captions
+    are burned in); a 9:16 thumbnail once YouTube has processed the Short (`short_thumbnails`)."""
     return upload_videos(episode, short_slots(episode, langs, require_review=require_review), options)
 
 
@@ -420,6 +421,10 @@ def _run(
         warning = set_thumbnail(api, video_id, thumbnail)
         entry["thumbnail"] = "refused" if warning else "set"
         warnings += [warning] if warning else []
+        published.put(slot.name, entry)
+    if slot.short_thumbnail and short_thumbnails.due(entry):
+        entry["thumbnail"], line = short_thumbnails.finish(api, video_id, episode.store, slot.short_thumbnail)
+        warnings += [line] if line else []
         published.put(slot.name, entry)
     if srt is not None and ("captions" not in entry or job.action == "update"):
         entry["captions"] = upload_captions(api, video_id, slot.lang, srt, mode=captions)
