@@ -49,7 +49,22 @@ def run(tmp_path: Path, script: Path):
     return run_episode(RunRequest(script=script, force=True), cfg)
 
 
-def test_a_format_1_episode_keeps_its_work_and_its_records_follow_the_video(tmp_path):
+def steps_unchanged_since_format_1(monkeypatch) -> None:
+    """An upgrade in which every step still writes what it wrote under format 1."""
+    from zray import nodes
+    from zray.engines import storyboard
+
+    for kind in list(nodes.STEP_VERSION):
+        monkeypatch.setitem(nodes.STEP_VERSION, kind, 1)
+    monkeypatch.setattr(storyboard, "ENGINE_VERSION", "1")  # the fixture's thumbnail bases are its cards
+
+
+def node_kind(node_id: str) -> str:
+    return "image" if node_id.startswith("thumb_base:") else node_id.split(":")[0]
+
+
+def test_a_format_1_episode_keeps_its_work_and_its_records_follow_the_video(tmp_path, monkeypatch):
+    steps_unchanged_since_format_1(monkeypatch)
     script, folder = unpack(tmp_path)
     before = json.loads((folder / "run.json").read_text())
     assert "key_format" not in before
@@ -94,7 +109,10 @@ def test_a_format_1_episode_keeps_its_work_and_its_records_follow_the_video(tmp_
     assert json.loads((folder / "run.json").read_text())["nodes"]["video:es"]["key"] == new_video_key
 
 
-def test_a_format_1_node_whose_request_changed_since_is_rebuilt_and_its_video_unapproved(tmp_path):
+def test_a_format_1_node_whose_request_changed_since_is_rebuilt_and_its_video_unapproved(
+    tmp_path, monkeypatch
+):
+    steps_unchanged_since_format_1(monkeypatch)
     script, folder = unpack(tmp_path)
     data = json.loads(script.read_text())
     data["scenes"][1]["script_es"] = "Buenas noches."
@@ -114,6 +132,24 @@ def test_a_format_1_node_whose_request_changed_since_is_rebuilt_and_its_video_un
     assert review["approvals"]["es"]["keys"]["video:es"] != new_key  # approved was another video
 
 
+def test_a_kind_whose_step_changed_since_format_1_is_rebuilt_and_only_what_it_feeds(tmp_path, monkeypatch):
+    from zray import nodes
+    from zray.engines import storyboard
+
+    monkeypatch.setattr(storyboard, "ENGINE_VERSION", "1")  # only the step versions differ
+    script, folder = unpack(tmp_path)
+    moved_on = {kind for kind, version in nodes.STEP_VERSION.items() if version != 1}
+    before = json.loads((folder / "run.json").read_text())["nodes"]
+
+    report = run(tmp_path, script)
+
+    assert report.ok, report.failed
+    steps = json.loads((folder / "run.json").read_text())["last_run"]["steps"]
+    built = {node_id for node_id, info in steps.items() if info["state"] == "built"}
+    expected = {node_id for node_id in before if nodes.Kind(node_kind(node_id)) in moved_on}
+    assert expected and built == expected  # what they feed is final: nothing else to rebuild
+
+
 def test_a_video_made_again_with_the_same_bytes_keeps_its_upload_record_and_approval(tmp_path, monkeypatch):
     """A step version bump that changes nothing in this video: it is rebuilt under a new key, and
     since its bytes are the ones uploaded and approved, the records follow it."""
@@ -124,6 +160,14 @@ def test_a_video_made_again_with_the_same_bytes_keeps_its_upload_record_and_appr
     assert run(tmp_path, script).ok
     key = json.loads((folder / "run.json").read_text())["nodes"]["video:es"]["key"]
     video_sha = sha(folder / "S01E02-ES-Título_de_prueba.mp4")
+    # This video is the one uploaded and approved (as the fixture's records say of its own).
+    for name, section, entry in (
+        ("published.json", "videos", "content_key"),
+        ("review.json", "approvals", "keys"),
+    ):
+        record = json.loads((folder / name).read_text())
+        record[section]["es"][entry] = key if entry == "content_key" else {"video:es": key}
+        (folder / name).write_text(json.dumps(record))
 
     monkeypatch.setitem(nodes.STEP_VERSION, Kind.VIDEO, nodes.STEP_VERSION[Kind.VIDEO] + 1)
     report = run(tmp_path, script)

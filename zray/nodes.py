@@ -734,11 +734,15 @@ STEP_VERSION: dict[Kind, int] = {
     Kind.TAIL: 1,
     Kind.INTRO: 1,
     Kind.THUMBS: 1,
-    Kind.SUBS: 1,
-    Kind.VIDEO: 1,
-    Kind.CAPTIONED: 1,
+    # 2: a cue ends at most 0.7 s after its last word (it hung over the scene's pause and the tail).
+    Kind.SUBS: 2,
+    # 2: the loudness gain searched on its grid from where the last search settled (mastering VERSION 2).
+    Kind.VIDEO: 2,
+    # 2: captions leave with the voice, as the subtitles' cues do.
+    Kind.CAPTIONED: 2,
     # 2: x264 at a fixed thread count (it took the executor's threads, so the bytes depended on where it ran).
-    Kind.SHORTS: 2,
+    # 3: the audio track tagged with its language; cues and loudness as subtitles 2 and video 2.
+    Kind.SHORTS: 3,
 }
 
 INPUTS: dict[Kind, type] = {

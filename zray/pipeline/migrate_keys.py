@@ -11,7 +11,9 @@ out something the new request carries:
 
 - a storyboard card (the draft image engine draws its `label`, "Scene N", which the old key left
   out: a card may show another scene's number), so draft pictures rebuild, and what shows them;
-- the Shorts (their step version is 2: x264 now runs at a fixed thread count).
+- a node whose kind's step now writes other bytes (`nodes.STEP_VERSION` past 1, the version every
+  format-1 record was made by): the Shorts (x264 at a fixed thread count), the subtitles and the
+  long video (cue ends, loudness search), and whatever a later bump names.
 
 An adopted long video keeps its file, so its upload record (published.json, upload_state.json) and
 its review approval (review.json) follow it to the new key (`episode.follow_content_keys`): the file
@@ -31,11 +33,12 @@ from zray.config import Config
 from zray.keys import content_key
 from zray.media.constants import SAMPLE_RATE
 from zray.media.video.settings import VideoSettings
-from zray.nodes import ImageRequest, ImportRequest, Kind, Node, Shot
+from zray.nodes import STEP_VERSION, ImageRequest, ImportRequest, Kind, Node, Shot
 
 log = logging.getLogger("zray")
 
 LEGACY_VERSION = "0.1.0"  # zray's version, which every format-1 key of a made file included
+FORMAT_1_STEP_VERSION = 1  # what each kind's step wrote under format 1
 # Image engines that draw the request's label into the picture (format 1 left the label out).
 LABEL_DRAWING_ENGINES = frozenset({"storyboard"})
 
@@ -63,7 +66,7 @@ def adopt(nodes: Mapping[str, Node], recorded: Mapping[str, str], config: Config
     adopted: dict[str, Adoption] = {}
     for node in nodes.values():
         key = old[node.id]
-        if key is None or recorded.get(node.id) != key:
+        if key is None or recorded.get(node.id) != key or STEP_VERSION[node.kind] != FORMAT_1_STEP_VERSION:
             continue
         if all(dep in adopted for dep in node.deps):
             adopted[node.id] = Adoption(node.id, key, node.key)
