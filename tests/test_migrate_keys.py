@@ -13,13 +13,12 @@ import sys
 import tarfile
 from pathlib import Path
 
-from zray.config import load_config
 from zray.keys import KEY_FORMAT
 from zray.pipeline.run import RunRequest, run_episode
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
-from make_format1_episode import AUDIO, VIDEO  # noqa: E402
+from make_format1_episode import config  # noqa: E402
 
 
 def unpack(tmp_path: Path) -> tuple[Path, Path]:
@@ -36,15 +35,7 @@ def sha(path: Path) -> str:
 
 
 def run(tmp_path: Path, script: Path):
-    cfg = load_config(
-        None,
-        output=str(tmp_path / "out"),
-        profile="draft",
-        quiet=True,
-        video=VIDEO,
-        executor="in-process",
-        audio=AUDIO,
-    )
+    cfg = config(tmp_path)
     # force: the record names the script where the fixture was made, which may exist on this machine.
     return run_episode(RunRequest(script=script, force=True), cfg)
 
