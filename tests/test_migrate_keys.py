@@ -126,3 +126,20 @@ def test_a_video_made_again_with_the_same_bytes_keeps_its_upload_record_and_appr
     assert json.loads((folder / "published.json").read_text())["videos"]["es"]["content_key"] == after["key"]
     review = json.loads((folder / "review.json").read_text())
     assert review["approvals"]["es"]["keys"] == {"video:es": after["key"]}
+
+
+def test_explain_on_a_format_1_episode_says_only_what_a_run_would_make_and_changes_nothing(tmp_path):
+    from zray.pipeline.run import preview
+
+    script, folder = unpack(tmp_path)
+    data = json.loads(script.read_text())
+    data["scenes"][2]["script_es"] = "Hasta luego."
+    script.write_text(json.dumps(data, ensure_ascii=False))
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+    prep = preview(RunRequest(script=script, force=True), config(tmp_path))
+
+    assert set(prep.reasons) == {"tts:es:2", "pad:es:2", "subs:es", "video:es"}
+    # Format 1 kept nothing to compare with: the reason says so.
+    assert prep.reasons["tts:es:2"] == "what it is made from changed (recorded before zray kept why)"
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
