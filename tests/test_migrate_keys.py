@@ -13,13 +13,12 @@ import sys
 import tarfile
 from pathlib import Path
 
-from zray.config import load_config
 from zray.keys import KEY_FORMAT
 from zray.pipeline.run import RunRequest, run_episode
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
-from make_format1_episode import AUDIO, VIDEO  # noqa: E402
+from make_format1_episode import config  # noqa: E402
 
 
 def unpack(tmp_path: Path) -> tuple[Path, Path]:
@@ -36,15 +35,7 @@ def sha(path: Path) -> str:
 
 
 def run(tmp_path: Path, script: Path):
-    cfg = load_config(
-        None,
-        output=str(tmp_path / "out"),
-        profile="draft",
-        quiet=True,
-        video=VIDEO,
-        executor="in-process",
-        audio=AUDIO,
-    )
+    cfg = config(tmp_path)
     # force: the record names the script where the fixture was made, which may exist on this machine.
     return run_episode(RunRequest(script=script, force=True), cfg)
 
@@ -179,3 +170,20 @@ def test_a_video_made_again_with_the_same_bytes_keeps_its_upload_record_and_appr
     assert json.loads((folder / "published.json").read_text())["videos"]["es"]["content_key"] == after["key"]
     review = json.loads((folder / "review.json").read_text())
     assert review["approvals"]["es"]["keys"] == {"video:es": after["key"]}
+
+
+def test_explain_on_a_format_1_episode_says_only_what_a_run_would_make_and_changes_nothing(tmp_path):
+    from zray.pipeline.run import preview
+
+    script, folder = unpack(tmp_path)
+    data = json.loads(script.read_text())
+    data["scenes"][2]["script_es"] = "Hasta luego."
+    script.write_text(json.dumps(data, ensure_ascii=False))
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+    prep = preview(RunRequest(script=script, force=True), config(tmp_path))
+
+    assert set(prep.reasons) == {"tts:es:2", "pad:es:2", "subs:es", "video:es"}
+    # Format 1 kept nothing to compare with: the reason says so.
+    assert prep.reasons["tts:es:2"] == "what it is made from changed (recorded before zray kept why)"
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before

@@ -496,6 +496,22 @@ class RunFile:
             },
         )
 
+    @classmethod
+    def finished(cls, store: Store) -> RunFile:
+        """The run.json of a folder `zray run` made: EpisodeError when there is none, RecordError
+        (naming the file and the fix) when it cannot be read."""
+        try:
+            run = cls.read(store)
+        except RecordError as exc:
+            raise RecordError(
+                f"{store.url(RUN_FILE)}: {exc}; run `zray run` on the script again to rebuild it"
+            ) from None
+        if run is None:
+            raise EpisodeError(
+                f"{store.root_url}: no {RUN_FILE} here; is this an episode folder made by `zray run`?"
+            )
+        return run
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {**self.extra, "format": RUN_FORMAT}
         if self.identity is not None:
@@ -785,14 +801,7 @@ def open_episode(url: str | Store) -> Episode:
 
     store = url if isinstance(url, Store) else Store(url)
     where = store.root_url
-    try:
-        run = RunFile.read(store)
-    except RecordError as exc:
-        raise RecordError(
-            f"{where}/{RUN_FILE}: {exc}; run `zray run` on the script again to rebuild it"
-        ) from None
-    if run is None:
-        raise EpisodeError(f"{where}: no {RUN_FILE} here; is this an episode folder made by `zray run`?")
+    run = RunFile.finished(store)
     record = run.to_json()
     data = read_json(store, SCRIPT_FILE, what="the script copy")
     if data is None:

@@ -203,8 +203,7 @@ def prepare_episode(
         stamps = store.stamps()
         if record.key_format != KEY_FORMAT:
             _migrate_keys(store, record, plan, config, readonly=readonly)
-        if not readonly:
-            _apply_renames(store, record, plan, stamps)
+        _apply_renames(store, record, plan, stamps, readonly=readonly)
         staleness = stale_nodes(plan.nodes, record, stamps)
         warnings += staleness.warnings
     except BaseException:
@@ -308,17 +307,24 @@ def _migrate_keys(store: Store, record: RunRecord, plan: Plan, config: Config, *
     record.flush(force=True)
 
 
-def _apply_renames(store: Store, record: RunRecord, plan: Plan, stamps: dict[str, Any]) -> None:
-    """A changed title renames the finished video instead of rebuilding it (inside the folder only)."""
+def _apply_renames(
+    store: Store, record: RunRecord, plan: Plan, stamps: dict[str, Any], *, readonly: bool = False
+) -> None:
+    """A changed title (or a key of a new format in a file name) renames the finished file instead of
+    rebuilding it (inside the folder only). `readonly` (--explain): only in memory, so what a run
+    would merely rename is not reported stale."""
     moves = record.renamed(plan.nodes.values(), stamps)
     for node, old in moves:
         for src, dst in zip(old, node.outputs, strict=True):
             if src != dst and layout.inside(src) and layout.inside(dst):
-                store.move(src, dst)
+                if not readonly:
+                    store.move(src, dst)
                 stamps[dst] = stamps.pop(src)
-                log.info("%s: renamed %s -> %s", store.root_url, src, dst)
+                log.info(
+                    "%s: %s %s -> %s", store.root_url, "would rename" if readonly else "renamed", src, dst
+                )
         record.moved(node, old)
-    if moves:
+    if moves and not readonly:
         record.flush(force=True)
 
 

@@ -358,16 +358,7 @@ def verify(store: Store) -> tuple[int, list[Finding]]:
     """Hash every file the folder's run record lists and compare with what was recorded when it was
     written: catches what a rerun's fingerprint check cannot (same size, same mtime). Returns the
     number of files checked and what is wrong."""
-    try:
-        run = RunFile.read(store)
-    except RecordError as exc:
-        raise RecordError(
-            f"{store.url(layout.RUN_FILE)}: {exc}; run `zray run` again to rebuild it"
-        ) from None
-    if run is None:
-        raise RecordError(
-            f"{store.root_url}: no {layout.RUN_FILE} here; is this an episode folder made by `zray run`?"
-        )
+    run = RunFile.finished(store)
     findings: list[Finding] = []
     checked = 0
     existing = store.stamps()
