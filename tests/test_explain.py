@@ -51,9 +51,10 @@ def test_explain_names_the_change_per_stale_node(tmp_path, monkeypatch):
     assert reasons["video:es"].startswith("input pad:es:0 changed, input pad:es:1 changed")
     assert "tts:ca:0" not in reasons
 
-    monkeypatch.setattr(storyboard, "ENGINE_VERSION", "2")
+    made, bumped = storyboard.ENGINE_VERSION, str(int(storyboard.ENGINE_VERSION) + 1)
+    monkeypatch.setattr(storyboard, "ENGINE_VERSION", bumped)
     prep = preview(RunRequest(script=script), config(tmp_path, scene_gap=0.8))
-    assert prep.reasons["image:1"] == "engine storyboard 1 -> 2"
+    assert prep.reasons["image:1"] == f"engine storyboard {made} -> {bumped}"
     assert prep.reasons["segment:1"] == "input image:1 changed"
 
     # The command prints them, one line per stale node.
@@ -62,5 +63,5 @@ def test_explain_names_the_change_per_stale_node(tmp_path, monkeypatch):
         ["run", str(script), "--output", str(tmp_path / "out"), "--profile", "draft", "--explain"],
     )
     assert result.exit_code == 0, result.output
-    assert "image:1: engine storyboard 1 -> 2" in result.output
+    assert f"image:1: engine storyboard {made} -> {bumped}" in result.output
     assert "tts:es:0: scenes.0.script_es changed" in result.output

@@ -172,9 +172,12 @@ def test_a_video_made_again_with_the_same_bytes_keeps_its_upload_record_and_appr
     assert review["approvals"]["es"]["keys"] == {"video:es": after["key"]}
 
 
-def test_explain_on_a_format_1_episode_says_only_what_a_run_would_make_and_changes_nothing(tmp_path):
+def test_explain_on_a_format_1_episode_says_only_what_a_run_would_make_and_changes_nothing(
+    tmp_path, monkeypatch
+):
     from zray.pipeline.run import preview
 
+    steps_unchanged_since_format_1(monkeypatch)
     script, folder = unpack(tmp_path)
     data = json.loads(script.read_text())
     data["scenes"][2]["script_es"] = "Hasta luego."

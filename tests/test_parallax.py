@@ -195,9 +195,10 @@ def test_draft_run_makes_a_clip_per_generated_scene_and_the_video_plays_them(dra
     first = frames[: pads[0] - 12]  # scene 0 before its crossfade
     steps = [mean_step(a, b) for a, b in itertools.pairwise(first)]
     assert max(steps) < 8.0  # no jump, at the clip's end (frame 25) either
-    # Moving throughout, past the 25-frame clip too: x264 may code one frame at a GOP's start as
-    # its predecessor, never two in a row.
-    assert not any(a == 0.0 and b == 0.0 for a, b in itertools.pairwise(steps))
+    # Moving throughout, past the 25-frame clip too: the continuation's slow zoom moves the card's
+    # edges by hundredths of a pixel a frame, which x264 may code as the frame before, so stillness is
+    # looked for over half a second (12 frames), where a frozen picture would show none.
+    assert all(mean_step(first[i], first[i + 12]) > 0.0 for i in range(len(first) - 12))
     assert np.mean(steps[30:]) > 0.005
     # Scene 0 starts on its picture (through two lossy encodes at 320x176).
     picture = np.asarray(Image.open(draft["folder"] / nodes["image:0"]["result"]["path"]).convert("RGB"))
