@@ -357,7 +357,7 @@ def normalize_loudness(
 ) -> np.ndarray:
     """Integrated loudness (BS.1770) to ``target_lufs``, true peak (4x oversampled) <= ``peak_dbfs``.
 
-    A gain found over the whole signal (`loudness.loudness_gain`, rounded to 0.1 dB), then the local
+    A gain found over the whole signal (`loudness.loudness_gain`, on its 0.1 dB grid), then the local
     look-ahead limiter (`limiter.limit`) on the peaks the gain pushes over the ceiling; the make-up
     gain that wins back what the limiter takes is capped at 9 dB, so a signal made of little but
     peaks ends quieter than the target rather than crushed. Silent input, or input shorter than one
