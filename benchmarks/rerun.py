@@ -12,10 +12,11 @@ user would start it:
 3. moviepy assembling the same scene images and padded narration at the same settings;
 4. the same command after one sentence was appended to scene 6 (so its length changes).
 
-Printed: each time, reassembly against moviepy (goal: at least 10x) and the edit against the first
-run (goal: at most 25 %). The output is then checked: every frame decodes, the scene cuts before the
-edit are on the same frames as before, and the true peak (libavfilter's ebur128) is at most
-`audio.peak_dbfs`.
+Printed: each time, wall and CPU seconds (of every process the run started, Ray's workers
+included: on a shared machine wall time says more about the neighbours), reassembly against
+moviepy (goal: at least 10x) and the edit against the first run (goal: at most 25 %). The output
+is then checked: every frame decodes, the scene cuts before the edit are on the same frames as
+before, and the true peak (libavfilter's ebur128) is at most `audio.peak_dbfs`.
 """
 
 from __future__ import annotations

@@ -171,6 +171,26 @@ def test_decode_reads_file_objects(tmp_path: Path) -> None:
     assert abs(peak_frequency(decoded) - 440) < 4
 
 
+@pytest.mark.parametrize(("stored", "wanted"), [(1, 1), (1, 2), (2, 1), (2, 2)])
+def test_the_pipelines_own_wavs_are_read_to_the_floats_pyav_decodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stored: int, wanted: int
+) -> None:
+    samples = np.random.default_rng(stored).uniform(-1.2, 1.2, (stored, 30_000)).astype(np.float32)
+    samples[:, :4] = [-1.0, 1.0, 2**-15, -(2**-15)]  # the ends of the scale and its last step
+    path = tmp_path / "pad.wav"
+    write_wav(path, samples)
+    with path.open("rb") as handle:  # a file object always goes through PyAV
+        through_pyav = decode_audio(handle, channels=wanted)
+
+    def no_pyav(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a 16-bit WAV at the pipeline's rate went through PyAV")
+
+    monkeypatch.setattr(av, "open", no_pyav)
+    read = decode_audio(path, channels=wanted)
+    assert read.dtype == np.float32 and read.flags.c_contiguous
+    assert np.array_equal(read, through_pyav)
+
+
 def test_decode_takes_the_audio_track_of_an_mp4(tmp_path: Path) -> None:
     path = tmp_path / "intro.mp4"
     write_mp4(path, sine(440, 1.0, sample_rate=44_100))

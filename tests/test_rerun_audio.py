@@ -98,4 +98,4 @@ def test_a_rerun_after_a_one_sentence_edit_has_the_audio_of_a_fresh_run(tmp_path
     on_disk = {str(p.relative_to(folder)) for p in (folder / "assets" / "tmp" / "audio").rglob("*.bin")}
     assert on_disk == cache_files
     kinds = {Path(name).name.split("-")[0] for name in cache_files}
-    assert {"aac", "gain", "plan", "check"} <= kinds
+    assert {"aac", "gain", "plan", "check", "loud"} <= kinds
