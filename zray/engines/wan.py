@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
+from zray.engines import pretrained
 from zray.engines.base import BaseEngine, EngineError, EngineSettings, require
-from zray.engines.zimage import _dir_digest, _in_hf_cache, _is_cuda, _local_dir, _looks_like_path
 from zray.media.generated import CLIP_FPS
 
 ENGINE_VERSION = "1"
@@ -130,7 +130,7 @@ class WanVideoEngine(BaseEngine):
         require(self)
         import torch
 
-        device = _resolve_device(torch, self.settings.device)
+        device = pretrained.resolve_device(torch, self.settings.device, role="video")
         dtype = getattr(torch, self.settings.resolved_dtype)
         pipe = self._pipe if self._pipe is not None else _from_pretrained(self.model, dtype=dtype)
         if pipe.transformer.dtype != dtype:
@@ -151,12 +151,12 @@ class WanVideoEngine(BaseEngine):
 
     def identity(self) -> dict[str, Any]:
         # As Z-Image's: the memory mode and device move weights, not the arithmetic; the dtype does.
-        local = _local_dir(self.model)
+        local = pretrained.local_dir(self.model)
         return {
             "engine": "wan",
             "version": ENGINE_VERSION,
             "model": local.name if local else self.model,
-            "model_digest": _dir_digest(local) if local else None,
+            "model_digest": pretrained.dir_digest(local) if local else None,
             "steps": self.settings.steps,
             "guidance": float(self.settings.guidance),
             "dtype": self.settings.resolved_dtype,
@@ -269,43 +269,13 @@ def _check_request(*, image: Any, prompt: Any, width: Any, height: Any, frames: 
         raise EngineError(f"video seed must be an integer, not {seed!r}")
 
 
-def _resolve_device(torch: Any, device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        torch.device(device)
-    except (RuntimeError, ValueError):
-        raise EngineError(
-            f"video device {device!r} is not a torch device (use auto, cpu, cuda or cuda:N)"
-        ) from None
-    return device
-
-
-def _from_pretrained(model: str, *, dtype: Any) -> Any:
-    from diffusers import WanImageToVideoPipeline
-
-    local = _local_dir(model)
-    if local is None and _looks_like_path(model):
-        raise EngineError(f"video model directory {model} does not exist; set models.video to a model folder")
-    try:
-        return WanImageToVideoPipeline.from_pretrained(str(local) if local else model, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        if local is None and not _in_hf_cache(model):
-            raise EngineError(
-                f"video model {model} is not in the Hugging Face cache and cannot be downloaded here; "
-                f"download it with `hf download {model}` or set models.video to a local directory"
-            ) from None
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EngineError(f"video model {model} could not be loaded: {first_line}") from None
-
-
 def _place(pipe: Any, *, memory: str, device: str) -> str:
     """Put the pipeline where `memory` says (see `zray.engines.zimage._place`); returns the mode applied.
 
     Group offload streams the transformer's 30 blocks and the text encoder's 24 layers through the
     card one at a time, overlapping each copy with the previous block's work; the VAE stays on the
     card (its 121-frame decode is the largest single allocation)."""
-    if memory != "resident" and not _is_cuda(device):
+    if memory != "resident" and not pretrained.is_cuda(device):
         log.warning(
             "video memory mode %s needs a CUDA device; on %s the model stays resident", memory, device
         )
@@ -327,3 +297,11 @@ def _place(pipe: Any, *, memory: str, device: str) -> str:
         )
         pipe.vae.to(device)
     return memory
+
+
+def _from_pretrained(model: str, *, dtype: Any) -> Any:
+    from diffusers import WanImageToVideoPipeline
+
+    return pretrained.load_pipeline(
+        WanImageToVideoPipeline, model, dtype=dtype, role="video", setting="models.video"
+    )

@@ -13,14 +13,13 @@ depend on their own prompt and seed alone, so `generate_many` runs one prompt at
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from PIL import Image
 
+from zray.engines import pretrained
 from zray.engines.base import BaseEngine, EngineError, EngineSettings, require
 
 ENGINE_VERSION = "1"
@@ -125,7 +124,7 @@ class ZImageEngine(BaseEngine):
         import torch
 
         _require_diffusers(diffusers.__version__)
-        device = _resolve_device(torch, self.settings.device)
+        device = pretrained.resolve_device(torch, self.settings.device, role="image")
         dtype = getattr(torch, self.settings.resolved_dtype)
         pipe = self._pipe if self._pipe is not None else _from_pretrained(self.model, dtype=dtype)
         if pipe.transformer.dtype != dtype:
@@ -147,13 +146,13 @@ class ZImageEngine(BaseEngine):
         # The memory mode is left out: offloading moves weights, not the arithmetic. VAE tiling decodes
         # large images in blended tiles, which changes pixels. The device is left out too: the dtype,
         # resolved from the settings, is what changes the arithmetic.
-        local = _local_dir(self.model)
+        local = pretrained.local_dir(self.model)
         return {
             "engine": "zimage",
             "version": ENGINE_VERSION,
             # A local directory is named by its folder name and contents, so moving it keeps its keys.
             "model": local.name if local else self.model,
-            "model_digest": _dir_digest(local) if local else None,
+            "model_digest": pretrained.dir_digest(local) if local else None,
             "steps": self.steps,
             "guidance": TURBO_GUIDANCE,
             "dtype": self.settings.resolved_dtype,
@@ -209,19 +208,6 @@ class ZImageEngine(BaseEngine):
         return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _resolve_device(torch: Any, device: str) -> str:
-    """The torch device for a device setting, on the machine that runs the model."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        torch.device(device)
-    except (RuntimeError, ValueError):
-        raise EngineError(
-            f"image device {device!r} is not a torch device (use auto, cpu, cuda or cuda:N)"
-        ) from None
-    return device
-
-
 def _check_request(*, prompt: Any, width: Any, height: Any, seed: Any) -> None:
     if not isinstance(prompt, str):
         raise EngineError(f"image prompt must be text, not {prompt!r}")
@@ -251,57 +237,6 @@ def _require_diffusers(installed: str) -> None:
         )
 
 
-def _is_cuda(device: str) -> bool:
-    return device == "cuda" or device.startswith("cuda:")
-
-
-def _local_dir(model: str) -> Path | None:
-    path = Path(model).expanduser()
-    return path if path.is_dir() else None
-
-
-def _looks_like_path(model: str) -> bool:
-    """Hub ids are `name` or `owner/name`; anything else that is not a directory was meant as one."""
-    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
-
-
-def _dir_digest(folder: Path) -> str:
-    """Short hash of every file's relative path and size: a swapped or retrained model changes it."""
-    entries = sorted(
-        f"{path.relative_to(folder).as_posix()}:{path.stat().st_size}"
-        for path in folder.rglob("*")
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
-    return hashlib.sha256("\n".join(entries).encode("utf-8")).hexdigest()[:16]
-
-
-def _from_pretrained(model: str, *, dtype: Any) -> Any:
-    from diffusers import ZImagePipeline
-
-    local = _local_dir(model)
-    if local is None and _looks_like_path(model):
-        raise EngineError(f"image model directory {model} does not exist; set models.image to a model folder")
-    try:
-        return ZImagePipeline.from_pretrained(str(local) if local else model, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        if local is None and not _in_hf_cache(model):
-            raise EngineError(
-                f"image model {model} is not in the Hugging Face cache and cannot be downloaded here; "
-                f"download it with `hf download {model}` or set models.image to a local directory"
-            ) from None
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EngineError(f"image model {model} could not be loaded: {first_line}") from None
-
-
-def _in_hf_cache(model: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(model, "model_index.json"), str)
-    except ValueError:  # not a valid repo id
-        return False
-
-
 def _place(pipe: Any, *, memory: str, device: str, vae_tiling: bool) -> str:
     """Put the pipeline where `memory` says; returns the mode applied.
 
@@ -314,7 +249,7 @@ def _place(pipe: Any, *, memory: str, device: str, vae_tiling: bool) -> str:
     carry over to another. Without CUDA there is nothing to offload to, so the model stays resident
     rather than failing a run that would work.
     """
-    if memory != "resident" and not _is_cuda(device):
+    if memory != "resident" and not pretrained.is_cuda(device):
         log.warning(
             "image memory mode %s needs a CUDA device; on %s the model stays resident", memory, device
         )
@@ -351,3 +286,9 @@ def group_offload(pipe: Any, *, device: str, use_stream: bool) -> None:
         exclude_modules=["vae"],
     )
     pipe.vae.to(device)
+
+
+def _from_pretrained(model: str, *, dtype: Any) -> Any:
+    from diffusers import ZImagePipeline
+
+    return pretrained.load_pipeline(ZImagePipeline, model, dtype=dtype, role="image", setting="models.image")
