@@ -182,6 +182,7 @@ def test_bad_api_requests_are_one_line_errors(server, folder):
         ("/api/scene/9/clip_seed", {}),
         ("/api/scene/0/clip_seed", {"seed": "many"}),
         ("/api/scene/0/clip_seed", {"seed": -1}),
+        ("/api/scene/0/clip_seed", {"seed": 5}),  # a still scene: no clip to re-seed
         ("/api/thumbnail", {"lang": "es", "variant": 3}),
         ("/api/thumbnail", {"lang": "ca", "variant": 2}),
     ]:

@@ -471,6 +471,9 @@ async def _apply(
             value = random_seed()
         scene_id = str(scenes[index].scene_id)
         setter = ReviewRecord.set_seed if what == "seed" else ReviewRecord.set_clip_seed
+        clip = layout.node_id("clip", layout.scene_labels(episode.script)[index])
+        if what == "clip_seed" and value is not None and clip not in episode.nodes:
+            raise ValueError(f"scene {index} has no generated clip (motion generate) in its last run")
 
         def edit(record: ReviewRecord) -> None:
             setter(record, index, scene_id, value)
