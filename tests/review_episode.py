@@ -63,9 +63,13 @@ def review_script() -> dict:
     return data
 
 
-def make_episode(root: Path) -> Path:
-    """Run the draft profile in this process (no Ray) and return the finished episode folder."""
-    script = write_script(root / "scripts" / "proj", review_script())
+def make_episode(root: Path, *, generated: bool = False) -> Path:
+    """Run the draft profile in this process (no Ray) and return the finished episode folder;
+    `generated`: scene 0 of motion generate (a 1 s parallax clip made from its picture)."""
+    data = review_script()
+    if generated:
+        data["scenes"][0]["motion"] = "generate"
+    script = write_script(root / "scripts" / "proj", data)
     config = load_config(
         None,
         output=str(root / "out"),
@@ -74,6 +78,7 @@ def make_episode(root: Path) -> Path:
         video=FAST_VIDEO,
         executor="in-process",
         audio={"music_seconds": 8.0},
+        **({"models": {"video_seconds": 1.0}} if generated else {}),
     )
     report = run_episode(RunRequest(script=script), config)
     assert report.ok, report.failed

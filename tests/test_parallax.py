@@ -85,8 +85,8 @@ def test_the_same_request_gives_the_same_frames_and_the_seed_changes_them():
 
     one, two = clip(3), clip(3)
     assert all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
-    directions = {mean_step(clip(s)[-1], clip(3)[-1]) > 0 for s in range(6)}
-    assert True in directions  # some seed pans the other way
+    # Every other seed is another clip (a re-roll in review never gives the same one back).
+    assert all(mean_step(clip(s)[-1], one[-1]) > 0 for s in (0, 1, 2, 4, 5, 6, 7, 8))
 
 
 def test_a_studio_picture_or_a_card_that_does_not_match_gets_the_gentle_move():
@@ -279,3 +279,183 @@ def test_in_every_round_pictures_voices_and_music_go_before_clips(tmp_path):
     assert len(clips) == 3
     assert Kind.SPEECH in submitted and Kind.MUSIC in submitted
     assert min(clips) > max(i for i, kind in enumerate(submitted) if kind is not Kind.CLIP)
+
+
+# --- Shorts of generated scenes, and a new clip from review ---------------------------------------
+
+SHORT_SIZE = (180, 320)
+CAPTION_BOX = (0.06, 0.02, 0.94, 0.2)  # at the top, clear of where the draft cards' layers move
+CLEAR = slice(72, SHORT_SIZE[1])  # the rows of a Short below its captions
+
+
+def shorts_run(tmp: Path, images: str):
+    """Scenes 0 and 1 generated (1 s clips), scene 2 still; Shorts on, `shorts.images` = images."""
+    folder = tmp / "scripts" / "proj"
+    folder.mkdir(parents=True)
+    data = small_script()
+    data["scenes"][0].update(motion="generate", motion_prompt="the dunes drift")
+    data["scenes"][1].update(motion="generate")
+    data["scenes"][2].update(motion="none")
+    script = write_script(folder, data)
+    config = shorts_config(tmp / "out", images)
+    report = run_episode(RunRequest(script=script, languages=["es"]), config)
+    assert report.ok, report.failed
+    episode = tmp / "out" / "proj" / script.stem
+    return {"script": script, "config": config, "folder": episode, "record": run_record(episode)}
+
+
+def shorts_config(out: Path, images: str):
+    return load_config(
+        None,
+        output=str(out),
+        profile="draft",
+        quiet=True,
+        executor="in-process",
+        video={**FAST_VIDEO, "transition": 0.5},
+        models={"video_seconds": 1.0},
+        shorts={
+            "enabled": True,
+            "width": SHORT_SIZE[0],
+            "height": SHORT_SIZE[1],
+            "images": images,
+            "caption_box": CAPTION_BOX,
+        },
+    )
+
+
+def run_record(folder: Path) -> dict:
+    return json.loads((folder / "run.json").read_text())
+
+
+def luma(path: Path, rows: slice = CLEAR) -> list[np.ndarray]:
+    """A video's Y planes (`rows` of them: by default a Short's below its captions)."""
+    with av.open(str(path)) as container:
+        return [
+            f.to_ndarray(format="yuv420p")[: f.height][rows].astype(np.float32)
+            for f in container.decode(video=0)
+        ]
+
+
+def first_short(shorts: dict) -> dict:
+    first = shorts["result"]["shorts"][0]
+    assert first["scenes"][0] == 0  # scene 0 opens it, from its first frame (no intro)
+    return first
+
+
+def best_window(frame: np.ndarray, wide: np.ndarray) -> float:
+    """How close a Short's frame is to the closest window of a wider picture, across every offset."""
+    width = frame.shape[1]
+    return min(
+        float(np.abs(wide[:, left : left + width] - frame).mean())
+        for left in range(wide.shape[1] - width + 1)
+    )
+
+
+@pytest.fixture(scope="module")
+def panned(tmp_path_factory):
+    return shorts_run(tmp_path_factory.mktemp("shorts_pan"), "pan")
+
+
+def test_a_short_pans_across_the_scenes_generated_clip_not_its_picture(panned):
+    from zray.media.pan import PanPicture, fitted_size
+
+    folder, nodes = panned["folder"], panned["record"]["nodes"]
+    assert not any(node.startswith(("clip_v:", "image_v:")) for node in nodes)  # pan makes no new clip
+    clip = folder / nodes["clip:0"]["result"]["path"]
+    short = luma(folder / first_short(nodes["shorts:es"])["path"])
+    wide, _ = fitted_size(320, 176, width=SHORT_SIZE[0], height=SHORT_SIZE[1])
+    played = [
+        f[: SHORT_SIZE[1]][CLEAR].astype(np.float32)
+        for f in ClipFrames(clip, width=wide, height=SHORT_SIZE[1], fps=24, fit="cover", fill="hold").frames(
+            0, 25
+        )
+    ]
+    with Image.open(folder / nodes["image:0"]["result"]["path"]) as image:
+        still = PanPicture(image, width=SHORT_SIZE[0], height=SHORT_SIZE[1])
+    picture = np.asarray(still.y, np.float32)[CLEAR]
+    # The Short starts on the picture (the clip's first frame) and, late in the clip, shows the clip's
+    # frame of that moment, through a window: far closer to it than to the still picture.
+    assert best_window(short[0], played[0]) < 1.5
+    for i in (20, 24):
+        assert best_window(short[i], played[i]) < 1.5
+        assert best_window(short[i], picture) > 1.5 * best_window(short[i], played[i])
+    assert best_window(short[24], picture) > 2 * best_window(short[24], played[24])
+    # Past the clip's end (frame 25) the window keeps moving over its last frame: no freeze.
+    scene_frames = nodes["pad:es:0"]["result"]["frames"]
+    assert all(mean_step(short[i], short[i + 12]) > 0.0 for i in range(scene_frames - 24))
+
+
+def test_a_new_clip_seed_from_review_changes_the_clip_and_its_short_but_not_the_picture(panned, tmp_path):
+    from zray.episode import open_episode
+    from zray.review.record import update_review
+
+    out = tmp_path / "out"
+    shutil.copytree(panned["folder"].parent.parent, out)
+    folder = out / "proj" / panned["script"].stem
+    episode = open_episode(str(folder))
+    update_review(episode.store, episode.identity, lambda r: r.set_clip_seed(0, "0", 4242), command="test")
+    config = shorts_config(out, "pan")
+    report = run_episode(RunRequest(script=panned["script"], languages=["es"]), config)
+    assert report.ok, report.failed
+    before, after = panned["record"]["nodes"], run_record(folder)["nodes"]
+    changed = {node for node in after if after[node]["key"] != before[node]["key"]}
+    assert {"clip:0", "motion:0", "shorts:es", "video:es"} <= changed
+    assert not changed & {"image:0", "clip:1", "image:1", "motion:1", "music"}
+    assert report.built == len(changed)
+    # The same picture, a new clip: its own frames, and the Short that shows it.
+    picture = nodes_file(folder, after, "image:0")
+    assert picture.read_bytes() == nodes_file(panned["folder"], before, "image:0").read_bytes()
+    old_clip = luma(nodes_file(panned["folder"], before, "clip:0"), rows=slice(None))
+    new_clip = luma(nodes_file(folder, after, "clip:0"), rows=slice(None))
+    assert mean_step(old_clip[0], new_clip[0]) < 1.0  # both start on the picture
+    assert mean_step(old_clip[24], new_clip[24]) > 1.0
+    old_shorts, new_shorts = before["shorts:es"]["result"]["shorts"], after["shorts:es"]["result"]["shorts"]
+    assert old_shorts[0]["key"] != new_shorts[0]["key"]  # it shows scene 0
+    assert [s["key"] for s in old_shorts[1:]] == [s["key"] for s in new_shorts[1:]]
+    assert (
+        mean_step(
+            luma(folder / new_shorts[0]["path"])[24], luma(panned["folder"] / old_shorts[0]["path"])[24]
+        )
+        > 1.0
+    )
+    # Back to the derived seed: the first clip again, bit for bit.
+    update_review(episode.store, episode.identity, lambda r: r.set_clip_seed(0, "0", None), command="test")
+    assert run_episode(RunRequest(script=panned["script"], languages=["es"]), config).ok
+    assert run_record(folder)["nodes"]["clip:0"]["key"] == before["clip:0"]["key"]
+    assert (
+        nodes_file(folder, before, "clip:0").read_bytes()
+        == nodes_file(panned["folder"], before, "clip:0").read_bytes()
+    )
+
+
+def nodes_file(folder: Path, nodes: dict, node: str) -> Path:
+    return folder / nodes[node]["result"]["path"]
+
+
+def test_shorts_images_generate_makes_a_vertical_clip_from_the_vertical_picture(tmp_path):
+    run = shorts_run(tmp_path, "generate")
+    folder, nodes = run["folder"], run["record"]["nodes"]
+    assert sorted(n for n in nodes if n.startswith("clip_v:")) == ["clip_v:0", "clip_v:1"]
+    vertical = nodes["clip_v:0"]
+    # At the vertical picture's size (a multiple of 16 at least the Short's), made from that picture.
+    assert (vertical["result"]["width"], vertical["result"]["height"]) == (192, 320)
+    assert vertical["made_from"]["input_nodes"] == {"image": "image_v:0"}
+    short = luma(folder / first_short(nodes["shorts:es"])["path"])
+    played = [
+        f[: SHORT_SIZE[1]][CLEAR].astype(np.float32)
+        for f in ClipFrames(
+            nodes_file(folder, nodes, "clip_v:0"),
+            width=SHORT_SIZE[0],
+            height=SHORT_SIZE[1],
+            fps=24,
+            fit="cover",
+            fill="hold",
+        ).frames(0, 25)
+    ]
+    # The Short plays the vertical clip, fitted: frame for frame, not its first frame held.
+    for i in (0, 12, 24):
+        assert mean_step(short[i], played[i]) < 1.5
+    assert mean_step(short[24], played[0]) > 2 * mean_step(short[24], played[24])
+    # Past its end the scene goes on under the continuation's slow zoom: no freeze.
+    scene_frames = nodes["pad:es:0"]["result"]["frames"]
+    assert all(mean_step(short[i], short[i + 12]) > 0.0 for i in range(scene_frames - 24))

@@ -1,10 +1,12 @@
 """Shorts and burned captions in the plan: which nodes, their keys, and what they leave alone."""
 
+import dataclasses
+
 from conftest import small_script
 from test_plan import IDENTITIES, keys, plan_for
 
 from zray.config import load_config
-from zray.nodes import ImageRequest, Kind, ShortsRequest
+from zray.nodes import ClipRequest, ImageRequest, Kind, ShortsClip, ShortsRequest
 from zray.pipeline.plan import Intro, build_plan
 from zray.script import check_data
 
@@ -89,3 +91,55 @@ def test_burned_captions_make_each_language_s_scenes_its_own():
     )
     red = plan_for(small_script(), captions={"burn": True, "highlight": "#ff0000"})
     assert keys(red)["captioned:es:0"] != keys(plan)["captioned:es:0"]
+
+
+WITH_VIDEO = dataclasses.replace(IDENTITIES, video={"engine": "parallax", "max_pixels": None})
+
+
+def generated_scene_1() -> dict:
+    data = small_script()
+    data["scenes"][1]["motion"] = "generate"
+    return data
+
+
+def test_a_short_pans_across_a_generated_scene_s_clip_and_is_keyed_by_it():
+    plan = plan_for(generated_scene_1(), identities=WITH_VIDEO, shorts={"enabled": True})
+    node, clip = plan.nodes["shorts:es"], plan.nodes["clip:1"]
+    assert node.inputs["clips"] == ("clip:1",) and node.inputs["images"] == ("image:0", "image:1", "image:2")
+    scenes = node.request.scenes
+    assert scenes[1].generated == ShortsClip(key=clip.key, index=0, move=None)  # no move: panned across
+    assert scenes[0].generated is None and scenes[2].generated is None
+    assert not any(n.startswith(("clip_v:", "image_v:")) for n in plan.nodes)
+    # A different clip (its motion prompt) is a different Short; the long video's still scenes are not.
+    data = generated_scene_1()
+    data["scenes"][1]["motion_prompt"] = "the waves roll in"
+    other = plan_for(data, identities=WITH_VIDEO, shorts={"enabled": True})
+    assert other.nodes["clip:1"].key != clip.key and other.nodes["shorts:es"].key != node.key
+    assert other.nodes["image:1"].key == plan.nodes["image:1"].key
+
+
+def test_shorts_images_generate_makes_a_vertical_clip_from_the_vertical_picture():
+    plan = plan_for(
+        generated_scene_1(), identities=WITH_VIDEO, shorts={"enabled": True, "images": "generate"}
+    )
+    vertical, scene = plan.nodes["clip_v:1"], plan.nodes["clip:1"]
+    assert isinstance(vertical.request, ClipRequest) and vertical.stage == "clips"
+    assert dict(vertical.inputs) == {"image": "image_v:1"}
+    assert (vertical.request.width, vertical.request.height) == (1088, 1920)  # the vertical picture's size
+    assert (vertical.request.prompt, vertical.request.seed) == (scene.request.prompt, scene.request.seed)
+    assert vertical.outputs != scene.outputs
+    node = plan.nodes["shorts:es"]
+    assert node.inputs["clips"] == ("clip_v:1",)
+    generated = node.request.scenes[1].generated
+    assert generated.key == vertical.key and generated.index == 0 and generated.move is not None
+    assert not any(
+        n.startswith("clip_v:")
+        for n in plan_for(small_script(), shorts={"enabled": True, "images": "generate"}).nodes
+    )
+    # A model with a native size makes the vertical clip at its number of pixels, in the Short's shape.
+    wan = dataclasses.replace(
+        IDENTITIES, video={"engine": "wan", "max_pixels": 1280 * 704, "size_multiple": 32}
+    )
+    sized = plan_for(generated_scene_1(), identities=wan, shorts={"enabled": True, "images": "generate"})
+    request = sized.nodes["clip_v:1"].request
+    assert request.height > request.width and request.width * request.height <= 1280 * 704

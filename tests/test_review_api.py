@@ -46,6 +46,7 @@ ROUTES = [
     ("POST", "/api/approve"),
     ("POST", "/api/withdraw"),
     ("POST", "/api/scene/0/seed"),
+    ("POST", "/api/scene/0/clip_seed"),
     ("POST", "/api/thumbnail"),
     ("POST", "/api/rebuild"),
 ]
@@ -178,6 +179,10 @@ def test_bad_api_requests_are_one_line_errors(server, folder):
         ("/api/scene/9/seed", {"seed": 1}),
         ("/api/scene/0/seed", {"seed": "many"}),
         ("/api/scene/0/seed", {"seed": 2**40}),
+        ("/api/scene/9/clip_seed", {}),
+        ("/api/scene/0/clip_seed", {"seed": "many"}),
+        ("/api/scene/0/clip_seed", {"seed": -1}),
+        ("/api/scene/0/clip_seed", {"seed": 5}),  # a still scene: no clip to re-seed
         ("/api/thumbnail", {"lang": "es", "variant": 3}),
         ("/api/thumbnail", {"lang": "ca", "variant": 2}),
     ]:
@@ -185,6 +190,7 @@ def test_bad_api_requests_are_one_line_errors(server, folder):
         assert status == 400, (path, body, answer)
         assert "\n" not in json.loads(answer)["error"]
     assert "scenes" not in review_record(folder) or not review_record(folder)["scenes"]
+    assert "clips" not in review_record(folder)
 
 
 def test_request_bodies_are_bounded_and_any_nesting_is_a_400(server, folder):

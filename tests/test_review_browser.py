@@ -259,3 +259,56 @@ def test_report_html_is_small_and_self_contained(folder):
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in text and "<script" not in text
     assert len(io.BytesIO(text.encode()).getvalue()) < 200_000
+
+
+# --- a scene of motion generate: a new clip, its picture kept -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generated_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_episode(tmp_path_factory.mktemp("review-clip"), generated=True)
+
+
+@pytest.fixture
+def generated_page(browser, generated_folder: Path):
+    with review_server(generated_folder) as running:
+        watched = Watched(browser)
+        watched.page.goto(running.url)
+        watched.page.wait_for_selector("body[data-loaded]")
+        yield watched
+        watched.close()
+
+
+def _file_digest(folder: Path, record: dict, node: str) -> str:
+    return hashlib.sha256((folder / record["nodes"][node]["outputs"][0]).read_bytes()).hexdigest()
+
+
+def test_a_new_clip_then_rebuild_changes_the_clip_but_not_its_picture(generated_page, generated_folder):
+    page, folder = generated_page.page, generated_folder
+    before = run_record(folder)
+    assert page.locator(".scene .clip").count() == 1  # only the generated scene has a clip to re-roll
+    card = page.locator(".scene[data-scene='0']")
+    assert card.locator("[data-role='clip-seed']").inner_text() == "from the picture's seed"
+    assert card.locator(".clip a").get_attribute("href").split("?")[0].endswith(".mp4")
+    card.locator("button[data-action='new-clip']").click()
+    card.locator("button[data-action='reset-clip-seed']").wait_for()
+    chosen = review_record(folder)["clips"]["0"]
+    assert chosen["scene_id"] == "0" and "0" not in review_record(folder).get("scenes", {})
+    assert (
+        card.locator("[data-role='clip-seed']").inner_text().startswith(f"seed {chosen['seed']} (chosen by ")
+    )
+
+    page.click("#rebuild")
+    page.wait_for_selector("body[data-rebuild='done'], body[data-rebuild='failed']")
+    log = page.locator("#rebuild-log").inner_text()
+    assert page.get_attribute("body", "data-rebuild") == "done", log
+    after = run_record(folder)
+    rebuilt = {n for n in before["nodes"] if before["nodes"][n]["key"] != after["nodes"][n]["key"]}
+    assert {"clip:0", "motion:0", "video:es", "video:ca"} <= rebuilt
+    assert not any(n.startswith(("image:", "tts:", "pad:", "clip:1", "thumbs:")) for n in rebuilt)
+    assert _file_digest(folder, after, "image:0") == _file_digest(folder, before, "image:0")
+    assert _file_digest(folder, after, "clip:0") != _file_digest(folder, before, "clip:0")
+    # The page links the new clip once it has reloaded the episode.
+    new_clip = after["nodes"]["clip:0"]["outputs"][0]
+    page.locator(f".scene[data-scene='0'] .clip a[href*='{new_clip.rsplit('/', 1)[1]}']").wait_for()
+    assert generated_page.errors == []

@@ -3,6 +3,7 @@ publish gate, and `zray review --approve` (no server, no browser)."""
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import io
 import json
@@ -88,6 +89,48 @@ def test_a_seed_chosen_for_a_scene_that_moved_is_not_handed_to_its_neighbour():
     assert plan_keys(data, ReviewOverrides(seeds={1: SceneSeed("7", 42)})) == before
 
 
+def generated_plan(review: ReviewOverrides | None = None, **shorts):
+    data = two_variants()
+    data["scenes"][1]["motion"] = "generate"
+    script = check_data(data, filename="SAGA_01_Episode_02.json").script
+    identities = dataclasses.replace(IDENTITIES, video={"engine": "parallax", "max_pixels": None})
+    config = load_config(None, shorts={"enabled": bool(shorts), **shorts})
+    return build_plan(script, languages=script.languages, identities=identities, config=config, review=review)
+
+
+def test_a_new_clip_seed_changes_the_clip_and_what_shows_it_but_not_the_picture():
+    before = {n: node.key for n, node in generated_plan().nodes.items()}
+    plan = generated_plan(ReviewOverrides(clip_seeds={1: SceneSeed("1", 42)}))
+    after = {n: node.key for n, node in plan.nodes.items()}
+    assert plan.nodes["clip:1"].request.seed == 42
+    assert changed(before, after) == {"clip:1", "motion:1", "tail:es:1", "tail:ca:1", "video:es", "video:ca"}
+    # With Shorts, vertical clips too: the new seed is the scene's clip's, in both shapes.
+    before = {n: node.key for n, node in generated_plan(images="generate").nodes.items()}
+    plan = generated_plan(ReviewOverrides(clip_seeds={1: SceneSeed("1", 42)}), images="generate")
+    after = {n: node.key for n, node in plan.nodes.items()}
+    assert {"clip:1", "clip_v:1", "shorts:es", "shorts:ca"} <= changed(before, after)
+    assert not any(n.startswith(("image", "pad:", "tts:")) for n in changed(before, after))
+    assert plan.nodes["clip_v:1"].request.seed == 42
+    # A clip seed chosen for a scene that has since moved is not handed to its neighbour.
+    assert {
+        n: node.key
+        for n, node in generated_plan(
+            ReviewOverrides(clip_seeds={1: SceneSeed("7", 42)}), images="generate"
+        ).nodes.items()
+    } == before
+
+
+def test_a_new_picture_gives_a_new_clip_too():
+    before = generated_plan().nodes
+    after = generated_plan(ReviewOverrides(seeds={1: SceneSeed("1", 42)})).nodes
+    assert after["image:1"].key != before["image:1"].key
+    assert after["clip:1"].key != before["clip:1"].key
+    assert after["clip:1"].request.seed != before["clip:1"].request.seed  # derived from the picture's
+    # A clip seed chosen in review stays the clip's when the picture changes (its picture is new).
+    both = generated_plan(ReviewOverrides(seeds={1: SceneSeed("1", 42)}, clip_seeds={1: SceneSeed("1", 7)}))
+    assert both.nodes["clip:1"].request.seed == 7 and both.nodes["clip:1"].key != after["clip:1"].key
+
+
 def test_the_chosen_thumbnail_variant_changes_only_that_languages_thumbnail_key():
     data = two_variants()
     before = plan_keys(data)
@@ -154,6 +197,21 @@ def test_seeds_and_thumbnail_choices_round_trip_into_plan_overrides(tmp_path: Pa
     assert plan_overrides(store, ME).seed_for(2, "2") is None
 
 
+def test_a_clip_seed_round_trips_apart_from_the_picture_seed(tmp_path: Path):
+    store = Store(str(tmp_path))
+    update_review(store, ME, lambda r: r.set_clip_seed(1, "1", 99), command="test")
+    overrides = plan_overrides(store, ME)
+    assert overrides.clip_seed_for(1, "1") == 99 and overrides.seed_for(1, "1") is None
+    assert overrides.clip_seed_for(1, "7") is None  # the scene there has another id now
+    record = json.loads((tmp_path / "review.json").read_text())
+    assert record["clips"]["1"]["seed"] == 99 and record["history"][-1]["action"] == "clip seed"
+    with pytest.raises(ValueError, match="seed 4294967296"):
+        update_review(store, ME, lambda r: r.set_clip_seed(1, "1", 2**32), command="test")
+    update_review(store, ME, lambda r: r.set_clip_seed(1, "1", None), command="test")
+    assert plan_overrides(store, ME).clip_seed_for(1, "1") is None
+    assert "clips" not in json.loads((tmp_path / "review.json").read_text())
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
@@ -163,6 +221,8 @@ def test_seeds_and_thumbnail_choices_round_trip_into_plan_overrides(tmp_path: Pa
         ('{"identity": IDENT, "approvals": {"es": {"keys": "k"}}}', "approvals entry 'es'"),
         ('{"identity": IDENT, "scenes": {"1": {"seed": -1, "scene_id": "1"}}}', "scenes entry '1'"),
         ('{"identity": IDENT, "scenes": {"one": {"seed": 1, "scene_id": "1"}}}', "scene's position"),
+        ('{"identity": IDENT, "clips": {"1": {"seed": "x", "scene_id": "1"}}}', "clips entry '1'"),
+        ('{"identity": IDENT, "clips": {"one": {"seed": 1, "scene_id": "1"}}}', "scene's position"),
         ('{"identity": IDENT, "thumbnails": {"es": {"variant": 0}}}', "thumbnails entry 'es'"),
         ('{"identity": IDENT, "approvals": []}', "`approvals` must be a JSON object"),
     ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import av
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from zray.media.short_video import ShortScene, short_frames
 from zray.media.subtitles import time_cues
 from zray.media.video.bitstream import NAL_IDR, access_units
 from zray.media.video.sequence import encode_frames
-from zray.media.video.settings import VideoSettings
+from zray.media.video.settings import VideoError, VideoSettings
 from zray.media.words import WordTiming
 
 W, H, FPS = 180, 320, 24
@@ -116,3 +118,27 @@ def test_a_stream_never_ends_on_a_lone_idr(tmp_path, count):
     assert not any(unit[0] & 0x1F == NAL_IDR for unit in pictures[-1])
     with av.open(str(dest), format="h264") as container:
         assert sum(1 for _ in container.decode(video=0)) == count
+
+
+def test_a_clip_is_panned_across_frame_by_frame_and_its_last_frame_held_under_the_moving_window(tmp_path):
+    from zray.media.pan import fitted_size, window
+    from zray.media.video.clip import write_clip
+
+    # A 16:9 clip whose brightness rises frame by frame: which clip frame a Short's frame shows is
+    # read from its mean, whatever window the pan is at.
+    base = np.asarray(landscape(3, size=(320, 176)), np.int16)
+    clip = tmp_path / "clip.mp4"
+    write_clip((np.clip(base - 60 + 6 * i, 0, 255).astype(np.uint8) for i in range(13)), clip, fps=FPS)
+    frames = list(short_frames([ShortScene(picture=None, clip=clip, frames=30)], width=W, height=H, fps=FPS))
+    assert len(frames) == 30 and all(f.shape == (H * 3 // 2, W) for f in frames)
+    means = [float(luma(f).mean()) for f in frames]
+    assert all(b - a > 2.0 for a, b in itertools.pairwise(means[:13]))  # the clip plays
+    assert max(means[13:]) - min(means[13:]) < 1.0  # then its last frame holds...
+    # ...while the window keeps moving across it (no frozen picture).
+    assert all(np.abs(luma(a).astype(int) - luma(b)).mean() > 0 for a, b in itertools.pairwise(frames[13:]))
+    wide, _ = fitted_size(320, 176, width=W, height=H)
+    assert wide > W
+    with pytest.raises(VideoError, match="cannot be panned"):
+        window(np.zeros((10, wide), np.uint8), left=0, width=W, height=H)
+    with pytest.raises(VideoError, match="one of them"):
+        ShortScene(picture=landscape(1), clip=clip, frames=5)

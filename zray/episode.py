@@ -137,6 +137,11 @@ def vertical_image(label: str) -> str:
     return f"{ASSETS_DIR}/common/img_v_{label}.png"
 
 
+def vertical_clip(label: str, key: str) -> str:
+    """A scene's vertical clip for the Shorts (`shorts.images = "generate"`, motion "generate")."""
+    return f"{ASSETS_DIR}/common/clip_v_{label}_{key[:12]}.mp4"
+
+
 def shorts_work(lang: str) -> str:
     """The Shorts step's own records for a language: its index of rendered Shorts, their AAC chunks."""
     return f"{SHORTS_WORK_DIR}/{lang}"

@@ -361,6 +361,7 @@ class ShortsInputs:
     pads: tuple[PadResult, ...]  # per scene: its padded narration and word timings
     music: MusicResult
     intro: IntroResult | None = None  # shorts.intro, encoded at the Shorts' size
+    clips: tuple[ClipResult, ...] = ()  # the scenes' generated clips; see ShortsScene.generated
 
 
 # --- requests --------------------------------------------------------------------------------------
@@ -659,6 +660,18 @@ class ShortsScene:
     pad_key: str
     image: int | None = None  # its picture among the step's `images`; None for a clip
     clip: Clip | None = None  # a studio clip shown instead of a picture (cover-fitted)
+    generated: ShortsClip | None = None  # a clip generated from its picture (motion "generate")
+
+
+@dataclass(frozen=True)
+class ShortsClip:
+    """A generated clip a Short shows for a scene: the scene's own (horizontal) clip panned across
+    (`move` None), or a vertical clip made at the Shorts' size, fitted and carried on past its end
+    under `move` as the long video carries on the scene's clip."""
+
+    key: str  # the clip node's key: a new clip (a review seed) is a new Short
+    index: int  # the clip among the step's `clips`
+    move: Move | None = None
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,12 @@ from zray.engines.storyboard import MAX_SIDE, MIN_SIDE, StoryboardImageEngine
 from zray.media import moves
 from zray.media.generated import CLIP_FPS, continuation_move
 
-ENGINE_VERSION = "1"
-# Frame widths a second the nearest layer travels at full speed; the others in proportion.
+ENGINE_VERSION = "2"  # 2: the seed sets the camera's pace as well as its direction
+# Frame widths a second the nearest layer travels at full speed (at the middle pace); the others in
+# proportion. The seed picks the pace in PACES and the direction, so a new seed (a clip re-rolled in
+# review) is a different clip, not one of two.
 SPEED = 0.04
+PACES = (0.75, 1.25)
 DEPTHS = (0.12, 0.4, 1.0)  # the sun, the ridge, the foreground (storyboard's layers, far to near)
 EASE_SECONDS = 1.0  # the camera gathers speed from rest (no jolt on the first frames)
 
@@ -81,10 +84,12 @@ class ParallaxVideoEngine(BaseEngine):
         """`frames` RGB frames, the first the picture; lazily (see the module docstring)."""
         _check(image=image, width=width, height=height, frames=frames, seed=seed)
         self.load()
-        direction = 1.0 if hashlib.sha256(f"{prompt}\n{seed}".encode()).digest()[0] % 2 else -1.0
+        digest = hashlib.sha256(f"{prompt}\n{seed}".encode()).digest()
+        direction = 1.0 if digest[0] % 2 else -1.0
+        pace = PACES[0] + (PACES[1] - PACES[0]) * int.from_bytes(digest[1:3]) / 0xFFFF
         card = self._card(image, layers, width=width, height=height)
         if card is not None:
-            return self._parallax(card, width=width, frames=frames, direction=direction)
+            return self._parallax(card, width=width, frames=frames, velocity=direction * pace)
         return _gentle(image, f"{prompt}\n{seed}", width=width, height=height, frames=frames)
 
     def _card(
@@ -98,9 +103,9 @@ class ParallaxVideoEngine(BaseEngine):
         same = np.array_equal(np.asarray(card.render()), np.asarray(image.convert("RGB")))
         return card if same else None
 
-    def _parallax(self, card: Any, *, width: int, frames: int, direction: float) -> Iterator[np.ndarray]:
+    def _parallax(self, card: Any, *, width: int, frames: int, velocity: float) -> Iterator[np.ndarray]:
         for index in range(frames):
-            travel = direction * SPEED * width * moves.travelled(index / CLIP_FPS, ease=EASE_SECONDS)
+            travel = velocity * SPEED * width * moves.travelled(index / CLIP_FPS, ease=EASE_SECONDS)
             yield np.asarray(card.render(tuple(depth * travel for depth in DEPTHS)))
 
 

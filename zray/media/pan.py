@@ -1,4 +1,5 @@
 """A slow pan across a picture inside a frame of another shape: a 16:9 scene image in a vertical Short.
+A clip is panned across the same way, frame by frame (`window` on each frame fitted by `fitted_size`).
 
 The picture is cover-fitted to the frame's height (so no edge ever shows) and converted to yuv420p
 once, at that size; every frame is then one horizontal resampling of its planes through a window
@@ -26,7 +27,7 @@ from PIL import Image
 from zray.media.video import encoder
 from zray.media.video.settings import VideoError
 
-__all__ = ["EASE_SECONDS", "MIN_MARGIN", "SPEED", "Pan", "PanPicture", "plan_pan"]
+__all__ = ["EASE_SECONDS", "MIN_MARGIN", "SPEED", "Pan", "PanPicture", "fitted_size", "plan_pan", "window"]
 
 SPEED = 0.12  # frame widths a second at most
 EASE_SECONDS = 1.0
@@ -75,9 +76,7 @@ class PanPicture:
         if width % 2 or height % 2 or width <= 0 or height <= 0:
             raise VideoError(f"frame size must be positive and even, got {width}x{height}")
         rgb = image.convert("RGB")
-        scale = max(height / rgb.height, width * (1 + MIN_MARGIN) / rgb.width)
-        fitted_w = max(width + 2, 2 * math.ceil(rgb.width * scale / 2))
-        fitted_h = max(height, 2 * math.ceil(rgb.height * scale / 2))
+        fitted_w, fitted_h = fitted_size(rgb.width, rgb.height, width=width, height=height)
         frame = encoder.to_yuv(av.VideoFrame.from_image(rgb), fitted_w, fitted_h, interpolation="LANCZOS")
         packed = frame.to_ndarray()
         chroma = packed[fitted_h:].reshape(2, fitted_h // 2, fitted_w // 2)
@@ -92,19 +91,49 @@ class PanPicture:
 
     def render(self, left: float) -> np.ndarray:
         """The frame whose window starts `left` pixels into the fitted picture."""
-        left = min(max(left, 0.0), float(self.margin))
-        w, h = self.width, self.height
-        out = np.empty((h * 3 // 2, w), dtype=np.uint8)
-        out[:h] = np.asarray(self.y.resize((w, h), Image.Resampling.BICUBIC, box=(left, 0, left + w, h)))
-        chroma = out[h:].reshape(2, h // 2, w // 2)
-        box = (left / 2, 0, left / 2 + w / 2, h / 2)
-        chroma[0] = np.asarray(self.u.resize((w // 2, h // 2), Image.Resampling.BICUBIC, box=box))
-        chroma[1] = np.asarray(self.v.resize((w // 2, h // 2), Image.Resampling.BICUBIC, box=box))
-        return out
+        return _window(
+            self.y, self.u, self.v, left=left, margin=self.margin, width=self.width, height=self.height
+        )
 
     def frames(self, pan: Pan, start: int, count: int) -> Iterator[np.ndarray]:
         for index in range(start, start + count):
             yield self.render(pan.at(index))
+
+
+def fitted_size(picture_width: float, picture_height: int, *, width: int, height: int) -> tuple[int, int]:
+    """The size (even) a picture is fitted to for a pan in a width x height frame: as tall as the
+    frame at least, and wide enough to leave `MIN_MARGIN` to travel."""
+    scale = max(height / picture_height, width * (1 + MIN_MARGIN) / picture_width)
+    fitted_w = max(width + 2, 2 * math.ceil(picture_width * scale / 2))
+    fitted_h = max(height, 2 * math.ceil(picture_height * scale / 2))
+    return fitted_w, fitted_h
+
+
+def window(packed: np.ndarray, *, left: float, width: int, height: int) -> np.ndarray:
+    """The width x height window starting `left` pixels into a packed yuv420p frame as tall as the
+    window (a frame of a clip fitted with `fitted_size`, its middle rows kept)."""
+    if packed.shape[0] != height * 3 // 2 or packed.shape[1] % 2:
+        raise VideoError(
+            f"a {packed.shape[1]}x{packed.shape[0] * 2 // 3} frame cannot be panned at height {height}"
+        )
+    wide = packed.shape[1]
+    chroma = packed[height:].reshape(2, height // 2, wide // 2)
+    planes = (Image.fromarray(packed[:height]), Image.fromarray(chroma[0]), Image.fromarray(chroma[1]))
+    return _window(*planes, left=left, margin=wide - width, width=width, height=height)
+
+
+def _window(
+    y: Image.Image, u: Image.Image, v: Image.Image, *, left: float, margin: int, width: int, height: int
+) -> np.ndarray:
+    left = min(max(left, 0.0), float(margin))
+    w, h = width, height
+    out = np.empty((h * 3 // 2, w), dtype=np.uint8)
+    out[:h] = np.asarray(y.resize((w, h), Image.Resampling.BICUBIC, box=(left, 0, left + w, h)))
+    chroma = out[h:].reshape(2, h // 2, w // 2)
+    box = (left / 2, 0, left / 2 + w / 2, h / 2)
+    chroma[0] = np.asarray(u.resize((w // 2, h // 2), Image.Resampling.BICUBIC, box=box))
+    chroma[1] = np.asarray(v.resize((w // 2, h // 2), Image.Resampling.BICUBIC, box=box))
+    return out
 
 
 def plan_pan(margin: int, *, width: int, frames: int, fps: int, rightwards: bool) -> Pan:

@@ -3,7 +3,8 @@
 Scene k fills frames [b_k, b_k+1) of the Short's body; a crossfade into scene k takes the last
 `transition` frames before b_k (the previous scene still panning, fading into scene k's first
 frame, `zray.media.frames.crossfade`), so each scene's picture is fully shown on its boundary
-frame, as in the long video. A studio clip plays instead of a pan, cover-fitted to the Short.
+frame, as in the long video. A studio clip plays instead of a pan, cover-fitted to the Short; a
+generated clip is panned across as a picture is (its last frame held under the pan past its end).
 Pans alternate direction from scene to scene. Frames are rendered as they are encoded, never
 held all at once; only the current and the next picture are in memory.
 """
@@ -17,13 +18,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 from PIL import Image
 
 from zray.media.caption_yuv import burn
 from zray.media.captions import CaptionState
-from zray.media.frames import FrameSource, crossfade
-from zray.media.pan import PanPicture, plan_pan
+from zray.media.frames import ClipFrames, FrameSource, crossfade
+from zray.media.pan import PanPicture, fitted_size, plan_pan, window
 from zray.media.video.aac import EncodedAudio
 from zray.media.video.mux import AssemblyInfo, Segment, assemble
 from zray.media.video.sequence import encode_frames
@@ -35,17 +37,18 @@ __all__ = ["ShortScene", "render_short", "short_frames"]
 
 @dataclass(frozen=True)
 class ShortScene:
-    """One scene of a Short: its picture (panned across) or its frames from elsewhere (a studio
-    clip, fitted to the Short), the frames it fills, the frames of crossfade into it."""
+    """One scene of a Short: its picture or a clip (panned across), or its frames from elsewhere (a
+    studio clip, fitted to the Short), the frames it fills, the frames of crossfade into it."""
 
     picture: str | os.PathLike[str] | Image.Image | None
     frames: int
     transition: int = 0
     source: FrameSource | None = None  # used instead of a picture
+    clip: str | os.PathLike[str] | None = None  # a clip panned across instead of a picture
 
     def __post_init__(self) -> None:
-        if (self.picture is None) == (self.source is None):
-            raise VideoError("a Short's scene shows a picture or frames from a source, one of them")
+        if sum(shown is not None for shown in (self.picture, self.source, self.clip)) != 1:
+            raise VideoError("a Short's scene shows a picture, a clip or frames from a source, one of them")
         if self.frames < 1 or self.transition < 0:
             raise VideoError(
                 f"a scene fills at least one frame after a crossfade of 0 or more, got frames={self.frames}, "
@@ -96,10 +99,55 @@ class _Panned:
         return self.picture.frames(self.pan, start, count)
 
 
+class _PannedClip:
+    """A clip panned across for a scene's frames as a picture is: each frame fitted to the Short's
+    height with room to travel, seen through the moving window; past the clip's end its last frame
+    holds while the window keeps moving, so the scene never freezes."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        width: int,
+        height: int,
+        frames: int,
+        fps: int,
+        rightwards: bool,
+    ) -> None:
+        self.width, self.height = width, height
+        wide, _ = fitted_size(*_display_size(path), width=width, height=height)
+        # Cover-fitted to wide x height: scaled to that width (or the height), the middle rows kept.
+        self.clip = ClipFrames(
+            path, width=wide, height=height, fps=fps, fit="cover", fill="hold", interpolation="LANCZOS"
+        )
+        self.pan = plan_pan(wide - width, width=width, frames=frames, fps=fps, rightwards=rightwards)
+
+    def frames(self, start: int, count: int) -> Iterator[np.ndarray]:
+        for index, frame in enumerate(self.clip.frames(start, count), start=start):
+            yield window(frame, left=self.pan.at(index), width=self.width, height=self.height)
+
+
+def _display_size(path: str | os.PathLike[str]) -> tuple[float, int]:
+    """A clip's width as shown (its pixels may not be square) and its height."""
+    try:
+        with av.open(os.fspath(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"clip {os.fspath(path)} has no video stream")
+            context = container.streams.video[0].codec_context
+            aspect = float(context.sample_aspect_ratio or 1)
+            return context.width * aspect, context.height
+    except (av.FFmpegError, OSError) as error:
+        raise VideoError(f"cannot read clip {os.fspath(path)}: {error}") from error
+
+
 def _source(scenes: Sequence[ShortScene], k: int, *, width: int, height: int, fps: int) -> FrameSource:
     scene = scenes[k]
     if scene.source is not None:
         return scene.source
+    if scene.clip is not None:
+        return _PannedClip(
+            scene.clip, width=width, height=height, frames=scene.frames, fps=fps, rightwards=k % 2 == 0
+        )
     assert scene.picture is not None  # ShortScene holds one or the other
     picture = PanPicture(_load_image(scene.picture), width=width, height=height)
     return _Panned(picture, frames=scene.frames, fps=fps, rightwards=k % 2 == 0)

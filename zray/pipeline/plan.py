@@ -44,6 +44,7 @@ from zray.nodes import (
     PadRequest,
     SceneText,
     SegmentRequest,
+    ShortsClip,
     ShortsRequest,
     ShortsScene,
     Shot,
@@ -134,6 +135,11 @@ def scene_motion(script: Script, index: int, motion: str) -> str:
     scene = script.scenes[index]
     chosen = scene.motion or motion
     return "clip" if scene.clip_file else chosen
+
+
+def derived_clip_seed(picture_seed: int) -> int:
+    """A scene's clip seed when review chose none: from its picture's seed."""
+    return seed_from("clip", str(picture_seed))
 
 
 def generates_clips(script: Script, config: Config, profile: str) -> bool:
@@ -278,51 +284,77 @@ class _Builder:
     def generated_clip(
         self, index: int, image: Node, seed: int, *, layers: tuple[str, int, str] | None
     ) -> Picture:
-        """The scene's picture set in motion by the video engine: a clip node (keyed by the picture,
-        the motion prompt, size, length, seed and the engine's identity), fitted to the frame as a
-        studio clip is and carried on past its end by a gentle move chosen from its key."""
+        """The scene's picture set in motion by the video engine, fitted to the frame as a studio
+        clip is and carried on past its end by a gentle move chosen from the clip's key."""
+        clip = self.clip_node(index, image, seed, layers=layers, size=(self.video.width, self.video.height))
+        move = generated.continuation_move(clip.key)
+        shot = Shot(generated=Generated(fit=self.config.video.fit, move=move))
+        return Picture(node=image, key=image.key, shot=shot, clip=clip)
+
+    def clip_node(
+        self,
+        index: int,
+        image: Node,
+        seed: int,
+        *,
+        layers: tuple[str, int, str] | None,
+        size: tuple[int, int],
+        vertical: bool = False,
+    ) -> Node:
+        """A clip made from `image` (picture seed `seed`, `size` pixels) by the video engine, keyed
+        by the picture, the motion prompt, size, length, seed and the engine's identity: the scene's,
+        or (`vertical`) the Shorts' from the vertical picture."""
         scene, label = self.script.scenes[index], self.labels[index]
         identity = self.identities.video
         if identity is None:
             raise ZrayError(f"scenes.{index}.motion: generate needs a video engine (engines.video)")
+        setting = "shorts" if vertical else "video"
         width, height = generated.clip_size(
-            self.video.width,
-            self.video.height,
+            *size,
             max_pixels=identity.get("max_pixels"),
             multiple=int(identity.get("size_multiple") or 16),
         )
+        clip_seed, seed_source = self.clip_seed(index, seed)
         request = ClipRequest(
             prompt=scene.motion_prompt or scene.image_prompt,
             width=width,
             height=height,
             frames=generated.clip_frames(self.config.models.video_seconds),
-            # A new picture (a review seed) gives a new clip too.
-            seed=seed_from("clip", str(seed)),
+            seed=clip_seed,
             layers=layers,
         )
-        clip = self.add(
+        kind = "clip_v" if vertical else "clip"
+        return self.add(
             make_node(
-                layout.node_id("clip", label),
+                layout.node_id(kind, label),
                 request,
                 stage="clips",
                 inputs={"image": image},
                 engine=identity,
-                outputs=lambda key: {"output": layout.scene_clip(label, key)},
+                outputs=lambda key: {
+                    "output": layout.vertical_clip(label, key) if vertical else layout.scene_clip(label, key)
+                },
                 sources={
                     "prompt": f"scenes.{index}.motion_prompt"
                     if scene.motion_prompt
                     else f"scenes.{index}.image_prompt",
-                    "width": "video.width",
-                    "height": "video.height",
+                    "width": f"{setting}.width",
+                    "height": f"{setting}.height",
                     "frames": "models.video_seconds",
-                    "seed": f"scenes.{index}.scene_id",
+                    "seed": seed_source,
                     "layers": f"scenes.{index}.image_prompt",
                 },
             )
         )
-        move = generated.continuation_move(clip.key)
-        shot = Shot(generated=Generated(fit=self.config.video.fit, move=move))
-        return Picture(node=image, key=image.key, shot=shot, clip=clip)
+
+    def clip_seed(self, index: int, picture_seed: int) -> tuple[int, str]:
+        """The seed of the scene's clip, and where it comes from: a new clip asked for in review (the
+        picture kept), else one derived from the picture's seed, so a new picture gives a new clip."""
+        scene = self.script.scenes[index]
+        chosen = self.review.clip_seed_for(index, str(scene.scene_id))
+        if chosen is not None:
+            return chosen, f"review clip seed of scene {scene.scene_id}"
+        return derived_clip_seed(picture_seed), self.scene_seed(index)[1]
 
     def scene_seed(self, index: int) -> tuple[int, str]:
         """The scene's picture seed, and where it comes from: a new picture asked for in review,
@@ -731,12 +763,18 @@ class _Builder:
         return dataclasses.replace(self.video, width=shorts.width, height=shorts.height)
 
     def vertical_pictures(self, pictures: list[Picture]) -> list[Picture]:
-        """Each scene's picture for the Shorts: the scene's own (a picture to pan across, or its clip),
-        or with `shorts.images = "generate"` a vertical image from the same prompt and seed (GPU time)."""
+        """Each scene's picture for the Shorts: the scene's own (a picture or its generated clip to
+        pan across, or its studio clip), or with `shorts.images = "generate"` a vertical image from
+        the same prompt and seed (GPU time), and for a scene of motion generate a vertical clip
+        made from it, fitted to the Short and carried on past its end as the long video's is."""
         vertical = []
         for index, (scene, picture) in enumerate(zip(self.script.scenes, pictures, strict=True)):
             if self.config.shorts.images != "generate" or scene.image_file or picture.node is None:
-                vertical.append(picture)  # a studio's own picture or clip is what the studio chose
+                # A studio's own picture or clip is what the studio chose; a generated clip is
+                # panned across, as a picture is (the long video's continuation is not the Short's).
+                vertical.append(
+                    picture if picture.clip is None else dataclasses.replace(picture, shot=Shot())
+                )
                 continue
             # Image models work in multiples of 16 pixels: made a little larger, then cover-fitted.
             width, height = (
@@ -744,16 +782,17 @@ class _Builder:
             )
             seed, seed_source = self.scene_seed(index)  # as the scene's own picture
             label = self.labels[index]
+            request = ImageRequest(
+                prompt=scene.image_prompt,
+                width=width,
+                height=height,
+                seed=seed,
+                label=f"Scene {scene.scene_id}",
+            )
             node = self.add(
                 make_node(
                     layout.node_id("image_v", label),
-                    ImageRequest(
-                        prompt=scene.image_prompt,
-                        width=width,
-                        height=height,
-                        seed=seed,
-                        label=f"Scene {scene.scene_id}",
-                    ),
+                    request,
                     stage="images",
                     engine=self.identities.image,
                     outputs=lambda key, label=label: {"output": layout.vertical_image(label)},
@@ -766,7 +805,17 @@ class _Builder:
                     },
                 )
             )
-            vertical.append(Picture(node=node, key=node.key, shot=Shot()))
+            if picture.clip is None:
+                vertical.append(Picture(node=node, key=node.key, shot=Shot()))
+                continue
+            layers = (
+                (request.prompt, request.seed, request.label)
+                if self.identities.image.get("engine") == "storyboard"
+                else None
+            )
+            clip = self.clip_node(index, node, seed, layers=layers, size=(width, height), vertical=True)
+            shot = Shot(generated=Generated(fit="cover", move=generated.continuation_move(clip.key)))
+            vertical.append(Picture(node=node, key=node.key, shot=shot, clip=clip))
         return vertical
 
     def shorts_intro_segment(self) -> Node | None:
@@ -790,6 +839,15 @@ class _Builder:
         profile resolves it (a cut in draft, 0.5 s in production)."""
         return self.transition
 
+    @staticmethod
+    def shorts_clip(picture: Picture, clips: list[Node]) -> ShortsClip | None:
+        """How a Short shows a scene's generated clip: a vertical one fitted and carried on under its
+        move, the scene's own panned across."""
+        if picture.clip is None:
+            return None
+        move = picture.shot.generated.move if picture.shot.generated is not None else None
+        return ShortsClip(key=picture.clip.key, index=clips.index(picture.clip), move=move)
+
     def shorts(
         self,
         lang: str,
@@ -804,6 +862,7 @@ class _Builder:
         the narration's lengths, known only after padding (see zray.pipeline.shorts)."""
         config, audio = self.config.shorts, self.config.audio
         images = [p.node for p in pictures if p.node is not None]  # a clip has no picture node
+        clips = [p.clip for p in pictures if p.clip is not None]
         scenes = tuple(
             ShortsScene(
                 label=self.labels[i],
@@ -812,6 +871,7 @@ class _Builder:
                 pad_key=pads[i].key,
                 image=images.index(node) if (node := pictures[i].node) is not None else None,
                 clip=pictures[i].shot.clip,
+                generated=self.shorts_clip(pictures[i], clips),
             )
             for i, s in enumerate(self.script.scenes)
         )
@@ -843,6 +903,8 @@ class _Builder:
                     "pads": tuple(pads),
                     "music": music,
                     "intro": intro,
+                    # Only when a scene has one: the Shorts of an episode without keep their keys.
+                    **({"clips": tuple(clips)} if clips else {}),
                 },
                 outputs=lambda key: {
                     "folder": f"{layout.SHORTS_DIR}/{lang}",

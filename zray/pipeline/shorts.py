@@ -6,7 +6,7 @@ one node per language (`shorts:<lang>`) groups them (`zray.media.short_groups`) 
 `dynamic_outputs`, the result lists them, and run.json records them with their hashes).
 
 The node reruns whenever anything of its language changed, but each Short inside it is keyed by
-what it is made from (its scenes' pictures and narration, where it is cut, the music, captions and
+what it is made from (its scenes' pictures or clips and narration, where it is cut, the music, captions and
 video settings): an index under `assets/tmp/shorts/<lang>/` remembers the Shorts rendered and their
 files' hashes, so after a one-scene edit only the Shorts showing that scene are rendered again; a
 Short whose number or title changed is renamed, not rendered. Their audio is mixed and mastered as
@@ -233,6 +233,8 @@ def _short_key(request: ShortsRequest, group: ShortGroup, timeline: _Layout) -> 
         to_json(request.video),
         KEY_FORMAT,
         STEP_VERSION[Kind.SHORTS],
+        # Generated clips only where a Short shows one: the keys of the Shorts without stay as they were.
+        *([[to_json(s.generated) for s in scenes]] if any(s.generated for s in scenes) else []),
     )
 
 
@@ -337,12 +339,29 @@ class _Renderer:
     def _scene(
         self, stack: contextlib.ExitStack, scene: ShortsScene, *, frames: int, transition: int
     ) -> ShortScene:
-        """What a scene shows in a Short: its picture, panned across, or its studio clip, cover-fitted
-        (a clip letterboxed into a vertical frame would be a strip)."""
+        """What a scene shows in a Short: its picture or its generated clip, panned across; a vertical
+        clip generated for the Shorts, fitted and carried on past its end; or its studio clip,
+        cover-fitted (a clip letterboxed into a vertical frame would be a strip)."""
         from zray.media.frames import ClipFrames
         from zray.media.short_video import ShortScene
 
         video = self.request.video
+        if scene.generated is not None:
+            generated = self.inputs.clips[scene.generated.index]
+            local = stack.enter_context(self.store.local_copy(generated.path))
+            if scene.generated.move is None:
+                return ShortScene(picture=None, clip=local, frames=frames, transition=transition)
+            carried = ClipFrames(
+                local,
+                width=video.width,
+                height=video.height,
+                fps=video.fps,
+                fit="cover",
+                fill="move",
+                move=scene.generated.move,
+                interpolation="LANCZOS",
+            )
+            return ShortScene(picture=None, source=carried, frames=frames, transition=transition)
         if scene.clip is not None:
             local = stack.enter_context(self.store.verified_copy(scene.clip.source, scene.clip.digest))
             source = ClipFrames(

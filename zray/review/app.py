@@ -375,6 +375,7 @@ def create_app(state: ReviewState, *, port: int, hosts: Iterable[str]) -> ASGIAp
                 "ok": True,
                 "approvals": record.approvals,
                 "scenes": record.scenes,
+                "clips": record.clips,
                 "thumbnails": record.thumbnails,
             }
         )
@@ -387,6 +388,9 @@ def create_app(state: ReviewState, *, port: int, hosts: Iterable[str]) -> ASGIAp
 
     async def seed(request: Request) -> Response:
         return await change(request, "seed")
+
+    async def clip_seed(request: Request) -> Response:
+        return await change(request, "clip_seed")
 
     async def thumbnail(request: Request) -> Response:
         return await change(request, "thumbnail")
@@ -415,6 +419,7 @@ def create_app(state: ReviewState, *, port: int, hosts: Iterable[str]) -> ASGIAp
         Route("/api/approve", approve, methods=["POST"]),
         Route("/api/withdraw", withdraw, methods=["POST"]),
         Route("/api/scene/{index:int}/seed", seed, methods=["POST"]),
+        Route("/api/scene/{index:int}/clip_seed", clip_seed, methods=["POST"]),
         Route("/api/thumbnail", thumbnail, methods=["POST"]),
         Route("/api/rebuild", rebuild_start, methods=["POST"]),
         Route("/api/rebuild", rebuild_status, methods=["GET"]),
@@ -451,7 +456,7 @@ async def _apply(
             def edit(record: ReviewRecord) -> None:
                 record.withdraw(name)
 
-    elif what == "seed":
+    elif what in ("seed", "clip_seed"):
         index = request.path_params["index"]
         scenes = episode.script.scenes
         if not 0 <= index < len(scenes):
@@ -465,9 +470,13 @@ async def _apply(
         else:
             value = random_seed()
         scene_id = str(scenes[index].scene_id)
+        setter = ReviewRecord.set_seed if what == "seed" else ReviewRecord.set_clip_seed
+        clip = layout.node_id("clip", layout.scene_labels(episode.script)[index])
+        if what == "clip_seed" and value is not None and clip not in episode.nodes:
+            raise ValueError(f"scene {index} has no generated clip (motion generate) in its last run")
 
         def edit(record: ReviewRecord) -> None:
-            record.set_seed(index, scene_id, value)
+            setter(record, index, scene_id, value)
 
     else:
         lang = _lang(data, episode)

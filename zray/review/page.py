@@ -143,6 +143,10 @@ def episode_view(episode: Episode, record: ReviewRecord, table: dict[str, Served
         override = record.scenes.get(str(index))
         if override and override.get("scene_id") != str(scene.scene_id):
             override = None  # chosen for a scene that has since moved: the plan ignores it too
+        clip_override = record.clips.get(str(index))
+        if clip_override and clip_override.get("scene_id") != str(scene.scene_id):
+            clip_override = None
+        clip = next(iter(_outputs(episode, f"clip:{label}")), None)
         narration = {}
         for lang in script.languages:
             span = spans[lang][index]
@@ -165,6 +169,15 @@ def episode_view(episode: Episode, record: ReviewRecord, table: dict[str, Served
                 "preview": _url(table, picture, preview=True),
                 "seed": override["seed"] if override else seed_from(script.code, str(scene.scene_id)),
                 "seed_chosen": _stamp(override),
+                # A scene of motion generate: its clip, and the seed review chose for it (None: the
+                # one derived from the picture's seed, so a new picture is a new clip).
+                "clip": {
+                    "url": _url(table, clip),
+                    "seed": clip_override["seed"] if clip_override else None,
+                    "seed_chosen": _stamp(clip_override),
+                }
+                if clip or clip_override
+                else None,
                 "narration": narration,
             }
         )

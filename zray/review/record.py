@@ -5,9 +5,10 @@ Three kinds of decision, each an input of something else:
 - approvals, read by the upload gate: an approval names the content keys of what was looked at
   (a language's long video, or all of its Shorts), so a rebuild that changes a key (a new picture,
   an edited line, an upgrade of zray that changes video keys) withdraws it by itself;
-- a new seed for one scene's picture, and the official thumbnail variant of a language: inputs of
-  the plan (`ReviewOverrides`), so they change exactly the keys they affect and the next run
-  rebuilds only those.
+- a new seed for one scene's picture (and so its generated clip), a new seed for its generated
+  clip alone (the picture kept), and the official thumbnail variant of a language: inputs of the
+  plan (`ReviewOverrides`), so they change exactly the keys they affect and the next run rebuilds
+  only those.
 
 The record belongs to the episode folder's owner (`zray.episode`, which hands it out as
 `Episode.review()`); it carries the episode's identity like every record there. Its writes go
@@ -83,14 +84,22 @@ class ReviewOverrides:
 
     seeds: Mapping[int, SceneSeed] = field(default_factory=dict)
     thumbnails: Mapping[str, int] = field(default_factory=dict)
+    clip_seeds: Mapping[int, SceneSeed] = field(default_factory=dict)  # a new clip, the picture kept
 
     def seed_for(self, index: int, scene_id: str) -> int | None:
-        chosen = self.seeds.get(index)
-        return chosen.seed if chosen is not None and chosen.scene_id == scene_id else None
+        return _chosen(self.seeds, index, scene_id)
+
+    def clip_seed_for(self, index: int, scene_id: str) -> int | None:
+        return _chosen(self.clip_seeds, index, scene_id)
 
     def thumbnail_for(self, lang: str, variants: int) -> int:
         variant = self.thumbnails.get(lang, 1)
         return variant if 1 <= variant <= variants else 1
+
+
+def _chosen(seeds: Mapping[int, SceneSeed], index: int, scene_id: str) -> int | None:
+    chosen = seeds.get(index)
+    return chosen.seed if chosen is not None and chosen.scene_id == scene_id else None
 
 
 # --- the record ------------------------------------------------------------------------------------
@@ -138,6 +147,7 @@ def _variant_problem(entry: Any) -> str | None:
 _SECTIONS: dict[str, Callable[[Any], str | None]] = {
     "approvals": _approval_problem,
     "scenes": _seed_problem,
+    "clips": _seed_problem,
     "thumbnails": _variant_problem,
 }
 
@@ -149,6 +159,7 @@ class ReviewRecord:
         self.store, self.identity = store, identity
         self.approvals: dict[str, dict[str, Any]] = {}
         self.scenes: dict[str, dict[str, Any]] = {}  # str(index) -> {scene_id, seed, by, at}
+        self.clips: dict[str, dict[str, Any]] = {}  # the same, for a scene's generated clip
         self.thumbnails: dict[str, dict[str, Any]] = {}  # lang -> {variant, by, at}
         self.history: list[dict[str, Any]] = []
         self._load()
@@ -179,7 +190,7 @@ class ReviewRecord:
                 raise RecordError(f"{self.url}: `{section}` must be a JSON object; {fix}")
             for name, entry in entries.items():
                 problem = problem_of(entry)
-                if section == "scenes" and not name.isdigit():
+                if section in ("scenes", "clips") and not name.isdigit():
                     problem = "is not a scene's position (0, 1, ...)"
                 if problem:
                     raise RecordError(f"{self.url}: {section} entry {name!r} {problem}; {fix}")
@@ -208,6 +219,7 @@ class ReviewRecord:
         return ReviewOverrides(
             seeds={int(i): SceneSeed(e["scene_id"], e["seed"]) for i, e in self.scenes.items()},
             thumbnails={lang: e["variant"] for lang, e in self.thumbnails.items()},
+            clip_seeds={int(i): SceneSeed(e["scene_id"], e["seed"]) for i, e in self.clips.items()},
         )
 
     # --- changing (under the lock, see update_review) ----------------------------------------------
@@ -229,17 +241,28 @@ class ReviewRecord:
             self._stamp("withdraw", name)
 
     def set_seed(self, index: int, scene_id: str, seed: int | None) -> None:
-        """A new seed for the scene at `index`; None goes back to the one the plan derives."""
+        """A new seed for the picture of the scene at `index` (its generated clip follows it); None
+        goes back to the one the plan derives."""
+        self._set_seed(self.scenes, "seed", index, scene_id, seed)
+
+    def set_clip_seed(self, index: int, scene_id: str, seed: int | None) -> None:
+        """A new seed for the generated clip of the scene at `index`, its picture kept; None goes
+        back to the one derived from the picture's seed."""
+        self._set_seed(self.clips, "clip seed", index, scene_id, seed)
+
+    def _set_seed(
+        self, section: dict[str, dict[str, Any]], action: str, index: int, scene_id: str, seed: int | None
+    ) -> None:
         if seed is None:
-            if self.scenes.pop(str(index), None) is not None:
-                self._stamp("seed", f"scene {index}", seed=None)
+            if section.pop(str(index), None) is not None:
+                self._stamp(action, f"scene {index}", seed=None)
             return
         if not 0 <= seed < SEED_LIMIT:
             raise ValueError(f"seed {seed}: use a whole number from 0 to {SEED_LIMIT - 1}")
-        self.scenes[str(index)] = {
+        section[str(index)] = {
             "scene_id": scene_id,
             "seed": seed,
-            **self._stamp("seed", f"scene {index}", seed=seed),
+            **self._stamp(action, f"scene {index}", seed=seed),
         }
 
     def set_thumbnail(self, lang: str, variant: int) -> None:
@@ -252,7 +275,7 @@ class ReviewRecord:
         self.thumbnails[lang] = {"variant": variant, **self._stamp("thumbnail", lang, variant=variant)}
 
     def save(self) -> None:
-        if not (self.approvals or self.scenes or self.thumbnails or self.history):
+        if not (self.approvals or self.scenes or self.clips or self.thumbnails or self.history):
             self.store.remove(REVIEW_FILE)
             return
         write_json(
@@ -262,6 +285,7 @@ class ReviewRecord:
                 "identity": self.identity.to_json(),
                 "approvals": self.approvals,
                 "scenes": self.scenes,
+                **({"clips": self.clips} if self.clips else {}),
                 "thumbnails": self.thumbnails,
                 "history": self.history,
             },

@@ -149,6 +149,16 @@ function sceneCard(scene) {
     seedInput,
     el("button", { "data-action": "set-seed", onclick: () => act(`/api/scene/${scene.index}/seed`, { seed: Number(seedInput.value) }), text: "Set seed" }),
     scene.seed_chosen ? el("button", { "data-action": "reset-seed", onclick: () => act(`/api/scene/${scene.index}/seed`, { reset: true }), text: "Reset" }) : null);
+  // A scene of motion generate: its clip, re-rolled alone (the picture kept) or with a new picture.
+  let clipRow = null;
+  if (scene.clip) {
+    const clipSeed = scene.clip.seed === null ? "from the picture's seed" : `seed ${scene.clip.seed}${scene.clip.seed_chosen ? ` (chosen by ${scene.clip.seed_chosen.by})` : ""}`;
+    clipRow = el("div", { class: "row clip" },
+      scene.clip.url ? el("a", { href: scene.clip.url, target: "_blank", rel: "noopener", text: "Clip" }) : el("span", { text: "Clip" }),
+      el("span", { class: "muted", "data-role": "clip-seed", text: clipSeed }),
+      el("button", { "data-action": "new-clip", onclick: () => act(`/api/scene/${scene.index}/clip_seed`, {}), text: "New clip" }),
+      scene.clip.seed_chosen ? el("button", { "data-action": "reset-clip-seed", onclick: () => act(`/api/scene/${scene.index}/clip_seed`, { reset: true }), text: "Reset clip" }) : null);
+  }
   const narration = scene.narration[sceneLang];
   let voice = null;
   if (narration) {
@@ -163,7 +173,7 @@ function sceneCard(scene) {
   card.querySelector(".body").replaceChildren(
     el("div", { class: "row" }, el("b", { text: `Scene ${scene.index + 1}` }), el("span", { class: "muted", text: `id ${scene.scene_id} · seed ${scene.seed}${scene.seed_chosen ? ` (chosen by ${scene.seed_chosen.by})` : ""}` })),
     el("div", { class: "prompt", text: scene.prompt }),
-    ...[seedRow, voice].filter(Boolean));
+    ...[seedRow, clipRow, voice].filter(Boolean));
 }
 
 // --- the whole page -------------------------------------------------------------------------------
