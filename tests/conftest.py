@@ -59,6 +59,24 @@ def _zray_logger_reset():
     logger.setLevel(logging.NOTSET)
 
 
+_SESSION_RAY: list[bool] = []  # holds True while `ray_session` owns the running Ray
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_left_behind(request):
+    """A test that leaves a Ray instance running (an embedded run that did not shut it down) would
+    hand it to every later test, without the tests' folder on its workers' path: such a test fails
+    here, naming itself, and Ray is stopped."""
+    import sys
+
+    yield
+    ray = sys.modules.get("ray")
+    if ray is None or _SESSION_RAY or not ray.is_initialized():
+        return
+    ray.shutdown()
+    pytest.fail(f"{request.node.nodeid} left a Ray instance running", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole session (starting Ray costs seconds).
@@ -77,7 +95,9 @@ def ray_session():
                 "env_vars": {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
             },
         )
+    _SESSION_RAY.append(True)
     yield ray
+    _SESSION_RAY.clear()
     ray.shutdown()
 
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from zray.nodes import Kind, Node, Request, Result
@@ -54,7 +55,9 @@ def _seen_while_running(executor, tmp_path: Path) -> list[StepProgress]:
         reports = executor.progress()
         if any(r.done == FRAMES for r in reports):
             break
-        executor.wait(0.2)
+        # The step holds until released, so a step that ended here failed: say how, never spin.
+        for done in executor.wait(0.2):
+            pytest.fail(f"the step ended before its progress was seen: {done.outcome.error}")
     (tmp_path / "release").touch()
     done = []
     while not done:
