@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zray.errors import ZrayError
-from zray.keys import KEY_FORMAT, safe_name
+from zray.keys import KEY_FORMAT, content_tag, safe_name
 from zray.store import FileRecord, Store, StoreError
 
 if TYPE_CHECKING:
@@ -636,8 +636,6 @@ def follow_content_keys(store: Store, moved: Mapping[str, str]) -> list[str]:
     video's content key; a published entry keeps the content tag its YouTube copy carries."""
     if not moved:
         return []
-    from zray.publish.youtube.metadata import content_tag
-
     changed = []
     for name, section in ((PUBLISHED_FILE, "videos"), (UPLOAD_STATE_FILE, "sessions")):
         data = read_json(store, name, what=name)
