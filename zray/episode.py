@@ -33,7 +33,6 @@ from zray.store import FileRecord, Store, StoreError
 
 if TYPE_CHECKING:
     from zray.nodes import Kind, Result, ShortFile
-    from zray.review.record import ReviewRecord
 
 # --- file names ------------------------------------------------------------------------------------
 
@@ -780,12 +779,6 @@ class Episode:
 
     def upload_state(self) -> KeyedRecord:
         return upload_state(self.store, self.identity)
-
-    def review(self) -> ReviewRecord:
-        """review.json: approvals, scene seeds and thumbnail choices (see `zray.review.record`)."""
-        from zray.review.record import ReviewRecord
-
-        return ReviewRecord(self.store, self.identity)
 
 
 def project_of_folder(store: Store) -> str:

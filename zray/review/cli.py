@@ -155,9 +155,10 @@ def serve(episode_dir: str, *, host: str, port: int, open_browser: bool, allow_r
     state = ReviewState(store=store, token=new_token())
     # Read the records and import what the page's first request needs before anyone asks.
     from zray.review.page import episode_view
+    from zray.review.record import ReviewRecord
 
     episode, table = state.opened()
-    episode_view(episode, episode.review(), table)
+    episode_view(episode, ReviewRecord.of(episode), table)
     app = create_app(state, port=bound, hosts=allowed_hosts(host, remote=not is_loopback(host)))
     url = f"http://{_url_host(host)}:{bound}/?token={state.token}"
     print(url, flush=True)  # the first line of stdout: scripts and tests read it
