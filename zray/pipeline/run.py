@@ -31,7 +31,7 @@ from zray.errors import ZrayError
 from zray.nodes import MODEL_KINDS, ROLES, Kind, Node, ShortsResult, VideoResult
 from zray.pipeline.driver import Driver, Job
 from zray.pipeline.engine_setup import EngineSetup, EngineSetupError, prepare_engines, unserved_languages
-from zray.pipeline.executor import Executor, InProcessExecutor, StepFn
+from zray.pipeline.executor import InProcessExecutor
 from zray.pipeline.prepare import (
     Prepared,
     RunError,
@@ -48,6 +48,7 @@ from zray.pipeline.records import RunRecord
 from zray.pipeline.runlog import RunLog
 from zray.script import Script, load_script
 from zray.store import Store
+from zray.work import Executor, StepFn
 
 log = logging.getLogger("zray")
 
