@@ -208,7 +208,7 @@ def run(
             _preview(request, cfg, explain=explain)
             return
         report = run_episode(request, cfg)
-        done = [lang for lang in report.languages if lang not in report.failed and "all" not in report.failed]
+        done = report.finished
         uploaded_ok = True
         if upload_after and done:
             uploaded_ok = _upload(
