@@ -535,39 +535,19 @@ def doctor(
     """Say what Ray sees and what the chosen profile still needs, one line each with the fix."""
     from rich.console import Console
 
-    from zray.doctor import cards_gib, run_checks
+    from zray.doctor import diagnose
 
     with user_errors():
-        cfg = config_from(config, address=address, output=output, quiet=True)
-        script_languages = ["es", "en", "ca"]
-        if script is not None:
-            script_languages = script_mod.load_script(script)[0].languages
-        resources = _cluster_resources(cfg) if cfg.address else None
-        gpus = resources.get("GPU", 0) if resources is not None else len(cards_gib())
-        chosen = profile.value
-        if chosen == "auto":
-            chosen = "production" if gpus > 0 else "draft"
-        checks = run_checks(cfg, profile=chosen, languages=script_languages, ray_resources=resources)
+        # The --profile option (auto by default) decides, as it always has, over the config's.
+        cfg = config_from(config, address=address, output=output, quiet=True, profile=profile.value)
+        script_languages = script_mod.load_script(script)[0].languages if script is not None else None
+        chosen, checks = diagnose(cfg, languages=script_languages)
     console = Console(highlight=False)
     console.print(f"profile {chosen}" + (" (auto)" if profile.value == "auto" else ""), markup=False)
     for check in checks:
         console.print(check.render())
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
-
-
-def _cluster_resources(cfg: Config) -> dict[str, float]:
-    """What the cluster at --address offers (doctor joins it; it starts no Ray of its own)."""
-    import ray
-
-    from zray.actors.cluster import connect
-
-    started = connect(cfg)
-    try:
-        return dict(ray.cluster_resources())
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def main() -> None:
