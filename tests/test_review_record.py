@@ -214,7 +214,7 @@ def test_upload_skips_every_unapproved_language_with_one_line_and_fails(tmp_path
     from youtube_episode import BEFORE, change_video_key, credentials, youtube_settings
 
     from zray.publish.settings import YouTubeConfig
-    from zray.publish.youtube import upload_episode
+    from zray.publish.youtube import UploadOptions, upload_episode
 
     cert = tmp_path / "cert"
     cert.mkdir()
@@ -224,13 +224,15 @@ def test_upload_skips_every_unapproved_language_with_one_line_and_fails(tmp_path
         def upload(**options):
             return upload_episode(
                 open_episode(str(youtube_folder)),
-                config=config,
-                credentials_for=credentials,
-                http_factory=fake.http,
-                sleep=lambda _s: None,
-                now=BEFORE,
+                UploadOptions(
+                    config=config,
+                    credentials_for=credentials,
+                    http_factory=fake.http,
+                    sleep=lambda _s: None,
+                    now=BEFORE,
+                    **options,
+                ),
                 require_review=True,
-                **options,
             )
 
         folder = open_episode(str(youtube_folder)).url
@@ -255,11 +257,13 @@ def test_upload_skips_every_unapproved_language_with_one_line_and_fails(tmp_path
         # Without the setting, nothing is held back.
         assert upload_episode(
             open_episode(str(youtube_folder)),
-            config=config,
-            credentials_for=credentials,
-            http_factory=fake.http,
-            sleep=lambda _s: None,
-            now=BEFORE,
+            UploadOptions(
+                config=config,
+                credentials_for=credentials,
+                http_factory=fake.http,
+                sleep=lambda _s: None,
+                now=BEFORE,
+            ),
             langs=["pt-br"],
         ).ok
 

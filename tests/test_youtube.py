@@ -58,6 +58,7 @@ from zray.publish.web import PublishError
 from zray.publish.youtube import (
     PUBLISHED_FILE,
     UPLOAD_STATE_FILE,
+    UploadOptions,
     build_metadata,
     content_tag,
     hashtags,
@@ -106,11 +107,16 @@ def folder(tmp_path: Path, video_bytes: bytes, big_thumbnail: bytes) -> Path:
     return write_episode(tmp_path, video_bytes, big_thumbnail)
 
 
-def upload(folder: Path, config: YouTubeConfig, fake: FakeYouTube, **options):
+def upload(
+    folder: Path, config: YouTubeConfig, fake: FakeYouTube, *, langs=None, require_review=False, **options
+):
     options.setdefault("now", BEFORE)
     options.setdefault("credentials_for", credentials)
     return upload_episode(
-        open_episode(str(folder)), config=config, http_factory=fake.http, sleep=lambda _s: None, **options
+        open_episode(str(folder)),
+        UploadOptions(config=config, http_factory=fake.http, sleep=lambda _s: None, **options),
+        langs=langs,
+        require_review=require_review,
     )
 
 

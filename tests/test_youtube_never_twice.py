@@ -72,15 +72,21 @@ def folder(tmp_path: Path, video_bytes: bytes) -> Path:
     return folder
 
 
-def upload(folder: Path, config: YouTubeConfig, fake: FakeYouTube, **options):
+def upload(
+    folder: Path, config: YouTubeConfig, fake: FakeYouTube, *, langs=None, require_review=False, **options
+):
     options.setdefault("now", BEFORE)
     return upload_episode(
         open_episode(str(folder)),
-        config=config,
-        credentials_for=credentials,
-        http_factory=fake.http,
-        sleep=lambda _s: None,
-        **options,
+        UploadOptions(
+            config=config,
+            credentials_for=credentials,
+            http_factory=fake.http,
+            sleep=lambda _s: None,
+            **options,
+        ),
+        langs=langs,
+        require_review=require_review,
     )
 
 

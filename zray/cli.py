@@ -397,7 +397,11 @@ def _upload(
     from zray.lock import episode_lock
     from zray.pipeline.progress import UploadProgress
     from zray.publish.auth import credentials_provider  # after the package that checks the extra
-    from zray.publish.youtube import project_of, upload_episode  # a clear line without the extra
+    from zray.publish.youtube import (  # a clear line without the extra
+        UploadOptions,
+        project_of,
+        upload_episode,
+    )
     from zray.store import Store
 
     folder = Store(episode_dir).resolved()  # one folder, one name, however it is spelled
@@ -407,19 +411,18 @@ def _upload(
     ):
         episode = open_episode(folder)
         name = project_of(episode, project)
-        report = upload_episode(
-            episode,
-            langs=langs,
+        options = UploadOptions(
+            config=cfg.youtube,
+            credentials_for=credentials_provider(name, cfg.youtube, interactive=sys.stdin.isatty()),
             privacy=privacy,  # type: ignore[arg-type]
             dry_run=dry_run,
             force=force,
             replace=replace,
-            config=cfg.youtube,
-            credentials_for=credentials_provider(name, cfg.youtube, interactive=sys.stdin.isatty()),
-            project=name,
-            require_review=cfg.review.required,
-            shorts=shorts,
             progress=sent,
+            project=name,
+        )
+        report = upload_episode(
+            episode, options, langs=langs, require_review=cfg.review.required, shorts=shorts
         )
     for line in report.lines():
         typer.echo(line)
