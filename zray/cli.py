@@ -14,7 +14,7 @@ from zray import script as script_mod
 from zray.cli_words import ZrayGroup
 from zray.config import Config, ConfigError, load_config
 from zray.review.cli import report_command, review_command
-from zray.user_errors import user_errors
+from zray.user_errors import user_errors, working_on
 
 app = typer.Typer(
     cls=ZrayGroup,
@@ -185,6 +185,7 @@ def run(
     ] = False,
 ) -> None:
     """Make the finished videos of one episode script, for every language."""
+    from zray.pipeline.prepare import episode_prefix
     from zray.pipeline.run import RunRequest, run_episode
 
     if dry_run and not clean:
@@ -204,6 +205,7 @@ def run(
             shorts__enabled=shorts or None,
         )
         request = RunRequest(script=script, languages=languages(lang), intro=intro, clean=clean, force=force)
+        working_on(f"{cfg.output.rstrip('/')}/{episode_prefix(script, cfg)}")
         if dry_run or explain:
             _preview(request, cfg, explain=explain)
             return
@@ -271,7 +273,7 @@ def verify(
     from zray.pipeline.records import verify as verify_folder
     from zray.store import Store
 
-    with user_errors():
+    with user_errors(episode=episode_dir):
         checked, findings = verify_folder(Store(episode_dir))
     for finding in findings:
         typer.echo(f"{finding.path}: {finding.problem}")
@@ -360,7 +362,7 @@ def upload(
     shorts: Annotated[bool, flag("--shorts", help="Then each language's Shorts too, never twice.")] = False,
 ) -> None:
     """Upload each language's video, thumbnail and captions to its channel; never twice."""
-    with user_errors():
+    with user_errors(episode=episode_dir):
         cfg = config_from(config)
         ok = _upload(
             episode_dir,
@@ -442,7 +444,7 @@ def publish_command(
     config: ConfigFile = None,
 ) -> None:
     """Publish a finished episode to the website (the seed's layout or Hugo page bundles)."""
-    with user_errors():
+    with user_errors(episode=episode_dir):
         cfg = config_from(config, web__site=site, web__layout=_value(layout))
         _publish(episode_dir, cfg, languages(lang) or None)
 

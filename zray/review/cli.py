@@ -54,7 +54,7 @@ def review_command(
     ] = False,
 ) -> None:
     """Review a finished episode in the browser: pictures, narration, videos, thumbnails; approve."""
-    with user_errors():
+    with user_errors(episode=episode_dir):
         if approve or withdraw:
             for line in decide(episode_dir, approve=approve or [], withdraw=withdraw or [], shorts=shorts):
                 typer.echo(line)
@@ -74,7 +74,7 @@ def report_command(
     from zray.review.report import write_report
     from zray.store import Store
 
-    with user_errors():
+    with user_errors(episode=episode_dir):
         store = Store(episode_dir)
         written = write_report(store)
     state = "written" if written else "unchanged"
