@@ -15,6 +15,7 @@ from typing import Any
 
 from zray import limits
 from zray.episode import Episode
+from zray.errors import ZrayError
 from zray.keys import CONTENT_TAG_PREFIX, content_tag
 from zray.publish.settings import Privacy, YouTubeConfig
 from zray.publish.youtube.slots import VideoSlot, long_video
@@ -22,7 +23,7 @@ from zray.publish.youtube.slots import VideoSlot, long_video
 _ZRAY_TAG = re.compile(r"zray-(c-)?[0-9a-f]{16}")
 
 
-class MetadataError(ValueError):
+class MetadataError(ZrayError, ValueError):
     """Metadata over one of YouTube's limits; refused before anything is sent."""
 
 
