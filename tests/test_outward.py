@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from youtube_episode import (
     BEFORE,
     credentials,
+    fake_options,
     noise_mp4,
     record_files,
     records,
@@ -71,14 +72,7 @@ def upload(
 ):
     return upload_episode(
         open_episode(str(folder)),
-        UploadOptions(
-            config=config,
-            credentials_for=credentials,
-            http_factory=fake.http,
-            sleep=lambda _s: None,
-            now=BEFORE,
-            **options,
-        ),
+        fake_options(config, fake, **options),
         langs=langs,
         require_review=require_review,
     )

@@ -38,7 +38,7 @@ from youtube_episode import (
     LANGS,
     SRT,
     change_video_key,
-    credentials,
+    fake_options,
     noise_mp4,
     record_files,
     records,
@@ -58,7 +58,6 @@ from zray.publish.web import PublishError
 from zray.publish.youtube import (
     PUBLISHED_FILE,
     UPLOAD_STATE_FILE,
-    UploadOptions,
     build_metadata,
     content_tag,
     hashtags,
@@ -110,11 +109,9 @@ def folder(tmp_path: Path, video_bytes: bytes, big_thumbnail: bytes) -> Path:
 def upload(
     folder: Path, config: YouTubeConfig, fake: FakeYouTube, *, langs=None, require_review=False, **options
 ):
-    options.setdefault("now", BEFORE)
-    options.setdefault("credentials_for", credentials)
     return upload_episode(
         open_episode(str(folder)),
-        UploadOptions(config=config, http_factory=fake.http, sleep=lambda _s: None, **options),
+        fake_options(config, fake, **options),
         langs=langs,
         require_review=require_review,
     )

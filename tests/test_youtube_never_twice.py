@@ -29,6 +29,7 @@ from youtube_episode import (
     change_video_key,
     credentials,
     edit_script,
+    fake_options,
     noise_mp4,
     record_files,
     records,
@@ -75,16 +76,9 @@ def folder(tmp_path: Path, video_bytes: bytes) -> Path:
 def upload(
     folder: Path, config: YouTubeConfig, fake: FakeYouTube, *, langs=None, require_review=False, **options
 ):
-    options.setdefault("now", BEFORE)
     return upload_episode(
         open_episode(str(folder)),
-        UploadOptions(
-            config=config,
-            credentials_for=credentials,
-            http_factory=fake.http,
-            sleep=lambda _s: None,
-            **options,
-        ),
+        fake_options(config, fake, **options),
         langs=langs,
         require_review=require_review,
     )

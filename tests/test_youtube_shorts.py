@@ -24,6 +24,7 @@ from youtube_episode import (
     LANGS,
     PUBLISHED,
     credentials,
+    fake_options,
     noise_mp4,
     record_files,
     records,
@@ -112,16 +113,9 @@ def folder(tmp_path: Path, video_bytes: bytes) -> Path:
 def upload(
     folder: Path, config: YouTubeConfig, fake: FakeYouTube, *, langs=None, require_review=False, **options
 ):
-    options.setdefault("now", BEFORE)
     return upload_episode(
         open_episode(str(folder)),
-        UploadOptions(
-            config=config,
-            credentials_for=credentials,
-            http_factory=fake.http,
-            sleep=lambda _s: None,
-            **options,
-        ),
+        fake_options(config, fake, **options),
         langs=langs,
         require_review=require_review,
         shorts=True,
@@ -203,14 +197,7 @@ def test_a_dry_run_plans_the_shorts_with_their_thumbnails_and_no_captions(tmp_pa
     # its look-up, its insert, the look at its processing (1) and its thumbnail (50).
     long_only = upload_episode(
         open_episode(str(folder)),
-        UploadOptions(
-            config=config,
-            credentials_for=credentials,
-            http_factory=fake.http,
-            sleep=lambda _s: None,
-            now=BEFORE,
-            dry_run=True,
-        ),
+        fake_options(config, fake, dry_run=True),
     )
     assert report.units["videos.insert"] == 6 and long_only.units["videos.insert"] == 2
     look_up = plan_units(SEARCH_CALLS, config)["shared"]
