@@ -411,7 +411,7 @@ def test_an_adopted_published_video_is_never_uploaded_again(adopted, tmp_path):
 
     from zray.episode import open_episode
     from zray.publish.quota import QuotaLedger
-    from zray.publish.youtube import upload_episode
+    from zray.publish.youtube import UploadOptions, upload_episode
 
     cert = tmp_path / "cert"
     cert.mkdir()
@@ -443,11 +443,13 @@ def test_an_adopted_published_video_is_never_uploaded_again(adopted, tmp_path):
         def upload():
             return upload_episode(
                 open_episode(str(folder)),
+                UploadOptions(
+                    config=cfg.youtube,
+                    credentials_for=channel_credentials,
+                    http_factory=fake.http,
+                    sleep=lambda _s: None,
+                ),
                 langs=["es"],
-                config=cfg.youtube,
-                credentials_for=channel_credentials,
-                http_factory=fake.http,
-                sleep=lambda _s: None,
             )
 
         first = upload().result("es")

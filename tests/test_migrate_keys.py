@@ -88,7 +88,7 @@ def test_a_format_1_episode_keeps_its_work_and_its_records_follow_the_video(tmp_
     # The upload record and the approval follow the video: its bytes are the ones uploaded and approved.
     published = json.loads((folder / "published.json").read_text())["videos"]["es"]
     assert published["content_key"] == new_video_key
-    from zray.publish.youtube.metadata import content_tag
+    from zray.keys import content_tag
 
     assert published["content_tag"] == content_tag(old_video_key)  # what YouTube's copy is tagged with
     review = json.loads((folder / "review.json").read_text())

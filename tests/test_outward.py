@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from youtube_episode import (
     BEFORE,
     credentials,
+    fake_options,
     noise_mp4,
     record_files,
     records,
@@ -34,7 +35,7 @@ from youtube_episode import (
 from zray.cli import app
 from zray.episode import open_episode
 from zray.publish.settings import YouTubeConfig
-from zray.publish.youtube import upload_episode
+from zray.publish.youtube import UploadOptions, upload_episode
 
 VIDEO = "S01E01-ES-video.mp4"
 UPLOAD_PREFIX = "/upload/youtube/v3/videos"
@@ -66,15 +67,14 @@ def folder(tmp_path: Path, video_bytes: bytes) -> Path:
     return folder
 
 
-def upload(folder: Path, config: YouTubeConfig, fake: FakeYouTube, **options):
+def upload(
+    folder: Path, config: YouTubeConfig, fake: FakeYouTube, *, langs=None, require_review=False, **options
+):
     return upload_episode(
         open_episode(str(folder)),
-        config=config,
-        credentials_for=credentials,
-        http_factory=fake.http,
-        sleep=lambda _s: None,
-        now=BEFORE,
-        **options,
+        fake_options(config, fake, **options),
+        langs=langs,
+        require_review=require_review,
     )
 
 
@@ -146,12 +146,14 @@ def test_publish_leaves_out_a_damaged_language_and_exits_non_zero(folder, tmp_pa
 def _upload_in_a_process(folder: str, settings: dict, fake: FakeYouTube, out: multiprocessing.Queue) -> None:
     report = upload_episode(
         open_episode(folder),
+        UploadOptions(
+            config=YouTubeConfig(**settings),
+            credentials_for=credentials,
+            http_factory=fake.http,
+            sleep=lambda _s: None,
+            now=BEFORE,
+        ),
         langs=["es"],
-        config=YouTubeConfig(**settings),
-        credentials_for=credentials,
-        http_factory=fake.http,
-        sleep=lambda _s: None,
-        now=BEFORE,
     )
     out.put([(r.action, r.video_id) for r in report.results])
 

@@ -155,7 +155,7 @@ def test_clicking_approve_records_it_and_the_upload_gate_lets_that_language_thro
 
     from zray.episode import open_episode
     from zray.publish.settings import YouTubeConfig
-    from zray.publish.youtube import upload_episode
+    from zray.publish.youtube import UploadOptions, upload_episode
 
     assert "approvals" not in review_record(folder)
     page.page.click("button[data-action='approve'][data-lang='es']")
@@ -169,13 +169,15 @@ def test_clicking_approve_records_it_and_the_upload_gate_lets_that_language_thro
     with FakeYouTube(cert) as fake:
         report = upload_episode(
             open_episode(str(folder)),
-            config=YouTubeConfig(**youtube_settings(tmp_path, fake)),
-            credentials_for=lambda _lang: Credentials(
-                "test-access-token", refresh_token="r", client_id=CLIENT, client_secret="s"
+            UploadOptions(
+                config=YouTubeConfig(**youtube_settings(tmp_path, fake)),
+                credentials_for=lambda _lang: Credentials(
+                    "test-access-token", refresh_token="r", client_id=CLIENT, client_secret="s"
+                ),
+                http_factory=fake.http,
+                sleep=lambda _s: None,
+                now=BEFORE,
             ),
-            http_factory=fake.http,
-            sleep=lambda _s: None,
-            now=BEFORE,
             require_review=True,
         )
         assert [r.action for r in report.results] == ["uploaded", "unapproved"]

@@ -271,7 +271,7 @@ def youtube_folder(tmp_path: Path) -> Path:
 def test_upload_skips_every_unapproved_language_with_one_line_and_fails(tmp_path: Path, youtube_folder: Path):
     needs_extra("publish")
     from fake_youtube import FakeYouTube
-    from youtube_episode import BEFORE, change_video_key, credentials, youtube_settings
+    from youtube_episode import change_video_key, fake_options, youtube_settings
 
     from zray.publish.settings import YouTubeConfig
     from zray.publish.youtube import upload_episode
@@ -284,13 +284,8 @@ def test_upload_skips_every_unapproved_language_with_one_line_and_fails(tmp_path
         def upload(**options):
             return upload_episode(
                 open_episode(str(youtube_folder)),
-                config=config,
-                credentials_for=credentials,
-                http_factory=fake.http,
-                sleep=lambda _s: None,
-                now=BEFORE,
+                fake_options(config, fake, **options),
                 require_review=True,
-                **options,
             )
 
         folder = open_episode(str(youtube_folder)).url
@@ -315,11 +310,7 @@ def test_upload_skips_every_unapproved_language_with_one_line_and_fails(tmp_path
         # Without the setting, nothing is held back.
         assert upload_episode(
             open_episode(str(youtube_folder)),
-            config=config,
-            credentials_for=credentials,
-            http_factory=fake.http,
-            sleep=lambda _s: None,
-            now=BEFORE,
+            fake_options(config, fake),
             langs=["pt-br"],
         ).ok
 

@@ -366,7 +366,7 @@ def test_run_flags_parse_without_side_effects(monkeypatch, tmp_path):
     monkeypatch.setattr(
         "zray.pipeline.run.run_episode",
         lambda request, config: type(
-            "R", (), {"ok": True, "languages": ["es"], "failed": {}, "episode": "e"}
+            "R", (), {"ok": True, "languages": ["es"], "failed": {}, "finished": ["es"], "episode": "e"}
         )(),
     )
     script = write_script(tmp_path / "scripts" / "proj")

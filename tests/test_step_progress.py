@@ -16,8 +16,9 @@ from rich.console import Console
 
 from zray.nodes import Kind, Node, Request, Result
 from zray.pipeline import progress as progress_mod
-from zray.pipeline.executor import InProcessExecutor, StepProgress, Work, counted
+from zray.pipeline.executor import InProcessExecutor
 from zray.store import Store
+from zray.work import StepProgress, Work, counted
 
 FRAMES = 480
 
@@ -135,8 +136,8 @@ def test_the_video_and_shorts_steps_report_their_frames(tmp_path, monkeypatch):
     total, ending with all of them."""
     from conftest import FAST_VIDEO, write_script
 
+    from zray import work as executor_mod
     from zray.config import load_config
-    from zray.pipeline import executor as executor_mod
     from zray.pipeline.run import RunRequest, run_episode
 
     seen: list[StepProgress] = []

@@ -38,7 +38,7 @@ from youtube_episode import (
     LANGS,
     SRT,
     change_video_key,
-    credentials,
+    fake_options,
     noise_mp4,
     record_files,
     records,
@@ -106,11 +106,14 @@ def folder(tmp_path: Path, video_bytes: bytes, big_thumbnail: bytes) -> Path:
     return write_episode(tmp_path, video_bytes, big_thumbnail)
 
 
-def upload(folder: Path, config: YouTubeConfig, fake: FakeYouTube, **options):
-    options.setdefault("now", BEFORE)
-    options.setdefault("credentials_for", credentials)
+def upload(
+    folder: Path, config: YouTubeConfig, fake: FakeYouTube, *, langs=None, require_review=False, **options
+):
     return upload_episode(
-        open_episode(str(folder)), config=config, http_factory=fake.http, sleep=lambda _s: None, **options
+        open_episode(str(folder)),
+        fake_options(config, fake, **options),
+        langs=langs,
+        require_review=require_review,
     )
 
 

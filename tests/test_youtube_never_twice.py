@@ -29,6 +29,7 @@ from youtube_episode import (
     change_video_key,
     credentials,
     edit_script,
+    fake_options,
     noise_mp4,
     record_files,
     records,
@@ -72,15 +73,14 @@ def folder(tmp_path: Path, video_bytes: bytes) -> Path:
     return folder
 
 
-def upload(folder: Path, config: YouTubeConfig, fake: FakeYouTube, **options):
-    options.setdefault("now", BEFORE)
+def upload(
+    folder: Path, config: YouTubeConfig, fake: FakeYouTube, *, langs=None, require_review=False, **options
+):
     return upload_episode(
         open_episode(str(folder)),
-        config=config,
-        credentials_for=credentials,
-        http_factory=fake.http,
-        sleep=lambda _s: None,
-        **options,
+        fake_options(config, fake, **options),
+        langs=langs,
+        require_review=require_review,
     )
 
 

@@ -3,6 +3,7 @@ video, on the same never-twice path, counted against both quota buckets before a
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -23,6 +24,7 @@ from youtube_episode import (
     LANGS,
     PUBLISHED,
     credentials,
+    fake_options,
     noise_mp4,
     record_files,
     records,
@@ -33,7 +35,7 @@ from youtube_episode import (
 from zray.episode import open_episode
 from zray.publish.quota import QuotaError, plan_units
 from zray.publish.settings import YouTubeConfig
-from zray.publish.youtube import SEARCH_CALLS, short_description, short_title, upload_episode
+from zray.publish.youtube import SEARCH_CALLS, UploadOptions, short_description, short_title, upload_episode
 
 CHAPTERS = {
     "es": ("Plantas negras", "El crepúsculo eterno"),
@@ -108,16 +110,15 @@ def folder(tmp_path: Path, video_bytes: bytes) -> Path:
     return folder
 
 
-def upload(folder: Path, config: YouTubeConfig, fake: FakeYouTube, **options):
-    options.setdefault("now", BEFORE)
+def upload(
+    folder: Path, config: YouTubeConfig, fake: FakeYouTube, *, langs=None, require_review=False, **options
+):
     return upload_episode(
         open_episode(str(folder)),
-        config=config,
-        credentials_for=credentials,
-        http_factory=fake.http,
-        sleep=lambda _s: None,
+        fake_options(config, fake, **options),
+        langs=langs,
+        require_review=require_review,
         shorts=True,
-        **options,
     )
 
 
@@ -179,7 +180,8 @@ def test_the_shorts_count_against_both_quota_buckets_before_anything_is_sent(tmp
     assert not fake.requests and not (folder / PUBLISHED).exists()
     # The shared units: enough for the long videos alone, not with their Shorts' look-ups.
     long_only = upload_episode(
-        open_episode(str(folder)), config=config, credentials_for=credentials, now=BEFORE, dry_run=True
+        open_episode(str(folder)),
+        UploadOptions(config=config, credentials_for=credentials, now=BEFORE, dry_run=True),
     ).units["shared"]
     shared = YouTubeConfig(**youtube_settings(tmp_path, fake, daily_quota=long_only + 1))
     with pytest.raises(QuotaError, match="shared daily quota"):
@@ -195,12 +197,7 @@ def test_a_dry_run_plans_the_shorts_with_their_thumbnails_and_no_captions(tmp_pa
     # its look-up, its insert, the look at its processing (1) and its thumbnail (50).
     long_only = upload_episode(
         open_episode(str(folder)),
-        config=config,
-        credentials_for=credentials,
-        http_factory=fake.http,
-        sleep=lambda _s: None,
-        now=BEFORE,
-        dry_run=True,
+        fake_options(config, fake, dry_run=True),
     )
     assert report.units["videos.insert"] == 6 and long_only.units["videos.insert"] == 2
     look_up = plan_units(SEARCH_CALLS, config)["shared"]
@@ -221,11 +218,9 @@ def test_upload_shorts_flag_on_the_command_line(tmp_path, folder, fake, monkeypa
     monkeypatch.setattr("zray.publish.auth.credentials_provider", lambda *a, **k: credentials)
     original = upload_episode
 
-    def with_fake(*args, **kwargs):
-        kwargs["http_factory"] = fake.http
-        kwargs["sleep"] = lambda _s: None
-        kwargs["now"] = BEFORE
-        return original(*args, **kwargs)
+    def with_fake(episode, options, **kwargs):
+        options = dataclasses.replace(options, http_factory=fake.http, sleep=lambda _s: None, now=BEFORE)
+        return original(episode, options, **kwargs)
 
     monkeypatch.setattr("zray.publish.youtube.upload_episode", with_fake)
     result = CliRunner().invoke(cli.app, ["upload", str(folder), "--shorts", "--config", str(config_file)])

@@ -8,11 +8,14 @@ import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fake_youtube import GRANULE, FakeYouTube
 from google.oauth2.credentials import Credentials
 from PIL import Image
+
+from zray.publish.youtube import UploadOptions
 
 CLIENT = "client-1.apps.googleusercontent.com"
 
@@ -22,6 +25,14 @@ def credentials(_lang: str = "es") -> Credentials:
     return Credentials(
         "test-access-token", refresh_token="test-refresh-token", client_id=CLIENT, client_secret="s"
     )
+
+
+def fake_options(config: Any, fake: FakeYouTube, **options: Any) -> UploadOptions:
+    """How the tests upload: to the fake server, as the test channel, never sleeping, and at BEFORE
+    unless told otherwise."""
+    options.setdefault("credentials_for", credentials)
+    options.setdefault("now", BEFORE)
+    return UploadOptions(config=config, http_factory=fake.http, sleep=lambda _s: None, **options)
 
 
 DATE = "2027-03-01T18:00:00Z"

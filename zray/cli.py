@@ -14,7 +14,7 @@ from zray import script as script_mod
 from zray.cli_words import ZrayGroup
 from zray.config import Config, ConfigError, load_config
 from zray.review.cli import report_command, review_command
-from zray.user_errors import user_errors
+from zray.user_errors import user_errors, working_on
 
 app = typer.Typer(
     cls=ZrayGroup,
@@ -185,6 +185,7 @@ def run(
     ] = False,
 ) -> None:
     """Make the finished videos of one episode script, for every language."""
+    from zray.pipeline.prepare import episode_prefix
     from zray.pipeline.run import RunRequest, run_episode
 
     if dry_run and not clean:
@@ -204,11 +205,12 @@ def run(
             shorts__enabled=shorts or None,
         )
         request = RunRequest(script=script, languages=languages(lang), intro=intro, clean=clean, force=force)
+        working_on(f"{cfg.output.rstrip('/')}/{episode_prefix(script, cfg)}")
         if dry_run or explain:
             _preview(request, cfg, explain=explain)
             return
         report = run_episode(request, cfg)
-        done = [lang for lang in report.languages if lang not in report.failed and "all" not in report.failed]
+        done = report.finished
         uploaded_ok = True
         if upload_after and done:
             uploaded_ok = _upload(
@@ -271,7 +273,7 @@ def verify(
     from zray.pipeline.records import verify as verify_folder
     from zray.store import Store
 
-    with user_errors():
+    with user_errors(episode=episode_dir):
         checked, findings = verify_folder(Store(episode_dir))
     for finding in findings:
         typer.echo(f"{finding.path}: {finding.problem}")
@@ -360,7 +362,7 @@ def upload(
     shorts: Annotated[bool, flag("--shorts", help="Then each language's Shorts too, never twice.")] = False,
 ) -> None:
     """Upload each language's video, thumbnail and captions to its channel; never twice."""
-    with user_errors():
+    with user_errors(episode=episode_dir):
         cfg = config_from(config)
         ok = _upload(
             episode_dir,
@@ -397,7 +399,11 @@ def _upload(
     from zray.lock import episode_lock
     from zray.pipeline.progress import UploadProgress
     from zray.publish.auth import credentials_provider  # after the package that checks the extra
-    from zray.publish.youtube import project_of, upload_episode  # a clear line without the extra
+    from zray.publish.youtube import (  # a clear line without the extra
+        UploadOptions,
+        project_of,
+        upload_episode,
+    )
     from zray.store import Store
 
     folder = Store(episode_dir).resolved()  # one folder, one name, however it is spelled
@@ -407,19 +413,18 @@ def _upload(
     ):
         episode = open_episode(folder)
         name = project_of(episode, project)
-        report = upload_episode(
-            episode,
-            langs=langs,
+        options = UploadOptions(
+            config=cfg.youtube,
+            credentials_for=credentials_provider(name, cfg.youtube, interactive=sys.stdin.isatty()),
             privacy=privacy,  # type: ignore[arg-type]
             dry_run=dry_run,
             force=force,
             replace=replace,
-            config=cfg.youtube,
-            credentials_for=credentials_provider(name, cfg.youtube, interactive=sys.stdin.isatty()),
-            project=name,
-            require_review=cfg.review.required,
-            shorts=shorts,
             progress=sent,
+            project=name,
+        )
+        report = upload_episode(
+            episode, options, langs=langs, require_review=cfg.review.required, shorts=shorts
         )
     for line in report.lines():
         typer.echo(line)
@@ -439,7 +444,7 @@ def publish_command(
     config: ConfigFile = None,
 ) -> None:
     """Publish a finished episode to the website (the seed's layout or Hugo page bundles)."""
-    with user_errors():
+    with user_errors(episode=episode_dir):
         cfg = config_from(config, web__site=site, web__layout=_value(layout))
         _publish(episode_dir, cfg, languages(lang) or None)
 
@@ -535,39 +540,19 @@ def doctor(
     """Say what Ray sees and what the chosen profile still needs, one line each with the fix."""
     from rich.console import Console
 
-    from zray.doctor import cards_gib, run_checks
+    from zray.doctor import diagnose
 
     with user_errors():
-        cfg = config_from(config, address=address, output=output, quiet=True)
-        script_languages = ["es", "en", "ca"]
-        if script is not None:
-            script_languages = script_mod.load_script(script)[0].languages
-        resources = _cluster_resources(cfg) if cfg.address else None
-        gpus = resources.get("GPU", 0) if resources is not None else len(cards_gib())
-        chosen = profile.value
-        if chosen == "auto":
-            chosen = "production" if gpus > 0 else "draft"
-        checks = run_checks(cfg, profile=chosen, languages=script_languages, ray_resources=resources)
+        # The --profile option (auto by default) decides, as it always has, over the config's.
+        cfg = config_from(config, address=address, output=output, quiet=True, profile=profile.value)
+        script_languages = script_mod.load_script(script)[0].languages if script is not None else None
+        chosen, checks = diagnose(cfg, languages=script_languages)
     console = Console(highlight=False)
     console.print(f"profile {chosen}" + (" (auto)" if profile.value == "auto" else ""), markup=False)
     for check in checks:
         console.print(check.render())
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
-
-
-def _cluster_resources(cfg: Config) -> dict[str, float]:
-    """What the cluster at --address offers (doctor joins it; it starts no Ray of its own)."""
-    import ray
-
-    from zray.actors.cluster import connect
-
-    started = connect(cfg)
-    try:
-        return dict(ray.cluster_resources())
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def main() -> None:

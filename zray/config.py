@@ -23,7 +23,7 @@ from zray.media.caption_box import SHORTS_BOX, CaptionBox, parse_colour
 from zray.media.constants import SAMPLE_RATE
 from zray.media.video import settings as video_rules
 from zray.media.video.settings import VideoSettings
-from zray.publish.settings import YouTubeConfig
+from zray.publish.settings import WebConfig, YouTubeConfig
 from zray.validation_words import plain_message
 
 Profile = Literal["auto", "draft", "production"]
@@ -292,14 +292,6 @@ class GoogleTTSConfig(Strict):
 
 class LibraryConfig(Strict):
     folder: str = "inputs/music"
-
-
-class WebConfig(Strict):
-    """The `[web]` table: where `zray publish` and `zray run --publish` put the episode."""
-
-    site: str | None = None  # fsspec URL of the site root
-    layout: Literal["seed", "hugo"] = "seed"
-    essays_dir: Path = Path("inputs/essays")
 
 
 class LimitsConfig(Strict):

@@ -16,6 +16,7 @@ from zray.config import Config
 from zray.engines.registry import KOKORO_LANGUAGES
 from zray.engines.vram import CONTEXT_GIB, USABLE, advise_image_memory, engine_footprint
 from zray.pipeline.engine_setup import EngineChoice, choose_engines
+from zray.pipeline.profile import resolve_profile
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,37 @@ class Check:
         if self.fix and (self.warn or not self.ok):
             line.append(f" -> {self.fix}", style="dim")
         return line
+
+
+def diagnose(config: Config, *, languages: list[str] | None) -> tuple[str, list[Check]]:
+    """The profile `config.profile` resolves to on this machine (or on the cluster at
+    `config.address`), and every check of it. `languages`: a script's; None checks those the
+    config names a voice, engine or speed for."""
+    resources = cluster_resources(config) if config.address else None
+    gpus = resources.get("GPU", 0) if resources is not None else len(cards_gib())
+    profile = resolve_profile(config, gpus=gpus)
+    if languages is None:
+        languages = configured_languages(config)
+    return profile, run_checks(config, profile=profile, languages=languages, ray_resources=resources)
+
+
+def configured_languages(config: Config) -> list[str]:
+    """The languages the config names a voice, an engine or a speed for."""
+    return sorted({*config.engines.tts, *config.voices, *config.speeds, *config.google_tts.voices})
+
+
+def cluster_resources(config: Config) -> dict[str, float]:
+    """What the cluster at --address offers (doctor joins it; it starts no Ray of its own)."""
+    import ray
+
+    from zray.actors.cluster import connect
+
+    started = connect(config)
+    try:
+        return dict(ray.cluster_resources())
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def run_checks(

@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zray.errors import ZrayError
-from zray.keys import KEY_FORMAT, safe_name
+from zray.keys import KEY_FORMAT, content_tag, safe_name
 from zray.store import FileRecord, Store, StoreError
 
 if TYPE_CHECKING:
     from zray.nodes import Kind, Result, ShortFile
-    from zray.review.record import ReviewRecord
 
 # --- file names ------------------------------------------------------------------------------------
 
@@ -641,8 +640,6 @@ def follow_content_keys(store: Store, moved: Mapping[str, str]) -> list[str]:
     video's content key; a published entry keeps the content tag its YouTube copy carries."""
     if not moved:
         return []
-    from zray.publish.youtube.metadata import content_tag
-
     changed = []
     for name, section in ((PUBLISHED_FILE, "videos"), (UPLOAD_STATE_FILE, "sessions")):
         data = read_json(store, name, what=name)
@@ -787,12 +784,6 @@ class Episode:
 
     def upload_state(self) -> KeyedRecord:
         return upload_state(self.store, self.identity)
-
-    def review(self) -> ReviewRecord:
-        """review.json: approvals, scene seeds and thumbnail choices (see `zray.review.record`)."""
-        from zray.review.record import ReviewRecord
-
-        return ReviewRecord(self.store, self.identity)
 
 
 def project_of_folder(store: Store) -> str:

@@ -18,6 +18,9 @@ KEY_FORMAT = 2
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]')
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}
 _MAX_NAME_BYTES = 120
+# The YouTube tag that names which build of a video went up (see `zray.publish.youtube.metadata`).
+CONTENT_TAG_PREFIX = "zray-c-"
+_HEX16 = re.compile(r"[0-9a-f]{16}")
 
 
 def content_key(*parts: Any, **fields: Any) -> str:
@@ -28,6 +31,15 @@ def content_key(*parts: Any, **fields: Any) -> str:
     """
     payload = json.dumps([list(parts), fields], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:KEY_LENGTH]
+
+
+def content_tag(content_key: str) -> str:
+    """The tag naming the content a video was made from: the run's 16-hex key itself, or (for a key
+    of another shape) its digest, so every content tag has the length `limits` reserves for it."""
+    digest = (
+        content_key if _HEX16.fullmatch(content_key) else hashlib.sha256(content_key.encode()).hexdigest()
+    )
+    return CONTENT_TAG_PREFIX + digest[:16]
 
 
 def bytes_digest(data: bytes) -> str:

@@ -4,6 +4,7 @@ exit code (`zray.errors.ZrayError` carries it), never a traceback."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import typer
@@ -13,10 +14,20 @@ from zray.errors import ZrayError, crash_report
 from zray.script import ScriptError
 
 
+def working_on(folder: str | os.PathLike[str]) -> None:
+    """Name the episode folder the command works on: an unexpected error leaves its traceback in the
+    folder's logs/ when the folder is local (one behind a URL leaves it in the user's cache)."""
+    text = os.fspath(folder)
+    errors.current_folder = text if text and "://" not in text else None
+
+
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
+def user_errors(*, episode: str | None = None) -> Iterator[None]:
     """Every error a user can cause or meet is one line and an exit code, never a traceback; anything
-    else is a bug, reported in one line with the path of a log file holding its traceback."""
+    else is a bug, reported in one line with the path of a log file holding its traceback (in
+    `episode`'s logs/, for a command that works on an episode folder)."""
+    if episode is not None:
+        working_on(episode)
     try:
         yield
     except ScriptError as exc:

@@ -1,6 +1,6 @@
 """The Ray executor: CPU steps as Ray tasks, model calls on resident engine actors.
 
-It implements `zray.pipeline.executor.Executor`; the scheduler above it knows nothing of Ray.
+It implements `zray.work.Executor`; the scheduler above it knows nothing of Ray.
 A task whose worker process dies is retried by Ray (`task_retries`); an exception from a step is
 deterministic and is not (it comes back as the step's one-line error).
 """
@@ -16,7 +16,7 @@ import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from zray.actors.pool import ActorPool, where
-from zray.pipeline.executor import Done, Outcome, ProgressBoard, StepFn, StepProgress, Work, perform
+from zray.work import Done, Outcome, ProgressBoard, StepFn, StepProgress, Work, perform
 
 # How long the driver waits for the progress board's answer before showing the last one it had.
 PROGRESS_TIMEOUT_S = 2.0

@@ -19,8 +19,8 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from zray.actors.placement import actor_plans, gpu_bundles, group_nodes, reserve, role_footprints
 from zray.actors.workers import WORKERS
 from zray.config import ActorConfig, Config
-from zray.pipeline.engine_setup import EngineChoice
-from zray.pipeline.executor import Outcome, Work, perform
+from zray.engines.registry import RoleEngines
+from zray.work import Outcome, Work, perform
 
 log = logging.getLogger("zray")
 
@@ -72,7 +72,7 @@ def _actor(
 class ActorPool:
     """Actors per role (one per GPU for GPU engines), each request to the least busy actor of its role."""
 
-    def __init__(self, config: Config, engines: EngineChoice, roles: set[str]):
+    def __init__(self, config: Config, engines: RoleEngines, roles: set[str]):
         self.actors: dict[str, list[Any]] = {}
         self._args = {
             "image": (engines.image,),

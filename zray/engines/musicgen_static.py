@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zray.errors import ZrayError
+
 log = logging.getLogger(__name__)
 
 # Cache lengths and text lengths are rounded up to these, so one captured graph serves every window
@@ -43,7 +45,7 @@ LENGTH_MULTIPLE = 16
 TEXT_MULTIPLE = 32
 
 
-class UnsupportedSampling(ValueError):
+class UnsupportedSampling(ZrayError, ValueError):
     """The model's generation config asks for a processor this loop does not implement."""
 
 

@@ -125,3 +125,14 @@ class EngineSpec:
     def create(self) -> Any:
         cls = self.engine_class
         return cls.from_settings(self.settings if self.settings is not None else cls.settings_type())
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoleEngines:
+    """The engine spec per model role (the voices per language): what the actors are built from.
+    `video` is None where no scene generates its clip."""
+
+    image: EngineSpec
+    music: EngineSpec
+    tts: dict[str, EngineSpec]
+    video: EngineSpec | None = None

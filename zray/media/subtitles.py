@@ -29,6 +29,7 @@ from difflib import SequenceMatcher
 
 import srt
 
+from zray.errors import ZrayError
 from zray.media.cue_text import break_cues
 from zray.media.words import WordTiming
 
@@ -64,7 +65,7 @@ MAX_CPS = 20.0
 LINGER = 0.7
 
 
-class SubtitleError(ValueError):
+class SubtitleError(ZrayError, ValueError):
     """Subtitle or chapter input the pipeline cannot use; the message names the bad value."""
 
 

@@ -22,6 +22,7 @@ from typing import Literal, TypeAlias
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
+from zray.errors import ZrayError
 from zray.media.constants import THUMB_SIZE
 
 FONT_PATH: Path = Path(__file__).parent / "fonts" / "Roboto-Black.ttf"
@@ -52,7 +53,7 @@ _STROKE_FILL = (0, 0, 0)
 _LANG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
-class ThumbnailError(ValueError):
+class ThumbnailError(ZrayError, ValueError):
     """A bad argument to the thumbnail functions: a size, a box, a font, a text that cannot fit."""
 
 

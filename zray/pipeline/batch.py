@@ -21,7 +21,9 @@ from rich.table import Table
 from zray.config import Config
 from zray.pipeline.prepare import RunRequest, open_store
 from zray.pipeline.progress import setup_logging
-from zray.pipeline.run import RunReport, clock, execute
+from zray.pipeline.report import RunReport
+from zray.pipeline.run import execute
+from zray.pipeline.summary import clock
 from zray.script import Problem, Script, check_file
 from zray.store import expand, fetch
 

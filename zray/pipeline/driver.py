@@ -1,6 +1,6 @@
 """The scheduler: submit what is stale as soon as its inputs exist, record what lands, report failures.
 
-It knows nothing of Ray: an executor (`zray.pipeline.executor`) runs the work. A node is submitted
+It knows nothing of Ray: an executor (`zray.work.Executor`) runs the work. A node is submitted
 the moment every node it consumes has a result (recorded from an earlier run, or landed in this
 one), so nothing waits for a phase: padding starts when its narration lands, a language is
 assembled when its last scene is ready. Several episodes run at once; their ready nodes are
@@ -25,10 +25,11 @@ from typing import Any
 
 from zray.episode import NodeEntry
 from zray.nodes import MODEL_KINDS, Kind, Node, Result
-from zray.pipeline.executor import Done, Executor, StepProgress, Work
 from zray.pipeline.plan import Plan
 from zray.pipeline.records import RunRecord
+from zray.pipeline.report import EPISODE, Failures
 from zray.store import Store, StoreError
+from zray.work import Done, Executor, StepProgress, Work
 
 HEALTH_INTERVAL_S = 2.0  # how often the scheduler asks the executor for lost work
 log = logging.getLogger("zray")
@@ -44,7 +45,7 @@ class Job:
     stale: list[Node]
     store: Store  # the episode folder
     built: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # language (or "all") -> first reason
+    failed: Failures = field(default_factory=Failures)  # language (or the whole episode) -> first reason
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # stage -> step seconds
     notes: list[str] = field(default_factory=list)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> how it ran this time
@@ -228,7 +229,7 @@ class Driver:
         return True
 
     def _failed(self, job: Job, node: Node, reason: str) -> None:
-        scope = node.lang or "all"
+        scope = node.lang or EPISODE
         if scope not in job.failed:
             job.failed[scope] = f"{node.id}: {reason}"
             log.error("%s: %s failed: %s", job.name, node.id, reason)

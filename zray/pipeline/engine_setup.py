@@ -28,7 +28,7 @@ from zray.engines.kokoro import language as kokoro_language
 from zray.engines.library import LibrarySettings
 from zray.engines.musicgen import MusicGenSettings
 from zray.engines.parallax import ParallaxSettings
-from zray.engines.registry import KOKORO_LANGUAGES, PROFILES, EngineSpec, engine_class
+from zray.engines.registry import KOKORO_LANGUAGES, PROFILES, EngineSpec, RoleEngines, engine_class
 from zray.engines.storyboard import StoryboardSettings
 from zray.engines.wan import DEFAULT_STEPS as WAN_STEPS
 from zray.engines.wan import NATIVE_PIXELS, WanSettings
@@ -191,7 +191,7 @@ def settings_for(name: str, config: Config, languages: list[str]) -> EngineSetti
 
 
 @dataclass(frozen=True)
-class EngineChoice:
+class EngineChoice(RoleEngines):
     """The engine spec per role and per language, and what chose each (for messages).
 
     `origins` maps "image", "music", "video" and "tts:<lang>" to the setting that picked the engine.
@@ -200,11 +200,7 @@ class EngineChoice:
     """
 
     profile: str
-    image: EngineSpec
-    music: EngineSpec
-    tts: dict[str, EngineSpec]
     origins: dict[str, str] = field(default_factory=dict)
-    video: EngineSpec | None = None
 
     def specs(self) -> list[EngineSpec]:
         """Each distinct spec once: image, music, then the voices in language order."""

@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from zray.nodes import STAGES, Node
-from zray.pipeline.executor import StepProgress
+from zray.work import StepProgress
 
 log = logging.getLogger("zray")
 # With --quiet, a step that runs longer than this says how far it has got, once this often.

@@ -49,9 +49,9 @@ from zray.nodes import (
     ShortsScene,
     to_json,
 )
-from zray.pipeline.executor import ENCODE_THREADS, progress_callback, step_threads
 from zray.pipeline.stored_audio import StoreChunkCache, intro_audio, read_audio
 from zray.store import TEMP_MARK, FileRecord, Store
+from zray.work import ENCODE_THREADS, progress_callback, step_threads
 
 if TYPE_CHECKING:
     from zray.media.short_video import ShortScene

@@ -57,10 +57,10 @@ from zray.nodes import (
     VideoRequest,
     VideoResult,
 )
-from zray.pipeline.executor import ENCODE_THREADS, counted, progress_callback, step_threads
 from zray.pipeline.shorts import make_shorts
 from zray.pipeline.stored_audio import StoreChunkCache, intro_audio, read_audio
 from zray.store import Store
+from zray.work import ENCODE_THREADS, counted, progress_callback, step_threads
 
 # Each step runs as a one-CPU task: an encoder that spawned a thread per core would fight the
 # other tasks placed on the same cores.

@@ -1,4 +1,4 @@
-"""YouTube settings (`[youtube]` in the config file).
+"""Publishing settings: `[youtube]` and `[web]` in the config file.
 
 This module imports no Google library, so the base install can read and validate a config
 that mentions YouTube without the `publish` extra.
@@ -37,6 +37,16 @@ DEFAULT_QUOTA_COSTS: dict[str, int] = {
 }
 # Methods with a daily bucket of their own (the value is `YouTubeConfig` field holding its limit).
 SEPARATE_BUCKETS: dict[str, str] = {"videos.insert": "daily_uploads"}
+
+
+class WebConfig(BaseModel):
+    """The `[web]` table: where `zray publish` and `zray run --publish` put the episode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    site: str | None = None  # fsspec URL of the site root
+    layout: Literal["seed", "hugo"] = "seed"
+    essays_dir: Path = Path("inputs/essays")
 
 
 def default_token_dir() -> Path:

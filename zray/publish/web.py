@@ -42,11 +42,11 @@ from typing import Any, Literal
 
 import yaml
 
-from zray.config import WebConfig
 from zray.episode import Episode
 from zray.errors import ZrayError
 from zray.keys import safe_name
 from zray.publish.checked import DamagedOutput, check_file
+from zray.publish.settings import WebConfig
 from zray.review.record import not_approved_line, unapproved
 from zray.script import Script
 from zray.store import Store, StoreError

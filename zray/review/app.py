@@ -355,7 +355,7 @@ def create_app(state: ReviewState, *, port: int, hosts: Iterable[str]) -> ASGIAp
 
     def api_episode(request: Request) -> Response:
         episode, table = state.opened()
-        view = episode_view(episode, episode.review(), table)
+        view = episode_view(episode, ReviewRecord.of(episode), table)
         view["rebuild"] = state.rebuild.status(since=10**9)
         return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
@@ -481,7 +481,7 @@ async def _apply(
     else:
         lang = _lang(data, episode)
         variant = data.get("variant")
-        count = max(0, len((episode.nodes.get(f"thumbs:{lang}") or {}).get("outputs") or []) - 1)
+        count = max(0, len((episode.nodes.get(layout.thumbs_node(lang)) or {}).get("outputs") or []) - 1)
         if not isinstance(variant, int) or isinstance(variant, bool) or not 1 <= variant <= max(count, 1):
             raise ValueError(f"variant {variant!r}: {lang} has variants 1 to {max(count, 1)}")
 

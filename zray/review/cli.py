@@ -54,7 +54,7 @@ def review_command(
     ] = False,
 ) -> None:
     """Review a finished episode in the browser: pictures, narration, videos, thumbnails; approve."""
-    with user_errors():
+    with user_errors(episode=episode_dir):
         if approve or withdraw:
             for line in decide(episode_dir, approve=approve or [], withdraw=withdraw or [], shorts=shorts):
                 typer.echo(line)
@@ -74,7 +74,7 @@ def report_command(
     from zray.review.report import write_report
     from zray.store import Store
 
-    with user_errors():
+    with user_errors(episode=episode_dir):
         store = Store(episode_dir)
         written = write_report(store)
     state = "written" if written else "unchanged"
@@ -155,9 +155,10 @@ def serve(episode_dir: str, *, host: str, port: int, open_browser: bool, allow_r
     state = ReviewState(store=store, token=new_token())
     # Read the records and import what the page's first request needs before anyone asks.
     from zray.review.page import episode_view
+    from zray.review.record import ReviewRecord
 
     episode, table = state.opened()
-    episode_view(episode, episode.review(), table)
+    episode_view(episode, ReviewRecord.of(episode), table)
     app = create_app(state, port=bound, hosts=allowed_hosts(host, remote=not is_loopback(host)))
     url = f"http://{_url_host(host)}:{bound}/?token={state.token}"
     print(url, flush=True)  # the first line of stdout: scripts and tests read it

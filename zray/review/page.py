@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from zray import episode as layout
 from zray.engines.base import seed_from
 from zray.episode import Episode, RecordError
 from zray.review.files import Served, file_url, preview_url
@@ -54,7 +55,7 @@ def scene_spans(episode: Episode, lang: str, labels: list[str]) -> list[tuple[fl
 def _cues(episode: Episode, lang: str) -> list[dict[str, Any]]:
     from zray.media.subtitles import SubtitleError, parse_srt
 
-    srt_path = next(iter(_outputs(episode, f"subs:{lang}")), None)
+    srt_path = next(iter(_outputs(episode, layout.subs_node(lang))), None)
     if srt_path is None:
         return []
     try:
@@ -73,10 +74,8 @@ def _approval(record: ReviewRecord, name: str, keys: dict[str, str]) -> dict[str
 
 
 def episode_view(episode: Episode, record: ReviewRecord, table: dict[str, Served]) -> dict[str, Any]:
-    from zray.pipeline.plan import scene_labels
-
     script = episode.script
-    labels = scene_labels(script)
+    labels = layout.scene_labels(script)
     try:
         published = episode.published().entries
         published_error = None
@@ -89,10 +88,10 @@ def episode_view(episode: Episode, record: ReviewRecord, table: dict[str, Served
     for lang in script.languages:
         spans[lang] = scene_spans(episode, lang, labels)
         cues[lang] = _cues(episode, lang)
-        video = _outputs(episode, f"video:{lang}")
-        subs = _outputs(episode, f"subs:{lang}")
-        thumbs = _outputs(episode, f"thumbs:{lang}")
-        finished = bool(video) and f"video:{lang}" in episode.nodes
+        video = _outputs(episode, layout.video_node(lang))
+        subs = _outputs(episode, layout.subs_node(lang))
+        thumbs = _outputs(episode, layout.thumbs_node(lang))
+        finished = bool(video) and layout.video_node(lang) in episode.nodes
         variants = [
             {"number": n, "url": _url(table, path), "preview": _url(table, path, preview=True)}
             for n, path in enumerate(thumbs[1:], start=1)
@@ -105,7 +104,7 @@ def episode_view(episode: Episode, record: ReviewRecord, table: dict[str, Served
                 "lang": lang,
                 "title": script.title(lang),
                 "finished": finished,
-                "duration": _result(episode, f"video:{lang}").get("duration"),
+                "duration": _result(episode, layout.video_node(lang)).get("duration"),
                 "video": _url(table, video[0]) if video else None,
                 "vtt": _url(table, subs[1]) if len(subs) > 1 else None,
                 "chapters": _url(table, subs[2]) if len(subs) > 2 else None,
@@ -139,7 +138,7 @@ def episode_view(episode: Episode, record: ReviewRecord, table: dict[str, Served
     scenes = []
     for index, scene in enumerate(script.scenes):
         label = labels[index]
-        picture = next(iter(_outputs(episode, f"image:{label}")), None)
+        picture = next(iter(_outputs(episode, layout.node_id("image", label))), None)
         override = record.scenes.get(str(index))
         if override and override.get("scene_id") != str(scene.scene_id):
             override = None  # chosen for a scene that has since moved: the plan ignores it too
@@ -197,7 +196,7 @@ def episode_view(episode: Episode, record: ReviewRecord, table: dict[str, Served
 
 def _official_variant(episode: Episode, lang: str) -> int | None:
     """Which variant the official thumbnail on disk is a copy of (by the hashes run.json recorded)."""
-    entry = episode.nodes.get(f"thumbs:{lang}") or {}
+    entry = episode.nodes.get(layout.thumbs_node(lang)) or {}
     outputs, files = list(entry.get("outputs") or []), entry.get("files") or {}
     if not outputs:
         return None

@@ -10,8 +10,8 @@ Three kinds of decision, each an input of something else:
   plan (`ReviewOverrides`), so they change exactly the keys they affect and the next run rebuilds
   only those.
 
-The record belongs to the episode folder's owner (`zray.episode`, which hands it out as
-`Episode.review()`); it carries the episode's identity like every record there. Its writes go
+The record lives in the episode folder (`zray.episode` names the file, `ReviewRecord.of` reads it
+for an episode); it carries the episode's identity like every record there. Its writes go
 through `update_review`, which holds the episode lock and reads the record afresh before
 changing it. Stdlib only: the plan imports it.
 """
@@ -32,6 +32,7 @@ from zray.episode import (
     RecordError,
     now_iso,
     read_json,
+    video_node,
     write_json,
 )
 from zray.store import Store
@@ -163,6 +164,11 @@ class ReviewRecord:
         self.thumbnails: dict[str, dict[str, Any]] = {}  # lang -> {variant, by, at}
         self.history: list[dict[str, Any]] = []
         self._load()
+
+    @classmethod
+    def of(cls, episode: Episode) -> ReviewRecord:
+        """The episode's review.json: approvals, scene seeds and thumbnail choices."""
+        return cls(episode.store, episode.identity)
 
     @property
     def url(self) -> str:
@@ -320,7 +326,7 @@ def plan_overrides(store: Store, identity: Identity) -> ReviewOverrides:
 
 def video_keys(episode: Episode, lang: str) -> dict[str, str]:
     """What approving a language's long video binds to: its content key."""
-    return {f"video:{lang}": episode.content_key(lang)}
+    return {video_node(lang): episode.content_key(lang)}
 
 
 def short_keys(episode: Episode, lang: str) -> dict[str, str]:
@@ -335,13 +341,13 @@ def not_approved_line(lang: str, folder: str) -> str:
 
 def unapproved(episode: Episode, langs: Iterable[str]) -> list[str]:
     """The languages whose current long video is not approved (RecordError for a bad record)."""
-    record = episode.review()
+    record = ReviewRecord.of(episode)
     return [lang for lang in langs if not record.approved(lang, video_keys(episode, lang))]
 
 
 def unapproved_shorts(episode: Episode, langs: Iterable[str]) -> list[str]:
     """The languages with Shorts whose current Shorts are not approved."""
-    record = episode.review()
+    record = ReviewRecord.of(episode)
     return [
         lang
         for lang in langs

@@ -106,7 +106,7 @@ def _languages(episode: Episode) -> str:
     target = audio.get("target_lufs")
     rows = []
     for lang in episode.script.languages:
-        entry = episode.nodes.get(f"video:{lang}")
+        entry = episode.nodes.get(layout.video_node(lang))
         if entry is None:
             rows.append(f"<tr><td>{_e(lang)}</td><td colspan='6'>no finished video</td></tr>")
             continue
@@ -290,12 +290,10 @@ def _messages(run: Mapping[str, Any]) -> str:
 
 def scene_pictures(episode: Episode) -> list[tuple[int, Any, str | None]]:
     """(index, scene, picture path or None) for every scene of the script as run."""
-    from zray.pipeline.plan import scene_labels
-
-    labels = scene_labels(episode.script)
+    labels = layout.scene_labels(episode.script)
     out = []
     for index, scene in enumerate(episode.script.scenes):
-        entry = episode.nodes.get(f"image:{labels[index]}")
+        entry = episode.nodes.get(layout.node_id("image", labels[index]))
         outputs = (entry or {}).get("outputs") or []
         out.append((index, scene, outputs[0] if outputs else None))
     return out

@@ -17,6 +17,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest
 
+from zray.errors import ZrayError
 from zray.publish import auth
 from zray.publish.errors import AuthError
 from zray.publish.quota import QuotaLedger
@@ -30,7 +31,7 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 MAX_BACKOFF_SECONDS = 64.0
 
 
-class UploadFailed(RuntimeError):
+class UploadFailed(ZrayError, RuntimeError):
     """A step that YouTube refused or that kept failing after every retry."""
 
 

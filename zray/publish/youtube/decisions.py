@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from zray.keys import content_tag
 from zray.publish.settings import Privacy, YouTubeConfig
 from zray.publish.youtube import short_thumbnails
 from zray.publish.youtube.channel import SEARCH_CALLS
 from zray.publish.youtube.metadata import (
     MetadataError,
-    content_tag,
     metadata_problems,
     slot_metadata,
     user_tags,

@@ -21,13 +21,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from zray.episode import KeyedRecord
+from zray.keys import content_tag
 from zray.lock import slot_lock
 from zray.publish.checked import checked_copy
 from zray.publish.youtube import records
 from zray.publish.youtube.channel import find_tagged
 from zray.publish.youtube.client import Api
 from zray.publish.youtube.decisions import Job, known_videos
-from zray.publish.youtube.metadata import content_tag
 from zray.publish.youtube.resumable import query_session, send_video
 from zray.store import Store
 

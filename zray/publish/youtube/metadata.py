@@ -8,7 +8,6 @@ when the folder's records are lost, so they are kept by every later update.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -16,28 +15,19 @@ from typing import Any
 
 from zray import limits
 from zray.episode import Episode
+from zray.errors import ZrayError
+from zray.keys import CONTENT_TAG_PREFIX, content_tag
 from zray.publish.settings import Privacy, YouTubeConfig
 from zray.publish.youtube.slots import VideoSlot, long_video
 
-CONTENT_TAG_PREFIX = "zray-c-"
-_HEX16 = re.compile(r"[0-9a-f]{16}")
 _ZRAY_TAG = re.compile(r"zray-(c-)?[0-9a-f]{16}")
 
 
-class MetadataError(ValueError):
+class MetadataError(ZrayError, ValueError):
     """Metadata over one of YouTube's limits; refused before anything is sent."""
 
 
 # --- zray's own tags -------------------------------------------------------------------------------
-
-
-def content_tag(content_key: str) -> str:
-    """The tag naming the content a video was made from: the run's 16-hex key itself, or (for a key
-    of another shape) its digest, so every content tag has the length `limits` reserves for it."""
-    digest = (
-        content_key if _HEX16.fullmatch(content_key) else hashlib.sha256(content_key.encode()).hexdigest()
-    )
-    return CONTENT_TAG_PREFIX + digest[:16]
 
 
 def is_zray_tag(tag: str) -> bool:

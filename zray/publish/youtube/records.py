@@ -14,9 +14,10 @@ import json
 from datetime import datetime
 from typing import Any
 
+from zray.keys import content_tag
 from zray.publish.youtube.channel import FoundVideo
 from zray.publish.youtube.decisions import Job
-from zray.publish.youtube.metadata import content_tag, iso, same_text
+from zray.publish.youtube.metadata import iso, same_text
 
 UNKNOWN = "unknown"  # the metadata fingerprint of a video whose text differs from the script's
 

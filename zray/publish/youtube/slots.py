@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zray import limits
-from zray.episode import Episode
+from zray.episode import Episode, node_id, scene_labels
 from zray.nodes import ShortFile
 
 
@@ -100,14 +100,12 @@ def short_thumbnail_for(episode: Episode, short: ShortFile) -> ShortThumbnail | 
     """A Short's thumbnail: the picture of its first scene that has one (a studio clip has none; with
     `shorts.images = "generate"` the vertical picture) and its chapter; None when no scene of it
     has a picture in the episode's record."""
-    from zray.pipeline.plan import scene_labels
-
     labels = scene_labels(episode.script)
     for index in short.scenes:
         if not 0 <= index < len(labels):
             continue
-        for node_id in (f"image_v:{labels[index]}", f"image:{labels[index]}"):
-            outputs = episode.nodes.get(node_id, {}).get("outputs") or []
+        for node in (node_id("image_v", labels[index]), node_id("image", labels[index])):
+            outputs = episode.nodes.get(node, {}).get("outputs") or []
             if outputs and isinstance(outputs[0], str):
                 return ShortThumbnail(picture=outputs[0], text=short.title)
     return None

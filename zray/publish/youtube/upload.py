@@ -86,19 +86,9 @@ def choose_languages(episode: Episode, langs: Iterable[str] | None) -> list[str]
 
 def upload_episode(
     episode: Episode,
+    options: UploadOptions,
     *,
     langs: Iterable[str] | None = None,
-    privacy: Privacy | None = None,
-    dry_run: bool = False,
-    force: bool = False,
-    replace: bool = False,
-    config: YouTubeConfig,
-    credentials_for: Callable[[str], Credentials],
-    now: datetime | None = None,
-    http_factory: Callable[[], httplib2.Http] | None = None,
-    progress: ProgressCallback | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    project: str | None = None,
     require_review: bool = False,
     shorts: bool = False,
 ) -> UploadReport:
@@ -107,9 +97,8 @@ def upload_episode(
 
     Raises UnknownLanguage for a language the episode does not have, RecordError when
     published.json or upload_state.json cannot be trusted, and QuotaError, before any request,
-    when the planned calls would exceed today's quota. The other options are `UploadOptions`'s.
-    `require_review` (the
-    `review.required` setting): a language whose current video is not approved in `zray review`
+    when the planned calls would exceed today's quota. How it uploads is `options`.
+    `require_review` (the `review.required` setting): a language whose current video is not approved in `zray review`
     is not uploaded, and counts as a failure.
     """
     slots: list[VideoSlot | VideoResult] = []
@@ -123,19 +112,6 @@ def upload_episode(
             slots.append(long_video(episode, lang))
         except EpisodeError as exc:
             slots.append(VideoResult(lang, "failed", message=str(exc)))
-    options = UploadOptions(
-        config=config,
-        credentials_for=credentials_for,
-        privacy=privacy,
-        dry_run=dry_run,
-        force=force,
-        replace=replace,
-        now=now,
-        http_factory=http_factory,
-        progress=progress,
-        sleep=sleep,
-        project=project,
-    )
     if not shorts:
         return upload_videos(episode, slots, options)
     # Both buckets must hold the Shorts too before anything starts: they are counted now, and
@@ -144,7 +120,7 @@ def upload_episode(
     first = upload_videos(episode, slots, options, reserve=ahead)
     second = upload_shorts(episode, chosen, options, require_review=require_review)
     units = {k: first.units.get(k, 0) + second.units.get(k, 0) for k in {*first.units, *second.units}}
-    return UploadReport(first.results + second.results, units=units, dry_run=dry_run)
+    return UploadReport(first.results + second.results, units=units, dry_run=options.dry_run)
 
 
 def short_slots(
