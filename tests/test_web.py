@@ -79,7 +79,8 @@ def make_episode(
         nodes[f"video:{lang}"] = {
             "key": f"k-{lang}",
             "outputs": [prefix + video],
-            "result": {"duration": DURATIONS[lang]},
+            # Every run.json names the file a result is: a typed result needs its path.
+            "result": {"path": prefix + video, "duration": DURATIONS[lang]},
         }
         nodes[f"thumbs:{lang}"] = {"key": f"t-{lang}", "outputs": [prefix + t for t in thumbs], "result": {}}
         nodes[f"subs:{lang}"] = {"key": f"s-{lang}", "outputs": [prefix + s for s in subs], "result": {}}
