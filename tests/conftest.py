@@ -59,27 +59,11 @@ def _zray_logger_reset():
     logger.setLevel(logging.NOTSET)
 
 
-_SESSION_RAY: list[bool] = []  # holds True while `ray_session` owns the running Ray
-
-
-@pytest.fixture(autouse=True)
-def _no_ray_left_behind(request):
-    """A test that leaves a Ray instance running (an embedded run that did not shut it down) would
-    hand it to every later test, without the tests' folder on its workers' path: such a test fails
-    here, naming itself, and Ray is stopped."""
-    import sys
-
-    yield
-    ray = sys.modules.get("ray")
-    if ray is None or _SESSION_RAY or not ray.is_initialized():
-        return
-    ray.shutdown()
-    pytest.fail(f"{request.node.nodeid} left a Ray instance running", pytrace=False)
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_session():
-    """One local Ray for the whole session (starting Ray costs seconds).
+    """One local Ray shared by the tests (starting Ray costs seconds), started when a test first
+    needs it and again after a module that runs its own cluster has shut it down (a run would
+    otherwise start an embedded Ray without the tests' folder on its workers' path).
 
     Logical CPUs may exceed the real two cores; workers get the tests folder on their path so
     test-only engines (fault injection) can be named as `module:Class`.
@@ -95,10 +79,17 @@ def ray_session():
                 "env_vars": {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
             },
         )
-    _SESSION_RAY.append(True)
-    yield ray
-    _SESSION_RAY.clear()
-    ray.shutdown()
+    return ray
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_stopped_at_the_end():
+    import sys
+
+    yield
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 # Each scene speaks for about ten seconds, so every chapter is long enough for YouTube.
