@@ -232,7 +232,7 @@ class _Builder:
             )
             # Clips move by themselves: no camera move on top.
             return Picture(node=None, key=item.digest, shot=Shot(clip=clip))
-        seed, seed_source = self.scene_seed(index)
+        seed = self.scene_seed(index)[0]
         v = self.video
         layers: tuple[str, int, str] | None = None
         if scene.image_file:
@@ -244,32 +244,17 @@ class _Builder:
             )
             drawn_from = format1_picture_key(image.request)
         else:
-            request = ImageRequest(
-                prompt=scene.image_prompt,
-                width=v.width,
-                height=v.height,
-                seed=seed,
-                label=f"Scene {scene.scene_id}",
+            image = self.drawn_image(
+                index,
+                node_id=layout.node_id("image", label),
+                size=(v.width, v.height),
+                size_from="video",
+                output=layout.scene_image(label),
             )
-            image = self.add(
-                make_node(
-                    layout.node_id("image", label),
-                    request,
-                    stage="images",
-                    engine=self.identities.image,
-                    outputs=lambda key: {"output": layout.scene_image(label)},
-                    sources={
-                        "prompt": f"scenes.{index}.image_prompt",
-                        "width": "video.width",
-                        "height": "video.height",
-                        "seed": seed_source,
-                        "label": f"scenes.{index}.scene_id",
-                    },
-                )
-            )
+            request = image.request
+            assert isinstance(request, ImageRequest)
             drawn_from = format1_picture_key(request, self.identities.image)
-            if self.identities.image.get("engine") == "storyboard":
-                layers = (request.prompt, request.seed, request.label)
+            layers = self.storyboard_layers(request)
         motion = scene_motion(self.script, index, self.motion)
         if motion == "generate":
             return self.generated_clip(index, image, seed, layers=layers)
@@ -355,6 +340,43 @@ class _Builder:
         if chosen is not None:
             return chosen, f"review clip seed of scene {scene.scene_id}"
         return derived_clip_seed(picture_seed), self.scene_seed(index)[1]
+
+    def drawn_image(
+        self, index: int, *, node_id: str, size: tuple[int, int], size_from: str, output: str
+    ) -> Node:
+        """The scene's picture made by the image engine at `size` (set by the `size_from` settings:
+        the long video's or the Shorts'), from its prompt, seed and label."""
+        scene = self.script.scenes[index]
+        seed, seed_source = self.scene_seed(index)
+        request = ImageRequest(
+            prompt=scene.image_prompt,
+            width=size[0],
+            height=size[1],
+            seed=seed,
+            label=f"Scene {scene.scene_id}",
+        )
+        return self.add(
+            make_node(
+                node_id,
+                request,
+                stage="images",
+                engine=self.identities.image,
+                outputs=lambda key: {"output": output},
+                sources={
+                    "prompt": f"scenes.{index}.image_prompt",
+                    "width": f"{size_from}.width",
+                    "height": f"{size_from}.height",
+                    "seed": seed_source,
+                    "label": f"scenes.{index}.scene_id",
+                },
+            )
+        )
+
+    def storyboard_layers(self, request: ImageRequest) -> tuple[str, int, str] | None:
+        """What the draft clip engine rebuilds a storyboard card's layers from (None: another engine's picture)."""
+        if self.identities.image.get("engine") != "storyboard":
+            return None
+        return (request.prompt, request.seed, request.label)
 
     def scene_seed(self, index: int) -> tuple[int, str]:
         """The scene's picture seed, and where it comes from: a new picture asked for in review,
@@ -780,39 +802,20 @@ class _Builder:
             width, height = (
                 16 * math.ceil(n / 16) for n in (self.config.shorts.width, self.config.shorts.height)
             )
-            seed, seed_source = self.scene_seed(index)  # as the scene's own picture
+            seed = self.scene_seed(index)[0]  # as the scene's own picture
             label = self.labels[index]
-            request = ImageRequest(
-                prompt=scene.image_prompt,
-                width=width,
-                height=height,
-                seed=seed,
-                label=f"Scene {scene.scene_id}",
-            )
-            node = self.add(
-                make_node(
-                    layout.node_id("image_v", label),
-                    request,
-                    stage="images",
-                    engine=self.identities.image,
-                    outputs=lambda key, label=label: {"output": layout.vertical_image(label)},
-                    sources={
-                        "prompt": f"scenes.{index}.image_prompt",
-                        "width": "shorts.width",
-                        "height": "shorts.height",
-                        "seed": seed_source,
-                        "label": f"scenes.{index}.scene_id",
-                    },
-                )
+            node = self.drawn_image(
+                index,
+                node_id=layout.node_id("image_v", label),
+                size=(width, height),
+                size_from="shorts",
+                output=layout.vertical_image(label),
             )
             if picture.clip is None:
                 vertical.append(Picture(node=node, key=node.key, shot=Shot()))
                 continue
-            layers = (
-                (request.prompt, request.seed, request.label)
-                if self.identities.image.get("engine") == "storyboard"
-                else None
-            )
+            assert isinstance(node.request, ImageRequest)
+            layers = self.storyboard_layers(node.request)
             clip = self.clip_node(index, node, seed, layers=layers, size=(width, height), vertical=True)
             shot = Shot(generated=Generated(fit="cover", move=generated.continuation_move(clip.key)))
             vertical.append(Picture(node=node, key=node.key, shot=shot, clip=clip))
