@@ -247,7 +247,8 @@ def why_lines(why: dict[str, str]) -> list[str]:
     `3 steps: narration changed (pad:es:1, video:es, subs:es)`."""
     by_reason: dict[str, list[str]] = {}
     for node, reason in why.items():
-        by_reason.setdefault(reason, []).append(node)
+        # Which step needed a missing one is --explain's detail; here the missing ones go together.
+        by_reason.setdefault(reason.split(" (needed by ", 1)[0], []).append(node)
     lines = []
     for reason, nodes in sorted(by_reason.items(), key=lambda item: (-len(item[1]), item[0])):
         named = ", ".join(nodes[:WHY_NAMED]) + (
